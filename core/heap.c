@@ -1,0 +1,528 @@
+// heap.c: thread heaps and every slow path of malloc and free.
+//
+// Ownership (mimalloc's free-list sharding, with the state kept in the pool):
+// - A slab is owned by one thread (pdesc.owner = its id) or detached (0).
+// - The owner allocates from and frees to the slab's free list without any
+//   atomic operation. Other threads push onto the slab's thread_free list
+//   with a compare-and-swap; the owner collects that list when it runs dry.
+// - An owner whose slab is full detaches it: under the pool lock, it swaps
+//   thread_free from empty to TF_DETACHED. A thread that then frees into it
+//   sees the bit, takes the pool lock and adopts the slab (or, when the
+//   thread is exiting, frees into it under the lock and lists it in avail).
+// - A thread that exits, and every slab of a re-attached pool, leave slabs
+//   detached on the pool's avail list of their class; any thread needing a
+//   slab of that class adopts one from there before taking fresh pages.
+// Lock order: registry lock, then pool lock. Nothing here allocates.
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "vmmap.h"
+
+struct pdesc empty_desc;
+struct theap empty_heap = {
+    .direct = {[0 ... SC_DIRECT_MAX / 16] = &empty_desc},
+    .cur = {[0 ... SC_COUNT - 1] = &empty_desc},
+};
+__thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] = {
+    [0 ... MMPOOL_MAX_POOLS] = &empty_heap};
+__thread uint32_t tl_tid = TID_NONE;
+static __thread int tl_exiting;    // the thread-exit destructor has run
+static __thread int tl_key_set;    // pthread_setspecific done
+
+static uint32_t next_tid = 1;
+static pthread_key_t exit_key;
+static int init_done;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct theap *registry;   // live heaps of all threads
+static struct theap *free_heaps; // recycled heap memory (reg_next links)
+static char *arena_next, *arena_end;
+
+#define ARENA_CHUNK ((size_t)16 << 20)
+
+void heap_registry_lock(void) { pthread_mutex_lock(&reg_lock); }
+void heap_registry_unlock(void) { pthread_mutex_unlock(&reg_lock); }
+
+static void thread_exit(void *arg);
+
+void heap_init_once(void) {
+  if (__atomic_load_n(&init_done, __ATOMIC_ACQUIRE)) return;
+  heap_registry_lock();
+  if (!init_done) {
+    // pthread_key_create does not allocate; only the destructor matters.
+    if (pthread_key_create(&exit_key, thread_exit) != 0)
+      log_print(LOG_WARN, "no thread-exit hook: exiting threads keep their "
+                "slabs until a re-attach");
+    __atomic_store_n(&init_done, 1, __ATOMIC_RELEASE);
+  }
+  heap_registry_unlock();
+}
+
+// ---------------------------------------------------------------------------
+// Heap objects. pre for the two helpers: registry lock held.
+
+static struct theap *heap_new_mem(void) {
+  struct theap *h = free_heaps;
+  if (h) {
+    free_heaps = h->reg_next;
+    return h;
+  }
+  size_t sz = (sizeof(struct theap) + 63) & ~(size_t)63;
+  if (!arena_next || (size_t)(arena_end - arena_next) < sz) {
+    char *a = vmmap_internal(ARENA_CHUNK);
+    if (!a) return NULL;
+    arena_next = a, arena_end = a + ARENA_CHUNK;
+  }
+  h = (struct theap *)arena_next;
+  arena_next += sz;
+  return h;
+}
+
+static void heap_unregister(struct theap *h) {
+  if (!h->registered) return;
+  if (h->reg_prev) h->reg_prev->reg_next = h->reg_next;
+  else registry = h->reg_next;
+  if (h->reg_next) h->reg_next->reg_prev = h->reg_prev;
+  h->registered = 0;
+}
+
+static void heap_free_mem(struct theap *h) {
+  heap_unregister(h);
+  h->reg_next = free_heaps;
+  free_heaps = h;
+}
+
+static void set_cur(struct theap *h, unsigned c, struct pdesc *d) {
+  h->cur[c] = d;
+  uint32_t b = sc_table[c].bsize;
+  if (b > SC_DIRECT_MAX) return;
+  // The direct slots of class c: sizes (previous class, b].
+  unsigned lo = c ? sc_table[c - 1].bsize / 16 + 1 : 0;
+  for (unsigned s = lo; s <= b / 16; s++) h->direct[s] = d;
+}
+
+// This thread's heap in p, made on first use; NULL if p is closed.
+static struct theap *heap_get(struct mmpool *p) {
+  struct theap *h = tl_heap[p->id];
+  if (likely(h != &empty_heap && h->gen == p->gen && h->pool == p)) return h;
+  if (p->state != POOL_OPEN) {
+    log_fail(EINVAL, "pool %u is closed", p->id);
+    return NULL;
+  }
+  heap_init_once();
+  if (tl_tid == TID_NONE)  // ids are never reused (4 billion threads)
+    tl_tid = __atomic_fetch_add(&next_tid, 1, __ATOMIC_RELAXED);
+  heap_registry_lock();
+  if (h != &empty_heap) heap_free_mem(h);  // a heap of a closed pool
+  h = heap_new_mem();
+  if (h) {
+    memset(h, 0, sizeof *h);
+    for (unsigned s = 0; s <= SC_DIRECT_MAX / 16; s++)
+      h->direct[s] = &empty_desc;
+    for (unsigned c = 0; c < SC_COUNT; c++) h->cur[c] = &empty_desc;
+    h->base = p->base;
+    h->pool = p;
+    h->gen = p->gen;
+    h->tid = tl_tid;
+    h->reg_next = registry;
+    if (registry) registry->reg_prev = h;
+    registry = h;
+    h->registered = 1;
+  }
+  heap_registry_unlock();
+  if (!h) {
+    log_fail(ENOMEM, "no memory for a thread heap");
+    tl_heap[p->id] = &empty_heap;
+    return NULL;
+  }
+  tl_heap[p->id] = h;
+  if (!tl_key_set && !tl_exiting && init_done) {
+    // May allocate (keys >= 32 in glibc) outside any lock of ours.
+    tl_key_set = 1;
+    pthread_setspecific(exit_key, (void *)1);
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------------------
+// Slabs
+
+static inline uint64_t slab_off(const struct mmpool *p, uint32_t idx) {
+  return (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
+}
+
+// Moves the blocks other threads freed onto the free list.
+// pre: the calling thread owns d (or holds the pool lock for a detached d).
+static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
+  if (__atomic_load_n(&d->thread_free, __ATOMIC_RELAXED) == keep) return;
+  uint64_t tf = __atomic_exchange_n(&d->thread_free, keep, __ATOMIC_ACQUIRE);
+  uint64_t head = tf & ~TF_DETACHED, tail = head;
+  if (!head) return;
+  uint32_t k = 1;
+  for (uint64_t n; (n = *(uint64_t *)(p->base + tail)) != 0; k++) tail = n;
+  *(uint64_t *)(p->base + tail) = d->free;
+  d->free = head;
+  d->used -= k;
+}
+
+// Threads never-used blocks onto the free list, a few KiB at a time so a
+// fresh slab is not touched all at once. 1 if d has a free block after.
+static int extend(struct mmpool *p, struct pdesc *d) {
+  if (d->free) return 1;
+  uint32_t left = d->nblocks - d->inited;
+  if (!left) return 0;
+  uint32_t k = 4096 / d->bsize;
+  if (k < 1) k = 1;
+  if (k > left) k = left;
+  uint64_t first = slab_off(p, page_index(p, d)) +
+                   (uint64_t)d->inited * d->bsize;
+  for (uint32_t i = 0; i + 1 < k; i++)
+    *(uint64_t *)(p->base + first + (uint64_t)i * d->bsize) =
+        first + (uint64_t)(i + 1) * d->bsize;
+  *(uint64_t *)(p->base + first + (uint64_t)(k - 1) * d->bsize) = 0;
+  d->free = first;
+  d->inited += k;
+  return 1;
+}
+
+static void slab_init(struct mmpool *p, uint32_t idx, unsigned c,
+                      uint32_t owner) {
+  const struct sizeclass *sc = &sc_table[c];
+  page_set_span(p, idx, sc->npages, PD_SLAB);
+  struct pdesc *d = &p->desc[idx];
+  uint64_t so = slab_off(p, idx);
+  d->cls = (uint8_t)c;
+  d->gshift = (uint8_t)sc->gshift;
+  d->bsize = sc->bsize;
+  d->nblocks = sc->nblocks;
+  d->inited = d->used = 0;
+  d->free = 0;
+  d->thread_free = 0;
+  d->side = so + sc->side_rel - ((so >> sc->gshift) << 1);
+  d->owner = owner;
+}
+
+// Takes slab d (detached) for heap h. pre: pool lock.
+static void adopt(struct mmpool *p, struct theap *h, struct pdesc *d) {
+  if (d->flags & PDF_LISTED) page_avail_remove(p, d);
+  __atomic_store_n(&d->owner, h->tid, __ATOMIC_RELAXED);
+  collect(p, d, 0);  // also clears TF_DETACHED
+  page_list_push(p, &h->list[d->cls], page_index(p, d));
+}
+
+// Detaches a full slab d of h; 0 if a remote free made it non-full first.
+static int detach_full(struct mmpool *p, struct theap *h, struct pdesc *d) {
+  uint64_t expect = 0;
+  int done;
+  pthread_mutex_lock(&p->lock);
+  done = __atomic_compare_exchange_n(&d->thread_free, &expect, TF_DETACHED,
+                                     0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+  if (done) {
+    page_list_remove(p, &h->list[d->cls], page_index(p, d));
+    __atomic_store_n(&d->owner, OWNER_DETACHED, __ATOMIC_RELAXED);
+    if (h->cur[d->cls] == d) set_cur(h, d->cls, &empty_desc);
+  }
+  pthread_mutex_unlock(&p->lock);
+  return done;
+}
+
+// A slab of class c with a free block, made current; NULL when p is full.
+static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
+                               unsigned c) {
+  struct pdesc *d = h->cur[c];
+  if (d != &empty_desc) {
+    collect(p, d, 0);
+    if (extend(p, d)) return d;
+  }
+  // The other slabs this thread owns; full ones are detached on the way.
+  for (uint32_t l = h->list[c]; l;) {
+    struct pdesc *s = &p->desc[l - 1];
+    l = s->next;
+    collect(p, s, 0);
+    if (extend(p, s) || !detach_full(p, h, s)) {
+      collect(p, s, 0);
+      if (!extend(p, s)) continue;
+      set_cur(h, c, s);
+      return s;
+    }
+  }
+  // Slabs left by exited threads or an earlier process, then fresh pages.
+  pthread_mutex_lock(&p->lock);
+  struct pool_state *st = &p->hdr->st;
+  while (st->avail[c]) {
+    struct pdesc *s = &p->desc[st->avail[c] - 1];
+    adopt(p, h, s);
+    if (extend(p, s)) {
+      pthread_mutex_unlock(&p->lock);
+      set_cur(h, c, s);
+      return s;
+    }
+  }
+  int dirty;
+  int64_t idx = page_span_alloc(p, sc_table[c].npages, 1, &dirty);
+  if (idx >= 0) {
+    slab_init(p, (uint32_t)idx, c, h->tid);
+    page_list_push(p, &h->list[c], (uint32_t)idx);
+  }
+  pthread_mutex_unlock(&p->lock);
+  if (idx < 0) return NULL;
+  d = &p->desc[idx];
+  extend(p, d);
+  set_cur(h, c, d);
+  return d;
+}
+
+void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) {
+  struct theap *h = heap_get(p);
+  if (!h) return NULL;
+  struct pdesc *d = h->cur[c];
+  if (!d->free && !(d = find_slab(p, h, c))) return NULL;
+  return slab_pop(h->base, d, d->free, n);
+}
+
+void *heap_alloc_slow(struct mmpool *p, size_t n) {
+  return heap_alloc_class(p, sc_of(n), n);
+}
+
+void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
+                       int *dirty) {
+  if (n > p->capacity) {
+    log_fail(ENOMEM, "pool '%s': %zu bytes exceed its capacity (%llu)",
+             p->name, n, (unsigned long long)p->capacity);
+    return NULL;
+  }
+  uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
+  if (np == 0) np = 1;
+  uint32_t ap = align > PAGE_BYTES ? (uint32_t)(align >> PAGE_SHIFT) : 1;
+  pthread_mutex_lock(&p->lock);
+  int64_t idx = page_span_alloc(p, np, ap, dirty);
+  if (idx >= 0) {
+    page_set_span(p, (uint32_t)idx, np, PD_LARGE);
+    p->desc[idx].side = n;
+    p->desc[idx].cls = 0;
+  }
+  pthread_mutex_unlock(&p->lock);
+  return idx >= 0 ? (void *)page_addr(p, (uint32_t)idx) : NULL;
+}
+
+// ---------------------------------------------------------------------------
+// Free
+
+void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
+  struct theap *h = tl_heap[p->id];
+  if (h->cur[d->cls] == d) return;  // keep one slab per class at hand
+  // used == 0: no block is live, so no other thread can push meanwhile.
+  page_list_remove(p, &h->list[d->cls], page_index(p, d));
+  pthread_mutex_lock(&p->lock);
+  page_span_free(p, page_index(p, d), d->npages);
+  pthread_mutex_unlock(&p->lock);
+}
+
+struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
+  if (!p) {
+    *why = "not a block of any pool";
+    return NULL;
+  }
+  uintptr_t rel = a - p->data;
+  if (a < p->data || rel >= __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)) {
+    *why = "inside the pool's header or unused area, not a block";
+    return NULL;
+  }
+  uint32_t idx = (uint32_t)(rel >> PAGE_SHIFT);
+  struct pdesc *d = &p->desc[idx];
+  if (d->kind == PD_TAIL && d->head_delta <= idx) d -= d->head_delta;
+  uint32_t head = page_index(p, d);
+  uintptr_t start = page_addr(p, head);
+  if (head >= p->hdr->st.top) {
+    *why = "not an allocated block (above the pool's top)";
+  } else if (d->kind == PD_SLAB) {
+    uintptr_t off = a - start;
+    if (off % d->bsize == 0 && off / d->bsize < d->inited) return d;
+    *why = "not the start of a block";
+  } else if (d->kind == PD_LARGE) {
+    if (a == start) return d;
+    *why = "not the start of a block";
+  } else {
+    *why = "not an allocated block (freed twice?)";
+  }
+  return NULL;
+}
+
+size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) {
+  if (d->kind == PD_LARGE) return d->side;
+  return d->bsize -
+         *(uint16_t *)(p->base + d->side + (((a - p->base) >> d->gshift) << 1));
+}
+
+static void report_invalid(struct mmpool *p, uintptr_t a, const char *why) {
+  static unsigned reported;
+  if (__atomic_fetch_add(&reported, 1, __ATOMIC_RELAXED) < 16)
+    log_print(LOG_WARN, "free(%p) ignored: %s%s%s", (void *)a, why,
+              p ? " of pool " : "", p ? p->name : "");
+}
+
+// A slab freed into while detached: adopt it, or (exiting thread) free
+// into it under the lock.
+static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
+  struct theap *h = tl_exiting ? NULL : heap_get(p);
+  uint64_t off = a - p->base;
+  pthread_mutex_lock(&p->lock);
+  if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != OWNER_DETACHED) {
+    // Adopted by another thread meanwhile: back to the remote path.
+    pthread_mutex_unlock(&p->lock);
+    heap_free_slow(p, d, a);
+    return;
+  }
+  if (h) {
+    adopt(p, h, d);
+    pthread_mutex_unlock(&p->lock);
+    *(uint64_t *)a = d->free;
+    d->free = off;
+    if (--d->used == 0) heap_slab_empty(p, d);
+    return;
+  }
+  *(uint64_t *)a = d->free;
+  d->free = off;
+  if (--d->used == 0) {
+    if (d->flags & PDF_LISTED) page_avail_remove(p, d);
+    page_span_free(p, page_index(p, d), d->npages);
+  } else if (!(d->flags & PDF_LISTED)) {
+    page_avail_push(p, d);
+  }
+  pthread_mutex_unlock(&p->lock);
+}
+
+void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
+  if (a == 0) return;
+  const char *why = NULL;
+  if (!d) {
+    report_invalid(pool_of_addr(a), a,
+                   pool_of_addr(a) ? "inside the pool's header or unused area"
+                                   : "not a block of any pool");
+    return;
+  }
+  if (d->kind == PD_SLAB) {
+    if (!heap_block(p, a, &why)) goto bad;
+    if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) == tl_tid) {
+      *(uint64_t *)a = d->free;  // reached through the API's slow path
+      d->free = a - p->base;
+      if (--d->used == 0) heap_slab_empty(p, d);
+      return;
+    }
+    uint64_t off = a - p->base;
+    uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
+    while (!(old & TF_DETACHED)) {
+      *(uint64_t *)a = old;
+      if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        return;
+    }
+    free_detached(p, d, a);
+    return;
+  }
+  if (d->kind == PD_LARGE && heap_block(p, a, &why)) {
+    pthread_mutex_lock(&p->lock);
+    page_span_free(p, page_index(p, d), d->npages);
+    pthread_mutex_unlock(&p->lock);
+    return;
+  }
+  if (!why) heap_block(p, a, &why);
+bad:
+  log_fatal("free(%p): %s of pool '%s'", (void *)a, why ? why : "invalid",
+            p->name);
+}
+
+// ---------------------------------------------------------------------------
+// Resize in place
+
+int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
+  if (d->kind == PD_SLAB) {
+    // Stay while the block is not more than twice what is needed.
+    if (n > d->bsize || (n <= d->bsize / 2 && d->bsize > 16)) return -1;
+    *(uint16_t *)(p->base + d->side + (((a - p->base) >> d->gshift) << 1)) =
+        (uint16_t)(d->bsize - n);
+    return 0;
+  }
+  if (n <= SC_SMALL_MAX) return -1;  // a large block never shrinks to small
+  uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
+  uint32_t idx = page_index(p, d), have = d->npages;
+  int r = 0;
+  pthread_mutex_lock(&p->lock);
+  if (np < have) {
+    page_set_span(p, idx, np, PD_LARGE);
+    page_set_span(p, idx + np, have - np, PD_LARGE);
+    page_span_free(p, idx + np, have - np);
+  } else if (np > have) {
+    r = page_span_extend(p, idx, have, np - have);
+    if (r == 0) page_set_span(p, idx, np, PD_LARGE);
+  }
+  if (r == 0) d->side = n;
+  pthread_mutex_unlock(&p->lock);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Thread exit, pool close, fork
+
+// Leaves every slab of h detached: on avail if it has room, freed if empty.
+static void abandon(struct mmpool *p, struct theap *h) {
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    for (uint32_t l = h->list[c]; l;) {
+      struct pdesc *s = &p->desc[l - 1];
+      l = s->next;
+      collect(p, s, TF_DETACHED);
+      __atomic_store_n(&s->owner, OWNER_DETACHED, __ATOMIC_RELAXED);
+      s->next = s->prev = 0;
+      if (s->used == 0)
+        page_span_free(p, page_index(p, s), s->npages);
+      else if (s->free || s->inited < s->nblocks)
+        page_avail_push(p, s);
+    }
+    h->list[c] = 0;
+    set_cur(h, c, &empty_desc);
+  }
+}
+
+static void thread_exit(void *arg) {
+  (void)arg;
+  tl_exiting = 1;
+  for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
+    struct theap *h = tl_heap[id];
+    if (h == &empty_heap) continue;
+    tl_heap[id] = &empty_heap;
+    struct mmpool *p = h->pool;
+    pthread_mutex_lock(&p->lock);
+    if (p->state == POOL_OPEN && h->gen == p->gen) abandon(p, h);
+    pthread_mutex_unlock(&p->lock);
+    heap_registry_lock();
+    heap_free_mem(h);
+    heap_registry_unlock();
+  }
+}
+
+void heap_forget_pool(struct mmpool *p) {
+  for (struct theap *h = registry, *next; h; h = next) {
+    next = h->reg_next;
+    if (h->pool != p) continue;
+    // Its thread frees the memory when it next touches the pool's slot.
+    for (unsigned c = 0; c < SC_COUNT; c++) set_cur(h, c, &empty_desc);
+    h->gen = 0;
+    heap_unregister(h);
+  }
+  if (tl_heap[p->id] != &empty_heap && tl_heap[p->id]->pool == p) {
+    heap_free_mem(tl_heap[p->id]);
+    tl_heap[p->id] = &empty_heap;
+  }
+}
+
+void heap_fork_child(void) {
+  pthread_mutex_init(&reg_lock, NULL);
+  // Only the forking thread survives: the others' slabs become detached.
+  for (struct theap *h = registry, *next; h; h = next) {
+    next = h->reg_next;
+    if (tl_heap[h->pool->id] == h) continue;
+    abandon(h->pool, h);
+    heap_free_mem(h);
+  }
+}

@@ -1,0 +1,42 @@
+// log.h: messages without allocation.
+//
+// A small printf-like formatter writes into caller buffers, and the log and
+// error paths use it with fixed buffers only: they can run inside malloc,
+// before the engine is initialised, in a fork child and from exit handlers.
+// Every line the library prints starts with "mmpool: ".
+#ifndef MMPOOL_LOG_H
+#define MMPOOL_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+// Formats into buf (always NUL-terminated when n > 0) and returns the length
+// written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
+// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx).
+size_t log_vformat(char *buf, size_t n, const char *fmt, va_list ap);
+size_t log_format(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+// Where log lines go (default: a duplicate of fd 2 made at first use, so a
+// program that closes stderr does not silence us) and how much.
+void log_set_fd(int fd);
+void log_set_level(int level);
+int log_level(void);
+
+// Prints "mmpool: <message>\n" when level <= the current level.
+void log_print(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+// Records the calling thread's last error ("" until the first) and returns
+// -err, so failure paths read `return log_fail(EINVAL, "...", ...)`.
+int log_fail(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *log_last_error(void);
+
+// One line on the log, then abort(): heap corruption and broken invariants.
+_Noreturn void log_fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+#endif

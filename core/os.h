@@ -1,0 +1,62 @@
+// os.h: the operating-system contract of the engine.
+//
+// core/os_linux.c is the only file that calls mmap, munmap, mprotect,
+// madvise, fallocate, msync and the file calls the pools need. Everything
+// goes through raw system calls, so no libc wrapper that another preload
+// library (or our own shim) interposes can run, or allocate, underneath us.
+// Every function returns 0 or a result >= 0 on success and a negative errno
+// value on failure; none of them changes errno.
+#ifndef MMPOOL_OS_H
+#define MMPOOL_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+// Reserves [addr, addr+len) as PROT_NONE, MAP_NORESERVE anonymous memory.
+// addr != 0: exactly there (MAP_FIXED_NOREPLACE; -EEXIST when anything is
+// mapped in the range, and the existing mapping is untouched).
+// addr == 0: wherever the kernel likes. *out receives the address.
+int os_reserve(uintptr_t addr, size_t len, uintptr_t *out);
+// Makes [addr, addr+len) of an own reservation read-write anonymous memory.
+int os_commit(uintptr_t addr, size_t len);
+// Maps file fd at [off, off+len) over [addr, addr+len) of an own reservation.
+int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off, int shared);
+// Makes an own range PROT_NONE, MAP_NORESERVE again (drops its pages).
+int os_decommit(uintptr_t addr, size_t len);
+// Drops the pages of a private anonymous range; it reads as zeros after.
+int os_purge(uintptr_t addr, size_t len);
+int os_unmap(uintptr_t addr, size_t len);
+// Writes a shared file mapping's dirty pages to the file and waits.
+int os_msync(uintptr_t addr, size_t len);
+// Best effort: names an anonymous range in /proc/self/maps ("[anon:NAME]").
+void os_name_range(uintptr_t addr, size_t len, const char *name);
+
+// Files. os_open refuses symbolic links (O_NOFOLLOW) and sets O_CLOEXEC.
+int os_open(const char *path, int flags, int mode);
+int os_close(int fd);
+int os_file_size(int fd, uint64_t *size, int *is_regular);
+int os_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int os_allocate(int fd, uint64_t off, uint64_t len);  // fallocate, mode 0
+int os_truncate(int fd, uint64_t len);
+int os_fsync(int fd);
+// flock: exclusive or shared, never waits (-EWOULDBLOCK when taken).
+int os_lock_file(int fd, int exclusive);
+int os_unlock_file(int fd);
+
+// Writes all of buf to fd (retrying short writes and EINTR).
+int os_write_all(int fd, const void *buf, size_t len);
+
+// One line describing the first mapping of this process that overlaps
+// [addr, addr+len), from /proc/self/maps ("0x...-0x... rw-p /path"), or
+// "an unknown mapping" when it cannot be read. Never allocates.
+void os_describe_mapping(uintptr_t addr, size_t len, char *out, size_t outlen);
+
+// A few words for an errno value ("errno N" for the rare ones).
+const char *os_strerror(int err, char *buf, size_t len);
+
+uint64_t os_thread_id(void);   // the kernel's id of the calling thread
+int os_getpid(void);
+size_t os_page_size(void);
+
+#endif

@@ -1,0 +1,281 @@
+// os_linux.c: the engine's only door to the kernel for memory and files.
+//
+// Every call is a raw system call (syscall(2)), never the libc wrapper: the
+// wrappers can be interposed by other preload libraries, and some allocate.
+// syscall() itself sets errno, so each function saves and restores it and
+// reports failures as negative errno values instead.
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+// Runs a system call and turns -1/errno into a negative errno result,
+// leaving the caller's errno as it was.
+static long sys(long nr, long a, long b, long c, long d, long e, long f) {
+  int saved = errno;
+  long r = syscall(nr, a, b, c, d, e, f);
+  if (r == -1) r = -(long)errno;
+  errno = saved;
+  return r;
+}
+#define SYS6(nr, a, b, c, d, e, f)                                            \
+  sys(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+#define SYS3(nr, a, b, c) SYS6(nr, a, b, c, 0, 0, 0)
+
+static long do_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd,
+                    uint64_t off) {
+  return SYS6(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+// mmap returns addresses in the upper half of the long range only for
+// kernel addresses, so a result in [-4095, -1] is the only error encoding.
+static int mmap_failed(long r) { return r < 0 && r > -4096; }
+
+int os_reserve(uintptr_t addr, size_t len, uintptr_t *out) {
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (addr) flags |= MAP_FIXED_NOREPLACE;
+  long r = do_mmap(addr, len, PROT_NONE, flags, -1, 0);
+  if (mmap_failed(r)) return (int)r;
+  // Kernels before 4.17 take MAP_FIXED_NOREPLACE as a mere hint: a mapping
+  // anywhere else is as good as a refusal.
+  if (addr && (uintptr_t)r != addr) {
+    SYS3(SYS_munmap, r, len, 0);
+    return -EEXIST;
+  }
+  *out = (uintptr_t)r;
+  return 0;
+}
+
+int os_commit(uintptr_t addr, size_t len) {
+  return (int)SYS3(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE);
+}
+
+int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
+                int shared) {
+  // MAP_FIXED is safe here: the caller (vmmap) owns [addr, addr+len).
+  int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+  long r = do_mmap(addr, len, PROT_READ | PROT_WRITE, flags, fd, off);
+  if (mmap_failed(r)) return (int)r;
+  return 0;
+}
+
+int os_decommit(uintptr_t addr, size_t len) {
+  long r = do_mmap(addr, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                   -1, 0);
+  return mmap_failed(r) ? (int)r : 0;
+}
+
+int os_purge(uintptr_t addr, size_t len) {
+  return (int)SYS3(SYS_madvise, addr, len, MADV_DONTNEED);
+}
+
+int os_unmap(uintptr_t addr, size_t len) {
+  return (int)SYS3(SYS_munmap, addr, len, 0);
+}
+
+int os_msync(uintptr_t addr, size_t len) {
+  return (int)SYS3(SYS_msync, addr, len, MS_SYNC);
+}
+
+void os_name_range(uintptr_t addr, size_t len, const char *name) {
+  // EINVAL without CONFIG_ANON_VMA_NAME: the name is only a convenience.
+  SYS6(SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+int os_open(const char *path, int flags, int mode) {
+  return (int)SYS6(SYS_openat, AT_FDCWD, path,
+                   flags | O_NOFOLLOW | O_CLOEXEC, mode, 0, 0);
+}
+
+int os_close(int fd) { return (int)SYS3(SYS_close, fd, 0, 0); }
+
+int os_file_size(int fd, uint64_t *size, int *is_regular) {
+  struct stat st;
+  long r = SYS3(SYS_fstat, fd, &st, 0);
+  if (r < 0) return (int)r;
+  *size = (uint64_t)st.st_size;
+  *is_regular = S_ISREG(st.st_mode);
+  return 0;
+}
+
+int os_pread_full(int fd, void *buf, size_t len, uint64_t off) {
+  char *p = buf;
+  while (len) {
+    long r = SYS6(SYS_pread64, fd, p, len, off, 0, 0);
+    if (r == -EINTR) continue;
+    if (r < 0) return (int)r;
+    if (r == 0) return -EIO;  // the caller checked the size: a race
+    p += r, len -= (size_t)r, off += (uint64_t)r;
+  }
+  return 0;
+}
+
+int os_allocate(int fd, uint64_t off, uint64_t len) {
+  long r;
+  do r = SYS6(SYS_fallocate, fd, 0, off, len, 0, 0);
+  while (r == -EINTR);
+  return (int)r;
+}
+
+int os_truncate(int fd, uint64_t len) {
+  return (int)SYS3(SYS_ftruncate, fd, len, 0);
+}
+
+int os_fsync(int fd) { return (int)SYS3(SYS_fsync, fd, 0, 0); }
+
+int os_lock_file(int fd, int exclusive) {
+  return (int)SYS3(SYS_flock, fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB,
+                   0);
+}
+
+int os_unlock_file(int fd) { return (int)SYS3(SYS_flock, fd, LOCK_UN, 0); }
+
+int os_write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    long r = SYS3(SYS_write, fd, p, len);
+    if (r == -EINTR) continue;
+    if (r <= 0) return r ? (int)r : -EIO;
+    p += r, len -= (size_t)r;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// /proc/self/maps, read without stdio
+
+static uintptr_t parse_hex(const char **s) {
+  uintptr_t v = 0;
+  for (;; (*s)++) {
+    char c = **s;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
+    if (d < 0) return v;
+    v = v * 16 + (uintptr_t)d;
+  }
+}
+
+// Copies the interesting part of one maps line: range, permissions, path.
+static void format_line(const char *line, size_t n, char *out, size_t outlen) {
+  // line: "start-end perms offset dev inode   path"
+  size_t o = 0, field = 0, i = 0;
+  if (outlen == 0) return;
+  out[o++] = '0', out[o++] = 'x';
+  for (; i < n && o + 1 < outlen; i++) {
+    char c = line[i];
+    if (c == ' ') {
+      field++;
+      while (i + 1 < n && line[i + 1] == ' ') i++;
+      if (field == 2 || field == 3 || field == 4) continue;  // skip off/dev/ino
+      if (field >= 5) {
+        out[o++] = ' ';
+        continue;
+      }
+      out[o++] = ' ';
+      continue;
+    }
+    if (field == 2 || field == 3 || field == 4) continue;
+    if (field == 0 && c == '-') {
+      if (o + 3 < outlen) out[o++] = '-', out[o++] = '0', out[o++] = 'x';
+      continue;
+    }
+    out[o++] = c;
+  }
+  if (field < 5 && o + 7 < outlen) memcpy(out + o, " [anon]", 7), o += 7;
+  out[o < outlen ? o : outlen - 1] = 0;
+}
+
+void os_describe_mapping(uintptr_t addr, size_t len, char *out,
+                         size_t outlen) {
+  static const char unknown[] = "an unknown mapping";
+  char buf[4096], line[512];
+  size_t ln = 0;
+  int found = 0;
+  int fd = (int)SYS6(SYS_openat, AT_FDCWD, "/proc/self/maps",
+                     O_RDONLY | O_CLOEXEC, 0, 0, 0);
+  if (fd >= 0) {
+    long r;
+    while (!found && (r = SYS3(SYS_read, fd, buf, sizeof buf)) > 0) {
+      for (long i = 0; i < r && !found; i++) {
+        if (buf[i] != '\n') {
+          if (ln < sizeof line - 1) line[ln++] = buf[i];
+          continue;
+        }
+        line[ln] = 0;
+        const char *s = line;
+        uintptr_t lo = parse_hex(&s);
+        s++;
+        uintptr_t hi = parse_hex(&s);
+        if (lo < addr + len && hi > addr) {
+          format_line(line, ln, out, outlen);
+          found = 1;
+        }
+        ln = 0;
+      }
+    }
+    SYS3(SYS_close, fd, 0, 0);
+  }
+  if (!found && outlen) {
+    size_t n = sizeof unknown < outlen ? sizeof unknown : outlen;
+    memcpy(out, unknown, n);
+    out[n - 1] = 0;
+  }
+}
+
+uint64_t os_thread_id(void) { return (uint64_t)SYS3(SYS_gettid, 0, 0, 0); }
+int os_getpid(void) { return (int)SYS3(SYS_getpid, 0, 0, 0); }
+size_t os_page_size(void) { return (size_t)getauxval(AT_PAGESZ); }
+
+const char *os_strerror(int err, char *buf, size_t len) {
+  // strerror may consult locales and allocate; these cover the file paths.
+  switch (err) {
+  case EACCES: return "permission denied";
+  case EPERM: return "operation not permitted";
+  case ENOENT: return "no such file or directory";
+  case EISDIR: return "is a directory";
+  case ENOTDIR: return "a path component is not a directory";
+  case ENOSPC: return "no space left on device";
+  case EDQUOT: return "disk quota exceeded";
+  case EROFS: return "read-only file system";
+  case ENOMEM: return "out of memory";
+  case EEXIST: return "file exists";
+  case ELOOP: return "is a symbolic link";
+  case EOPNOTSUPP: return "operation not supported by the file system";
+  case ENAMETOOLONG: return "file name too long";
+  }
+  if (len) {
+    size_t i = 0;
+    const char *pre = "errno ";
+    while (*pre && i + 1 < len) buf[i++] = *pre++;
+    char tmp[12];
+    int n = 0;
+    unsigned v = (unsigned)err;
+    do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) && n < 11);
+    while (n && i + 1 < len) buf[i++] = tmp[--n];
+    buf[i] = 0;
+  }
+  return buf;
+}

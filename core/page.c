@@ -1,0 +1,495 @@
+// page.c: the page allocator of a pool, and the walks over its descriptors.
+//
+// The data area is an array of 64 KiB pages, each described by a pdesc at
+// the same index. Pages below the pool's top are tiled by spans: a slab, a
+// large block, or a free span; a span's first descriptor says which and how
+// long it is. Free spans sit in size bins (exact for 1..16 pages, then one
+// per power of two) and are merged with free neighbours on every free, so
+// no two free spans touch. Everything here runs under the pool's lock.
+//
+// Invariants that page_check verifies:
+// - heads tile [0, top): each head's npages >= 1 and ends at or before top;
+// - slab and large tails say PD_TAIL with the distance to their head;
+// - a free span of 2+ pages ends with PD_FREE_LAST pointing at its head;
+// - every free span is in the bin of its size, every bin holds only those;
+// - a slab's free lists hold distinct block starts of blocks handed out
+//   before (index < inited); used + free blocks = inited when quiescent;
+// - a slab is on its class's avail list iff PDF_LISTED, and then detached.
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "os.h"
+#include "vmmap.h"
+
+// Free spans at least this long (4 MiB) give their pages back to the kernel
+// in anonymous pools.
+#define PURGE_MIN_PAGES 64u
+// Growth of the committed data: at least this much at a time (few VMAs).
+#define GROW_MIN ((size_t)2 << 20)
+#define META_GRANULE ((size_t)64 << 10)
+
+#define D(p, i) (&(p)->desc[(i)])
+#define ST(p) (&(p)->hdr->st)
+
+static unsigned bin_of(uint32_t n) {
+  if (n <= 16) return n - 1;
+  unsigned b = 16 + (31u - (unsigned)__builtin_clz(n)) - 4;
+  return b < POOL_NBINS ? b : POOL_NBINS - 1;
+}
+
+// ---------------------------------------------------------------------------
+// Lists through descriptors: heads and links hold page index + 1.
+
+void page_list_push(struct mmpool *p, uint32_t *head, uint32_t idx) {
+  struct pdesc *d = D(p, idx);
+  d->prev = 0;
+  d->next = *head;
+  if (*head) D(p, *head - 1)->prev = idx + 1;
+  *head = idx + 1;
+}
+
+void page_list_remove(struct mmpool *p, uint32_t *head, uint32_t idx) {
+  struct pdesc *d = D(p, idx);
+  if (d->prev) D(p, d->prev - 1)->next = d->next;
+  else *head = d->next;
+  if (d->next) D(p, d->next - 1)->prev = d->prev;
+  d->next = d->prev = 0;
+}
+
+void page_avail_push(struct mmpool *p, struct pdesc *d) {
+  page_list_push(p, &ST(p)->avail[d->cls], page_index(p, d));
+  d->flags |= PDF_LISTED;
+}
+
+void page_avail_remove(struct mmpool *p, struct pdesc *d) {
+  page_list_remove(p, &ST(p)->avail[d->cls], page_index(p, d));
+  d->flags &= (uint8_t)~PDF_LISTED;
+}
+
+// ---------------------------------------------------------------------------
+// Commit
+
+static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
+                    size_t len) {
+  if (p->is_file && p->shared && !p->fork_private) {
+    // Blocks first: a write fault into a hole on a full disk is SIGBUS.
+    int r = os_allocate(p->fd, off, len);
+    if (r) return r;
+    return vmmap_map_file(addr, len, p->fd, off, 1);
+  }
+  return vmmap_commit(addr, len);
+}
+
+int page_grow(struct mmpool *p, uint64_t top) {
+  struct pool_state *st = ST(p);
+  uint64_t data_off = p->hdr->data_off, desc_off = p->hdr->desc_off;
+  size_t need_meta = (size_t)top * sizeof(struct pdesc);
+  if (need_meta > st->meta_committed) {
+    size_t want = (need_meta + META_GRANULE - 1) & ~(META_GRANULE - 1);
+    size_t room = data_off - desc_off;
+    if (want > room) want = room;
+    size_t have = st->meta_committed;
+    int r = map_more(p, p->base + desc_off + have, desc_off + have,
+                     want - have);
+    if (r)
+      return log_fail(-r, "pool '%s': cannot commit page descriptors "
+                      "(errno %d)", p->name, -r);
+    st->meta_committed = want;
+    p->meta_mapped = want;
+  }
+  size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len;
+  if (need > have) {
+    size_t step = have / 8 > GROW_MIN ? have / 8 : GROW_MIN;
+    size_t want = need > have + step ? need : have + step;
+    size_t limit = (size_t)p->hdr->npages << PAGE_SHIFT;
+    want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
+    if (want > limit) want = limit;
+    int r = map_more(p, p->data + have, data_off + have, want - have);
+    if (r == -ENOSPC || r == -EDQUOT)
+      return log_fail(ENOSPC, "pool '%s': no space left for %s to grow "
+                      "to %zu bytes", p->name, p->path, want);
+    if (r)
+      return log_fail(-r, "pool '%s': cannot commit %zu bytes (errno %d)",
+                      p->name, want - have, -r);
+    st->length = data_off + want;
+    __atomic_store_n(&p->data_len, want, __ATOMIC_RELEASE);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Spans
+
+static void span_insert(struct mmpool *p, uint32_t idx, uint32_t n,
+                        int dirty) {
+  struct pdesc *h = D(p, idx);
+  memset(h, 0, sizeof *h);
+  h->kind = PD_FREE;
+  h->flags = dirty ? PDF_DIRTY : 0;
+  h->npages = n;
+  h->owner = OWNER_NONE;
+  if (n > 1) {
+    struct pdesc *l = D(p, idx + n - 1);
+    l->kind = PD_FREE_LAST;
+    l->head_delta = n - 1;
+    l->owner = OWNER_NONE;
+  }
+  page_list_push(p, &ST(p)->bins[bin_of(n)], idx);
+}
+
+// Pages to skip from idx so that its address is aligned to align pages.
+static uint32_t align_pad(struct mmpool *p, uint32_t idx, uint32_t align) {
+  uint64_t page = (p->data >> PAGE_SHIFT) + idx;
+  return (uint32_t)((align - (page & (align - 1))) & (align - 1));
+}
+
+int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
+                        int *dirty) {
+  struct pool_state *st = ST(p);
+  for (unsigned b = bin_of(n); b < POOL_NBINS; b++) {
+    for (uint32_t l = st->bins[b]; l; l = D(p, l - 1)->next) {
+      uint32_t idx = l - 1;
+      struct pdesc *d = D(p, idx);
+      uint32_t m = d->npages, pad = align_pad(p, idx, align);
+      if (m < n || m - n < pad) continue;
+      int dty = d->flags & PDF_DIRTY;
+      page_list_remove(p, &st->bins[b], idx);
+      if (pad) span_insert(p, idx, pad, dty);
+      if (m - pad - n) span_insert(p, idx + pad + n, m - pad - n, dty);
+      *dirty = dty;
+      return idx + pad;
+    }
+  }
+  uint32_t pad = align_pad(p, st->top, align);
+  if ((uint64_t)st->top + pad + n > p->hdr->npages)
+    return log_fail(ENOMEM, "pool '%s' is full (capacity %llu bytes)",
+                    p->name, (unsigned long long)p->capacity);
+  int r = page_grow(p, (uint64_t)st->top + pad + n);
+  if (r) return r;
+  uint32_t idx = st->top + pad;
+  if (pad) {
+    st->top = idx;  // so that span_insert's neighbour sees a valid top
+    span_insert(p, idx - pad, pad, idx - pad < st->hiwater);
+  }
+  *dirty = idx < st->hiwater;
+  st->top = idx + n;
+  if (st->hiwater < st->top) st->hiwater = st->top;
+  return idx;
+}
+
+void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n, uint8_t kind) {
+  struct pdesc *h = D(p, idx);
+  h->kind = kind;
+  h->npages = n;
+  h->head_delta = 0;
+  h->next = h->prev = 0;
+  h->flags = 0;
+  h->owner = OWNER_NONE;
+  for (uint32_t i = 1; i < n; i++) {
+    struct pdesc *t = D(p, idx + i);
+    t->kind = PD_TAIL;
+    t->head_delta = i;
+  }
+}
+
+static int anon_memory(struct mmpool *p) { return !p->is_file; }
+
+void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
+  struct pool_state *st = ST(p);
+  struct pdesc *h = D(p, idx);
+  // A stale head must not look like a live slab to a later bogus free.
+  h->kind = PD_FREE;
+  h->owner = OWNER_NONE;
+  uint32_t start = idx, end = idx + n;
+  if (idx > 0) {
+    struct pdesc *pd = D(p, idx - 1);
+    uint32_t ps = pd->kind == PD_FREE       ? idx - 1
+                  : pd->kind == PD_FREE_LAST ? idx - 1 - pd->head_delta
+                                             : idx;
+    if (ps < idx && D(p, ps)->kind == PD_FREE &&
+        ps + D(p, ps)->npages == idx) {
+      page_list_remove(p, &st->bins[bin_of(D(p, ps)->npages)], ps);
+      start = ps;
+    }
+  }
+  if (end < st->top && D(p, end)->kind == PD_FREE) {
+    uint32_t m = D(p, end)->npages;
+    page_list_remove(p, &st->bins[bin_of(m)], end);
+    D(p, end)->kind = PD_UNUSED;  // now the middle of a span
+    end += m;
+  }
+  if (end == st->top) {
+    // The span meets the top: lower it, and give big tails back.
+    st->top = start;
+    if (anon_memory(p) && st->hiwater - start >= PURGE_MIN_PAGES) {
+      vmmap_purge(page_addr(p, start),
+                  (size_t)(st->hiwater - start) << PAGE_SHIFT);
+      st->hiwater = start;
+    }
+    return;
+  }
+  int dirty = 1;
+  if (anon_memory(p) && end - start >= PURGE_MIN_PAGES) {
+    vmmap_purge(page_addr(p, start), (size_t)(end - start) << PAGE_SHIFT);
+    dirty = 0;
+  }
+  span_insert(p, start, end - start, dirty);
+}
+
+int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
+                     uint32_t extra) {
+  struct pool_state *st = ST(p);
+  uint32_t j = idx + n;
+  if (j == st->top) {
+    if ((uint64_t)j + extra > p->hdr->npages) return -ENOMEM;
+    int r = page_grow(p, (uint64_t)j + extra);
+    if (r) return r;
+    st->top = j + extra;
+    if (st->hiwater < st->top) st->hiwater = st->top;
+    return 0;
+  }
+  struct pdesc *d = D(p, j);
+  if (j < st->top && d->kind == PD_FREE && d->npages >= extra) {
+    uint32_t m = d->npages;
+    int dty = d->flags & PDF_DIRTY;
+    page_list_remove(p, &st->bins[bin_of(m)], j);
+    if (m > extra) span_insert(p, j + extra, m - extra, dty);
+    return 0;
+  }
+  return -ENOMEM;
+}
+
+// ---------------------------------------------------------------------------
+// Attach
+
+void page_detach_all(struct mmpool *p) {
+  struct pool_state *st = ST(p);
+  memset(st->avail, 0, sizeof st->avail);
+  for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
+    struct pdesc *d = D(p, i);
+    if (d->kind != PD_SLAB) continue;
+    d->owner = OWNER_DETACHED;
+    d->thread_free |= TF_DETACHED;
+    d->flags &= (uint8_t)~PDF_LISTED;
+    d->next = d->prev = 0;
+    if (d->free || (d->thread_free & ~TF_DETACHED) || d->inited < d->nblocks)
+      page_avail_push(p, d);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Walks: check, enumerate, statistics
+
+#define CHECK(cond, ...)                                 \
+  do {                                                   \
+    if (!(cond)) {                                       \
+      log_format(why, why_len, __VA_ARGS__);             \
+      return -EUCLEAN;                                   \
+    }                                                    \
+  } while (0)
+
+#define BITMAP_WORDS ((4096 + 63) / 64)
+
+// Marks the blocks of one free list in bm; counts them in *count.
+static int mark_list(struct mmpool *p, struct pdesc *d, uint32_t idx,
+                     uint64_t off, uint64_t *bm, uint32_t *count,
+                     const char *which, char *why, size_t why_len) {
+  uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
+  uint32_t guard = 0;
+  while (off) {
+    CHECK(off >= slab && (off - slab) % d->bsize == 0,
+          "page %u: %s list holds 0x%llx, not a block of the slab", idx,
+          which, (unsigned long long)off);
+    uint64_t b = (off - slab) / d->bsize;
+    CHECK(b < d->inited, "page %u: %s list holds block %llu, never handed "
+          "out (inited %u)", idx, which, (unsigned long long)b, d->inited);
+    CHECK(!(bm[b / 64] >> (b % 64) & 1), "page %u: block %llu is on the "
+          "free lists twice (double free?)", idx, (unsigned long long)b);
+    bm[b / 64] |= (uint64_t)1 << (b % 64);
+    CHECK(++guard <= d->nblocks, "page %u: %s list loops", idx, which);
+    off = *(uint64_t *)(p->base + off);
+  }
+  *count += guard;
+  return 0;
+}
+
+// Fills bm with the free blocks of slab d (at idx); checks its fields.
+static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
+                     uint64_t *bm, char *why, size_t why_len) {
+  CHECK(d->cls < SC_COUNT, "page %u: size class %u out of range", idx,
+        d->cls);
+  const struct sizeclass *sc = &sc_table[d->cls];
+  CHECK(d->bsize == sc->bsize && d->nblocks == sc->nblocks &&
+            d->npages == sc->npages && d->gshift == sc->gshift,
+        "page %u: slab fields disagree with class %u", idx, d->cls);
+  CHECK(d->inited <= d->nblocks, "page %u: inited %u out of range", idx,
+        d->inited);
+  uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
+  CHECK(d->side == slab + sc->side_rel - ((slab >> d->gshift) << 1),
+        "page %u: slack array offset out of range", idx);
+  memset(bm, 0, BITMAP_WORDS * 8);
+  uint32_t nfree = 0;
+  int r = mark_list(p, d, idx, d->free, bm, &nfree, "free", why, why_len);
+  if (r) return r;
+  r = mark_list(p, d, idx, d->thread_free & ~TF_DETACHED, bm, &nfree,
+                "thread-free", why, why_len);
+  if (r) return r;
+  CHECK(d->used + nfree == d->inited, "page %u: %u used + %u free blocks, "
+        "but %u handed out", idx, d->used, nfree, d->inited);
+  return 0;
+}
+
+static size_t slack_of(struct mmpool *p, struct pdesc *d, uint64_t off) {
+  return *(uint16_t *)(p->base + d->side + ((off >> d->gshift) << 1));
+}
+
+int page_check(struct mmpool *p, char *why, size_t why_len) {
+  struct pool_state *st = ST(p);
+  uint64_t bm[BITMAP_WORDS];
+  uint32_t free_spans = 0, listed = 0;
+  uint32_t prev_kind = PD_UNUSED;
+  for (uint32_t i = 0; i < st->top;) {
+    struct pdesc *d = D(p, i);
+    CHECK(d->kind == PD_FREE || d->kind == PD_SLAB || d->kind == PD_LARGE,
+          "page %u: kind %u where a span should start", i, d->kind);
+    CHECK(d->npages >= 1 && d->npages <= st->top - i,
+          "page %u: span of %u pages passes the top (%u)", i, d->npages,
+          st->top);
+    CHECK(d->head_delta == 0, "page %u: head with head_delta %u", i,
+          d->head_delta);
+    uint32_t n = d->npages;
+    if (d->kind == PD_FREE) {
+      CHECK(prev_kind != PD_FREE, "page %u: two free spans touch", i);
+      CHECK(n == 1 || (D(p, i + n - 1)->kind == PD_FREE_LAST &&
+                       D(p, i + n - 1)->head_delta == n - 1),
+            "page %u: free span's last page does not point back", i);
+      free_spans++;
+    } else {
+      for (uint32_t t = 1; t < n; t++)
+        CHECK(D(p, i + t)->kind == PD_TAIL && D(p, i + t)->head_delta == t,
+              "page %u: tail page %u of the span is wrong", i, i + t);
+      if (d->kind == PD_SLAB) {
+        int r = slab_scan(p, d, i, bm, why, why_len);
+        if (r) return r;
+        if (d->flags & PDF_LISTED) {
+          CHECK(d->owner == OWNER_DETACHED, "page %u: listed but owned", i);
+          listed++;
+        }
+      } else {
+        CHECK(d->side <= (uint64_t)n << PAGE_SHIFT,
+              "page %u: large block of %llu bytes in %u pages", i,
+              (unsigned long long)d->side, n);
+      }
+    }
+    prev_kind = d->kind;
+    i += n;
+  }
+  // The lists: each member of the right kind and size, links consistent.
+  uint32_t in_bins = 0, in_avail = 0;
+  for (unsigned b = 0; b < POOL_NBINS; b++) {
+    uint32_t prev = 0;
+    for (uint32_t l = st->bins[b]; l; l = D(p, l - 1)->next) {
+      CHECK(l <= st->top, "bins[%u]: page %u out of range", b, l - 1);
+      struct pdesc *d = D(p, l - 1);
+      CHECK(d->kind == PD_FREE && bin_of(d->npages) == b && d->prev == prev,
+            "bins[%u]: page %u is not a free span of this bin", b, l - 1);
+      CHECK(++in_bins <= free_spans, "bins: more entries than free spans");
+      prev = l;
+    }
+  }
+  CHECK(in_bins == free_spans, "bins hold %u spans, the pages show %u",
+        in_bins, free_spans);
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    uint32_t prev = 0;
+    for (uint32_t l = st->avail[c]; l; l = D(p, l - 1)->next) {
+      CHECK(l <= st->top, "avail[%u]: page %u out of range", c, l - 1);
+      struct pdesc *d = D(p, l - 1);
+      CHECK(d->kind == PD_SLAB && d->cls == c && (d->flags & PDF_LISTED) &&
+                d->prev == prev,
+            "avail[%u]: page %u is not a listed slab of this class", c,
+            l - 1);
+      CHECK(++in_avail <= listed, "avail: more entries than listed slabs");
+      prev = l;
+    }
+  }
+  CHECK(in_avail == listed, "avail lists hold %u slabs, %u are marked",
+        in_avail, listed);
+  return 0;
+}
+
+int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
+              void *arg) {
+  struct pool_state *st = ST(p);
+  uint64_t bm[BITMAP_WORDS];
+  char why[16];
+  for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
+    struct pdesc *d = D(p, i);
+    uintptr_t a = page_addr(p, i);
+    if (d->kind == PD_LARGE) {
+      int r = fn((void *)a, d->side, arg);
+      if (r) return r;
+    } else if (d->kind == PD_SLAB) {
+      if (slab_scan(p, d, i, bm, why, sizeof why)) continue;
+      for (uint32_t b = 0; b < d->inited; b++) {
+        if (bm[b / 64] >> (b % 64) & 1) continue;
+        uintptr_t blk = a + (uintptr_t)b * d->bsize;
+        int r = fn((void *)blk, d->bsize - slack_of(p, d, blk - p->base),
+                   arg);
+        if (r) return r;
+      }
+    }
+  }
+  return 0;
+}
+
+// Blocks waiting on a slab's thread-free list. Read while other threads may
+// push, so every link is checked before it is followed.
+static uint32_t thread_free_count(struct mmpool *p, struct pdesc *d,
+                                  uint32_t idx) {
+  uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
+  uint64_t end = slab + (uint64_t)d->nblocks * d->bsize;
+  uint64_t off = __atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE) &
+                 ~TF_DETACHED;
+  uint32_t k = 0;
+  while (off && k < d->used && off >= slab && off < end) {
+    k++;
+    off = *(uint64_t *)(p->base + off);
+  }
+  return k;
+}
+
+void page_stats(struct mmpool *p, mmpool_stats_t *o) {
+  struct pool_state *st = ST(p);
+  memset(o, 0, sizeof *o);
+  o->capacity = p->capacity;
+  o->mapped = p->hdr->desc_off + st->meta_committed + p->data_len;
+  o->metadata = p->hdr->desc_off + (size_t)st->top * sizeof(struct pdesc);
+  o->generation = p->hdr->generation;
+  o->nclasses = SC_COUNT;
+  for (unsigned c = 0; c < SC_COUNT; c++)
+    o->classes[c].block_size = sc_table[c].bsize;
+  size_t used_pages = 0;
+  for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
+    struct pdesc *d = D(p, i);
+    if (d->kind == PD_LARGE) {
+      o->in_use += (size_t)d->npages << PAGE_SHIFT;
+      o->in_use_blocks++;
+      o->large_blocks++;
+      used_pages += d->npages;
+    } else if (d->kind == PD_SLAB) {
+      mmpool_class_stats_t *c = &o->classes[d->cls];
+      uint32_t used = __atomic_load_n(&d->used, __ATOMIC_RELAXED);
+      used -= thread_free_count(p, d, i);  // freed, not yet collected
+      if (used > d->nblocks) used = d->nblocks;
+      c->blocks_used += used;
+      c->blocks_free += d->nblocks - used;
+      c->pages += d->npages;
+      o->in_use += (size_t)used * d->bsize;
+      o->in_use_blocks += used;
+      used_pages += d->npages;
+    }
+  }
+  o->free_bytes = p->data_len - (used_pages << PAGE_SHIFT);
+}

@@ -1,0 +1,422 @@
+// pool.c: pool lifecycle: open, create and attach files, close, fork.
+//
+// The handle table is process-local; a pool's own state is in its mapping.
+// Opening a file pool is the one place where outside bytes enter the engine:
+// the header is read with pread and validated field by field before the file
+// is mapped, then the mapped descriptors are checked in full before any
+// allocation trusts them. A pool file is locked (flock) while attached:
+// exclusively for mode=shared, shared for mode=private.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/single_threaded.h>
+
+#include "internal.h"
+#include "log.h"
+#include "os.h"
+#include "vmmap.h"
+
+struct mmpool pool_table[MMPOOL_MAX_POOLS + 1];
+static unsigned default_id;
+static unsigned last_id;
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int name_valid(const char *name) {
+  if (!name) return 0;
+  size_t i = 0;
+  for (; name[i]; i++) {
+    char c = name[i];
+    if (i >= MMPOOL_NAME_MAX ||
+        !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+      return 0;
+  }
+  return i > 0;
+}
+
+// pre: registry lock.
+static struct mmpool *find_name(const char *name) {
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
+    if (pool_table[i].state == POOL_OPEN &&
+        strcmp(pool_table[i].name, name) == 0)
+      return &pool_table[i];
+  return NULL;
+}
+
+struct mmpool *pool_by_name(const char *name) {
+  heap_registry_lock();
+  struct mmpool *p = name ? find_name(name) : NULL;
+  heap_registry_unlock();
+  return p;
+}
+
+static uint64_t round_cap(uint64_t size) {
+  return (size + PAGE_BYTES - 1) & ~(uint64_t)(PAGE_BYTES - 1);
+}
+
+// Points the handle's fast fields at a mapped pool.
+static void bind(struct mmpool *p, uintptr_t base) {
+  struct poolfile_header *h = (struct poolfile_header *)base;
+  p->hdr = h;
+  p->base = base;
+  p->capacity = h->capacity;
+  p->data = base + h->data_off;
+  p->desc = (struct pdesc *)(base + h->desc_off);
+  p->meta_mapped = h->st.meta_committed;
+  __atomic_store_n(&p->data_len, h->st.length - h->data_off, __ATOMIC_RELEASE);
+}
+
+static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
+                   uintptr_t *got, const char *what) {
+  char why[384];
+  int r = vmmap_reserve_pool(p->id, base, cap, got, why, sizeof why);
+  if (r) return log_fail(-r, "pool '%s': cannot %s: %s", p->name, what, why);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Anonymous pools
+
+static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
+  uint64_t cap = round_cap(sp->size);
+  uintptr_t base;
+  int r = reserve(p, sp->base, cap, &base, "reserve its address range");
+  if (r) return r;
+  r = vmmap_commit(base, POOLFILE_HEADER_SIZE);
+  if (r) {
+    vmmap_release(base);
+    return log_fail(-r, "pool '%s': cannot commit its header", p->name);
+  }
+  char label[64];
+  log_format(label, sizeof label, "mmpool:%s", p->name);
+  os_name_range(base, cap, label);
+  struct poolfile_header *h = (struct poolfile_header *)base;
+  poolfile_init(h, p->name, base, cap);
+  h->generation = 1;
+  h->st.length = h->data_off;
+  poolfile_seal(h);
+  bind(p, base);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// File pools
+
+static int file_fail(struct mmpool *p, int err, const char *why) {
+  return log_fail(err, "pool '%s': %s: %s", p->name, p->path, why);
+}
+
+// A new pool in an empty file: header page, and a size that covers the
+// (sparse, never touched) descriptor range up to the first data page.
+static int create_file(struct mmpool *p, const struct pool_spec *sp) {
+  uint64_t cap = round_cap(sp->size);
+  uintptr_t base;
+  int r = reserve(p, sp->base, cap, &base, "reserve its address range");
+  if (r) return r;
+  struct poolfile_header tmp;
+  poolfile_init(&tmp, p->name, base, cap);
+  char eb[32];
+  if ((r = os_allocate(p->fd, 0, POOLFILE_HEADER_SIZE)) ||
+      (r = os_truncate(p->fd, tmp.data_off)) ||
+      (r = vmmap_map_file(base, POOLFILE_HEADER_SIZE, p->fd, 0, 1))) {
+    vmmap_release(base);
+    os_truncate(p->fd, 0);
+    return file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
+  }
+  struct poolfile_header *h = (struct poolfile_header *)base;
+  *h = tmp;
+  h->generation = 1;
+  h->st.length = h->data_off;
+  poolfile_seal(h);
+  bind(p, base);
+  return 0;
+}
+
+static int attach_file(struct mmpool *p, const struct pool_spec *sp,
+                       uint64_t size) {
+  struct poolfile_header hb;
+  char why[384];
+  memset(&hb, 0, sizeof hb);
+  if (size >= POOLFILE_HEADER_SIZE) {
+    int r = os_pread_full(p->fd, &hb, sizeof hb, 0);
+    if (r) return file_fail(p, -r, "cannot read its header");
+  }
+  int r = poolfile_validate(&hb, size, why, sizeof why);
+  if (r) return file_fail(p, -r, why);
+  if (sp->size_set && round_cap(sp->size) != hb.capacity) {
+    log_format(why, sizeof why, "its capacity is %llu bytes, not the size=%llu "
+               "asked for", (unsigned long long)hb.capacity,
+               (unsigned long long)sp->size);
+    return file_fail(p, EINVAL, why);
+  }
+  if (sp->base && sp->base != hb.base) {
+    log_format(why, sizeof why, "it is recorded at base 0x%llx, not 0x%llx "
+               "(relocation is not supported yet)",
+               (unsigned long long)hb.base, (unsigned long long)sp->base);
+    return file_fail(p, EINVAL, why);
+  }
+  if (!(hb.flags & POOLFILE_CLEAN) && !sp->recover)
+    return file_fail(p, EUCLEAN, "not closed cleanly (did its process die?); "
+                     "open it with the option 'recover' to check and attach "
+                     "it");
+  uintptr_t base;
+  log_format(why, sizeof why, "attach %s at its base", p->path);
+  r = reserve(p, hb.base, hb.capacity, &base, why);
+  if (r) return r;
+  int shared = !(sp->mode == SPEC_PRIVATE);
+  uint64_t meta = hb.desc_off + hb.st.meta_committed;
+  uint64_t data = hb.st.length - hb.data_off;
+  if ((r = vmmap_map_file(base, meta, p->fd, 0, shared)) ||
+      (data && (r = vmmap_map_file(base + hb.data_off, data, p->fd,
+                                   hb.data_off, shared)))) {
+    vmmap_release(base);
+    return file_fail(p, -r, "cannot map it");
+  }
+  struct poolfile_header *h = (struct poolfile_header *)base;
+  bind(p, base);
+  if (memcmp(h, &hb, sizeof hb) != 0) {
+    r = file_fail(p, EAGAIN, "changed while it was being attached");
+  } else if ((h->flags & POOLFILE_CLEAN) &&
+             poolfile_meta_hash(h) != h->meta_checksum) {
+    r = file_fail(p, EUCLEAN, "metadata checksum mismatch: the page "
+                  "descriptors changed after the pool was closed");
+  } else if ((r = page_check(p, why, sizeof why)) != 0) {
+    char msg[420];
+    log_format(msg, sizeof msg, "damaged metadata: %s", why);
+    r = file_fail(p, EUCLEAN, msg);
+  }
+  if (r) {
+    vmmap_release(base);
+    p->hdr = NULL;
+    p->data_len = 0;
+    return r;
+  }
+  if (!(h->flags & POOLFILE_CLEAN))
+    log_print(LOG_WARN, "pool '%s': %s was not closed cleanly; its metadata "
+              "checked sound, attached", p->name, p->path);
+  page_detach_all(p);
+  h->generation++;
+  h->flags &= ~POOLFILE_CLEAN;
+  memset(h->name, 0, sizeof h->name);
+  memcpy(h->name, p->name, strlen(p->name));
+  poolfile_seal(h);
+  return 0;
+}
+
+static int open_file(struct mmpool *p, const struct pool_spec *sp) {
+  int priv = sp->mode == SPEC_PRIVATE;
+  char eb[32];
+  memcpy(p->path, sp->path, sizeof p->path);
+  int fd = os_open(sp->path, priv ? O_RDONLY : O_RDWR | O_CREAT, 0600);
+  if (fd == -ELOOP)
+    return file_fail(p, ELOOP, "is a symbolic link (refused: pool files are "
+                     "opened without following links)");
+  if (fd < 0) return file_fail(p, -fd, os_strerror(-fd, eb, sizeof eb));
+  p->fd = fd;
+  p->is_file = 1;
+  p->shared = !priv;
+  uint64_t size;
+  int reg, r = os_file_size(fd, &size, &reg);
+  if (r == 0 && !reg) r = file_fail(p, EINVAL, "not a regular file");
+  else if (r) r = file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
+  else if ((r = os_lock_file(fd, !priv)) != 0)
+    r = r == -EWOULDBLOCK
+            ? file_fail(p, EBUSY, "is in use by another process")
+            : file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
+  else if (size == 0 && priv)
+    r = file_fail(p, ENOENT, "is empty (mode=private attaches an existing "
+                  "pool file)");
+  else
+    r = size == 0 ? create_file(p, sp) : attach_file(p, sp, size);
+  if (r) {
+    os_close(fd);  // also drops the lock
+    p->fd = -1;
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Open and close
+
+int pool_open(const char *name, const struct pool_spec *sp,
+              struct mmpool **out) {
+  if (!name_valid(name))
+    return log_fail(EINVAL, "bad pool name '%.60s' (1..%d characters of "
+                    "[A-Za-z0-9_.-])", name ? name : "(null)",
+                    MMPOOL_NAME_MAX);
+  heap_init_once();
+  heap_registry_lock();
+  int r;
+  unsigned id = 0;
+  if (find_name(name)) {
+    r = log_fail(EEXIST, "pool '%s' is already open", name);
+    goto out;
+  }
+  // Round robin, so that a closed pool's slot is reused as late as possible.
+  for (unsigned k = 1; k <= MMPOOL_MAX_POOLS && !id; k++) {
+    unsigned i = (last_id + k - 1) % MMPOOL_MAX_POOLS + 1;
+    if (pool_table[i].state == POOL_CLOSED) id = i;
+  }
+  if (!id) {
+    r = log_fail(EMFILE, "too many pools open (at most %d)", MMPOOL_MAX_POOLS);
+    goto out;
+  }
+  struct mmpool *p = &pool_table[id];
+  uint32_t gen = p->gen;
+  memset(p, 0, sizeof *p);
+  pthread_mutex_init(&p->lock, NULL);
+  p->id = id;
+  p->gen = gen + 1;
+  p->fd = -1;
+  p->spec_full = sp->full;
+  p->spec_brk = sp->brk;
+  memcpy(p->name, name, strlen(name) + 1);
+  r = sp->file ? open_file(p, sp) : open_anon(p, sp);
+  if (r == 0) {
+    last_id = id;
+    __atomic_store_n(&p->state, POOL_OPEN, __ATOMIC_RELEASE);
+    *out = p;
+    log_print(LOG_INFO, "pool '%s' open at 0x%lx, capacity %llu%s%s", name,
+              (unsigned long)p->base, (unsigned long long)p->capacity,
+              p->is_file ? ", file " : "", p->is_file ? p->path : "");
+  } else {
+    p->base = p->data = 0;
+    p->capacity = 0;
+  }
+out:
+  heap_registry_unlock();
+  return r;
+}
+
+// Writes a shared file pool out. pre: p->lock.
+static int sync_locked(struct mmpool *p) {
+  if (!p->is_file || !p->shared || p->fork_private) return 0;
+  int r = vmmap_sync(p->base, p->hdr->desc_off + p->meta_mapped);
+  if (!r && p->data_len) r = vmmap_sync(p->data, p->data_len);
+  if (!r) r = os_fsync(p->fd);
+  if (r) {
+    char eb[32];
+    return log_fail(-r, "pool '%s': cannot write %s: %s", p->name, p->path,
+                    os_strerror(-r, eb, sizeof eb));
+  }
+  return 0;
+}
+
+int pool_sync(struct mmpool *p) {
+  pthread_mutex_lock(&p->lock);
+  int r = sync_locked(p);
+  pthread_mutex_unlock(&p->lock);
+  return r;
+}
+
+void pool_seal(struct mmpool *p) { poolfile_seal(p->hdr); }
+
+int pool_close(struct mmpool *p) {
+  heap_registry_lock();
+  if (p->state != POOL_OPEN) {
+    heap_registry_unlock();
+    return log_fail(EINVAL, "pool is not open");
+  }
+  if (p->id == default_id) {
+    heap_registry_unlock();
+    return log_fail(EBUSY, "the default pool '%s' cannot be closed", p->name);
+  }
+  pthread_mutex_lock(&p->lock);
+  heap_forget_pool(p);
+  __atomic_store_n(&p->state, POOL_CLOSED, __ATOMIC_RELEASE);
+  int r = 0;
+  if (p->is_file && p->shared && !p->fork_private) {
+    struct poolfile_header *h = p->hdr;
+    h->meta_checksum = poolfile_meta_hash(h);
+    h->flags |= POOLFILE_CLEAN;
+    poolfile_seal(h);
+    r = sync_locked(p);
+  }
+  vmmap_release(p->base);
+  if (p->fd >= 0) {
+    // A fork child shares the parent's open file description (and so its
+    // lock): it closes its descriptor without unlocking.
+    if (!p->fork_private) os_unlock_file(p->fd);
+    os_close(p->fd);
+  }
+  __atomic_store_n(&p->data_len, 0, __ATOMIC_RELEASE);
+  p->base = p->data = 0;
+  p->capacity = 0;
+  p->hdr = NULL;
+  p->fd = -1;
+  pthread_mutex_unlock(&p->lock);
+  heap_registry_unlock();
+  return r;
+}
+
+struct mmpool *pool_default(void) {
+  unsigned id = __atomic_load_n(&default_id, __ATOMIC_ACQUIRE);
+  if (likely(id)) return &pool_table[id];
+  pthread_mutex_lock(&default_lock);
+  if (!default_id) {
+    struct pool_spec sp;
+    char why[128];
+    struct mmpool *p = NULL;
+    spec_parse(NULL, &sp, why, sizeof why);
+    if (pool_open("default", &sp, &p) == 0)
+      __atomic_store_n(&default_id, p->id, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&default_lock);
+  id = default_id;
+  return id ? &pool_table[id] : NULL;
+}
+
+// ---------------------------------------------------------------------------
+// fork: every lock is taken in prepare, so the child starts consistent.
+
+static int fork_locked;
+
+void pool_fork_prepare(void) {
+  // A single-threaded process may fork from a signal handler that
+  // interrupted us while we held a lock: glibc skips its own malloc locks
+  // then, and so do we (PITFALLS 4.3).
+  fork_locked = !__libc_single_threaded;
+  if (!fork_locked) return;
+  heap_registry_lock();
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
+    if (pool_table[i].state == POOL_OPEN)
+      pthread_mutex_lock(&pool_table[i].lock);
+  vmmap_lock();
+}
+
+void pool_fork_parent(void) {
+  if (!fork_locked) return;
+  vmmap_unlock();
+  for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
+    if (pool_table[i].state == POOL_OPEN)
+      pthread_mutex_unlock(&pool_table[i].lock);
+  heap_registry_unlock();
+}
+
+void pool_fork_child(void) {
+  vmmap_child_reset();
+  pthread_mutex_init(&default_lock, NULL);
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *p = &pool_table[i];
+    if (p->state != POOL_OPEN) continue;
+    pthread_mutex_init(&p->lock, NULL);
+    if (p->is_file && p->shared) {
+      // Parent and child would allocate in the same shared heap: the child
+      // gets a private copy-on-write view of the file instead (PITFALLS
+      // 4.6), and never writes the file.
+      size_t meta = p->hdr->desc_off + p->meta_mapped;
+      if (vmmap_map_file(p->base, meta, p->fd, 0, 0) ||
+          (p->data_len &&
+           vmmap_map_file(p->data, p->data_len, p->fd, p->hdr->data_off, 0)))
+        log_fatal("fork child: cannot remap pool '%s' privately", p->name);
+      p->fork_private = 1;
+    }
+  }
+  heap_fork_child();
+}
+
+__attribute__((constructor)) static void pool_ctor(void) {
+  heap_init_once();
+  pthread_atfork(pool_fork_prepare, pool_fork_parent, pool_fork_child);
+}

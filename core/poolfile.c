@@ -1,0 +1,186 @@
+// poolfile.c: layout arithmetic, checksums and the checks of a pool header.
+//
+// poolfile_validate is the gate every pool file passes before the engine
+// reads anything else from it: each field is checked against the layout this
+// build computes, in an order that gives the most telling reason first
+// (foreign file, then damage, then individual ranges).
+#include "poolfile.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "log.h"
+#include "sizeclass.h"
+
+void poolfile_layout(uint64_t capacity, uint64_t *desc_off, uint64_t *data_off,
+                     uint64_t *npages) {
+  uint64_t n = capacity / (PAGE_BYTES + sizeof(struct pdesc));
+  uint64_t d;
+  for (;; n--) {
+    d = (POOLFILE_HEADER_SIZE + n * sizeof(struct pdesc) + PAGE_BYTES - 1) &
+        ~(uint64_t)(PAGE_BYTES - 1);
+    if (d + n * PAGE_BYTES <= capacity || n == 0) break;
+  }
+  *desc_off = POOLFILE_HEADER_SIZE;
+  *data_off = d;
+  *npages = n;
+}
+
+uint64_t poolfile_hash(const void *p, size_t n, uint64_t seed) {
+  // FNV-1a over 64-bit words, with a final mix; the tail is zero padded.
+  const unsigned char *b = p;
+  uint64_t h = 0xcbf29ce484222325ull ^ seed;
+  for (; n >= 8; n -= 8, b += 8) {
+    uint64_t w;
+    memcpy(&w, b, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  if (n) {
+    uint64_t w = 0;
+    memcpy(&w, b, n);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+static uint64_t header_hash(const struct poolfile_header *h) {
+  return poolfile_hash(h, offsetof(struct poolfile_header, checksum), 0);
+}
+
+void poolfile_seal(struct poolfile_header *h) { h->checksum = header_hash(h); }
+
+void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
+                   uint64_t capacity) {
+  memset(h, 0, sizeof *h);
+  memcpy(h->magic, POOLFILE_MAGIC, 8);
+  h->version = POOLFILE_VERSION;
+  h->header_size = sizeof *h;
+  h->word_size = sizeof(void *);
+  h->byte_order = POOLFILE_BYTE_ORDER_LE;
+  h->page_shift = PAGE_SHIFT;
+  h->nclasses = SC_COUNT;
+  h->os_page_size = 4096;
+  h->desc_size = sizeof(struct pdesc);
+  h->layout_hash = sc_layout_hash();
+  h->base = base;
+  h->capacity = capacity;
+  poolfile_layout(capacity, &h->desc_off, &h->data_off, &h->npages);
+  size_t nl = strlen(name);
+  memcpy(h->name, name, nl < MMPOOL_NAME_MAX ? nl : MMPOOL_NAME_MAX);
+  poolfile_seal(h);
+}
+
+uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
+  const char *d = (const char *)h + h->desc_off;
+  return poolfile_hash(d, (size_t)h->st.top * sizeof(struct pdesc), h->generation);
+}
+
+#define FAIL(err, ...) \
+  (log_format(why, why_len, __VA_ARGS__), -(err))
+
+static int name_ok(const char *name, size_t max) {
+  size_t i = 0;
+  for (; i < max && name[i]; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+      return 0;
+  }
+  return i > 0 && i < max;
+}
+
+int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
+                      char *why, size_t why_len) {
+  if (file_size < POOLFILE_HEADER_SIZE)
+    return FAIL(EUCLEAN, "truncated: %llu bytes, a pool file has at least %u",
+                (unsigned long long)file_size, POOLFILE_HEADER_SIZE);
+  if (memcmp(h->magic, POOLFILE_MAGIC, 8) != 0)
+    return FAIL(ENOEXEC, "not an mmpool pool file (bad magic)");
+  if (h->version != POOLFILE_VERSION)
+    return FAIL(ENOEXEC, "unsupported format version %u (this build reads %u)",
+                h->version, POOLFILE_VERSION);
+  if (h->header_size != sizeof *h)
+    return FAIL(ENOEXEC, "unsupported header size %u (this build: %zu)",
+                h->header_size, sizeof *h);
+  const char *abi = h->word_size != sizeof(void *)          ? "word size"
+                    : h->byte_order != POOLFILE_BYTE_ORDER_LE ? "byte order"
+                    : h->page_shift != PAGE_SHIFT            ? "page size"
+                    : h->os_page_size != 4096                ? "OS page size"
+                    : h->desc_size != sizeof(struct pdesc)   ? "descriptor size"
+                    : h->nclasses != SC_COUNT ||
+                            h->layout_hash != sc_layout_hash()
+                        ? "size classes"
+                        : NULL;
+  if (abi)
+    return FAIL(ENOEXEC, "made for another machine or build (%s differs)",
+                abi);
+  uint64_t sum = header_hash(h);
+  if (sum != h->checksum)
+    return FAIL(EUCLEAN,
+                "header checksum mismatch (stored %016llx, computed %016llx)",
+                (unsigned long long)h->checksum, (unsigned long long)sum);
+
+  // From here the header is intact; check each field as if it were hostile.
+  uint64_t cap = h->capacity, base = h->base;
+  if (cap < POOL_MIN_CAPACITY || cap > POOL_MAX_CAPACITY ||
+      cap % PAGE_BYTES != 0)
+    return FAIL(EUCLEAN, "capacity %llu out of range",
+                (unsigned long long)cap);
+  if (base == 0 || base % POOL_BASE_ALIGN != 0 || base > POOL_USER_ADDR_END ||
+      cap > POOL_USER_ADDR_END - base)
+    return FAIL(EUCLEAN, "base 0x%llx out of range (1 GiB aligned, below "
+                "0x%llx with its capacity)", (unsigned long long)base,
+                (unsigned long long)POOL_USER_ADDR_END);
+  uint64_t desc_off, data_off, npages;
+  poolfile_layout(cap, &desc_off, &data_off, &npages);
+  if (h->desc_off != desc_off)
+    return FAIL(EUCLEAN, "desc_off %llu out of range (expected %llu)",
+                (unsigned long long)h->desc_off, (unsigned long long)desc_off);
+  if (h->data_off != data_off)
+    return FAIL(EUCLEAN, "data_off %llu out of range (expected %llu)",
+                (unsigned long long)h->data_off, (unsigned long long)data_off);
+  if (h->npages != npages)
+    return FAIL(EUCLEAN, "npages %llu out of range (expected %llu)",
+                (unsigned long long)h->npages, (unsigned long long)npages);
+  if (!name_ok(h->name, sizeof h->name))
+    return FAIL(EUCLEAN, "name out of range (not 1..%d of [A-Za-z0-9_.-])",
+                MMPOOL_NAME_MAX);
+  for (unsigned k = 0; k < MMPOOL_ROOTS; k++) {
+    uint64_t r = h->roots[k];
+    if (r && (r < base + data_off || r >= base + cap))
+      return FAIL(EUCLEAN, "root %u (0x%llx) out of range", k,
+                  (unsigned long long)r);
+  }
+
+  const struct pool_state *st = &h->st;
+  if (st->length < data_off || st->length > cap || st->length % 4096 != 0)
+    return FAIL(EUCLEAN, "length %llu out of range",
+                (unsigned long long)st->length);
+  if (file_size < st->length)
+    return FAIL(EUCLEAN, "truncated: the file has %llu bytes, its header "
+                "records %llu", (unsigned long long)file_size,
+                (unsigned long long)st->length);
+  if (st->top > npages || data_off + (uint64_t)st->top * PAGE_BYTES >
+                              st->length)
+    return FAIL(EUCLEAN, "top %u out of range", st->top);
+  if (st->hiwater < st->top || st->hiwater > npages ||
+      data_off + (uint64_t)st->hiwater * PAGE_BYTES > st->length)
+    return FAIL(EUCLEAN, "hiwater %u out of range", st->hiwater);
+  if (st->meta_committed < (uint64_t)st->hiwater * sizeof(struct pdesc) ||
+      st->meta_committed > data_off - desc_off)
+    return FAIL(EUCLEAN, "meta_committed %llu out of range",
+                (unsigned long long)st->meta_committed);
+  for (unsigned i = 0; i < POOL_NBINS; i++)
+    if (st->bins[i] > st->top)
+      return FAIL(EUCLEAN, "free-span list bins[%u] = %u out of range", i,
+                  st->bins[i]);
+  for (unsigned i = 0; i < POOL_NCLASSES_MAX; i++)
+    if (st->avail[i] > st->top || (i >= SC_COUNT && st->avail[i]))
+      return FAIL(EUCLEAN, "slab list avail[%u] = %u out of range", i,
+                  st->avail[i]);
+  return 0;
+}

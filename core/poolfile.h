@@ -1,0 +1,149 @@
+// poolfile.h: the on-disk (and in-memory) layout of a pool, and its checks.
+//
+// A pool is laid out the same in memory and in its file, at offsets from its
+// base:
+//
+//   [0, 4096)             header (struct poolfile_header)
+//   [4096, data_off)      page descriptors, one per data page, committed as
+//                         the data grows (the rest of the range is a hole)
+//   [data_off, capacity)  data pages of 64 KiB, committed as they are used
+//
+// Invariant: nothing in a pool holds an absolute address of allocator state;
+// every link is an offset from the base or a page index, so the bytes mean
+// the same wherever and whenever the pool is mapped. Every field read from a
+// file is checked by poolfile_validate before any other code touches it.
+#ifndef MMPOOL_POOLFILE_H
+#define MMPOOL_POOLFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmpool.h"
+
+#define POOLFILE_MAGIC "MMPOOL\n\032"  // 8 bytes, no NUL
+#define POOLFILE_VERSION 1u
+#define POOLFILE_HEADER_SIZE 4096u     // bytes reserved for the header
+#define POOLFILE_BYTE_ORDER_LE 1u
+
+#define PAGE_SHIFT 16                  // data pages ("slab pages") of 64 KiB
+#define PAGE_BYTES ((size_t)1 << PAGE_SHIFT)
+
+// Pool bases are multiples of 1 GiB, so the address-to-pool table has one
+// entry per GiB and two pools never share an entry.
+#define POOL_BASE_ALIGN ((uint64_t)1 << 30)
+#define POOL_MIN_CAPACITY ((uint64_t)1 << 20)      // 1 MiB
+#define POOL_MAX_CAPACITY ((uint64_t)1 << 44)      // 16 TiB
+#define POOL_USER_ADDR_END ((uint64_t)0x7ffffffff000)
+
+#define POOL_NBINS 48        // free-span bins of the page allocator
+#define POOL_NCLASSES_MAX 64 // size classes a pool file may record
+
+// header.flags
+#define POOLFILE_CLEAN 1u    // closed cleanly: metadata checksum is valid
+
+// Page descriptor kinds (pdesc.kind).
+enum {
+  PD_UNUSED = 0,   // above the high-water mark: never handed out
+  PD_FREE = 1,     // first page of a free span (npages = span length)
+  PD_FREE_LAST = 2,// last page of a free span of 2+ pages (head_delta)
+  PD_SLAB = 3,     // first page of a slab of one size class
+  PD_LARGE = 4,    // first page of a large block (req = requested size)
+  PD_TAIL = 5,     // a following page of a slab or large block (head_delta)
+};
+
+// pdesc.owner values besides thread ids.
+#define OWNER_DETACHED 0u          // slab owned by no thread
+#define OWNER_NONE 0xffffffffu     // not a slab
+
+// pdesc.thread_free: offset of the first block | this bit when detached.
+#define TF_DETACHED ((uint64_t)1)
+
+// pdesc.flags
+#define PDF_DIRTY 1u   // span pages may hold non-zero bytes
+#define PDF_LISTED 2u  // slab is on the pool's avail list of its class
+
+// One descriptor per 64 KiB data page; 64 bytes.
+struct pdesc {
+  uint8_t kind;       // PD_*
+  uint8_t cls;        // size class (PD_SLAB)
+  uint8_t flags;      // PDF_*
+  uint8_t gshift;     // slab: log2 of the side-array granule (<= block size)
+  uint32_t npages;    // heads: pages in the span, slab or block
+  uint32_t head_delta;// PD_TAIL, PD_FREE_LAST: page index distance to head
+  uint32_t bsize;     // slab: bytes per block
+  uint32_t nblocks;   // slab: blocks that fit
+  uint32_t inited;    // slab: blocks [0, inited) have been handed out once
+  uint32_t used;      // slab: live blocks (kept by the owner)
+  uint32_t owner;     // slab: owning thread id, OWNER_DETACHED; else NONE
+  uint32_t next;      // list link: page index + 1, 0 = none
+  uint32_t prev;      // list link: page index + 1, 0 = none
+  uint64_t free;      // slab: pool offset of the first free block, 0 = none
+  uint64_t thread_free; // slab: frees from other threads (atomic), TF_*
+  uint64_t side;      // slab: pool offset of the usable-size array;
+                      // large: the requested size
+};
+
+// The part of the header that changes as the pool is used. Not covered by
+// the header checksum: its fields are range-checked one by one on attach.
+struct pool_state {
+  uint64_t length;         // bytes of the pool mapped (= the file's size)
+  uint64_t meta_committed; // descriptor bytes usable from desc_off
+  uint32_t top;            // data pages below the high-water mark
+  uint32_t hiwater;        // pages at and above this were never used
+  uint32_t bins[POOL_NBINS];         // free spans: page index + 1
+  uint32_t avail[POOL_NCLASSES_MAX]; // detached slabs with room
+};
+
+struct poolfile_header {
+  // --- identity and layout: covered by checksum -------------------------
+  uint8_t magic[8];        // POOLFILE_MAGIC
+  uint32_t version;        // POOLFILE_VERSION
+  uint32_t header_size;    // sizeof(struct poolfile_header)
+  uint8_t word_size;       // sizeof(void *)
+  uint8_t byte_order;      // POOLFILE_BYTE_ORDER_LE
+  uint8_t page_shift;      // PAGE_SHIFT
+  uint8_t nclasses;        // size classes in use
+  uint32_t os_page_size;   // 4096
+  uint32_t desc_size;      // sizeof(struct pdesc)
+  uint32_t flags;          // POOLFILE_CLEAN
+  uint64_t layout_hash;    // hash of the size-class table
+  uint64_t base;           // address the pool is mapped at
+  uint64_t capacity;       // bytes reserved
+  uint64_t generation;     // attaches so far
+  uint64_t desc_off;       // POOLFILE_HEADER_SIZE
+  uint64_t data_off;       // first data page, 64 KiB aligned
+  uint64_t npages;         // data pages that fit in capacity
+  uint64_t meta_checksum;  // descriptors [0, top), valid when CLEAN
+  uint64_t roots[MMPOOL_ROOTS]; // absolute addresses inside the pool, or 0
+  char name[MMPOOL_NAME_MAX + 1];
+  uint64_t checksum;       // of every byte before this field
+  // --- allocator state ----------------------------------------------------
+  struct pool_state st;
+};
+
+// Layout arithmetic shared by the engine, the checks and the tool.
+// pre: capacity is a multiple of PAGE_BYTES.
+void poolfile_layout(uint64_t capacity, uint64_t *desc_off, uint64_t *data_off,
+                     uint64_t *npages);
+
+// Fills a new header (identity fields, checksum) for a fresh pool.
+void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
+                   uint64_t capacity);
+
+// 64-bit checksum of a byte range (FNV-1a over 8-byte words).
+uint64_t poolfile_hash(const void *p, size_t n, uint64_t seed);
+
+// Recomputes h->checksum after an identity field changed.
+void poolfile_seal(struct poolfile_header *h);
+
+// Checks a header read from a file of file_size bytes. 0 if every field is in
+// range; otherwise a negative errno (-ENOEXEC foreign, -EUCLEAN damaged) and
+// a one-line reason in why[0..why_len).
+int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
+                      char *why, size_t why_len);
+
+// The checksum of the descriptors of pages [0, h->st.top), as recorded in
+// meta_checksum at a clean close. pre: descriptors are mapped.
+uint64_t poolfile_meta_hash(const struct poolfile_header *h);
+
+#endif

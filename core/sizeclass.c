@@ -1,0 +1,84 @@
+// sizeclass.c: the class table (see sizeclass.h for its shape).
+//
+// The rows are fixed data, not computed at start-up, so the fast path reads
+// constants and a pool file can record a hash of them. They follow from:
+// classes 16..128 step 16, then 4 per doubling; a slab takes the fewest of
+// 1/2/4/8/16 pages that wastes at most 1/16 of it (besides the slack array);
+// nblocks is the most blocks that fit before a slack array of
+// (((nblocks - 1) * bsize >> gshift) + 1) uint16_t entries, rounded up to 16
+// bytes, at the slab's end (side_rel).
+#include "sizeclass.h"
+
+#include "poolfile.h"
+
+// Generated from the rules above; checked by
+// tests/unit/test_sizeclass.c. {bsize, npages, nblocks, gshift, side_rel}
+const struct sizeclass sc_table[SC_COUNT] = {
+    {16, 1, 3640, 4, 58256},
+    {32, 1, 1927, 5, 61680},
+    {48, 1, 1285, 5, 61680},
+    {64, 1, 992, 6, 63552},
+    {80, 1, 794, 6, 63552},
+    {96, 1, 662, 6, 63552},
+    {112, 1, 567, 6, 63552},
+    {128, 1, 504, 7, 64528},
+    {160, 1, 403, 7, 64528},
+    {192, 1, 336, 7, 64528},
+    {224, 1, 288, 7, 64528},
+    {256, 1, 254, 8, 65024},
+    {320, 1, 203, 8, 65024},
+    {384, 1, 169, 8, 65024},
+    {448, 1, 145, 8, 65024},
+    {512, 1, 127, 9, 65280},
+    {640, 1, 102, 9, 65280},
+    {768, 1, 85, 9, 65280},
+    {896, 1, 72, 9, 65280},
+    {1024, 1, 63, 10, 65408},
+    {1280, 1, 51, 10, 65408},
+    {1536, 1, 42, 10, 65408},
+    {1792, 1, 36, 10, 65408},
+    {2048, 1, 31, 11, 65472},
+    {2560, 1, 25, 11, 65472},
+    {3072, 1, 21, 11, 65472},
+    {3584, 1, 18, 11, 65472},
+    {4096, 1, 15, 12, 65504},
+    {5120, 1, 12, 12, 65504},
+    {6144, 1, 10, 12, 65504},
+    {7168, 1, 9, 12, 65504},
+    {8192, 2, 15, 13, 131040},
+    {10240, 1, 6, 13, 65520},
+    {12288, 1, 5, 13, 65520},
+    {14336, 2, 9, 13, 131040},
+    {16384, 4, 15, 14, 262112},
+    {20480, 1, 3, 14, 65520},
+    {24576, 2, 5, 14, 131056},
+    {28672, 4, 9, 14, 262112},
+    {32768, 8, 15, 15, 524256},
+    {40960, 2, 3, 15, 131056},
+    {49152, 4, 5, 15, 262128},
+    {57344, 8, 9, 15, 524256},
+    {65536, 16, 15, 16, 1048544},
+    {81920, 4, 3, 16, 262128},
+    {98304, 8, 5, 16, 524272},
+    {114688, 16, 9, 16, 1048544},
+    {131072, 16, 7, 16, 1048544},
+};
+const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1] = {
+    0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,
+    11, 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15,
+    15, 16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17,
+    17, 18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19,
+    19,
+};
+
+unsigned sc_of_aligned(size_t n, size_t align) {
+  if (n > SC_SMALL_MAX || align > PAGE_BYTES) return SC_COUNT;
+  for (unsigned c = sc_of(n ? n : 1); c < SC_COUNT; c++)
+    if ((sc_table[c].bsize & (align - 1)) == 0) return c;
+  return SC_COUNT;
+}
+
+uint64_t sc_layout_hash(void) {
+  uint64_t h = poolfile_hash(sc_table, sizeof sc_table, SC_COUNT);
+  return poolfile_hash(sc_direct, sizeof sc_direct, h);
+}

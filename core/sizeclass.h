@@ -1,0 +1,48 @@
+// sizeclass.h: the size classes of small blocks and the slabs that hold them.
+//
+// Classes are 16..128 bytes in steps of 16, then four per doubling up to
+// 128 KiB (160, 192, 224, 256, 320, ...). A slab is 1 to 16 data pages of one
+// class; its blocks start at the slab's first byte, so a class whose size is a
+// multiple of A gives blocks aligned to A (A <= 64 KiB). The end of the slab
+// holds the "slack array": one uint16_t per granule of 2^gshift bytes
+// (gshift = min(floor(log2(block size)), 16)), recording block size - requested size,
+// so usable_size is exactly the requested size without a division.
+// The table is fixed: it is part of the pool file format (layout_hash).
+#ifndef MMPOOL_SIZECLASS_H
+#define MMPOOL_SIZECLASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SC_COUNT 48
+#define SC_SMALL_MAX ((size_t)128 << 10)  // largest class: 128 KiB
+#define SC_DIRECT_MAX 1024                 // sizes served by a direct lookup
+
+struct sizeclass {
+  uint32_t bsize;     // bytes per block
+  uint32_t npages;    // 64 KiB pages per slab
+  uint32_t nblocks;   // blocks per slab
+  uint32_t gshift;    // slack-array granule shift
+  uint32_t side_rel;  // offset of the slack array from the slab's start
+};
+
+extern const struct sizeclass sc_table[SC_COUNT];
+// Class of size n for n <= SC_DIRECT_MAX: sc_direct[(n + 15) >> 4].
+extern const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1];
+
+// The class of a size 0 < n <= SC_SMALL_MAX.
+static inline unsigned sc_of(size_t n) {
+  if (n <= SC_DIRECT_MAX) return sc_direct[(n + 15) >> 4];
+  size_t m = n - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzl(m);  // 2^b <= m < 2^(b+1)
+  return 8u + (b - 7u) * 4u + (unsigned)((m >> (b - 2)) & 3u);
+}
+
+// The smallest class >= sc_of(n) whose blocks are aligned to align (a power
+// of two <= 64 KiB), or SC_COUNT if none.
+unsigned sc_of_aligned(size_t n, size_t align);
+
+// Hash of the table, recorded in pool files.
+uint64_t sc_layout_hash(void);
+
+#endif

@@ -1,0 +1,44 @@
+// spec.h: the words of a `pool` statement, parsed into a plain struct.
+//
+// Shared by the control API (mmpool_open's options) and config/ (the pool
+// statements of MMPOOL_CONFIG), so both accept exactly the same words.
+// Parsing has no side effects and never allocates.
+#ifndef MMPOOL_SPEC_H
+#define MMPOOL_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPEC_PATH_MAX 4096
+
+enum spec_mode { SPEC_SHARED = 0, SPEC_PRIVATE = 1 };
+enum spec_full { SPEC_FULL_FALLBACK = 0, SPEC_FULL_NULL = 1,
+                 SPEC_FULL_ABORT = 2 };
+
+#define SPEC_DEFAULT_SIZE ((uint64_t)64 << 30)
+
+struct pool_spec {
+  int file;                   // file=PATH given (else anonymous)
+  char path[SPEC_PATH_MAX];   // file path
+  int mode;                   // spec_mode
+  int mode_set;
+  uint64_t size;              // capacity; SPEC_DEFAULT_SIZE unless size_set
+  int size_set;
+  uint64_t base;              // 0 = auto
+  int relocate;               // relocate=yes
+  int full;                   // spec_full
+  int brk;                    // serves sbrk/brk
+  int recover;                // attach a file not closed cleanly
+};
+
+// Parses blank-separated words (NULL or "" gives the defaults). Returns 0, or
+// -EINVAL with a one-line reason naming the word at fault in why.
+int spec_parse(const char *words, struct pool_spec *out, char *why,
+               size_t why_len);
+
+// A size: decimal digits with an optional K, M, G or T suffix (powers of
+// 1024), or 0x-prefixed hexadecimal. Returns 0, or -EINVAL (malformed) or
+// -ERANGE (overflows 64 bits).
+int spec_parse_size(const char *s, size_t len, uint64_t *out);
+
+#endif
