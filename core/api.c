@@ -170,11 +170,8 @@ void *mmpool_memalign(mmpool_t *pool, size_t align, size_t size) {
   return r ? r : alloc_fail();
 }
 
-void mmpool_free(void *ptr) {
-  int saved = errno;
-  heap_free(ptr);
-  errno = saved;
-}
+// errno: the fast path touches no errno; heap_free_slow restores it.
+void mmpool_free(void *ptr) { heap_free(ptr); }
 
 size_t mmpool_usable_size(const void *ptr) {
   uintptr_t a = (uintptr_t)ptr;

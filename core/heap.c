@@ -362,6 +362,8 @@ static void report_invalid(struct mmpool *p, uintptr_t a, const char *why) {
               p ? " of pool " : "", p ? p->name : "");
 }
 
+static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a);
+
 // A slab freed into while detached: adopt it, or (exiting thread) free
 // into it under the lock.
 static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
@@ -371,7 +373,7 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != OWNER_DETACHED) {
     // Adopted by another thread meanwhile: back to the remote path.
     pthread_mutex_unlock(&p->lock);
-    heap_free_slow(p, d, a);
+    free_slow(p, d, a);
     return;
   }
   if (h) {
@@ -393,8 +395,16 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   pthread_mutex_unlock(&p->lock);
 }
 
+// free keeps errno (glibc's tst-free-errno): the slow path saves it, since
+// thread-heap creation and logging may set it.
 void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   if (a == 0) return;
+  int saved = errno;
+  free_slow(p, d, a);
+  errno = saved;
+}
+
+static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   const char *why = NULL;
   if (!d) {
     report_invalid(pool_of_addr(a), a,
@@ -429,8 +439,10 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   }
   if (!why) heap_block(p, a, &why);
 bad:
-  log_fatal("free(%p): %s of pool '%s'", (void *)a, why ? why : "invalid",
-            p->name);
+  // Only a block freed twice is fatal; other bad pointers are ignored.
+  if (d->kind != PD_SLAB && d->kind != PD_LARGE)
+    log_fatal("free(%p): %s of pool '%s'", (void *)a, why, p->name);
+  report_invalid(p, a, why);
 }
 
 // ---------------------------------------------------------------------------
@@ -444,7 +456,8 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
         (uint16_t)(d->bsize - n);
     return 0;
   }
-  if (n <= SC_SMALL_MAX) return -1;  // a large block never shrinks to small
+  // A large block never shrinks to a small one; nor grows past the pool.
+  if (n <= SC_SMALL_MAX || n > p->capacity) return -1;
   uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
   uint32_t idx = page_index(p, d), have = d->npages;
   int r = 0;

@@ -197,7 +197,9 @@ static inline void heap_free(void *ptr) {
     return heap_free_slow(p, NULL, a);
   struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
   d -= d->head_delta;
-  if (likely(d->owner == tl_tid)) {  // only slabs carry thread ids
+  // Only slabs carry thread ids. Blocks are 16-aligned: a misaligned
+  // (interior) pointer goes to the slow path, which checks and reports it.
+  if (likely(d->owner == tl_tid && (a & 15) == 0)) {
     *(uint64_t *)a = d->free;
     d->free = a - p->base;
     if (unlikely(--d->used == 0)) heap_slab_empty(p, d);

@@ -51,18 +51,27 @@ size_t log_vformat(char *buf, size_t n, const char *fmt, va_list ap) {
     }
     f++;
     char pad = ' ';
-    int width = 0, lng = 0, sz = 0;
+    int width = 0, lng = 0, sz = 0, prec = -1;
     if (*f == '0') pad = '0', f++;
     while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+    if (*f == '.') {
+      f++;
+      if (*f == '*') {
+        prec = va_arg(ap, int);
+        f++;
+      } else {
+        for (prec = 0; *f >= '0' && *f <= '9'; f++) prec = prec * 10 + (*f - '0');
+      }
+    }
     while (*f == 'l') lng++, f++;
     if (*f == 'z') sz = 1, f++;
     switch (*f) {
     case 's': {
       const char *s = va_arg(ap, const char *);
       if (!s) s = "(null)";
-      size_t sl = strlen(s);
+      size_t sl = prec >= 0 ? strnlen(s, (size_t)prec) : strlen(s);
       for (size_t w = sl; w < (size_t)width; w++) put(&o, ' ');
-      while (*s) put(&o, *s++);
+      for (size_t i = 0; i < sl; i++) put(&o, s[i]);
       break;
     }
     case 'c': put(&o, (char)va_arg(ap, int)); break;

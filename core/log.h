@@ -12,7 +12,8 @@
 
 // Formats into buf (always NUL-terminated when n > 0) and returns the length
 // written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
-// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx).
+// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx),
+// and a precision for strings (%.20s, %.*s).
 size_t log_vformat(char *buf, size_t n, const char *fmt, va_list ap);
 size_t log_format(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -13,7 +13,9 @@
 // - a free span of 2+ pages ends with PD_FREE_LAST pointing at its head;
 // - every free span is in the bin of its size, every bin holds only those;
 // - a slab's free lists hold distinct block starts of blocks handed out
-//   before (index < inited); used + free blocks = inited when quiescent;
+//   before (index < inited); used + free-list blocks = inited, and the
+//   thread-free list holds at most used blocks (they count as used until
+//   the owner collects them);
 // - a slab is on its class's avail list iff PDF_LISTED, and then detached.
 #include <errno.h>
 #include <string.h>
@@ -330,14 +332,16 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   CHECK(d->side == slab + sc->side_rel - ((slab >> d->gshift) << 1),
         "page %u: slack array offset out of range", idx);
   memset(bm, 0, BITMAP_WORDS * 8);
-  uint32_t nfree = 0;
+  uint32_t nfree = 0, nremote = 0;
   int r = mark_list(p, d, idx, d->free, bm, &nfree, "free", why, why_len);
   if (r) return r;
-  r = mark_list(p, d, idx, d->thread_free & ~TF_DETACHED, bm, &nfree,
+  r = mark_list(p, d, idx, d->thread_free & ~TF_DETACHED, bm, &nremote,
                 "thread-free", why, why_len);
   if (r) return r;
-  CHECK(d->used + nfree == d->inited, "page %u: %u used + %u free blocks, "
-        "but %u handed out", idx, d->used, nfree, d->inited);
+  // Blocks on the thread-free list still count in used until collected.
+  CHECK(d->used + nfree == d->inited && nremote <= d->used,
+        "page %u: %u used + %u free blocks (%u freed by other threads), but "
+        "%u handed out", idx, d->used, nfree, nremote, d->inited);
   return 0;
 }
 

@@ -138,11 +138,9 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   struct poolfile_header hb;
   char why[384];
   memset(&hb, 0, sizeof hb);
-  if (size >= POOLFILE_HEADER_SIZE) {
-    int r = os_pread_full(p->fd, &hb, sizeof hb, 0);
-    if (r) return file_fail(p, -r, "cannot read its header");
-  }
-  int r = poolfile_validate(&hb, size, why, sizeof why);
+  int r = os_pread_full(p->fd, &hb, size < sizeof hb ? size : sizeof hb, 0);
+  if (r) return file_fail(p, -r, "cannot read its header");
+  r = poolfile_validate(&hb, size, why, sizeof why);
   if (r) return file_fail(p, -r, why);
   if (sp->size_set && round_cap(sp->size) != hb.capacity) {
     log_format(why, sizeof why, "its capacity is %llu bytes, not the size=%llu "

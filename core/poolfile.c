@@ -95,11 +95,13 @@ static int name_ok(const char *name, size_t max) {
 
 int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
                       char *why, size_t why_len) {
+  // A short file that does not even start with the magic is foreign; one
+  // that does is a pool file cut short. (Bytes past file_size read as 0.)
+  if (file_size >= 8 && memcmp(h->magic, POOLFILE_MAGIC, 8) != 0)
+    return FAIL(ENOEXEC, "not an mmpool pool file (bad magic)");
   if (file_size < POOLFILE_HEADER_SIZE)
     return FAIL(EUCLEAN, "truncated: %llu bytes, a pool file has at least %u",
                 (unsigned long long)file_size, POOLFILE_HEADER_SIZE);
-  if (memcmp(h->magic, POOLFILE_MAGIC, 8) != 0)
-    return FAIL(ENOEXEC, "not an mmpool pool file (bad magic)");
   if (h->version != POOLFILE_VERSION)
     return FAIL(ENOEXEC, "unsupported format version %u (this build reads %u)",
                 h->version, POOLFILE_VERSION);

@@ -74,7 +74,9 @@ const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1] = {
 unsigned sc_of_aligned(size_t n, size_t align) {
   if (n > SC_SMALL_MAX || align > PAGE_BYTES) return SC_COUNT;
   for (unsigned c = sc_of(n ? n : 1); c < SC_COUNT; c++)
-    if ((sc_table[c].bsize & (align - 1)) == 0) return c;
+    if ((sc_table[c].bsize & (align - 1)) == 0)
+      // The slack (block size - n) must fit the uint16_t slack array.
+      return sc_table[c].bsize - n <= 0xffff ? c : SC_COUNT;
   return SC_COUNT;
 }
 

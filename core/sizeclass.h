@@ -39,7 +39,8 @@ static inline unsigned sc_of(size_t n) {
 }
 
 // The smallest class >= sc_of(n) whose blocks are aligned to align (a power
-// of two <= 64 KiB), or SC_COUNT if none.
+// of two <= 64 KiB), or SC_COUNT if none, or if its slack for n would not
+// fit 16 bits (then the block is a page run).
 unsigned sc_of_aligned(size_t n, size_t align);
 
 // Hash of the table, recorded in pool files.
