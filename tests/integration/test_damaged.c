@@ -1,0 +1,669 @@
+// test_damaged.c: damaged pool files are refused with a reason, never
+// crash the process that attaches them, and are left as they were.
+//
+// The parent never opens a pool: it builds a valid file in a child, damages
+// copies of it byte by byte (through core/poolfile.h, so re-sealed headers
+// pass the header checksum and reach the later checks), and attaches each
+// copy in a forked child that reports what happened through a pipe.
+// Links mmpool_core (for poolfile_seal), not mmpool_shared.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "itest.h"
+#include "mmpool.h"
+#include "poolfile.h"
+
+#define BASE 0x320000000000ull
+#define NEWOPTS "size=64M base=0x320000000000"
+#define ROOT1_TEXT "damaged-test-root-1"
+#define ROOT2_LEN (300u * 1024)
+
+static char *dir;
+static unsigned char *good;  // the valid pool file's bytes
+static size_t good_len;
+
+static char *path_in(const char *name) {
+  static char bufs[8][4096];
+  static int next;
+  char *b = bufs[next++ % 8];
+  snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Children
+
+// What an attaching child saw.
+struct outcome {
+  int accepted;    // mmpool_open returned a pool
+  int err;         // errno when it did not
+  int check;       // mmpool_check of the attached pool (0 sound)
+  int roots_ok;    // roots 1 and 2 lead to the blocks the file was made with
+  long blocks;     // stats.in_use_blocks
+  int closed;      // mmpool_close result
+  char msg[512];   // mmpool_last_error() after the open or the check
+};
+
+static void fill_pool(mmpool_t *pool) {
+  char *r1 = mmpool_malloc(pool, sizeof ROOT1_TEXT);
+  unsigned char *r2 = mmpool_malloc(pool, ROOT2_LEN);
+  if (r1 == NULL || r2 == NULL)
+    _exit(20);
+  memcpy(r1, ROOT1_TEXT, sizeof ROOT1_TEXT);
+  itest_fill_pattern(r2, ROOT2_LEN, 2);
+  // Some blocks of many classes, some freed, so the file has free lists.
+  void *keep[600];
+  uint64_t rng = 5;
+  for (int i = 0; i < 600; i++) {
+    size_t n = 1 + itest_rand(&rng) % (i % 10 == 0 ? 60000 : 2000);
+    keep[i] = mmpool_malloc(pool, n);
+    if (keep[i] == NULL)
+      _exit(21);
+    memset(keep[i], i & 0xff, n);
+  }
+  for (int i = 0; i < 600; i += 3)
+    mmpool_free(keep[i]);
+  if (mmpool_set_root(pool, 1, r1) != 0 || mmpool_set_root(pool, 2, r2) != 0)
+    _exit(22);
+}
+
+static int roots_ok(mmpool_t *pool) {
+  const char *r1 = mmpool_get_root(pool, 1);
+  const unsigned char *r2 = mmpool_get_root(pool, 2);
+  return r1 != NULL && r2 != NULL && mmpool_of(r1) == pool &&
+         mmpool_of(r2) == pool &&
+         mmpool_usable_size(r1) == sizeof ROOT1_TEXT &&
+         strcmp(r1, ROOT1_TEXT) == 0 && mmpool_usable_size(r2) == ROOT2_LEN &&
+         itest_check_pattern(r2, ROOT2_LEN, 2);
+}
+
+// Creates the valid pool file at path (in a child).
+static void make_good(const char *path) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char opts[4200];
+    snprintf(opts, sizeof opts, "file=%s %s", path, NEWOPTS);
+    mmpool_t *pool = mmpool_open("good", opts);
+    if (pool == NULL) {
+      fprintf(stderr, "make_good: %s\n", mmpool_last_error());
+      _exit(10);
+    }
+    fill_pool(pool);
+    if (mmpool_check(pool) != 0 || !roots_ok(pool))
+      _exit(11);
+    _exit(mmpool_close(pool) == 0 ? 0 : 12);
+  }
+  assert_true(pid > 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+// Attaches path (with extra options) in a forked child. *status gets the
+// child's wait status.
+static struct outcome attach(const char *path, const char *extra,
+                             int *status) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    struct outcome o;
+    memset(&o, 0, sizeof o);
+    o.check = -2;
+    o.closed = -2;
+    o.blocks = -1;
+    char opts[4200];
+    snprintf(opts, sizeof opts, "file=%s%s%s", path, extra ? " " : "",
+             extra ? extra : "");
+    errno = 0;
+    mmpool_t *pool = mmpool_open("d", opts);
+    o.err = errno;
+    o.accepted = pool != NULL;
+    snprintf(o.msg, sizeof o.msg, "%s", mmpool_last_error());
+    if (pool != NULL) {
+      o.check = mmpool_check(pool);
+      if (o.check != 0)
+        snprintf(o.msg, sizeof o.msg, "check: %s", mmpool_last_error());
+      o.roots_ok = roots_ok(pool);
+      mmpool_stats_t st;
+      if (mmpool_stats(pool, &st) == 0)
+        o.blocks = (long)st.in_use_blocks;
+      // The pool must be usable: allocate, free, allocate large.
+      void *a = mmpool_malloc(pool, 100), *b = mmpool_malloc(pool, 1 << 20);
+      if (a == NULL || b == NULL)
+        o.check = o.check ? o.check : -3;
+      mmpool_free(a);
+      mmpool_free(b);
+      o.closed = mmpool_close(pool);
+    }
+    ssize_t w = write(fds[1], &o, sizeof o);
+    _exit(w == (ssize_t)sizeof o ? 0 : 1);
+  }
+  assert_true(pid > 0);
+  close(fds[1]);
+  struct outcome o;
+  memset(&o, 0, sizeof o);
+  size_t got = 0;
+  while (got < sizeof o) {
+    ssize_t r = read(fds[0], (char *)&o + got, sizeof o - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
+  close(fds[0]);
+  assert_int_equal(waitpid(pid, status, 0), pid);
+  if (!WIFEXITED(*status))
+    print_error("attaching %s: child killed by signal %d\n", path,
+                WTERMSIG(*status));
+  assert_true(WIFEXITED(*status));
+  assert_int_equal(WEXITSTATUS(*status), 0);
+  assert_int_equal(got, sizeof o);
+  o.msg[sizeof o.msg - 1] = '\0';
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// Damage and expectations
+
+// A writable copy of the good file.
+struct img {
+  unsigned char *b;
+  size_t len;
+};
+
+static struct img img_copy(void) {
+  struct img m;
+  m.len = good_len;
+  m.b = malloc(good_len);
+  assert_non_null(m.b);
+  memcpy(m.b, good, good_len);
+  return m;
+}
+
+static struct poolfile_header *hdr(struct img *m) {
+  return (struct poolfile_header *)m->b;
+}
+
+static struct pdesc *desc(struct img *m, uint64_t i) {
+  struct poolfile_header *h = hdr(m);
+  size_t off = (size_t)(h->desc_off + i * sizeof(struct pdesc));
+  assert_true(off + sizeof(struct pdesc) <= m->len);
+  return (struct pdesc *)(m->b + off);
+}
+
+static char *img_save(struct img *m, const char *name) {
+  char *p = path_in(name);
+  unlink(p);
+  assert_int_equal(itest_write_file(p, m->b, m->len), 0);
+  return p;
+}
+
+// True when msg contains one of the '|'-separated alternatives.
+// An empty alts asks only for a non-empty message.
+static int has_any(const char *msg, const char *alts) {
+  if (alts[0] == '\0')
+    return msg[0] != '\0';
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", alts);
+  for (char *save, *t = strtok_r(buf, "|", &save); t;
+       t = strtok_r(NULL, "|", &save))
+    if (strstr(msg, t))
+      return 1;
+  return 0;
+}
+
+// Attaches m (saved as name) and expects a refusal with err and a message
+// containing one of alts; the file must be left unchanged.
+static void expect_refused_opts(struct img *m, const char *name,
+                                const char *extra, int err, const char *alts) {
+  char *p = img_save(m, name);
+  int st;
+  struct outcome o = attach(p, extra, &st);
+  if (o.accepted || o.err != err || !has_any(o.msg, alts))
+    print_error("%s: accepted %d, errno %d (%s), message \"%s\"; expected "
+                "errno %d (%s) and \"%s\"\n",
+                name, o.accepted, o.err, strerror(o.err), o.msg, err,
+                strerror(err), alts);
+  assert_false(o.accepted);
+  assert_int_equal(o.err, err);
+  assert_true(has_any(o.msg, alts));
+  if (!itest_file_equals(p, m->b, m->len))
+    print_error("%s: the refused attach changed the file\n", name);
+  assert_true(itest_file_equals(p, m->b, m->len));
+  free(m->b);
+  m->b = NULL;
+}
+
+static void expect_refused(struct img *m, const char *name, int err,
+                           const char *alts) {
+  expect_refused_opts(m, name, NULL, err, alts);
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+static int setup(void **state) {
+  (void)state;
+  dir = itest_mkdtemp("damaged");
+  return dir ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  free(good);
+  itest_rmtree(dir);
+  free(dir);
+  return 0;
+}
+
+static void test_good_file(void **state) {
+  (void)state;
+  char *p = path_in("good.pool");
+  make_good(p);
+  assert_int_equal(itest_read_file(p, &good, &good_len), 0);
+  struct stat sb;
+  assert_int_equal(stat(p, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+  assert_true(good_len >= POOLFILE_HEADER_SIZE);
+  const struct poolfile_header *h = (const void *)good;
+  assert_memory_equal(h->magic, POOLFILE_MAGIC, 8);
+  assert_int_equal(h->version, POOLFILE_VERSION);
+  assert_int_equal(h->base, BASE);
+  assert_int_equal(h->capacity, 64u << 20);
+  assert_true(h->flags & POOLFILE_CLEAN);
+  assert_int_equal(h->st.length, good_len);
+  assert_true(h->st.top > 0);
+  assert_string_equal(h->name, "good");
+  char why[256] = "";
+  int rc = poolfile_validate(h, good_len, why, sizeof why);
+  if (rc != 0)
+    print_error("poolfile_validate(good file): %d %s\n", rc, why);
+  assert_int_equal(rc, 0);
+  // A copy attaches, with its roots, and stays sound (control case).
+  struct img m = img_copy();
+  char *c = img_save(&m, "copy.pool");
+  free(m.b);
+  int st;
+  struct outcome o = attach(c, NULL, &st);
+  if (!o.accepted || o.check != 0)
+    print_error("copy: accepted %d errno %d check %d \"%s\"\n", o.accepted,
+                o.err, o.check, o.msg);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_true(o.roots_ok);
+  assert_int_equal(o.closed, 0);
+  // Attaching it again after that clean close works as well.
+  o = attach(c, NULL, &st);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_true(o.roots_ok);
+}
+
+static void test_truncated(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = img_copy();
+  m.len = 100;
+  expect_refused(&m, "trunc100.pool", EUCLEAN, "truncated");
+  m = img_copy();
+  m.len = good_len / 2;
+  expect_refused(&m, "trunchalf.pool", EUCLEAN, "truncated");
+  m = img_copy();
+  m.len = POOLFILE_HEADER_SIZE;
+  expect_refused(&m, "trunchdr.pool", EUCLEAN, "truncated");
+  m = img_copy();
+  m.len = good_len - 1;
+  expect_refused(&m, "truncone.pool", EUCLEAN, "truncated");
+}
+
+static void test_foreign(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = img_copy();
+  hdr(&m)->magic[0] ^= 0x20;
+  expect_refused(&m, "magic.pool", ENOEXEC, "not an mmpool pool file");
+
+  m = img_copy();
+  hdr(&m)->version = POOLFILE_VERSION + 1;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "version.pool", ENOEXEC, "unsupported format version");
+
+  // A future version may checksum differently: the version decides first.
+  m = img_copy();
+  hdr(&m)->version = 99;
+  expect_refused(&m, "version99.pool", ENOEXEC, "unsupported format version");
+
+  // A megabyte of random bytes.
+  m.len = 1u << 20;
+  m.b = malloc(m.len);
+  assert_non_null(m.b);
+  uint64_t rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+  itest_fill_pattern(m.b, m.len, rng);
+  if (memcmp(m.b, POOLFILE_MAGIC, 8) == 0)
+    m.b[0] ^= 1;
+  expect_refused(&m, "random.pool", ENOEXEC, "not an mmpool pool file");
+
+  // A text file.
+  const char *text = "This is not a pool.\n";
+  m.len = strlen(text);
+  m.b = malloc(m.len);
+  assert_non_null(m.b);
+  memcpy(m.b, text, m.len);
+  expect_refused(&m, "text.pool", ENOEXEC, "not an mmpool pool file");
+}
+
+static void test_header_checksum(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = img_copy();
+  ((unsigned char *)&hdr(&m)->generation)[3] ^= 0x10;
+  expect_refused(&m, "hdrgen.pool", EUCLEAN, "header checksum");
+  m = img_copy();
+  hdr(&m)->name[1] = 'x'; // "gxod": still a valid name
+  expect_refused(&m, "hdrname.pool", EUCLEAN, "header checksum");
+  m = img_copy();
+  ((unsigned char *)&hdr(&m)->roots[1])[0] ^= 0x40;
+  expect_refused(&m, "hdrroot.pool", EUCLEAN, "header checksum");
+  m = img_copy();
+  ((unsigned char *)&hdr(&m)->checksum)[7] ^= 0x01;
+  expect_refused(&m, "hdrsum.pool", EUCLEAN, "header checksum");
+}
+
+static void test_metadata_checksum(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = img_copy();
+  assert_true(hdr(&m)->flags & POOLFILE_CLEAN);
+  desc(&m, 0)->owner ^= 0x40;
+  expect_refused(&m, "meta0.pool", EUCLEAN, "metadata checksum");
+  m = img_copy();
+  desc(&m, hdr(&m)->st.top - 1)->npages ^= 0x100;
+  expect_refused(&m, "metalast.pool", EUCLEAN, "metadata checksum");
+  m = img_copy();
+  hdr(&m)->meta_checksum ^= 1;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "metasum.pool", EUCLEAN, "metadata checksum");
+}
+
+static void test_out_of_range(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = img_copy();
+  hdr(&m)->st.top = (uint32_t)hdr(&m)->npages + 1;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "top.pool", EUCLEAN, "top");
+
+  m = img_copy();
+  hdr(&m)->data_off += PAGE_BYTES;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "dataoff.pool", EUCLEAN, "data_off");
+
+  m = img_copy();
+  hdr(&m)->data_off = hdr(&m)->capacity + PAGE_BYTES;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "dataoff2.pool", EUCLEAN, "data_off");
+
+  m = img_copy();
+  hdr(&m)->st.length = good_len + PAGE_BYTES;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "length.pool", EUCLEAN, "truncated");
+
+  m = img_copy();
+  hdr(&m)->st.length = hdr(&m)->capacity + PAGE_BYTES;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "length2.pool", EUCLEAN,
+                 "truncated|length|out of range");
+
+  m = img_copy();
+  hdr(&m)->base += 4096;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "base.pool", EUCLEAN, "base|out of range");
+
+  m = img_copy();
+  hdr(&m)->base = 0x7fff00000000ull + (1ull << 40);
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "basehigh.pool", EUCLEAN, "base|out of range");
+
+  m = img_copy();
+  hdr(&m)->capacity = 3;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "capacity.pool", EUCLEAN, "capacity|out of range");
+
+  m = img_copy();
+  hdr(&m)->npages += 1;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "npages.pool", EUCLEAN, "npages|out of range");
+
+  m = img_copy();
+  hdr(&m)->desc_off = 0;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "descoff.pool", EUCLEAN, "desc_off|out of range");
+
+  m = img_copy();
+  hdr(&m)->roots[7] = hdr(&m)->base + hdr(&m)->capacity + 64;
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "root.pool", EUCLEAN, "root|out of range");
+
+  m = img_copy();
+  hdr(&m)->st.bins[0] = (uint32_t)hdr(&m)->npages + 10;
+  expect_refused(&m, "bins.pool", EUCLEAN, "bin|out of range");
+
+  m = img_copy();
+  hdr(&m)->st.avail[0] = (uint32_t)hdr(&m)->npages + 10;
+  expect_refused(&m, "avail.pool", EUCLEAN, "avail|out of range");
+
+  m = img_copy();
+  hdr(&m)->st.meta_committed = hdr(&m)->data_off; // beyond [desc_off, data_off)
+  expect_refused(&m, "metacommit.pool", EUCLEAN,
+                 "meta_committed|out of range");
+
+  m = img_copy();
+  memset(hdr(&m)->name, 'a', sizeof hdr(&m)->name); // no terminator
+  poolfile_seal(hdr(&m));
+  expect_refused(&m, "name.pool", EUCLEAN, "name|out of range");
+}
+
+static struct img unclean(void) {
+  struct img m = img_copy();
+  hdr(&m)->flags &= ~POOLFILE_CLEAN;
+  poolfile_seal(hdr(&m));
+  return m;
+}
+
+static void test_not_closed_cleanly(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = unclean();
+  expect_refused(&m, "unclean.pool", EUCLEAN, "not closed cleanly");
+
+  // With "recover" the sound file attaches, and is clean after closing.
+  m = unclean();
+  char *p = img_save(&m, "unclean-recover.pool");
+  free(m.b);
+  int st;
+  struct outcome o = attach(p, "recover", &st);
+  if (!o.accepted || o.check != 0)
+    print_error("recover: accepted %d errno %d check %d \"%s\"\n", o.accepted,
+                o.err, o.check, o.msg);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_true(o.roots_ok);
+  assert_int_equal(o.closed, 0);
+  o = attach(p, NULL, &st);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_true(o.roots_ok);
+
+  // "recover" still refuses metadata that is not sound.
+  m = unclean();
+  desc(&m, 0)->kind = 77;
+  expect_refused_opts(&m, "unclean-bad.pool", "recover", EUCLEAN, "");
+  m = unclean();
+  desc(&m, 0)->kind = PD_TAIL;
+  desc(&m, 0)->head_delta = 5;
+  expect_refused_opts(&m, "unclean-bad2.pool", "recover", EUCLEAN, "");
+  // And a damaged header even with recover.
+  m = unclean();
+  hdr(&m)->st.top = (uint32_t)hdr(&m)->npages + 1;
+  expect_refused_opts(&m, "unclean-top.pool", "recover", EUCLEAN, "top");
+}
+
+static void test_empty_file_is_new(void **state) {
+  (void)state;
+  char *p = path_in("empty.pool");
+  assert_int_equal(itest_write_file(p, "", 0), 0);
+  int st;
+  char opts[64];
+  snprintf(opts, sizeof opts, "%s", NEWOPTS);
+  struct outcome o = attach(p, opts, &st);
+  if (!o.accepted)
+    print_error("empty file: errno %d \"%s\"\n", o.err, o.msg);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_false(o.roots_ok);
+  assert_int_equal(o.blocks, 0);
+  assert_int_equal(o.closed, 0);
+  unsigned char *b = NULL;
+  size_t n = 0;
+  assert_int_equal(itest_read_file(p, &b, &n), 0);
+  assert_true(n >= POOLFILE_HEADER_SIZE);
+  char why[256] = "";
+  assert_int_equal(poolfile_validate((const void *)b, n, why, sizeof why), 0);
+  assert_true(((const struct poolfile_header *)b)->flags & POOLFILE_CLEAN);
+  free(b);
+  // Without size= or base= as well: defaults.
+  char *p2 = path_in("empty2.pool");
+  assert_int_equal(itest_write_file(p2, "", 0), 0);
+  o = attach(p2, NULL, &st);
+  if (!o.accepted)
+    print_error("empty file, defaults: errno %d \"%s\"\n", o.err, o.msg);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_int_equal(o.blocks, 0);
+}
+
+// A child that holds the pool and allocates until it is killed.
+static void kill_during_allocation(const char *p, unsigned delay_us) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    char opts[4200];
+    snprintf(opts, sizeof opts, "file=%s", p);
+    mmpool_t *pool = mmpool_open("k", opts);
+    if (pool == NULL)
+      _exit(30);
+    enum { RING = 2048 };
+    static void *ring[RING];
+    uint64_t rng = delay_us + 1;
+    for (unsigned long i = 0;; i++) {
+      unsigned k = (unsigned)(itest_rand(&rng) % RING);
+      mmpool_free(ring[k]);
+      uint64_t r = itest_rand(&rng);
+      size_t n = r % 16 == 0 ? 20000 + r % 200000 : 1 + r % 3000;
+      ring[k] = mmpool_malloc(pool, n);
+      if (ring[k] == NULL)
+        _exit(31);
+      memset(ring[k], (int)i, n < 64 ? n : 64);
+      if (i == 4000) {
+        if (write(fds[1], "g", 1) != 1)
+          _exit(32);
+      }
+    }
+  }
+  assert_true(pid > 0);
+  close(fds[1]);
+  char c;
+  ssize_t r = read(fds[0], &c, 1);
+  close(fds[0]);
+  if (r == 1)
+    usleep(delay_us);
+  kill(pid, SIGKILL);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (r != 1)
+    print_error("allocating child ended early: status %#x\n", st);
+  assert_int_equal(r, 1);
+  assert_true(WIFSIGNALED(st));
+  assert_int_equal(WTERMSIG(st), SIGKILL);
+}
+
+static void test_killed_holder(void **state) {
+  (void)state;
+  assert_non_null(good);
+  static const unsigned delays[] = {0, 1000, 3000, 10000, 20000, 50000};
+  for (unsigned i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "killed%u.pool", i);
+    struct img m = img_copy();
+    char *p = img_save(&m, name);
+    free(m.b);
+    kill_during_allocation(p, delays[i]);
+
+    unsigned char *b = NULL;
+    size_t n = 0;
+    assert_int_equal(itest_read_file(p, &b, &n), 0);
+    int st;
+    struct outcome o = attach(p, NULL, &st);
+    if (o.accepted || o.err != EUCLEAN || !strstr(o.msg, "not closed cleanly"))
+      print_error("%s: accepted %d errno %d \"%s\"\n", name, o.accepted,
+                  o.err, o.msg);
+    assert_false(o.accepted);
+    assert_int_equal(o.err, EUCLEAN);
+    assert_non_null(strstr(o.msg, "not closed cleanly"));
+    assert_true(itest_file_equals(p, b, n));
+    free(b);
+
+    o = attach(p, "recover", &st);
+    if (!o.accepted || o.check != 0)
+      print_error("%s recover: accepted %d errno %d check %d \"%s\"\n", name,
+                  o.accepted, o.err, o.check, o.msg);
+    assert_true(o.accepted);
+    assert_int_equal(o.check, 0);
+    assert_true(o.roots_ok);
+    assert_int_equal(o.closed, 0);
+    o = attach(p, NULL, &st);
+    assert_true(o.accepted);
+    assert_int_equal(o.check, 0);
+    assert_true(o.roots_ok);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_good_file),
+      cmocka_unit_test(test_truncated),
+      cmocka_unit_test(test_foreign),
+      cmocka_unit_test(test_header_checksum),
+      cmocka_unit_test(test_metadata_checksum),
+      cmocka_unit_test(test_out_of_range),
+      cmocka_unit_test(test_not_closed_cleanly),
+      cmocka_unit_test(test_empty_file_is_new),
+      cmocka_unit_test(test_killed_holder),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
