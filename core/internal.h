@@ -42,6 +42,7 @@ struct mmpool {
   int fork_private;      // a fork child's copy of a shared file pool
   int spec_full, spec_brk;
   uint64_t capacity;
+  uint64_t dev, ino;      // file pools: the file's identity
   size_t meta_mapped;    // descriptor bytes mapped, from desc_off
   char name[MMPOOL_NAME_MAX + 1];
   char path[SPEC_PATH_MAX];
@@ -103,6 +104,9 @@ int page_check(struct mmpool *p, char *why, size_t why_len) HIDDEN;
 int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
               void *arg) HIDDEN;
 void page_stats(struct mmpool *p, mmpool_stats_t *out) HIDDEN;
+// After a crash: rebuilds spans, bins and slab counts from the live heads.
+// -EUCLEAN (reason in why) when a descriptor is damaged, not half-written.
+int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
 // On attach: every slab becomes detached; avail lists are rebuilt.
 void page_detach_all(struct mmpool *p) HIDDEN;
 

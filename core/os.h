@@ -35,7 +35,9 @@ void os_name_range(uintptr_t addr, size_t len, const char *name);
 // Files. os_open refuses symbolic links (O_NOFOLLOW) and sets O_CLOEXEC.
 int os_open(const char *path, int flags, int mode);
 int os_close(int fd);
-int os_file_size(int fd, uint64_t *size, int *is_regular);
+// Size, whether it is a regular file, and its identity (device, inode).
+int os_file_size(int fd, uint64_t *size, int *is_regular, uint64_t *dev,
+                 uint64_t *ino);
 int os_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int os_allocate(int fd, uint64_t off, uint64_t len);  // fallocate, mode 0
 int os_truncate(int fd, uint64_t len);

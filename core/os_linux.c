@@ -111,12 +111,15 @@ int os_open(const char *path, int flags, int mode) {
 
 int os_close(int fd) { return (int)SYS3(SYS_close, fd, 0, 0); }
 
-int os_file_size(int fd, uint64_t *size, int *is_regular) {
+int os_file_size(int fd, uint64_t *size, int *is_regular, uint64_t *dev,
+                 uint64_t *ino) {
   struct stat st;
   long r = SYS3(SYS_fstat, fd, &st, 0);
   if (r < 0) return (int)r;
   *size = (uint64_t)st.st_size;
   *is_regular = S_ISREG(st.st_mode);
+  *dev = (uint64_t)st.st_dev;
+  *ino = (uint64_t)st.st_ino;
   return 0;
 }
 

@@ -284,6 +284,8 @@ void page_detach_all(struct mmpool *p) {
 // ---------------------------------------------------------------------------
 // Walks: check, enumerate, statistics
 
+#define BITMAP_WORDS ((4096 + 63) / 64)  // bits for the largest nblocks
+
 #define CHECK(cond, ...)                                 \
   do {                                                   \
     if (!(cond)) {                                       \
@@ -292,7 +294,118 @@ void page_detach_all(struct mmpool *p) {
     }                                                    \
   } while (0)
 
-#define BITMAP_WORDS ((4096 + 63) / 64)
+// ---------------------------------------------------------------------------
+// Repair after a crash (attach with `recover`)
+//
+// A process killed between two stores of a multi-store update leaves the
+// derived metadata torn: a slab's used count behind its lists, a free span
+// whose last page does not point back, a bin missing a span. The facts that
+// cannot tear are the heads of live spans (written before a block is handed
+// out, and set to PD_FREE when freed), so the repair keeps every valid live
+// head, treats every other page below top as free, and rebuilds the rest.
+
+// Pages of the live slab or large block that d (page i) heads, or 0.
+static uint32_t live_span(struct mmpool *p, struct pdesc *d, uint32_t i,
+                          uint32_t top) {
+  if (d->kind == PD_LARGE) {
+    uint32_t n = d->npages;
+    return n >= 1 && n <= top - i && d->side <= (uint64_t)n << PAGE_SHIFT ? n
+                                                                          : 0;
+  }
+  if (d->kind != PD_SLAB || d->cls >= SC_COUNT) return 0;
+  const struct sizeclass *sc = &sc_table[d->cls];
+  uint64_t so = (uint64_t)(p->data - p->base) + ((uint64_t)i << PAGE_SHIFT);
+  int ok = d->bsize == sc->bsize && d->nblocks == sc->nblocks &&
+           d->npages == sc->npages && d->gshift == sc->gshift &&
+           d->inited <= d->nblocks && sc->npages <= top - i &&
+           d->side == so + sc->side_rel - ((so >> sc->gshift) << 1);
+  return ok ? sc->npages : 0;
+}
+
+// Keeps the longest valid prefix of a slab's free list; returns its length
+// and its last block (0 if empty). Blocks past inited were threaded by an
+// interrupted extend: inited grows to cover them.
+static uint32_t repair_list(struct mmpool *p, struct pdesc *d, uint32_t i,
+                            uint64_t *head, uint64_t *bm, uint64_t *last) {
+  uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)i << PAGE_SHIFT);
+  uint64_t *link = head;
+  uint32_t n = 0;
+  *last = 0;
+  while (*link) {
+    uint64_t off = *link, b = (off - slab) / d->bsize;
+    if (off < slab || (off - slab) % d->bsize || b >= d->nblocks ||
+        (bm[b / 64] >> (b % 64) & 1)) {
+      *link = 0;  // cut the list before the first bad link
+      break;
+    }
+    bm[b / 64] |= (uint64_t)1 << (b % 64);
+    if (b >= d->inited) d->inited = (uint32_t)b + 1;
+    n++;
+    *last = off;
+    link = (uint64_t *)(p->base + off);
+  }
+  return n;
+}
+
+static void repair_slab(struct mmpool *p, struct pdesc *d, uint32_t i) {
+  uint64_t bm[BITMAP_WORDS] = {0};
+  uint64_t last_free, last_tf;
+  uint64_t tf = d->thread_free & ~TF_DETACHED;
+  uint32_t n = repair_list(p, d, i, &d->free, bm, &last_free);
+  uint32_t m = repair_list(p, d, i, &tf, bm, &last_tf);
+  if (m) {  // the other threads' frees join the free list
+    *(uint64_t *)(p->base + last_tf) = d->free;
+    d->free = tf;
+  }
+  d->thread_free = 0;
+  d->used = d->inited - n - m;
+  d->flags &= (uint8_t)~PDF_LISTED;
+  d->next = d->prev = 0;
+}
+
+// What a torn write can leave where no live span starts: stale kinds of
+// freed or half-made spans. Anything else is damage, which repair refuses.
+static int plausible_stale(const struct pdesc *d, uint32_t i) {
+  switch (d->kind) {
+  case PD_UNUSED:
+  case PD_FREE:
+  case PD_SLAB:   // a slab or large block whose making was cut short
+  case PD_LARGE:
+    return 1;
+  case PD_FREE_LAST:
+  case PD_TAIL:
+    return d->head_delta >= 1 && d->head_delta <= i;
+  }
+  return 0;
+}
+
+int page_repair(struct mmpool *p, char *why, size_t why_len) {
+  struct pool_state *st = ST(p);
+  uint32_t top = st->top, run = UINT32_MAX;  // run: first page of free run
+  for (uint32_t i = 0; i < top; i++)  // refuse before changing anything
+    CHECK(live_span(p, D(p, i), i, top) || plausible_stale(D(p, i), i),
+          "page %u: descriptor of kind %u (head_delta %u) is damaged, not "
+          "half-written", i, D(p, i)->kind, D(p, i)->head_delta);
+  memset(st->bins, 0, sizeof st->bins);
+  memset(st->avail, 0, sizeof st->avail);
+  for (uint32_t i = 0; i < top;) {
+    struct pdesc *d = D(p, i);
+    uint32_t n = live_span(p, d, i, top);
+    if (!n) {
+      if (run == UINT32_MAX) run = i;
+      i++;
+      continue;
+    }
+    if (run != UINT32_MAX) span_insert(p, run, i - run, 1);
+    run = UINT32_MAX;
+    page_set_span(p, i, n, d->kind);  // rewrites the tails
+    if (d->kind == PD_SLAB) repair_slab(p, d, i);
+    i += n;
+  }
+  if (run != UINT32_MAX) st->top = run;  // a free run at the end: the top
+  return 0;
+}
+
 
 // Marks the blocks of one free list in bm; counts them in *count.
 static int mark_list(struct mmpool *p, struct pdesc *d, uint32_t idx,

@@ -70,6 +70,18 @@ static void bind(struct mmpool *p, uintptr_t base) {
 static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
                    uintptr_t *got, const char *what) {
   char why[384];
+  // A pool of our own in the way: name it (the maps line would not).
+  for (unsigned i = 1; base && i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *q = &pool_table[i];
+    if (q->state == POOL_OPEN && base < q->base + q->capacity &&
+        q->base < base + cap)
+      return log_fail(EEXIST, "pool '%s': cannot %s: the range 0x%lx-0x%lx "
+                      "is occupied by pool '%s' (0x%lx-0x%lx) of this "
+                      "process", p->name, what, (unsigned long)base,
+                      (unsigned long)(base + cap), q->name,
+                      (unsigned long)q->base,
+                      (unsigned long)(q->base + q->capacity));
+  }
   int r = vmmap_reserve_pool(p->id, base, cap, got, why, sizeof why);
   if (r) return log_fail(-r, "pool '%s': cannot %s: %s", p->name, what, why);
   return 0;
@@ -179,10 +191,15 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
              poolfile_meta_hash(h) != h->meta_checksum) {
     r = file_fail(p, EUCLEAN, "metadata checksum mismatch: the page "
                   "descriptors changed after the pool was closed");
-  } else if ((r = page_check(p, why, sizeof why)) != 0) {
-    char msg[420];
-    log_format(msg, sizeof msg, "damaged metadata: %s", why);
-    r = file_fail(p, EUCLEAN, msg);
+  } else {
+    // Not closed cleanly (we got here through `recover`): mend what a
+    // killed process can leave half-written, then check everything.
+    if ((!(h->flags & POOLFILE_CLEAN) && (r = page_repair(p, why, sizeof why))) ||
+        (r = page_check(p, why, sizeof why)) != 0) {
+      char msg[420];
+      log_format(msg, sizeof msg, "damaged metadata: %s", why);
+      r = file_fail(p, EUCLEAN, msg);
+    }
   }
   if (r) {
     vmmap_release(base);
@@ -215,18 +232,31 @@ static int open_file(struct mmpool *p, const struct pool_spec *sp) {
   p->is_file = 1;
   p->shared = !priv;
   uint64_t size;
-  int reg, r = os_file_size(fd, &size, &reg);
-  if (r == 0 && !reg) r = file_fail(p, EINVAL, "not a regular file");
-  else if (r) r = file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
-  else if ((r = os_lock_file(fd, !priv)) != 0)
+  int reg, r = os_file_size(fd, &size, &reg, &p->dev, &p->ino);
+  struct mmpool *twin = NULL;
+  for (unsigned i = 1; !r && i <= MMPOOL_MAX_POOLS; i++)
+    if (pool_table[i].state == POOL_OPEN && pool_table[i].is_file &&
+        pool_table[i].dev == p->dev && pool_table[i].ino == p->ino)
+      twin = &pool_table[i];
+  if (twin) {
+    char msg[96];
+    log_format(msg, sizeof msg, "is already attached in this process as "
+               "pool '%s'", twin->name);
+    r = file_fail(p, EBUSY, msg);
+  } else if (r) {
+    r = file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
+  } else if (!reg) {
+    r = file_fail(p, EINVAL, "not a regular file");
+  } else if ((r = os_lock_file(fd, !priv)) != 0) {
     r = r == -EWOULDBLOCK
             ? file_fail(p, EBUSY, "is in use by another process")
             : file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
-  else if (size == 0 && priv)
+  } else if (size == 0 && priv) {
     r = file_fail(p, ENOENT, "is empty (mode=private attaches an existing "
                   "pool file)");
-  else
+  } else {
     r = size == 0 ? create_file(p, sp) : attach_file(p, sp, size);
+  }
   if (r) {
     os_close(fd);  // also drops the lock
     p->fd = -1;
