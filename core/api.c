@@ -117,17 +117,23 @@ static void *alloc_any(mmpool_t *p, size_t n, int *dirty) {
   return heap_alloc_large(p, n, 0, dirty);
 }
 
-void *mmpool_malloc(mmpool_t *pool, size_t size) {
-  mmpool_t *p = resolve(pool);
-  if (likely(p != NULL && size <= SC_DIRECT_MAX)) {
-    void *r = heap_alloc_direct(p, size);
-    if (likely(r != NULL)) return r;
-    return alloc_fail();
-  }
+static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
   if (!p) return fail_null(ENOMEM);
   int dirty;
-  void *r = alloc_any(p, size, &dirty);
+  void *r = alloc_any(p, n, &dirty);
   return r ? r : alloc_fail();
+}
+
+void *mmpool_malloc(mmpool_t *pool, size_t size) {
+  mmpool_t *p = resolve(pool);
+  // The fast path keeps no frame: everything else is a tail call.
+  if (likely(p != NULL && size <= SC_DIRECT_MAX)) {
+    struct theap *h = tl_heap[p->id];
+    struct pdesc *d = h->direct[(size + 15) >> 4];
+    uint64_t off = d->free;
+    if (likely(off)) return slab_pop(h->base, d, off, size);
+  }
+  return malloc_slow(p, size);
 }
 
 void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size) {

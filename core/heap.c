@@ -311,7 +311,16 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
 
 void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
   struct theap *h = tl_heap[p->id];
-  if (h->cur[d->cls] == d) return;  // keep one slab per class at hand
+  struct pdesc *cur = h->cur[d->cls];
+  if (cur == d) return;  // keep one slab per class at hand
+  if (cur != &empty_desc && cur->used != 0) {
+    // Make the empty slab current instead of giving it back: a working set
+    // that straddles two slabs would otherwise free and retake one slab
+    // (under the pool lock) again and again. At most one empty slab per
+    // class stays with the thread.
+    set_cur(h, d->cls, d);
+    return;
+  }
   // used == 0: no block is live, so no other thread can push meanwhile.
   page_list_remove(p, &h->list[d->cls], page_index(p, d));
   pthread_mutex_lock(&p->lock);

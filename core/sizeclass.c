@@ -3,7 +3,8 @@
 // The rows are fixed data, not computed at start-up, so the fast path reads
 // constants and a pool file can record a hash of them. They follow from:
 // classes 16..128 step 16, then 4 per doubling; a slab takes the fewest of
-// 1/2/4/8/16 pages that wastes at most 1/16 of it (besides the slack array);
+// 1/2/4/8/16 pages that holds at least 8 blocks and wastes at most 1/16 of
+// it (besides the slack array), or 16 pages;
 // nblocks is the most blocks that fit before a slack array of
 // (((nblocks - 1) * bsize >> gshift) + 1) uint16_t entries, rounded up to 16
 // bytes, at the slab's end (side_rel).
@@ -46,20 +47,20 @@ const struct sizeclass sc_table[SC_COUNT] = {
     {6144, 1, 10, 12, 65504},
     {7168, 1, 9, 12, 65504},
     {8192, 2, 15, 13, 131040},
-    {10240, 1, 6, 13, 65520},
-    {12288, 1, 5, 13, 65520},
+    {10240, 2, 12, 13, 131040},
+    {12288, 2, 10, 13, 131040},
     {14336, 2, 9, 13, 131040},
     {16384, 4, 15, 14, 262112},
-    {20480, 1, 3, 14, 65520},
-    {24576, 2, 5, 14, 131056},
+    {20480, 4, 12, 14, 262112},
+    {24576, 4, 10, 14, 262112},
     {28672, 4, 9, 14, 262112},
     {32768, 8, 15, 15, 524256},
-    {40960, 2, 3, 15, 131056},
-    {49152, 4, 5, 15, 262128},
+    {40960, 8, 12, 15, 524256},
+    {49152, 8, 10, 15, 524256},
     {57344, 8, 9, 15, 524256},
     {65536, 16, 15, 16, 1048544},
-    {81920, 4, 3, 16, 262128},
-    {98304, 8, 5, 16, 524272},
+    {81920, 16, 12, 16, 1048544},
+    {98304, 16, 10, 16, 1048544},
     {114688, 16, 9, 16, 1048544},
     {131072, 16, 7, 16, 1048544},
 };

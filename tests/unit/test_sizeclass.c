@@ -49,7 +49,8 @@ static void test_table_follows_rules(void **state) {
                rule_bsize(c));
     if (s->gshift != (floor_log2(s->bsize) < 16 ? floor_log2(s->bsize) : 16))
       fail_msg("class %u: gshift %u", c, s->gshift);
-    // The fewest of 1/2/4/8/16 pages wasting at most 1/16 of the slab.
+    // The fewest of 1/2/4/8/16 pages holding at least 8 blocks and wasting
+    // at most 1/16 of the slab, or 16 pages.
     unsigned want_np = 0;
     size_t want_n = 0, want_side = 0;
     for (unsigned np = 1; np <= 16; np *= 2) {
@@ -58,7 +59,8 @@ static void test_table_follows_rules(void **state) {
              slab)
         n++;
       size_t side = slab - slack_bytes(n, s->bsize, s->gshift);
-      if (n > 0 && ((side - n * s->bsize) * 16 <= slab || np == 16)) {
+      if (n > 0 &&
+          ((n >= 8 && (side - n * s->bsize) * 16 <= slab) || np == 16)) {
         want_np = np, want_n = n, want_side = side;
         break;
       }
