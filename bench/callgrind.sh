@@ -7,7 +7,7 @@
 # counts do not depend on the load of the machine, unlike timings.
 #
 # Environment (defaults in brackets):
-#   BENCH_BIN_DIR  where the pair-* binaries are [<repo>/build/bench]
+#   BENCH_BIN_DIR  where the pair-* binaries are [<repo>/build-bench/bench]
 #   ALLOCATORS     [glibc jemalloc tcmalloc mimalloc mmpool]; missing
 #                  binaries are skipped with a message
 #   SIZES          [16 64 256 1024]
@@ -22,7 +22,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-BENCH_BIN_DIR=${BENCH_BIN_DIR:-$repo/build/bench}
+BENCH_BIN_DIR=${BENCH_BIN_DIR:-$repo/build-bench/bench}
 ALLOCATORS=${ALLOCATORS:-glibc jemalloc tcmalloc mimalloc mmpool}
 SIZES=${SIZES:-16 64 256 1024}
 MODES=${MODES:-pair ws ws100}

@@ -7,7 +7,7 @@
 # never single runs.
 #
 # Environment (defaults in brackets):
-#   BENCH_BIN_DIR  where the pair-* and mt-* binaries are [<repo>/build/bench]
+#   BENCH_BIN_DIR  where the pair-* and mt-* binaries are [<repo>/build-bench/bench]
 #   ALLOCATORS     [glibc jemalloc tcmalloc mimalloc mmpool]; missing
 #                  binaries are skipped with a message
 #   REPS           repetitions of every measurement [5]
@@ -36,7 +36,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-BENCH_BIN_DIR=${BENCH_BIN_DIR:-$repo/build/bench}
+BENCH_BIN_DIR=${BENCH_BIN_DIR:-$repo/build-bench/bench}
 ALLOCATORS=${ALLOCATORS:-glibc jemalloc tcmalloc mimalloc mmpool}
 REPS=${REPS:-5}
 PAIR_N=${PAIR_N:-10000000}
