@@ -118,15 +118,16 @@ static void *alloc_any(mmpool_t *p, size_t n, int *dirty) {
 }
 
 static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
+  p = resolve(p);
   if (!p) return fail_null(ENOMEM);
   int dirty;
   void *r = alloc_any(p, n, &dirty);
   return r ? r : alloc_fail();
 }
 
-void *mmpool_malloc(mmpool_t *pool, size_t size) {
-  mmpool_t *p = resolve(pool);
-  // The fast path keeps no frame: everything else is a tail call.
+void *mmpool_malloc(mmpool_t *p, size_t size) {
+  // The fast path keeps no frame: a NULL pool, a bigger size or an empty
+  // slab is a tail call.
   if (likely(p != NULL && size <= SC_DIRECT_MAX)) {
     struct theap *h = tl_heap[p->id];
     struct pdesc *d = h->direct[(size + 15) >> 4];
