@@ -137,8 +137,10 @@ static struct theap *heap_get(struct mmpool *p) {
     return NULL;
   }
   tl_heap[p->id] = h;
-  if (!tl_key_set && !tl_exiting && init_done) {
-    // May allocate (keys >= 32 in glibc) outside any lock of ours.
+  if (!tl_key_set && init_done) {
+    // May allocate (keys >= 32 in glibc) outside any lock of ours. Set
+    // again by a thread whose destructor already ran, it asks glibc for
+    // another destructor pass (up to PTHREAD_DESTRUCTOR_ITERATIONS).
     tl_key_set = 1;
     pthread_setspecific(exit_key, (void *)1);
   }
@@ -509,6 +511,7 @@ static void abandon(struct mmpool *p, struct theap *h) {
 static void thread_exit(void *arg) {
   (void)arg;
   tl_exiting = 1;
+  tl_key_set = 0;
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
     struct theap *h = tl_heap[id];
     if (h == &empty_heap) continue;

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include "os.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -181,34 +183,29 @@ static uintptr_t parse_hex(const char **s) {
   }
 }
 
-// Copies the interesting part of one maps line: range, permissions, path.
+// Copies the interesting part of one maps line: range, permissions, path
+// ("0xSTART-0xEND perms path", or "[anon]" when the line names none).
 static void format_line(const char *line, size_t n, char *out, size_t outlen) {
   // line: "start-end perms offset dev inode   path"
-  size_t o = 0, field = 0, i = 0;
-  if (outlen == 0) return;
-  out[o++] = '0', out[o++] = 'x';
-  for (; i < n && o + 1 < outlen; i++) {
-    char c = line[i];
-    if (c == ' ') {
-      field++;
-      while (i + 1 < n && line[i + 1] == ' ') i++;
-      if (field == 2 || field == 3 || field == 4) continue;  // skip off/dev/ino
-      if (field >= 5) {
-        out[o++] = ' ';
-        continue;
-      }
-      out[o++] = ' ';
-      continue;
-    }
-    if (field == 2 || field == 3 || field == 4) continue;
-    if (field == 0 && c == '-') {
-      if (o + 3 < outlen) out[o++] = '-', out[o++] = '0', out[o++] = 'x';
-      continue;
-    }
-    out[o++] = c;
+  const char *f[6] = {0};
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < 6; i++) {
+    if (line[i] == ' ') continue;
+    f[k++] = line + i;
+    if (k == 6) break;
+    while (i < n && line[i] != ' ') i++;
   }
-  if (field < 5 && o + 7 < outlen) memcpy(out + o, " [anon]", 7), o += 7;
-  out[o < outlen ? o : outlen - 1] = 0;
+  const char *dash = f[0];
+  while (dash && dash < line + n && *dash != '-') dash++;
+  if (!f[1] || !dash || dash >= line + n) {
+    log_format(out, outlen, "an unreadable maps line");
+    return;
+  }
+  size_t pl = f[5] ? (size_t)(line + n - f[5]) : 0;
+  while (pl && f[5][pl - 1] == ' ') pl--;
+  log_format(out, outlen, "0x%.*s-0x%.*s %.4s %.*s", (int)(dash - f[0]), f[0],
+             (int)(f[1] - 1 - (dash + 1)), dash + 1, f[1], (int)(pl ? pl : 6),
+             pl ? f[5] : "[anon]");
 }
 
 void os_describe_mapping(uintptr_t addr, size_t len, char *out,

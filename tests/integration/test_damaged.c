@@ -278,6 +278,25 @@ static int teardown(void **state) {
   return 0;
 }
 
+// The file at path attaches (with opts) sound and with its roots, closes
+// cleanly, and then attaches again without options.
+static void assert_attaches(const char *path, const char *opts,
+                            const char *what) {
+  int st;
+  struct outcome o = attach(path, opts, &st);
+  if (!o.accepted || o.check != 0)
+    print_error("%s: accepted %d errno %d check %d \"%s\"\n", what,
+                o.accepted, o.err, o.check, o.msg);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_true(o.roots_ok);
+  assert_int_equal(o.closed, 0);
+  o = attach(path, NULL, &st);
+  assert_true(o.accepted);
+  assert_int_equal(o.check, 0);
+  assert_true(o.roots_ok);
+}
+
 static void test_good_file(void **state) {
   (void)state;
   char *p = path_in("good.pool");
@@ -305,20 +324,7 @@ static void test_good_file(void **state) {
   struct img m = img_copy();
   char *c = img_save(&m, "copy.pool");
   free(m.b);
-  int st;
-  struct outcome o = attach(c, NULL, &st);
-  if (!o.accepted || o.check != 0)
-    print_error("copy: accepted %d errno %d check %d \"%s\"\n", o.accepted,
-                o.err, o.check, o.msg);
-  assert_true(o.accepted);
-  assert_int_equal(o.check, 0);
-  assert_true(o.roots_ok);
-  assert_int_equal(o.closed, 0);
-  // Attaching it again after that clean close works as well.
-  o = attach(c, NULL, &st);
-  assert_true(o.accepted);
-  assert_int_equal(o.check, 0);
-  assert_true(o.roots_ok);
+  assert_attaches(c, NULL, "copy");
 }
 
 static void test_truncated(void **state) {
@@ -502,19 +508,7 @@ static void test_not_closed_cleanly(void **state) {
   m = unclean();
   char *p = img_save(&m, "unclean-recover.pool");
   free(m.b);
-  int st;
-  struct outcome o = attach(p, "recover", &st);
-  if (!o.accepted || o.check != 0)
-    print_error("recover: accepted %d errno %d check %d \"%s\"\n", o.accepted,
-                o.err, o.check, o.msg);
-  assert_true(o.accepted);
-  assert_int_equal(o.check, 0);
-  assert_true(o.roots_ok);
-  assert_int_equal(o.closed, 0);
-  o = attach(p, NULL, &st);
-  assert_true(o.accepted);
-  assert_int_equal(o.check, 0);
-  assert_true(o.roots_ok);
+  assert_attaches(p, "recover", "recover");
 
   // "recover" still refuses metadata that is not sound.
   m = unclean();

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "mmpool.h"
+#include "pattern.h"
 
 #ifdef MMPOOL_SANITIZED
 #define DEFAULT_OPS 600000ul
@@ -42,16 +43,11 @@
 #define MiB ((size_t)1 << 20)
 
 // ---------------------------------------------------------------------------
-// Generator: splitmix64 (one state word, good enough mixing for tests).
+// Generator (pattern.h) with one global state.
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t rnd(void) { return rnd_next(&rng_state); }
 
 // Uniform in [lo, hi].
 static size_t rnd_range(size_t lo, size_t hi) {
@@ -69,47 +65,6 @@ static uint64_t env_u64(const char *name, uint64_t dflt) {
     return dflt;
   }
   return x;
-}
-
-// ---------------------------------------------------------------------------
-// Fill patterns: byte j of a block with seed s is byte (j % 8) of
-// word(s, j / 8), so a prefix keeps its pattern when the block grows.
-
-static inline uint64_t pat_word(uint64_t seed, size_t i) {
-  uint64_t z = seed + (uint64_t)i * 0x9e3779b97f4a7c15ull;
-  return z ^ (z >> 29);
-}
-
-static inline uint8_t pat_byte(uint64_t seed, size_t j) {
-  return (uint8_t)(pat_word(seed, j / 8) >> (8 * (j % 8)));
-}
-
-// Writes the pattern into bytes [from, to) of the block.
-static void fill_range(void *p, uint64_t seed, size_t from, size_t to) {
-  uint8_t *b = p;
-  size_t j = from;
-  while (j < to && (j & 7) != 0) {
-    b[j] = pat_byte(seed, j);
-    j++;
-  }
-  uint64_t *w = (uint64_t *)(b + j); // blocks are 16-aligned, j is 8-aligned
-  size_t i = j / 8;
-  for (; j + 8 <= to; j += 8, i++)
-    *w++ = pat_word(seed, i);
-  for (; j < to; j++)
-    b[j] = pat_byte(seed, j);
-}
-
-// The first offset in [0, n) whose byte differs from the pattern, or n.
-static size_t check_range(const void *p, uint64_t seed, size_t n) {
-  const uint8_t *b = p;
-  const uint64_t *w = p;
-  size_t i = 0;
-  for (; (i + 1) * 8 <= n; i++)
-    if (w[i] != pat_word(seed, i)) break;
-  for (size_t j = i * 8; j < n; j++)
-    if (b[j] != pat_byte(seed, j)) return j;
-  return n;
 }
 
 static size_t first_nonzero(const void *p, size_t n) {

@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "mmpool.h"
+#include "pattern.h"
 
 #ifdef MMPOOL_SANITIZED
 #define SCALE 4
@@ -72,52 +73,12 @@ tfail(const char *fmt, ...) {
 }
 
 // ---------------------------------------------------------------------------
-// Generator and patterns (as in test_model.c)
+// Generator (pattern.h)
 
-static uint64_t rnd(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t rnd(uint64_t *s) { return rnd_next(s); }
 
 static size_t rnd_range(uint64_t *s, size_t lo, size_t hi) {
   return lo + (size_t)(rnd(s) % (uint64_t)(hi - lo + 1));
-}
-
-static inline uint64_t pat_word(uint64_t seed, size_t i) {
-  uint64_t z = seed + (uint64_t)i * 0x9e3779b97f4a7c15ull;
-  return z ^ (z >> 29);
-}
-
-static inline uint8_t pat_byte(uint64_t seed, size_t j) {
-  return (uint8_t)(pat_word(seed, j / 8) >> (8 * (j % 8)));
-}
-
-static void fill_range(void *p, uint64_t seed, size_t from, size_t to) {
-  uint8_t *b = p;
-  size_t j = from;
-  while (j < to && (j & 7) != 0) {
-    b[j] = pat_byte(seed, j);
-    j++;
-  }
-  uint64_t *w = (uint64_t *)(b + j);
-  size_t i = j / 8;
-  for (; j + 8 <= to; j += 8, i++)
-    *w++ = pat_word(seed, i);
-  for (; j < to; j++)
-    b[j] = pat_byte(seed, j);
-}
-
-static size_t check_range(const void *p, uint64_t seed, size_t n) {
-  const uint8_t *b = p;
-  const uint64_t *w = p;
-  size_t i = 0;
-  for (; (i + 1) * 8 <= n; i++)
-    if (w[i] != pat_word(seed, i)) break;
-  for (size_t j = i * 8; j < n; j++)
-    if (b[j] != pat_byte(seed, j)) return j;
-  return n;
 }
 
 // ---------------------------------------------------------------------------
