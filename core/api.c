@@ -120,6 +120,10 @@ static void *alloc_any(mmpool_t *p, size_t n, int *dirty) {
 static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
   p = resolve(p);
   if (!p) return fail_null(ENOMEM);
+  if (!pool_ok(p)) {
+    log_fail(EINVAL, "mmpool_malloc: not an open pool");
+    return fail_null(EINVAL);
+  }
   int dirty;
   void *r = alloc_any(p, n, &dirty);
   return r ? r : alloc_fail();

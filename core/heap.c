@@ -110,12 +110,18 @@ static struct theap *heap_get(struct mmpool *p) {
     log_fail(EINVAL, "pool %u is closed", p->id);
     return NULL;
   }
+  if (p->fork_frozen) {
+    log_fail(EBUSY, "pool '%s' is a shared file pool of the parent process: "
+             "a fork child does not allocate from it", p->name);
+    return NULL;
+  }
   heap_init_once();
   if (tl_tid == TID_NONE)  // ids are never reused (4 billion threads)
     tl_tid = __atomic_fetch_add(&next_tid, 1, __ATOMIC_RELAXED);
   heap_registry_lock();
   if (h != &empty_heap) heap_free_mem(h);  // a heap of a closed pool
-  h = heap_new_mem();
+  // Closed meanwhile? (pool_close forgets heaps under this lock.)
+  h = p->state == POOL_OPEN ? heap_new_mem() : NULL;
   if (h) {
     memset(h, 0, sizeof *h);
     for (unsigned s = 0; s <= SC_DIRECT_MAX / 16; s++)
@@ -162,7 +168,13 @@ static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
   uint64_t head = tf & ~TF_DETACHED, tail = head;
   if (!head) return;
   uint32_t k = 1;
-  for (uint64_t n; (n = *(uint64_t *)(p->base + tail)) != 0; k++) tail = n;
+  for (uint64_t n; (n = *(uint64_t *)(p->base + tail)) != 0; k++) {
+    // More blocks than are live: a block was freed twice (a loop).
+    if (k > d->used)
+      log_fatal("pool '%s': a block of page %u was freed twice", p->name,
+                page_index(p, d));
+    tail = n;
+  }
   *(uint64_t *)(p->base + tail) = d->free;
   d->free = head;
   d->used -= k;
@@ -183,8 +195,10 @@ static int extend(struct mmpool *p, struct pdesc *d) {
     *(uint64_t *)(p->base + first + (uint64_t)i * d->bsize) =
         first + (uint64_t)(i + 1) * d->bsize;
   *(uint64_t *)(p->base + first + (uint64_t)(k - 1) * d->bsize) = 0;
-  d->free = first;
+  // inited first: a fork (or a crash) between the two stores then leaks
+  // the new blocks instead of threading them twice later.
   d->inited += k;
+  __atomic_store_n(&d->free, first, __ATOMIC_RELEASE);
   return 1;
 }
 
@@ -336,6 +350,10 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
     return NULL;
   }
   uintptr_t rel = a - p->data;
+  if (p->fork_frozen) {
+    *why = "in a shared pool that this fork child does not manage";
+    return NULL;
+  }
   if (a < p->data || rel >= __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)) {
     *why = "inside the pool's header or unused area, not a block";
     return NULL;
@@ -362,8 +380,9 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
 
 size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   if (d->kind == PD_LARGE) return d->side;
-  return d->bsize -
-         *(uint16_t *)(p->base + d->side + (((a - p->base) >> d->gshift) << 1));
+  uint32_t s =
+      *(uint16_t *)(p->base + d->side + (((a - p->base) >> d->gshift) << 1));
+  return s <= d->bsize ? d->bsize - s : 0;  // checked on attach; cheap guard
 }
 
 static void report_invalid(struct mmpool *p, uintptr_t a, const char *why) {
@@ -417,6 +436,7 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
 
 static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   const char *why = NULL;
+  if (!d && p->fork_frozen) return;  // inherited blocks: left to the parent
   if (!d) {
     report_invalid(pool_of_addr(a), a,
                    pool_of_addr(a) ? "inside the pool's header or unused area"
@@ -434,6 +454,7 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
     uint64_t off = a - p->base;
     uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
     while (!(old & TF_DETACHED)) {
+      if (old == off) log_fatal("free(%p): freed twice", (void *)a);
       *(uint64_t *)a = old;
       if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
                                       __ATOMIC_RELEASE, __ATOMIC_RELAXED))
@@ -450,8 +471,9 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   }
   if (!why) heap_block(p, a, &why);
 bad:
-  // Only a block freed twice is fatal; other bad pointers are ignored.
-  if (d->kind != PD_SLAB && d->kind != PD_LARGE)
+  // Only a block freed twice (its pages are free now) is fatal; other bad
+  // pointers, above the top too, are reported and ignored.
+  if (d->kind == PD_FREE || d->kind == PD_FREE_LAST)
     log_fatal("free(%p): %s of pool '%s'", (void *)a, why, p->name);
   report_invalid(p, a, why);
 }
@@ -517,10 +539,14 @@ static void thread_exit(void *arg) {
     if (h == &empty_heap) continue;
     tl_heap[id] = &empty_heap;
     struct mmpool *p = h->pool;
-    pthread_mutex_lock(&p->lock);
-    if (p->state == POOL_OPEN && h->gen == p->gen) abandon(p, h);
-    pthread_mutex_unlock(&p->lock);
+    // The registry lock keeps the slot from being closed or reopened (its
+    // mutex re-initialised) while we hold its pool lock.
     heap_registry_lock();
+    if (p->state == POOL_OPEN && h->gen == p->gen && !p->fork_frozen) {
+      pthread_mutex_lock(&p->lock);
+      abandon(p, h);
+      pthread_mutex_unlock(&p->lock);
+    }
     heap_free_mem(h);
     heap_registry_unlock();
   }
@@ -546,8 +572,15 @@ void heap_fork_child(void) {
   // Only the forking thread survives: the others' slabs become detached.
   for (struct theap *h = registry, *next; h; h = next) {
     next = h->reg_next;
-    if (tl_heap[h->pool->id] == h) continue;
-    abandon(h->pool, h);
+    struct mmpool *p = h->pool;
+    if (p->fork_frozen) {
+      // Not ours to change (see pool_fork_child): forget, write nothing.
+      if (tl_heap[p->id] == h) tl_heap[p->id] = &empty_heap;
+      heap_free_mem(h);
+      continue;
+    }
+    if (tl_heap[p->id] == h) continue;
+    abandon(p, h);
     heap_free_mem(h);
   }
 }

@@ -39,7 +39,7 @@ struct mmpool {
   pthread_mutex_t lock;  // spans, avail lists, growth, roots
   int fd;                // file pools, else -1
   int is_file, shared;   // file pool; mapped MAP_SHARED
-  int fork_private;      // a fork child's copy of a shared file pool
+  int fork_frozen;       // a shared file pool seen from a fork child
   int spec_full, spec_brk;
   uint64_t capacity;
   uint64_t dev, ino;      // file pools: the file's identity

@@ -75,7 +75,7 @@ void page_avail_remove(struct mmpool *p, struct pdesc *d) {
 
 static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
                     size_t len) {
-  if (p->is_file && p->shared && !p->fork_private) {
+  if (p->is_file && p->shared && !p->fork_frozen) {
     // Blocks first: a write fault into a hole on a full disk is SIGBUS.
     int r = os_allocate(p->fd, off, len);
     if (r) return r;
@@ -87,27 +87,30 @@ static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
 int page_grow(struct mmpool *p, uint64_t top) {
   struct pool_state *st = ST(p);
   uint64_t data_off = p->hdr->data_off, desc_off = p->hdr->desc_off;
-  size_t need_meta = (size_t)top * sizeof(struct pdesc);
+  size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len, want = have;
+  if (need > have) {
+    size_t step = have / 8 > GROW_MIN ? have / 8 : GROW_MIN;
+    size_t limit = (size_t)p->hdr->npages << PAGE_SHIFT;
+    want = need > have + step ? need : have + step;
+    want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
+    if (want > limit) want = limit;
+  }
+  // Descriptors first, for every committed data page (not only those below
+  // top): any address in committed data must find a readable descriptor.
+  size_t need_meta = (want >> PAGE_SHIFT) * sizeof(struct pdesc);
   if (need_meta > st->meta_committed) {
-    size_t want = (need_meta + META_GRANULE - 1) & ~(META_GRANULE - 1);
+    size_t m = (need_meta + META_GRANULE - 1) & ~(META_GRANULE - 1);
     size_t room = data_off - desc_off;
-    if (want > room) want = room;
-    size_t have = st->meta_committed;
-    int r = map_more(p, p->base + desc_off + have, desc_off + have,
-                     want - have);
+    if (m > room) m = room;
+    size_t old = st->meta_committed;
+    int r = map_more(p, p->base + desc_off + old, desc_off + old, m - old);
     if (r)
       return log_fail(-r, "pool '%s': cannot commit page descriptors "
                       "(errno %d)", p->name, -r);
-    st->meta_committed = want;
-    p->meta_mapped = want;
+    st->meta_committed = m;
+    p->meta_mapped = m;
   }
-  size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len;
-  if (need > have) {
-    size_t step = have / 8 > GROW_MIN ? have / 8 : GROW_MIN;
-    size_t want = need > have + step ? need : have + step;
-    size_t limit = (size_t)p->hdr->npages << PAGE_SHIFT;
-    want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
-    if (want > limit) want = limit;
+  if (want > have) {
     int r = map_more(p, p->data + have, data_off + have, want - have);
     if (r == -ENOSPC || r == -EDQUOT)
       return log_fail(ENOSPC, "pool '%s': no space left for %s to grow "
@@ -269,8 +272,12 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
 void page_detach_all(struct mmpool *p) {
   struct pool_state *st = ST(p);
   memset(st->avail, 0, sizeof st->avail);
+  // What the file says is zero is not trusted (calloc skips its memset on
+  // pages it believes clean): every committed page counts as dirty.
+  st->hiwater = (uint32_t)((st->length - p->hdr->data_off) >> PAGE_SHIFT);
   for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
     struct pdesc *d = D(p, i);
+    if (d->kind == PD_FREE) d->flags |= PDF_DIRTY;
     if (d->kind != PD_SLAB) continue;
     d->owner = OWNER_DETACHED;
     d->thread_free |= TF_DETACHED;
@@ -455,6 +462,14 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   CHECK(d->used + nfree == d->inited && nremote <= d->used,
         "page %u: %u used + %u free blocks (%u freed by other threads), but "
         "%u handed out", idx, d->used, nfree, nremote, d->inited);
+  // Every live block's slack: usable_size and realloc's copy trust it.
+  for (uint32_t b = 0; b < d->inited; b++) {
+    if (bm[b / 64] >> (b % 64) & 1) continue;
+    uint64_t off = slab + (uint64_t)b * d->bsize;
+    uint16_t s = *(uint16_t *)(p->base + d->side + ((off >> d->gshift) << 1));
+    CHECK(s <= d->bsize, "page %u: block %u records a slack of %u bytes in a "
+          "%u-byte block", idx, b, s, d->bsize);
+  }
   return 0;
 }
 
@@ -467,6 +482,10 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
   uint64_t bm[BITMAP_WORDS];
   uint32_t free_spans = 0, listed = 0;
   uint32_t prev_kind = PD_UNUSED;
+  // free() resolves any page through head_delta: it must stay in the array.
+  for (uint32_t i = 0; i < st->top; i++)
+    CHECK(D(p, i)->head_delta <= i, "page %u: head_delta %u out of range", i,
+          D(p, i)->head_delta);
   for (uint32_t i = 0; i < st->top;) {
     struct pdesc *d = D(p, i);
     CHECK(d->kind == PD_FREE || d->kind == PD_SLAB || d->kind == PD_LARGE,
@@ -581,7 +600,8 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
   struct pool_state *st = ST(p);
   memset(o, 0, sizeof *o);
   o->capacity = p->capacity;
-  o->mapped = p->hdr->desc_off + st->meta_committed + p->data_len;
+  size_t data = st->length - p->hdr->data_off;
+  o->mapped = p->hdr->desc_off + st->meta_committed + data;
   o->metadata = p->hdr->desc_off + (size_t)st->top * sizeof(struct pdesc);
   o->generation = p->hdr->generation;
   o->nclasses = SC_COUNT;
@@ -608,5 +628,5 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
       used_pages += d->npages;
     }
   }
-  o->free_bytes = p->data_len - (used_pages << PAGE_SHIFT);
+  o->free_bytes = data - (used_pages << PAGE_SHIFT);
 }

@@ -319,7 +319,7 @@ out:
 
 // Writes a shared file pool out. pre: p->lock.
 static int sync_locked(struct mmpool *p) {
-  if (!p->is_file || !p->shared || p->fork_private) return 0;
+  if (!p->is_file || !p->shared || p->fork_frozen) return 0;
   int r = vmmap_sync(p->base, p->hdr->desc_off + p->meta_mapped);
   if (!r && p->data_len) r = vmmap_sync(p->data, p->data_len);
   if (!r) r = os_fsync(p->fd);
@@ -354,7 +354,7 @@ int pool_close(struct mmpool *p) {
   heap_forget_pool(p);
   __atomic_store_n(&p->state, POOL_CLOSED, __ATOMIC_RELEASE);
   int r = 0;
-  if (p->is_file && p->shared && !p->fork_private) {
+  if (p->is_file && p->shared && !p->fork_frozen) {
     struct poolfile_header *h = p->hdr;
     h->meta_checksum = poolfile_meta_hash(h);
     h->flags |= POOLFILE_CLEAN;
@@ -365,7 +365,7 @@ int pool_close(struct mmpool *p) {
   if (p->fd >= 0) {
     // A fork child shares the parent's open file description (and so its
     // lock): it closes its descriptor without unlocking.
-    if (!p->fork_private) os_unlock_file(p->fd);
+    if (!p->fork_frozen) os_unlock_file(p->fd);
     os_close(p->fd);
   }
   __atomic_store_n(&p->data_len, 0, __ATOMIC_RELEASE);
@@ -429,16 +429,16 @@ void pool_fork_child(void) {
     struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN) continue;
     pthread_mutex_init(&p->lock, NULL);
-    if (p->is_file && p->shared) {
-      // Parent and child would allocate in the same shared heap: the child
-      // gets a private copy-on-write view of the file instead (PITFALLS
-      // 4.6), and never writes the file.
-      size_t meta = p->hdr->desc_off + p->meta_mapped;
-      if (vmmap_map_file(p->base, meta, p->fd, 0, 0) ||
-          (p->data_len &&
-           vmmap_map_file(p->data, p->data_len, p->fd, p->hdr->data_off, 0)))
-        log_fatal("fork child: cannot remap pool '%s' privately", p->name);
-      p->fork_private = 1;
+    if (p->is_file && p->shared && !p->fork_frozen) {
+      // Parent and child would allocate in one shared heap, and a private
+      // remap would still show the parent's later stores on every page the
+      // child has not written. So the child leaves the allocator state of
+      // the pool alone: its memory stays mapped (shared, as MAP_SHARED
+      // memory is after fork), allocations fail, frees are ignored; the
+      // file's lock and contents stay the parent's. data_len 0 sends every
+      // free of the pool to the slow path.
+      p->fork_frozen = 1;
+      __atomic_store_n(&p->data_len, 0, __ATOMIC_RELAXED);
     }
   }
   heap_fork_child();

@@ -172,8 +172,11 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
   if (st->hiwater < st->top || st->hiwater > npages ||
       data_off + (uint64_t)st->hiwater * PAGE_BYTES > st->length)
     return FAIL(EUCLEAN, "hiwater %u out of range", st->hiwater);
-  if (st->meta_committed < (uint64_t)st->hiwater * sizeof(struct pdesc) ||
-      st->meta_committed > data_off - desc_off)
+  // Descriptors cover every committed data page, in whole OS pages.
+  if (st->meta_committed <
+          ((st->length - data_off) >> PAGE_SHIFT) * sizeof(struct pdesc) ||
+      st->meta_committed > data_off - desc_off ||
+      st->meta_committed % 4096 != 0)
     return FAIL(EUCLEAN, "meta_committed %llu out of range",
                 (unsigned long long)st->meta_committed);
   for (unsigned i = 0; i < POOL_NBINS; i++)

@@ -80,6 +80,11 @@ typedef struct mmpool mmpool_t;
 //   recover         attach a file that was not closed cleanly, after a full
 //                   check of its metadata (otherwise such a file is refused).
 // A file pool can be attached by one process at a time (the file is locked).
+// fork: anonymous and mode=private pools are copied into the child (copy on
+// write) and work there as usual. A mode=shared pool stays shared memory: in
+// the child its blocks can be read and written, but the child does not
+// manage it (allocations fail with EBUSY, frees are ignored, closing only
+// unmaps it); the parent keeps using it normally.
 MMPOOL_API mmpool_t *mmpool_open(const char *name, const char *options);
 
 // The open pool called name, or NULL (ENOENT).
@@ -91,7 +96,8 @@ MMPOOL_API mmpool_t *mmpool_of(const void *ptr);
 
 // Closes a pool: a file pool is synced, marked clean, unlocked and unmapped;
 // an anonymous pool's memory is returned to the system. Every block of the
-// pool becomes invalid. The default pool cannot be closed (EBUSY).
+// pool becomes invalid. pool must not be NULL (EINVAL); the default pool
+// and a pool this thread has pushed cannot be closed (EBUSY).
 MMPOOL_API int mmpool_close(mmpool_t *pool);
 
 // Writes a shared file pool's memory and header to its file (msync +
@@ -102,6 +108,7 @@ MMPOOL_API int mmpool_sync(mmpool_t *pool);
 // Allocation. Blocks are aligned to 16 bytes at least.
 
 // A block of size bytes in pool; size 0 gives a unique non-NULL block.
+// NULL with ENOMEM when the pool is full, EINVAL when it is closed.
 MMPOOL_API void *mmpool_malloc(mmpool_t *pool, size_t size);
 // A zeroed block of n * size bytes; NULL with ENOMEM if that overflows.
 MMPOOL_API void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size);
@@ -116,8 +123,11 @@ MMPOOL_API void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size);
 MMPOOL_API void *mmpool_memalign(mmpool_t *pool, size_t alignment,
                                  size_t size);
 // Frees a block of any pool; NULL is ignored. errno is left unchanged. A
-// pointer that is no block of any pool is reported (one line on stderr) and
-// ignored; a block freed twice aborts the program when it is detected.
+// pointer outside every pool, or inside a pool but not in a block, is
+// reported (one line on stderr) and ignored; a block freed twice aborts the
+// program when it is detected. Freeing a pointer into the middle of a live
+// block is undefined: it is detected when the pointer is not 16-byte
+// aligned or the block is large, not on the owning thread's fast path.
 MMPOOL_API void mmpool_free(void *ptr);
 // The usable size of a block: exactly the size it was requested with (the
 // last size given to realloc), stable for the block's life. 0 for NULL and
@@ -164,7 +174,7 @@ typedef struct mmpool_class_stats {
 
 typedef struct mmpool_stats {
   size_t capacity;      // reserved address space of the pool
-  size_t mapped;        // bytes mapped read-write (the pool file's length)
+  size_t mapped;        // bytes mapped read-write: header, descriptors, data
   size_t metadata;      // header and page descriptors in use
   size_t in_use;        // bytes of live blocks, counted in whole blocks
   size_t in_use_blocks; // number of live blocks
@@ -179,13 +189,14 @@ typedef struct mmpool_stats {
 MMPOOL_API int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out);
 
 // Checks every invariant of the pool's metadata (page descriptors, free
-// lists, spans). 0 when sound; -1 with EUCLEAN and a message naming the first
-// fault otherwise. Other threads must not allocate from the pool meanwhile.
+// lists, spans, recorded block sizes). 0 when sound; -1 with EUCLEAN and a
+// message naming the first fault otherwise. Other threads must not allocate
+// from or free into the pool meanwhile.
 MMPOOL_API int mmpool_check(mmpool_t *pool);
 
 // Calls fn(block, usable_size, arg) for every live block of the pool, in
 // address order; stops early and returns fn's value when it is not 0.
-// Other threads must not allocate from the pool meanwhile.
+// Other threads must not allocate from or free into the pool meanwhile.
 MMPOOL_API int mmpool_walk(mmpool_t *pool,
                            int (*fn)(void *block, size_t size, void *arg),
                            void *arg);

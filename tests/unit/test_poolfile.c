@@ -276,7 +276,7 @@ static void test_checksum(void **state) {
   REFUSED(h, fs, EUCLEAN, "header checksum");
   // The state part is not covered: changing it keeps the checksum valid.
   h = fresh(GiB, &fs);
-  h->st.meta_committed = 64;
+  h->st.meta_committed = 8192;
   ACCEPTED(h, fs);
 }
 
@@ -376,7 +376,7 @@ static void test_state_ranges(void **state) {
   h = fresh(GiB, &fs);
   h->st.length = h->data_off + PAGE_BYTES;
   h->st.top = h->st.hiwater = 1;
-  h->st.meta_committed = 64;
+  h->st.meta_committed = 4096;
   ACCEPTED(h, h->st.length);
   REFUSED(h, h->st.length - 4096, EUCLEAN, "truncated");
   REFUSED(h, POOLFILE_HEADER_SIZE, EUCLEAN, "truncated");
@@ -421,6 +421,13 @@ static void test_state_ranges(void **state) {
   h->st.hiwater = 4;
   h->st.meta_committed = 4 * 64 - 1;
   REFUSED(h, h->st.length, EUCLEAN, "meta_committed");
+  // Descriptors for fewer pages than the committed data, or not whole pages.
+  h->st.length = h->data_off + 65 * PAGE_BYTES;
+  h->st.meta_committed = 4096; // 64 descriptors for 65 pages
+  REFUSED(h, h->st.length, EUCLEAN, "meta_committed");
+  h->st.meta_committed = 8192 + 64;
+  REFUSED(h, h->st.length, EUCLEAN, "meta_committed");
+  h->st.length = h->data_off + 8 * PAGE_BYTES;
   h->st.meta_committed = h->data_off; // more than the descriptor area
   REFUSED(h, h->st.length, EUCLEAN, "meta_committed");
   h->st.meta_committed = 4096;
