@@ -99,8 +99,13 @@ int mmpool_sync(mmpool_t *pool) {
 // ---------------------------------------------------------------------------
 // Allocation
 
-// Every failing path below has left its reason with log_fail.
-static void *alloc_fail(void) { return fail_null(ENOMEM); }
+// Every failing path below has left its reason with log_fail; its code is
+// the errno (ENOMEM: full; EINVAL: closed; EBUSY: frozen in a fork child).
+// Slow paths call log_take_code() first to drop a stale code.
+static void *alloc_fail(void) {
+  int e = log_take_code();
+  return fail_null(e ? e : ENOMEM);
+}
 
 // Any size; *dirty = 1 when the block may hold old bytes (for calloc).
 static void *alloc_any(mmpool_t *p, size_t n, int *dirty) {
@@ -118,6 +123,7 @@ static void *alloc_any(mmpool_t *p, size_t n, int *dirty) {
 }
 
 static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
+  log_take_code();
   p = resolve(p);
   if (!p) return fail_null(ENOMEM);
   if (!pool_ok(p)) {
@@ -147,8 +153,13 @@ void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size) {
     log_fail(ENOMEM, "calloc(%zu, %zu) overflows", n, size);
     return fail_null(ENOMEM);
   }
+  log_take_code();
   mmpool_t *p = resolve(pool);
   if (!p) return fail_null(ENOMEM);
+  if (!pool_ok(p)) {
+    log_fail(EINVAL, "mmpool_calloc: not an open pool");
+    return fail_null(EINVAL);
+  }
   int dirty;
   void *r = alloc_any(p, total, &dirty);
   if (!r) return alloc_fail();
@@ -161,8 +172,13 @@ void *mmpool_memalign(mmpool_t *pool, size_t align, size_t size) {
     log_fail(EINVAL, "alignment %zu is not a power of two", align);
     return fail_null(EINVAL);
   }
+  log_take_code();
   mmpool_t *p = resolve(pool);
   if (!p) return fail_null(ENOMEM);
+  if (!pool_ok(p)) {
+    log_fail(EINVAL, "mmpool_memalign: not an open pool");
+    return fail_null(EINVAL);
+  }
   void *r;
   int dirty;
   if (align <= 16) {

@@ -303,6 +303,11 @@ void *heap_alloc_slow(struct mmpool *p, size_t n) {
 
 void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
                        int *dirty) {
+  if (p->fork_frozen) {
+    log_fail(EBUSY, "pool '%s' is a shared file pool of the parent process: "
+             "a fork child does not allocate from it", p->name);
+    return NULL;
+  }
   if (n > p->capacity) {
     log_fail(ENOMEM, "pool '%s': %zu bytes exceed its capacity (%llu)",
              p->name, n, (unsigned long long)p->capacity);

@@ -165,8 +165,16 @@ void log_print(int l, const char *fmt, ...) {
 // Errors
 
 static __thread char last_error[256];
+static __thread int last_code;
+
+int log_take_code(void) {
+  int c = last_code;
+  last_code = 0;
+  return c;
+}
 
 int log_fail(int err, const char *fmt, ...) {
+  last_code = err;
   va_list ap;
   va_start(ap, fmt);
   log_vformat(last_error, sizeof last_error, fmt, ap);

@@ -30,11 +30,15 @@ int log_level(void);
 void log_print(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-// Records the calling thread's last error ("" until the first) and returns
-// -err, so failure paths read `return log_fail(EINVAL, "...", ...)`.
+// Records the calling thread's last error ("" until the first) and its code,
+// and returns -err, so failure paths read `return log_fail(EINVAL, ...)`.
 int log_fail(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 const char *log_last_error(void);
+// The code of the last log_fail of this thread since the previous call
+// (0 if none), which clears it: callers take it before and after an
+// operation whose deep failure paths decide the errno.
+int log_take_code(void);
 
 // One line on the log, then abort(): heap corruption and broken invariants.
 _Noreturn void log_fatal(const char *fmt, ...)

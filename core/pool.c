@@ -145,6 +145,18 @@ static int create_file(struct mmpool *p, const struct pool_spec *sp) {
   return 0;
 }
 
+// Maps a validated file's header and descriptors, and its data, over the
+// pool's reservation (replacing an earlier mapping of the same range).
+static int map_file_pool(struct mmpool *p, uintptr_t base,
+                         const struct poolfile_header *hb, int shared) {
+  uint64_t meta = hb->desc_off + hb->st.meta_committed;
+  uint64_t data = hb->st.length - hb->data_off;
+  int r = vmmap_map_file(base, meta, p->fd, 0, shared);
+  if (!r && data)
+    r = vmmap_map_file(base + hb->data_off, data, p->fd, hb->data_off, shared);
+  return r;
+}
+
 static int attach_file(struct mmpool *p, const struct pool_spec *sp,
                        uint64_t size) {
   struct poolfile_header hb;
@@ -174,28 +186,27 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   log_format(why, sizeof why, "attach %s at its base", p->path);
   r = reserve(p, hb.base, hb.capacity, &base, why);
   if (r) return r;
-  int shared = !(sp->mode == SPEC_PRIVATE);
-  uint64_t meta = hb.desc_off + hb.st.meta_committed;
-  uint64_t data = hb.st.length - hb.data_off;
-  if ((r = vmmap_map_file(base, meta, p->fd, 0, shared)) ||
-      (data && (r = vmmap_map_file(base + hb.data_off, data, p->fd,
-                                   hb.data_off, shared)))) {
-    vmmap_release(base);
-    return file_fail(p, -r, "cannot map it");
-  }
+  // A file not closed cleanly is repaired before it is checked. The repair
+  // first runs on a private (copy-on-write) mapping, so a file that is then
+  // refused is left as it was; only a file that passes is mapped shared and
+  // repaired for real (the repair is deterministic).
+  int shared = sp->mode != SPEC_PRIVATE;
+  int unclean = !(hb.flags & POOLFILE_CLEAN);
   struct poolfile_header *h = (struct poolfile_header *)base;
-  bind(p, base);
-  if (memcmp(h, &hb, sizeof hb) != 0) {
-    r = file_fail(p, EAGAIN, "changed while it was being attached");
-  } else if ((h->flags & POOLFILE_CLEAN) &&
-             poolfile_meta_hash(h) != h->meta_checksum) {
-    r = file_fail(p, EUCLEAN, "metadata checksum mismatch: the page "
-                  "descriptors changed after the pool was closed");
-  } else {
-    // Not closed cleanly (we got here through `recover`): mend what a
-    // killed process can leave half-written, then check everything.
-    if ((!(h->flags & POOLFILE_CLEAN) && (r = page_repair(p, why, sizeof why))) ||
-        (r = page_check(p, why, sizeof why)) != 0) {
+  for (int pass = unclean && shared ? 0 : 1; pass < 2 && !r; pass++) {
+    r = map_file_pool(p, base, &hb, pass == 0 ? 0 : shared);
+    if (r) {
+      r = file_fail(p, -r, "cannot map it");
+      break;
+    }
+    bind(p, base);
+    if (memcmp(h, &hb, sizeof hb) != 0) {
+      r = file_fail(p, EAGAIN, "changed while it was being attached");
+    } else if (!unclean && poolfile_meta_hash(h) != h->meta_checksum) {
+      r = file_fail(p, EUCLEAN, "metadata checksum mismatch: the page "
+                    "descriptors changed after the pool was closed");
+    } else if ((unclean && (r = page_repair(p, why, sizeof why))) ||
+               (r = page_check(p, why, sizeof why))) {
       char msg[420];
       log_format(msg, sizeof msg, "damaged metadata: %s", why);
       r = file_fail(p, EUCLEAN, msg);

@@ -37,7 +37,7 @@
     if (r_ != NULL || e_ != (e))                                               \
       print_error("%s: returned %p errno %d (%s), expected NULL errno %d; "    \
                   "last error \"%s\"\n",                                       \
-                  #expr, r_, e_, strerror(e_), (e), mmpool_last_error());     \
+                  #expr, r_, e_, strerror(e_), (e), mmpool_last_error());      \
     assert_null(r_);                                                           \
     assert_int_equal(e_, (e));                                                 \
     assert_true(mmpool_last_error()[0] != '\0');                               \
@@ -52,7 +52,7 @@
     if (r_ != -1 || e_ != (e))                                                 \
       print_error("%s: returned %d errno %d (%s), expected -1 errno %d; "      \
                   "last error \"%s\"\n",                                       \
-                  #expr, r_, e_, strerror(e_), (e), mmpool_last_error());     \
+                  #expr, r_, e_, strerror(e_), (e), mmpool_last_error());      \
     assert_int_equal(r_, -1);                                                  \
     assert_int_equal(e_, (e));                                                 \
     assert_true(mmpool_last_error()[0] != '\0');                               \
@@ -127,7 +127,7 @@ static void test_names(void **state) {
   memset(longname, 'n', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0'; // 48 characters
   FAILS_PTR(mmpool_open(longname, NULL), EINVAL);
-  const char *bad[] = {"a b", "a/b",  "x\xc3\xa9", "tab\tx", "semi;colon",
+  const char *bad[] = {"a b",  "a/b", "x\xc3\xa9", "tab\tx", "semi;colon",
                        "eq=1", "q\"", "new\nline", "star*",  "sl\\ash"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     FAILS_PTR(mmpool_open(bad[i], "size=4M"), EINVAL);
@@ -165,11 +165,20 @@ static void test_bad_options(void **state) {
   assert_non_null(strstr(mmpool_last_error(), "frobnicate"));
   FAILS_PTR(mmpool_open("o", "size=4M wibble=3"), EINVAL);
   assert_non_null(strstr(mmpool_last_error(), "wibble"));
-  const char *bad[] = {"size=12Q",   "size=",         "size=abc",
-                       "size=-5M",   "size=4MM",      "size=99999999999999T",
-                       "base=0x310000001000",         "base=0x310000100000",
-                       "base=zzz",   "base=",         "mode=weird",
-                       "full=bogus", "anon=1",        "relocate=maybe"};
+  const char *bad[] = {"size=12Q",
+                       "size=",
+                       "size=abc",
+                       "size=-5M",
+                       "size=4MM",
+                       "size=99999999999999T",
+                       "base=0x310000001000",
+                       "base=0x310000100000",
+                       "base=zzz",
+                       "base=",
+                       "mode=weird",
+                       "full=bogus",
+                       "anon=1",
+                       "relocate=maybe"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     FAILS_PTR(mmpool_open("o", bad[i]), EINVAL);
     assert_null(mmpool_get("o"));
@@ -180,11 +189,18 @@ static void test_bad_options(void **state) {
   assert_true(errno == EINVAL || errno == ENOTSUP);
   assert_true(mmpool_last_error()[0] != '\0');
   // Words the API accepts.
-  const char *good[] = {"anon",      "size=4M",     "  size=4M   anon  ",
-                        "relocate=no size=8M",      "full=null size=4M",
-                        "full=fallback size=4M",    "full=abort size=4M",
-                        "brk size=4M",              "base=auto size=4M",
-                        "size=1G",   "size=1048576", "size=65536K",
+  const char *good[] = {"anon",
+                        "size=4M",
+                        "  size=4M   anon  ",
+                        "relocate=no size=8M",
+                        "full=null size=4M",
+                        "full=fallback size=4M",
+                        "full=abort size=4M",
+                        "brk size=4M",
+                        "base=auto size=4M",
+                        "size=1G",
+                        "size=1048576",
+                        "size=65536K",
                         "base=0x330000000000 size=4M"};
   for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
     mmpool_t *p = open_ok("o", good[i]);
@@ -399,10 +415,9 @@ static void test_realloc_contract(void **state) {
   assert_int_equal(st.in_use_blocks, before - 1);
 
   // Content and usable size through growth and shrinking across classes.
-  static const size_t steps[] = {1,       10,     100,    1000,    10000,
-                                 100000,  MiB,    3 * MiB, 500000, 50,
-                                 7,       20000,  20001,  20000,   16384,
-                                 16385,   65536,  65537,  2 * MiB, 1};
+  static const size_t steps[] = {
+      1, 10,    100,   1000,  10000, 100000, MiB,   3 * MiB, 500000,  50,
+      7, 20000, 20001, 20000, 16384, 16385,  65536, 65537,   2 * MiB, 1};
   unsigned char *b = mmpool_malloc(p, steps[0]);
   assert_non_null(b);
   itest_fill_pattern(b, steps[0], 77);
@@ -461,15 +476,14 @@ static void test_realloc_contract(void **state) {
 
 static int all_zero(const unsigned char *b, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (b[i])
-      return 0;
+    if (b[i]) return 0;
   return 1;
 }
 
 static void test_calloc_zeroes(void **state) {
   (void)state;
   mmpool_t *p = open_ok("cal", "size=256M");
-  static const size_t sizes[] = {1,     24,     200,        3000,  16384,
+  static const size_t sizes[] = {1,     24,     200,         3000,   16384,
                                  40000, 200000, 1536 * 1024, 5 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     size_t n = sizes[i];
@@ -565,52 +579,47 @@ static const char *const foreign_kinds[] = {
 // nothing changed. 0 when all is well, another code says what went wrong.
 static int foreign_free(int which) {
   mmpool_t *p = mmpool_open("ff", "size=64M");
-  if (p == NULL)
-    return 10;
+  if (p == NULL) return 10;
   unsigned char *b = mmpool_malloc(p, 100);
   unsigned char *big = mmpool_malloc(p, 200000);
-  if (b == NULL || big == NULL)
-    return 11;
+  if (b == NULL || big == NULL) return 11;
   memset(b, 0x11, 100);
   memset(big, 0x22, 200000);
   mmpool_stats_t before, after;
-  if (mmpool_stats(p, &before) != 0)
-    return 12;
+  if (mmpool_stats(p, &before) != 0) return 12;
   int local = 5;
   unsigned char *g = malloc(100);
-  if (g == NULL)
-    return 13;
+  if (g == NULL) return 13;
   memset(g, 0x33, 100);
   char *base = mmpool_base(p);
-  void *bad[] = {&local,          g,
-                 b + 8,           big + 4096,
-                 big + 65536,     base,
-                 base + 4096,     base + 48 * MiB,
-                 base + 64 * MiB - 16, (void *)(uintptr_t)16,
+  void *bad[] = {&local,
+                 g,
+                 b + 8,
+                 big + 4096,
+                 big + 65536,
+                 base,
+                 base + 4096,
+                 base + 48 * MiB,
+                 base + 64 * MiB - 16,
+                 (void *)(uintptr_t)16,
                  (void *)(uintptr_t)0x3e0000000000ull};
   errno = 1234;
   mmpool_free(bad[which]);
-  if (errno != 1234)
-    return 20;
-  if (local != 5 || g[99] != 0x33)
-    return 21;
+  if (errno != 1234) return 20;
+  if (local != 5 || g[99] != 0x33) return 21;
   free(g);
-  if (mmpool_stats(p, &after) != 0)
-    return 22;
+  if (mmpool_stats(p, &after) != 0) return 22;
   if (after.in_use_blocks != before.in_use_blocks ||
       after.in_use != before.in_use)
     return 23;
   if (mmpool_usable_size(b) != 100 || mmpool_usable_size(big) != 200000)
     return 24;
   for (int i = 0; i < 100; i++)
-    if (b[i] != 0x11)
-      return 25;
-  if (mmpool_check(p) != 0)
-    return 26;
+    if (b[i] != 0x11) return 25;
+  if (mmpool_check(p) != 0) return 26;
   mmpool_free(b);
   mmpool_free(big);
-  if (mmpool_check(p) != 0 || mmpool_close(p) != 0)
-    return 27;
+  if (mmpool_check(p) != 0 || mmpool_close(p) != 0) return 27;
   return 0;
 }
 
@@ -619,12 +628,10 @@ static int foreign_free(int which) {
 static void test_free_foreign(void **state) {
   (void)state;
   int failed = 0;
-  for (size_t i = 0; i < sizeof foreign_kinds / sizeof foreign_kinds[0];
-       i++) {
+  for (size_t i = 0; i < sizeof foreign_kinds / sizeof foreign_kinds[0]; i++) {
     fflush(NULL);
     pid_t pid = fork();
-    if (pid == 0)
-      _exit(foreign_free((int)i));
+    if (pid == 0) _exit(foreign_free((int)i));
     assert_true(pid > 0);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -636,6 +643,148 @@ static void test_free_foreign(void **state) {
     }
   }
   assert_int_equal(failed, 0);
+}
+
+// In a forked child: a crash ends the child with its signal (cmocka's
+// handlers would otherwise resume the test runner inside the child).
+static void child_default_signals(void) {
+  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    signal(sigs[i], SIG_DFL);
+}
+
+// Run in a child: committed data above the pool's top. Large blocks grow the
+// committed data ahead of the pages in use; the engine used to commit page
+// descriptors only for the pages in use (rounded up), so a free or
+// usable_size of an address in the committed data beyond them read an
+// unmapped descriptor (SIGSEGV) or a garbage one (abort). 0 when all is
+// well, another code says what went wrong.
+static int free_above_top(void) {
+  mmpool_t *p = mmpool_open("top", "size=1G");
+  if (p == NULL) return 10;
+  char *base = mmpool_base(p);
+  enum { MAXB = 200 };
+  static unsigned char *blk[MAXB];
+  int n = 0;
+  uintptr_t end = 0, committed = 0;
+  // About 60 MiB at least, until the committed data reaches 3 pages past
+  // the last block. Every byte below base + mapped is committed: the
+  // header, the descriptors and the gap before the data come first.
+  do {
+    if (n == MAXB) return 11;
+    blk[n] = mmpool_malloc(p, MiB);
+    if (blk[n] == NULL) return 12;
+    memset(blk[n], n & 0xff, MiB);
+    if ((uintptr_t)blk[n] + MiB > end) end = (uintptr_t)blk[n] + MiB;
+    n++;
+    mmpool_stats_t st;
+    if (mmpool_stats(p, &st) != 0) return 13;
+    committed = (uintptr_t)base + st.mapped;
+  } while (n < 60 || committed < end + 3 * 65536);
+  mmpool_stats_t before, after;
+  if (mmpool_stats(p, &before) != 0) return 13;
+  // Two pages past the last block, then every page up to the committed
+  // end (the last 16 bytes of it too).
+  errno = 1234;
+  unsigned char *q = (unsigned char *)end + 2 * 65536;
+  if (mmpool_usable_size(q) != 0) return 14;
+  mmpool_free(q);
+  if (errno != 1234) return 15;
+  for (uintptr_t a = end; a < committed; a += 65536) {
+    if (mmpool_usable_size((void *)a) != 0) return 16;
+    mmpool_free((void *)a);
+  }
+  if (mmpool_usable_size((void *)(committed - 16)) != 0) return 16;
+  mmpool_free((void *)(committed - 16));
+  // Nothing changed.
+  if (mmpool_stats(p, &after) != 0) return 17;
+  if (after.in_use_blocks != before.in_use_blocks ||
+      after.in_use != before.in_use || after.in_use_blocks != (size_t)n)
+    return 18;
+  for (int i = 0; i < n; i++)
+    if (mmpool_usable_size(blk[i]) != MiB || blk[i][0] != (i & 0xff) ||
+        blk[i][MiB - 1] != (i & 0xff))
+      return 19;
+  if (mmpool_check(p) != 0) return 20;
+  for (int i = 0; i < n; i++)
+    mmpool_free(blk[i]);
+  if (mmpool_check(p) != 0 || mmpool_close(p) != 0) return 21;
+  return 0;
+}
+
+static void test_free_above_top(void **state) {
+  (void)state;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    child_default_signals();
+    alarm(MMPOOL_SANITIZED ? 60 : 20);
+    _exit(free_above_top());
+  }
+  assert_true(pid > 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    print_error("free/usable_size above the top: child %s %d\n",
+                WIFEXITED(st) ? "exited with code" : "killed by signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void *free_twice(void *arg) {
+  mmpool_free(arg);
+  mmpool_free(arg);
+  return NULL;
+}
+
+// "A block freed twice aborts the program when it is detected": a block
+// freed twice in a row by a thread that does not own it used to put a loop
+// in the owner's list of remote frees, and the owner then hung.
+static void test_remote_double_free(void **state) {
+  (void)state;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    child_default_signals();
+    alarm(10);
+    mmpool_t *p = mmpool_open("df", "size=64M");
+    if (p == NULL) _exit(10);
+    void *x = mmpool_malloc(p, 64);
+    if (x == NULL) _exit(11);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_twice, x) != 0) _exit(12);
+    pthread_join(t, NULL);
+    // The owner collects the remote frees.
+    for (int i = 0; i < 2000; i++)
+      if (mmpool_malloc(p, 64) == NULL) _exit(13);
+    _exit(0);
+  }
+  assert_true(pid > 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
+    print_error("remote double free: child %s %d, expected SIGABRT (%d)\n",
+                WIFEXITED(st) ? "exited with code" : "killed by signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), SIGABRT);
+  assert_true(WIFSIGNALED(st));
+  assert_int_not_equal(WTERMSIG(st), SIGALRM); // a hang
+  assert_int_equal(WTERMSIG(st), SIGABRT);
+}
+
+// A handle of a closed pool allocates nothing.
+static void test_closed_handle(void **state) {
+  (void)state;
+  mmpool_t *p = open_ok("gone", "size=64M");
+  void *b = mmpool_malloc(p, 64);
+  assert_non_null(b);
+  close_ok(p);
+  FAILS_PTR(mmpool_malloc(p, 64), EINVAL);
+  FAILS_PTR(mmpool_malloc(p, 100000), EINVAL);
+  FAILS_PTR(mmpool_malloc(p, 64), EINVAL); // still, after the failures
+  // The other allocators of the family fail the same way.
+  FAILS_PTR(mmpool_calloc(p, 1, 64), EINVAL);
+  FAILS_PTR(mmpool_memalign(p, 4096, 64), EINVAL);
 }
 
 // ---------------------------------------------------------------------------
@@ -837,8 +986,7 @@ static void test_stats(void **state) {
   size_t prev = 0, largest = 0;
   for (unsigned i = 0; i < s0.nclasses; i++) {
     size_t bs = s0.classes[i].block_size;
-    if (bs == 0)
-      continue;
+    if (bs == 0) continue;
     assert_true(bs > prev);
     assert_int_equal(bs % 16 == 0 || bs < 16, 1);
     prev = largest = bs;
@@ -846,8 +994,8 @@ static void test_stats(void **state) {
   assert_true(largest >= 1024);
   FAILS_INT(mmpool_stats(p, NULL), EINVAL);
 
-  static const size_t sizes[] = {1, 16, 17, 100, 1000, 4000, 20000, 100000,
-                                 MiB, 5 * MiB};
+  static const size_t sizes[] = {1,    16,    17,     100, 1000,
+                                 4000, 20000, 100000, MiB, 5 * MiB};
   void *blk[sizeof sizes / sizeof sizes[0]];
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     stats_of(p, &s0);
@@ -871,8 +1019,7 @@ static void test_stats(void **state) {
   stats_of(p, &s0);
   for (unsigned c = 0; c < s0.nclasses; c++) {
     size_t bs = s0.classes[c].block_size;
-    if (bs == 0)
-      continue;
+    if (bs == 0) continue;
     void *b = mmpool_malloc(p, bs);
     assert_non_null(b);
     stats_of(p, &s1);
@@ -908,8 +1055,7 @@ static int record(void *block, size_t size, void *arg) {
     s->size[s->n] = size;
   }
   s->n++;
-  if (s->stop_after && s->calls == s->stop_after)
-    return 7;
+  if (s->stop_after && s->calls == s->stop_after) return 7;
   return 0;
 }
 
@@ -949,8 +1095,7 @@ static void test_walk(void **state) {
   for (size_t i = 1; i < s.n; i++)
     assert_true(saddr[i] > saddr[i - 1]); // address order
   for (int i = 0; i < N; i++) {
-    if (!live[i])
-      continue;
+    if (!live[i]) continue;
     uintptr_t *hit = bsearch(&live[i], saddr, s.n, sizeof saddr[0], cmp_uptr);
     assert_non_null(hit);
     assert_int_equal(ssize[hit - saddr], lsize[i]);
@@ -963,8 +1108,7 @@ static void test_walk(void **state) {
   assert_int_equal(mmpool_walk(p, record, &s3), 7);
   assert_int_equal(s3.calls, 1);
   for (int i = 0; i < N; i++)
-    if (live[i])
-      mmpool_free((void *)live[i]);
+    if (live[i]) mmpool_free((void *)live[i]);
   struct seen s4 = {0, N + 10, saddr, ssize, 0, 0};
   assert_int_equal(mmpool_walk(p, record, &s4), 0);
   assert_int_equal(s4.n, 0);
@@ -1049,8 +1193,7 @@ static void test_many_pools(void **state) {
     snprintf(name, sizeof name, "many%d", n);
     errno = 0;
     pools[n] = mmpool_open(name, "size=1M");
-    if (pools[n] == NULL)
-      break;
+    if (pools[n] == NULL) break;
     track(pools[n]);
     void *b = mmpool_malloc(pools[n], 100);
     assert_non_null(b);
@@ -1089,8 +1232,7 @@ static void *alloc_all(void *arg) {
   struct xalloc *x = arg;
   for (int i = 0; i < x->n; i++) {
     x->blk[i] = mmpool_malloc(x->pool, 1 + (size_t)(i * 37) % 3000);
-    if (x->blk[i] == NULL)
-      return (void *)1;
+    if (x->blk[i] == NULL) return (void *)1;
     memset(x->blk[i], 0x3c, 1);
   }
   return NULL;
@@ -1152,8 +1294,7 @@ static int group_setup(void **state) {
   (void)state;
   // Opens the default pool, so the count of open pools is known.
   void *b = mmpool_malloc(NULL, 1);
-  if (b == NULL)
-    return -1;
+  if (b == NULL) return -1;
   mmpool_free(b);
   return 0;
 }
@@ -1172,8 +1313,11 @@ int main(void) {
       cmocka_unit_test_teardown(test_calloc_zeroes, cleanup),
       cmocka_unit_test_teardown(test_free_errno, cleanup),
       cmocka_unit_test_teardown(test_free_foreign, cleanup),
+      cmocka_unit_test_teardown(test_free_above_top, cleanup),
+      cmocka_unit_test_teardown(test_remote_double_free, cleanup),
       cmocka_unit_test_teardown(test_roots, cleanup),
       cmocka_unit_test_teardown(test_close, cleanup),
+      cmocka_unit_test_teardown(test_closed_handle, cleanup),
       cmocka_unit_test_teardown(test_push_pop, cleanup),
       cmocka_unit_test_teardown(test_stats, cleanup),
       cmocka_unit_test_teardown(test_walk, cleanup),

@@ -35,7 +35,7 @@
 #define ROOT2_LEN (300u * 1024)
 
 static char *dir;
-static unsigned char *good;  // the valid pool file's bytes
+static unsigned char *good; // the valid pool file's bytes
 static size_t good_len;
 
 static char *path_in(const char *name) {
@@ -51,20 +51,19 @@ static char *path_in(const char *name) {
 
 // What an attaching child saw.
 struct outcome {
-  int accepted;    // mmpool_open returned a pool
-  int err;         // errno when it did not
-  int check;       // mmpool_check of the attached pool (0 sound)
-  int roots_ok;    // roots 1 and 2 lead to the blocks the file was made with
-  long blocks;     // stats.in_use_blocks
-  int closed;      // mmpool_close result
-  char msg[512];   // mmpool_last_error() after the open or the check
+  int accepted;  // mmpool_open returned a pool
+  int err;       // errno when it did not
+  int check;     // mmpool_check of the attached pool (0 sound)
+  int roots_ok;  // roots 1 and 2 lead to the blocks the file was made with
+  long blocks;   // stats.in_use_blocks
+  int closed;    // mmpool_close result
+  char msg[512]; // mmpool_last_error() after the open or the check
 };
 
 static void fill_pool(mmpool_t *pool) {
   char *r1 = mmpool_malloc(pool, sizeof ROOT1_TEXT);
   unsigned char *r2 = mmpool_malloc(pool, ROOT2_LEN);
-  if (r1 == NULL || r2 == NULL)
-    _exit(20);
+  if (r1 == NULL || r2 == NULL) _exit(20);
   memcpy(r1, ROOT1_TEXT, sizeof ROOT1_TEXT);
   itest_fill_pattern(r2, ROOT2_LEN, 2);
   // Some blocks of many classes, some freed, so the file has free lists.
@@ -73,8 +72,7 @@ static void fill_pool(mmpool_t *pool) {
   for (int i = 0; i < 600; i++) {
     size_t n = 1 + itest_rand(&rng) % (i % 10 == 0 ? 60000 : 2000);
     keep[i] = mmpool_malloc(pool, n);
-    if (keep[i] == NULL)
-      _exit(21);
+    if (keep[i] == NULL) _exit(21);
     memset(keep[i], i & 0xff, n);
   }
   for (int i = 0; i < 600; i += 3)
@@ -87,8 +85,7 @@ static int roots_ok(mmpool_t *pool) {
   const char *r1 = mmpool_get_root(pool, 1);
   const unsigned char *r2 = mmpool_get_root(pool, 2);
   return r1 != NULL && r2 != NULL && mmpool_of(r1) == pool &&
-         mmpool_of(r2) == pool &&
-         mmpool_usable_size(r1) == sizeof ROOT1_TEXT &&
+         mmpool_of(r2) == pool && mmpool_usable_size(r1) == sizeof ROOT1_TEXT &&
          strcmp(r1, ROOT1_TEXT) == 0 && mmpool_usable_size(r2) == ROOT2_LEN &&
          itest_check_pattern(r2, ROOT2_LEN, 2);
 }
@@ -106,8 +103,7 @@ static void make_good(const char *path) {
       _exit(10);
     }
     fill_pool(pool);
-    if (mmpool_check(pool) != 0 || !roots_ok(pool))
-      _exit(11);
+    if (mmpool_check(pool) != 0 || !roots_ok(pool)) _exit(11);
     _exit(mmpool_close(pool) == 0 ? 0 : 12);
   }
   assert_true(pid > 0);
@@ -119,8 +115,7 @@ static void make_good(const char *path) {
 
 // Attaches path (with extra options) in a forked child. *status gets the
 // child's wait status.
-static struct outcome attach(const char *path, const char *extra,
-                             int *status) {
+static struct outcome attach(const char *path, const char *extra, int *status) {
   int fds[2];
   assert_int_equal(pipe(fds), 0);
   fflush(NULL);
@@ -146,12 +141,10 @@ static struct outcome attach(const char *path, const char *extra,
         snprintf(o.msg, sizeof o.msg, "check: %s", mmpool_last_error());
       o.roots_ok = roots_ok(pool);
       mmpool_stats_t st;
-      if (mmpool_stats(pool, &st) == 0)
-        o.blocks = (long)st.in_use_blocks;
+      if (mmpool_stats(pool, &st) == 0) o.blocks = (long)st.in_use_blocks;
       // The pool must be usable: allocate, free, allocate large.
       void *a = mmpool_malloc(pool, 100), *b = mmpool_malloc(pool, 1 << 20);
-      if (a == NULL || b == NULL)
-        o.check = o.check ? o.check : -3;
+      if (a == NULL || b == NULL) o.check = o.check ? o.check : -3;
       mmpool_free(a);
       mmpool_free(b);
       o.closed = mmpool_close(pool);
@@ -166,10 +159,8 @@ static struct outcome attach(const char *path, const char *extra,
   size_t got = 0;
   while (got < sizeof o) {
     ssize_t r = read(fds[0], (char *)&o + got, sizeof o - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
     got += (size_t)r;
   }
   close(fds[0]);
@@ -223,14 +214,12 @@ static char *img_save(struct img *m, const char *name) {
 // True when msg contains one of the '|'-separated alternatives.
 // An empty alts asks only for a non-empty message.
 static int has_any(const char *msg, const char *alts) {
-  if (alts[0] == '\0')
-    return msg[0] != '\0';
+  if (alts[0] == '\0') return msg[0] != '\0';
   char buf[256];
   snprintf(buf, sizeof buf, "%s", alts);
   for (char *save, *t = strtok_r(buf, "|", &save); t;
        t = strtok_r(NULL, "|", &save))
-    if (strstr(msg, t))
-      return 1;
+    if (strstr(msg, t)) return 1;
   return 0;
 }
 
@@ -285,8 +274,8 @@ static void assert_attaches(const char *path, const char *opts,
   int st;
   struct outcome o = attach(path, opts, &st);
   if (!o.accepted || o.check != 0)
-    print_error("%s: accepted %d errno %d check %d \"%s\"\n", what,
-                o.accepted, o.err, o.check, o.msg);
+    print_error("%s: accepted %d errno %d check %d \"%s\"\n", what, o.accepted,
+                o.err, o.check, o.msg);
   assert_true(o.accepted);
   assert_int_equal(o.check, 0);
   assert_true(o.roots_ok);
@@ -317,8 +306,7 @@ static void test_good_file(void **state) {
   assert_string_equal(h->name, "good");
   char why[256] = "";
   int rc = poolfile_validate(h, good_len, why, sizeof why);
-  if (rc != 0)
-    print_error("poolfile_validate(good file): %d %s\n", rc, why);
+  if (rc != 0) print_error("poolfile_validate(good file): %d %s\n", rc, why);
   assert_int_equal(rc, 0);
   // A copy attaches, with its roots, and stays sound (control case).
   struct img m = img_copy();
@@ -367,8 +355,7 @@ static void test_foreign(void **state) {
   assert_non_null(m.b);
   uint64_t rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
   itest_fill_pattern(m.b, m.len, rng);
-  if (memcmp(m.b, POOLFILE_MAGIC, 8) == 0)
-    m.b[0] ^= 1;
+  if (memcmp(m.b, POOLFILE_MAGIC, 8) == 0) m.b[0] ^= 1;
   expect_refused(&m, "random.pool", ENOEXEC, "not an mmpool pool file");
 
   // A text file.
@@ -439,8 +426,7 @@ static void test_out_of_range(void **state) {
   m = img_copy();
   hdr(&m)->st.length = hdr(&m)->capacity + PAGE_BYTES;
   poolfile_seal(hdr(&m));
-  expect_refused(&m, "length2.pool", EUCLEAN,
-                 "truncated|length|out of range");
+  expect_refused(&m, "length2.pool", EUCLEAN, "truncated|length|out of range");
 
   m = img_copy();
   hdr(&m)->base += 4096;
@@ -482,8 +468,7 @@ static void test_out_of_range(void **state) {
 
   m = img_copy();
   hdr(&m)->st.meta_committed = hdr(&m)->data_off; // beyond [desc_off, data_off)
-  expect_refused(&m, "metacommit.pool", EUCLEAN,
-                 "meta_committed|out of range");
+  expect_refused(&m, "metacommit.pool", EUCLEAN, "meta_committed|out of range");
 
   m = img_copy();
   memset(hdr(&m)->name, 'a', sizeof hdr(&m)->name); // no terminator
@@ -532,8 +517,7 @@ static void test_empty_file_is_new(void **state) {
   char opts[64];
   snprintf(opts, sizeof opts, "%s", NEWOPTS);
   struct outcome o = attach(p, opts, &st);
-  if (!o.accepted)
-    print_error("empty file: errno %d \"%s\"\n", o.err, o.msg);
+  if (!o.accepted) print_error("empty file: errno %d \"%s\"\n", o.err, o.msg);
   assert_true(o.accepted);
   assert_int_equal(o.check, 0);
   assert_false(o.roots_ok);
@@ -569,8 +553,7 @@ static void kill_during_allocation(const char *p, unsigned delay_us) {
     char opts[4200];
     snprintf(opts, sizeof opts, "file=%s", p);
     mmpool_t *pool = mmpool_open("k", opts);
-    if (pool == NULL)
-      _exit(30);
+    if (pool == NULL) _exit(30);
     enum { RING = 2048 };
     static void *ring[RING];
     uint64_t rng = delay_us + 1;
@@ -580,12 +563,10 @@ static void kill_during_allocation(const char *p, unsigned delay_us) {
       uint64_t r = itest_rand(&rng);
       size_t n = r % 16 == 0 ? 20000 + r % 200000 : 1 + r % 3000;
       ring[k] = mmpool_malloc(pool, n);
-      if (ring[k] == NULL)
-        _exit(31);
+      if (ring[k] == NULL) _exit(31);
       memset(ring[k], (int)i, n < 64 ? n : 64);
       if (i == 4000) {
-        if (write(fds[1], "g", 1) != 1)
-          _exit(32);
+        if (write(fds[1], "g", 1) != 1) _exit(32);
       }
     }
   }
@@ -594,13 +575,11 @@ static void kill_during_allocation(const char *p, unsigned delay_us) {
   char c;
   ssize_t r = read(fds[0], &c, 1);
   close(fds[0]);
-  if (r == 1)
-    usleep(delay_us);
+  if (r == 1) usleep(delay_us);
   kill(pid, SIGKILL);
   int st;
   assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (r != 1)
-    print_error("allocating child ended early: status %#x\n", st);
+  if (r != 1) print_error("allocating child ended early: status %#x\n", st);
   assert_int_equal(r, 1);
   assert_true(WIFSIGNALED(st));
   assert_int_equal(WTERMSIG(st), SIGKILL);
@@ -624,8 +603,8 @@ static void test_killed_holder(void **state) {
     int st;
     struct outcome o = attach(p, NULL, &st);
     if (o.accepted || o.err != EUCLEAN || !strstr(o.msg, "not closed cleanly"))
-      print_error("%s: accepted %d errno %d \"%s\"\n", name, o.accepted,
-                  o.err, o.msg);
+      print_error("%s: accepted %d errno %d \"%s\"\n", name, o.accepted, o.err,
+                  o.msg);
     assert_false(o.accepted);
     assert_int_equal(o.err, EUCLEAN);
     assert_non_null(strstr(o.msg, "not closed cleanly"));
@@ -647,6 +626,278 @@ static void test_killed_holder(void **state) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Data-page state that no checksum covers
+
+// The first slab that holds live blocks, and the file offset of the slack
+// entry (requested size = block size - slack) of its block 0.
+static uint32_t first_live_slab(struct img *m, uint64_t *slack_at) {
+  struct poolfile_header *h = hdr(m);
+  for (uint32_t i = 0; i < h->st.top; i++) {
+    struct pdesc *d = desc(m, i);
+    if (d->kind != PD_SLAB || d->used == 0) continue;
+    uint64_t slab = h->data_off + (uint64_t)i * PAGE_BYTES;
+    *slack_at = d->side + ((slab >> d->gshift) << 1);
+    assert_true(*slack_at + 2 <= m->len);
+    return i;
+  }
+  fail_msg("no slab with live blocks in the good file");
+  return 0;
+}
+
+// Damages the slack entry of a live block (root 1's, the first block of
+// the first slab) of a copy of the good file, or of its not-cleanly-closed
+// variant, with value v (0: the block size + 1).
+static struct img slack_damaged(int unclean_file, uint16_t v) {
+  struct img m = unclean_file ? unclean() : img_copy();
+  struct poolfile_header *h = hdr(&m);
+  uint64_t at = 0;
+  uint32_t idx = first_live_slab(&m, &at);
+  struct pdesc *d = desc(&m, idx);
+  // Its block 0 is root 1's block, the pool's first allocation: live, with
+  // the slack of its requested size.
+  uint64_t slab = h->data_off + (uint64_t)idx * PAGE_BYTES;
+  assert_int_equal(h->roots[1], h->base + slab);
+  uint16_t old;
+  memcpy(&old, m.b + at, sizeof old);
+  assert_int_equal(old, d->bsize - sizeof ROOT1_TEXT);
+  if (v == 0) v = (uint16_t)(d->bsize + 1); // just too big
+  memcpy(m.b + at, &v, sizeof v);
+  return m;
+}
+
+// A live block's slack entry says more than its block size: the slack array
+// lives in data pages, outside the metadata checksum, and usable_size and
+// realloc's copy trust it, so attach must check it (it did not: the block
+// then reported a usable size of almost 64 KiB and realloc copied that much
+// from the neighbouring blocks).
+static void test_slack_damaged(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = slack_damaged(0, 0xffff);
+  expect_refused(&m, "slack.pool", EUCLEAN, "slack");
+  m = slack_damaged(0, 0);
+  expect_refused(&m, "slack1.pool", EUCLEAN, "slack");
+}
+
+// The same with "recover" on a file that was not closed cleanly: refused,
+// and the refused file is left as it was.
+static void test_slack_damaged_recover(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = slack_damaged(1, 0xffff);
+  expect_refused_opts(&m, "slack-recover.pool", "recover", EUCLEAN, "slack");
+}
+
+// In a forked child: a crash ends the child with its signal (cmocka's
+// handlers would otherwise resume the test runner inside the child).
+static void child_default_signals(void) {
+  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    signal(sigs[i], SIG_DFL);
+}
+
+// What a child saw when it attached a file and called calloc.
+struct calloc_outcome {
+  int accepted;
+  int err;
+  uint64_t off;   // the block's offset from the pool's base
+  size_t nonzero; // bytes of the block that were not zero
+  int closed;
+  char msg[256];
+};
+
+static struct calloc_outcome calloc_after_attach(const char *path, size_t n) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    child_default_signals();
+    alarm(MMPOOL_SANITIZED ? 60 : 20);
+    close(fds[0]);
+    struct calloc_outcome o;
+    memset(&o, 0, sizeof o);
+    o.closed = -2;
+    char opts[4200];
+    snprintf(opts, sizeof opts, "file=%s", path);
+    errno = 0;
+    mmpool_t *pool = mmpool_open("z", opts);
+    o.err = errno;
+    o.accepted = pool != NULL;
+    snprintf(o.msg, sizeof o.msg, "%s", mmpool_last_error());
+    if (pool != NULL) {
+      unsigned char *c = mmpool_calloc(pool, 1, n);
+      if (c == NULL) {
+        snprintf(o.msg, sizeof o.msg, "calloc: %s", mmpool_last_error());
+        o.nonzero = (size_t)-1;
+      } else {
+        o.off = (uint64_t)((uintptr_t)c - (uintptr_t)mmpool_base(pool));
+        for (size_t i = 0; i < n; i++)
+          o.nonzero += c[i] != 0;
+      }
+      o.closed = mmpool_close(pool);
+    }
+    ssize_t w = write(fds[1], &o, sizeof o);
+    _exit(w == (ssize_t)sizeof o ? 0 : 1);
+  }
+  assert_true(pid > 0);
+  close(fds[1]);
+  struct calloc_outcome o;
+  memset(&o, 0, sizeof o);
+  size_t got = 0;
+  while (got < sizeof o) {
+    ssize_t r = read(fds[0], (char *)&o + got, sizeof o - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fds[0]);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (!WIFEXITED(st))
+    print_error("calloc after attaching %s: child killed by signal %d\n", path,
+                WTERMSIG(st));
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(got, sizeof o);
+  o.msg[sizeof o.msg - 1] = '\0';
+  return o;
+}
+
+// Creates at path a pool file where a 1 MiB block filled with 0xAA was
+// freed: between two live blocks (its pages become a free span) when mid,
+// else at the top (the top comes down over its pages).
+static void make_freed_big(const char *path, int mid) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char opts[4200];
+    snprintf(opts, sizeof opts, "file=%s %s", path, NEWOPTS);
+    mmpool_t *pool = mmpool_open("big", opts);
+    if (pool == NULL) _exit(10);
+    char *keep = mmpool_malloc(pool, 100);
+    unsigned char *big = mmpool_malloc(pool, 1 << 20);
+    if (keep == NULL || big == NULL) _exit(11);
+    memset(keep, 1, 100);
+    memset(big, 0xAA, 1 << 20);
+    if (mid) {
+      unsigned char *after = mmpool_malloc(pool, 300000);
+      if (after == NULL) _exit(12);
+      memset(after, 0xBB, 300000);
+    }
+    mmpool_free(big);
+    if (mmpool_check(pool) != 0) _exit(13);
+    _exit(mmpool_close(pool) == 0 ? 0 : 14);
+  }
+  assert_true(pid > 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static struct img img_load(const char *path) {
+  struct img m;
+  assert_int_equal(itest_read_file(path, &m.b, &m.len), 0);
+  assert_true(m.len >= POOLFILE_HEADER_SIZE);
+  return m;
+}
+
+// Bytes of the file's data page run [idx, idx + n) that are 0xAA.
+static size_t count_aa(struct img *m, uint32_t idx, uint32_t n) {
+  uint64_t off = hdr(m)->data_off + (uint64_t)idx * PAGE_BYTES;
+  size_t len = (size_t)n * PAGE_BYTES, c = 0;
+  assert_true(off + len <= m->len);
+  for (size_t i = 0; i < len; i++)
+    c += m->b[off + i] == 0xAA;
+  return c;
+}
+
+// calloc skips its memset on pages it believes were never written. Those
+// beliefs (st.hiwater, a free span's PDF_DIRTY) come from the file, and the
+// attach must not trust them: calloc of the freed pages returns zeros.
+//
+// The freed block is a free span below the top: the file claims the span
+// clean (PDF_DIRTY cleared, metadata checksum recomputed) and nothing above
+// the top ever used (hiwater = top).
+static void test_calloc_span_claimed_clean(void **state) {
+  (void)state;
+  const size_t big = (size_t)1 << 20;
+  const uint32_t big_pages = (uint32_t)(big / PAGE_BYTES);
+  char *p = path_in("freed-mid.pool");
+  make_freed_big(p, 1);
+  struct img m = img_load(p);
+  struct poolfile_header *h = hdr(&m);
+  assert_true(h->flags & POOLFILE_CLEAN);
+  int64_t span = -1;
+  for (uint32_t i = 0; i < h->st.top; i++) {
+    struct pdesc *d = desc(&m, i);
+    if (d->kind == PD_FREE && d->npages == big_pages) {
+      assert_int_equal(span, -1); // one such span
+      span = i;
+    }
+  }
+  if (span < 0)
+    print_error("no free span of %u pages below top %u\n", big_pages,
+                h->st.top);
+  assert_true(span >= 0);
+  struct pdesc *d = desc(&m, (uint64_t)span);
+  assert_true(d->flags & PDF_DIRTY);
+  // The freed bytes are still in the file (all but a few links).
+  assert_true(count_aa(&m, (uint32_t)span, big_pages) > big - 4096);
+  d->flags &= (uint8_t)~PDF_DIRTY;
+  h->st.hiwater = h->st.top;
+  h->meta_checksum = poolfile_meta_hash(h);
+  poolfile_seal(h);
+  char why[256] = "";
+  assert_int_equal(poolfile_validate(h, m.len, why, sizeof why), 0);
+  uint64_t span_off = h->data_off + (uint64_t)span * PAGE_BYTES;
+  p = img_save(&m, "freed-mid-clean.pool");
+  free(m.b);
+  struct calloc_outcome o = calloc_after_attach(p, big);
+  if (!o.accepted || o.nonzero != 0)
+    print_error("free span claimed clean: accepted %d errno %d \"%s\", "
+                "calloc(1 MiB) at offset %#llx (the span: %#llx) has %zu "
+                "non-zero bytes\n",
+                o.accepted, o.err, o.msg, (unsigned long long)o.off,
+                (unsigned long long)span_off, o.nonzero);
+  assert_true(o.accepted);
+  assert_int_equal(o.off, span_off); // the test reached the span
+  assert_int_equal(o.nonzero, 0);
+  assert_int_equal(o.closed, 0);
+}
+
+// The freed block was at the top, which came down over its pages: the file
+// claims they were never used (hiwater = top; the pool state is outside
+// every checksum).
+static void test_calloc_top_claimed_unused(void **state) {
+  (void)state;
+  const size_t big = (size_t)1 << 20;
+  const uint32_t big_pages = (uint32_t)(big / PAGE_BYTES);
+  char *p = path_in("freed-top.pool");
+  make_freed_big(p, 0);
+  struct img m = img_load(p);
+  struct poolfile_header *h = hdr(&m);
+  assert_true(h->st.hiwater >= h->st.top + big_pages);
+  uint64_t top_off = h->data_off + (uint64_t)h->st.top * PAGE_BYTES;
+  assert_true(count_aa(&m, h->st.top, big_pages) > big - 4096);
+  h->st.hiwater = h->st.top;
+  p = img_save(&m, "freed-top-clean.pool");
+  free(m.b);
+  struct calloc_outcome o = calloc_after_attach(p, big);
+  if (!o.accepted || o.nonzero != 0)
+    print_error("pages above the top claimed unused: accepted %d errno %d "
+                "\"%s\", calloc(1 MiB) at offset %#llx (the top: %#llx) "
+                "has %zu non-zero bytes\n",
+                o.accepted, o.err, o.msg, (unsigned long long)o.off,
+                (unsigned long long)top_off, o.nonzero);
+  assert_true(o.accepted);
+  assert_int_equal(o.off, top_off);
+  assert_int_equal(o.nonzero, 0);
+  assert_int_equal(o.closed, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_file),
@@ -658,6 +909,10 @@ int main(void) {
       cmocka_unit_test(test_not_closed_cleanly),
       cmocka_unit_test(test_empty_file_is_new),
       cmocka_unit_test(test_killed_holder),
+      cmocka_unit_test(test_slack_damaged),
+      cmocka_unit_test(test_slack_damaged_recover),
+      cmocka_unit_test(test_calloc_span_claimed_clean),
+      cmocka_unit_test(test_calloc_top_claimed_unused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

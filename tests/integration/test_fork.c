@@ -64,8 +64,7 @@ static size_t pick_size(uint64_t *rng) {
 
 static struct blkhdr *blk_new(mmpool_t *p, size_t size, uint64_t tag) {
   struct blkhdr *b = mmpool_malloc(p, size);
-  if (b == NULL)
-    return NULL;
+  if (b == NULL) return NULL;
   b->magic = BLOCK_MAGIC;
   b->size = size;
   b->tag = tag;
@@ -96,8 +95,7 @@ static void *worker_main(void *arg) {
     }
     struct blkhdr *old = atomic_exchange(&w->ring[k], n);
     if (old != NULL) {
-      if (!blk_ok(old))
-        atomic_store(&w->bad, 1);
+      if (!blk_ok(old)) atomic_store(&w->bad, 1);
       mmpool_free(old);
     }
     atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
@@ -150,8 +148,7 @@ static int child_main(unsigned seed) {
   for (int i = 0; i < NTHREADS; i++)
     for (int k = 0; k < RING; k++) {
       struct blkhdr *b = atomic_load(&workers[i].ring[k]);
-      if (b == NULL)
-        continue;
+      if (b == NULL) continue;
       if (!blk_ok(b)) {
         say("child: a worker's block is damaged\n");
         return 10;
@@ -173,8 +170,7 @@ static int child_main(unsigned seed) {
       }
     }
     for (int i = 0; i < N; i++) {
-      if (!blk_ok(mine[i]))
-        return 13;
+      if (!blk_ok(mine[i])) return 13;
       mmpool_free(mine[i]);
     }
   }
@@ -193,22 +189,18 @@ static int child_main(unsigned seed) {
   }
   // The pool table works: open, use, close a pool.
   mmpool_t *q = mmpool_open("child-pool", "size=16M");
-  if (q == NULL)
-    return 16;
+  if (q == NULL) return 16;
   void *x = mmpool_malloc(q, 5000);
-  if (x == NULL || mmpool_of(x) != q)
-    return 17;
+  if (x == NULL || mmpool_of(x) != q) return 17;
   mmpool_free(x);
-  if (mmpool_close(q) != 0)
-    return 18;
+  if (mmpool_close(q) != 0) return 18;
   return 0;
 }
 
 static int wait_child(pid_t pid) {
   int st;
   while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR)
-      return -1;
+    if (errno != EINTR) return -1;
   return st;
 }
 
@@ -224,16 +216,14 @@ static void expect_clean_exit(int st, int round) {
 // Forks `forks` times while the workers run; each child must exit 0.
 static void fork_rounds(int forks) {
   pool = mmpool_open("forkpool", "size=1G");
-  if (pool == NULL)
-    print_error("mmpool_open: \"%s\"\n", mmpool_last_error());
+  if (pool == NULL) print_error("mmpool_open: \"%s\"\n", mmpool_last_error());
   assert_non_null(pool);
   start_workers(pool);
   uint64_t rng = 99;
   for (int i = 0; i < forks; i++) {
     fflush(NULL);
     pid_t pid = fork();
-    if (pid == 0)
-      _exit(child_main((unsigned)i + 1));
+    if (pid == 0) _exit(child_main((unsigned)i + 1));
     assert_true(pid > 0);
     // The parent goes on allocating while the child runs.
     enum { M = 200 };
@@ -288,8 +278,7 @@ static void test_fork_isolation(void **state) {
   if (pid == 0) {
     alarm(MMPOOL_SANITIZED ? 60 : 20);
     for (int i = 0; i < N; i++) {
-      if (!blk_ok(blk[i]))
-        _exit(10);
+      if (!blk_ok(blk[i])) _exit(10);
       memset(blk[i], 0xee, blk[i]->size);
       mmpool_free(blk[i]);
     }
@@ -313,11 +302,279 @@ static void test_fork_isolation(void **state) {
   assert_int_equal(mmpool_close(p), 0);
 }
 
+// ---------------------------------------------------------------------------
+// A mode=shared file pool across fork: the child sees the parent's memory
+// (the mapping is shared) but must not manage the pool. Before the fix the
+// child allocated from the shared heap (and got back blocks the parent had
+// freed meanwhile, or blocks the parent still held), its frees changed the
+// parent's metadata, and a grandchild forked after the child had grown the
+// pool died of SIGBUS reading inherited blocks.
+
+// In a forked child: a crash ends the child with its signal (cmocka's
+// handlers would otherwise resume the test runner inside the child).
+static void child_default_signals(void) {
+  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    signal(sigs[i], SIG_DFL);
+}
+
+// What a fork child of a shared file pool found wrong, as exit status bits.
+enum {
+  SH_READ = 1,   // an inherited block does not hold the parent's data
+  SH_ERRNO = 2,  // an allocation failed, but not with EBUSY and a message
+  SH_FREE = 4,   // freeing an inherited block changed it
+  SH_ALLOC = 8,  // an allocation succeeded (in the parent's heap)
+  SH_GRAND = 16, // the grandchild did not exit 0
+  SH_CLOSE = 32, // closing the frozen pool failed
+};
+
+#define SH_KEEP "kept by the parent"
+#define SH_INH "inherited, freed by the child"
+#define SH_BIG ((size_t)4 << 20)
+
+struct shared_blocks {
+  mmpool_t *pool;
+  char *keep, *x, *inh;
+  unsigned char *big;
+};
+
+// 1 when the parent's blocks hold what the parent wrote.
+static int shared_intact(const struct shared_blocks *s) {
+  return strcmp(s->keep, SH_KEEP) == 0 && strcmp(s->inh, SH_INH) == 0 &&
+         itest_check_pattern(s->big, SH_BIG, 41);
+}
+
+// The outcome of one allocation in the frozen pool: 0 when it failed as
+// documented, else SH_ALLOC or SH_ERRNO (each said once on stderr).
+static int frozen_outcome(const void *q, int e, const char *what,
+                          const void *x) {
+  static int said;
+  char buf[160];
+  if (q != NULL) {
+    if (!(said & SH_ALLOC)) {
+      snprintf(buf, sizeof buf,
+               "child: %s in the parent's shared pool "
+               "succeeded%s\n",
+               what, q == x ? " (with the block the parent freed)" : "");
+      say(buf);
+    }
+    said |= SH_ALLOC;
+    return SH_ALLOC;
+  }
+  if (e != EBUSY || strstr(mmpool_last_error(), "fork child") == NULL) {
+    if (!(said & SH_ERRNO)) {
+      snprintf(buf, sizeof buf,
+               "child: %s failed with errno %d, expected "
+               "EBUSY (%d) and \"fork child\" in: ",
+               what, e, EBUSY);
+      say(buf);
+      say(mmpool_last_error());
+      say("\n");
+    }
+    said |= SH_ERRNO;
+    return SH_ERRNO;
+  }
+  return 0;
+}
+
+// Allocations of every kind, small to large: all must fail with EBUSY.
+static int frozen_allocs(mmpool_t *p, const void *x) {
+  static const size_t sizes[] = {64, 48, 0, 1000, 100000, 200000, 4 << 20};
+  int bad = 0;
+  char what[64];
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    errno = 0;
+    void *q = mmpool_malloc(p, sizes[i]);
+    snprintf(what, sizeof what, "malloc(%zu)", sizes[i]);
+    bad |= frozen_outcome(q, errno, what, x);
+    errno = 0;
+    q = mmpool_calloc(p, 1, sizes[i]);
+    snprintf(what, sizeof what, "calloc(1, %zu)", sizes[i]);
+    bad |= frozen_outcome(q, errno, what, x);
+  }
+  errno = 0;
+  void *q = mmpool_memalign(p, 4096, 100);
+  bad |= frozen_outcome(q, errno, "memalign(4096, 100)", x);
+  errno = 0;
+  q = mmpool_memalign(p, 1 << 20, 100);
+  bad |= frozen_outcome(q, errno, "memalign(1 MiB, 100)", x);
+  errno = 0;
+  q = mmpool_realloc(p, NULL, 64);
+  bad |= frozen_outcome(q, errno, "realloc(NULL, 64)", x);
+  return bad;
+}
+
+static int shared_grandchild(const struct shared_blocks *s,
+                             const unsigned char *grown, size_t grown_len) {
+  alarm(MMPOOL_SANITIZED ? 60 : 20);
+  if (!shared_intact(s)) return 1;
+  for (size_t i = 0; i < grown_len; i += 4096)
+    if (grown[i] != 7) return 2;
+  return 0;
+}
+
+static int shared_child(const struct shared_blocks *s) {
+  child_default_signals(); // the grandchild inherits them
+  alarm(MMPOOL_SANITIZED ? 60 : 20);
+  int bad = 0;
+  if (!shared_intact(s)) bad |= SH_READ;
+  errno = 0;
+  void *q = mmpool_malloc(s->pool, 64);
+  bad |= frozen_outcome(q, errno, "malloc(64)", s->x);
+  // A free of a block the parent allocated: returns, changes nothing.
+  char before[64];
+  memcpy(before, s->inh, sizeof before);
+  mmpool_free(s->inh);
+  if (memcmp(before, s->inh, sizeof before) != 0) bad |= SH_FREE;
+  // The parent frees x meanwhile; no allocation here may hand it out.
+  usleep(200000);
+  for (int i = 0; i < 50; i++) {
+    errno = 0;
+    q = mmpool_malloc(s->pool, 64);
+    bad |= frozen_outcome(q, errno, "malloc(64)", s->x);
+  }
+  bad |= frozen_allocs(s->pool, s->x);
+  // A large allocation would grow the pool's file (as the reviewer's
+  // reproduction did before forking again); it must fail too. Should it
+  // succeed, the grandchild reads it as well.
+  errno = 0;
+  unsigned char *grown = mmpool_malloc(s->pool, 32u << 20);
+  bad |= frozen_outcome(grown, errno, "malloc(32 MiB)", s->x);
+  size_t grown_len = 0;
+  if (grown != NULL) {
+    grown_len = 32u << 20;
+    memset(grown, 7, grown_len);
+  }
+  // A grandchild reads the inherited blocks.
+  fflush(NULL);
+  pid_t g = fork();
+  if (g == 0) _exit(shared_grandchild(s, grown, grown_len));
+  if (g < 0) {
+    bad |= SH_GRAND;
+  } else {
+    int st;
+    while (waitpid(g, &st, 0) < 0)
+      if (errno != EINTR) break;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      if (WIFSIGNALED(st))
+        say("child: the grandchild was killed by a signal\n");
+      bad |= SH_GRAND;
+    }
+  }
+  if (!shared_intact(s)) bad |= SH_READ;
+  // Closing the frozen pool only unmaps it here.
+  if (mmpool_close(s->pool) != 0) {
+    say("child: mmpool_close: ");
+    say(mmpool_last_error());
+    say("\n");
+    bad |= SH_CLOSE;
+  }
+  return bad;
+}
+
+static char *shared_dir; // removed by the teardown, even after a failure
+
+static int shared_teardown(void **state) {
+  (void)state;
+  mmpool_t *p = mmpool_get("forkshared");
+  if (p != NULL) mmpool_close(p);
+  itest_rmtree(shared_dir);
+  free(shared_dir);
+  shared_dir = NULL;
+  return 0;
+}
+
+static void test_fork_shared_file(void **state) {
+  (void)state;
+  char *dir = shared_dir = itest_mkdtemp("fork");
+  assert_non_null(dir);
+  char path[4096], opts[4200];
+  snprintf(path, sizeof path, "%s/shared.pool", dir);
+  snprintf(opts, sizeof opts, "file=%s size=256M", path);
+  struct shared_blocks s;
+  s.pool = mmpool_open("forkshared", opts);
+  if (s.pool == NULL)
+    print_error("mmpool_open(%s): \"%s\"\n", opts, mmpool_last_error());
+  assert_non_null(s.pool);
+  mmpool_t *p = s.pool;
+  s.keep = mmpool_malloc(p, 64); // keeps the slab of x non-empty
+  s.x = mmpool_malloc(p, 64);
+  s.inh = mmpool_malloc(p, 64);
+  s.big = mmpool_malloc(p, SH_BIG);
+  assert_non_null(s.keep);
+  assert_non_null(s.x);
+  assert_non_null(s.inh);
+  assert_non_null(s.big);
+  strcpy(s.keep, SH_KEEP);
+  strcpy(s.x, "freed by the parent after the fork");
+  memset(s.inh, 0, 64);
+  strcpy(s.inh, SH_INH);
+  itest_fill_pattern(s.big, SH_BIG, 41);
+  assert_int_equal(mmpool_set_root(p, 0, s.inh), 0);
+  mmpool_stats_t before, after;
+  assert_int_equal(mmpool_stats(p, &before), 0);
+
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) _exit(shared_child(&s));
+  assert_true(pid > 0);
+  // The parent goes on managing the pool: frees x, allocates.
+  mmpool_free(s.x);
+  char *y = mmpool_malloc(p, 200);
+  assert_non_null(y);
+  strcpy(y, "allocated by the parent while the child runs");
+  int st = wait_child(pid);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    print_error("shared-pool child %s %d (bits: 1 read, 2 allocation errno "
+                "or message, 4 free, 8 an allocation succeeded, 16 "
+                "grandchild, 32 close)\n",
+                WIFEXITED(st) ? "exited with" : "killed by signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+  // (The child's status is asserted at the end, after the parent's side.)
+
+  // The child's free and close changed nothing of the parent's.
+  assert_true(shared_intact(&s));
+  assert_int_equal(mmpool_usable_size(s.inh), 64);
+  assert_int_equal(mmpool_usable_size(s.keep), 64);
+  assert_int_equal(mmpool_usable_size(s.big), SH_BIG);
+  assert_ptr_equal(mmpool_of(s.inh), p);
+  assert_ptr_equal(mmpool_get("forkshared"), p);
+  assert_int_equal(mmpool_stats(p, &after), 0);
+  assert_int_equal(after.in_use_blocks, before.in_use_blocks); // -x +y
+  if (mmpool_check(p) != 0)
+    print_error("parent: mmpool_check: \"%s\"\n", mmpool_last_error());
+  assert_int_equal(mmpool_check(p), 0);
+  void *z = mmpool_malloc(p, 5000);
+  assert_non_null(z);
+  assert_ptr_equal(mmpool_of(z), p);
+  mmpool_free(z);
+  mmpool_free(y);
+  assert_int_equal(mmpool_check(p), 0);
+  assert_int_equal(mmpool_close(p), 0);
+
+  // The file re-attaches cleanly, with the parent's blocks.
+  snprintf(opts, sizeof opts, "file=%s", path);
+  p = mmpool_open("forkshared", opts);
+  if (p == NULL) print_error("re-attach: \"%s\"\n", mmpool_last_error());
+  assert_non_null(p);
+  assert_int_equal(mmpool_check(p), 0);
+  char *r = mmpool_get_root(p, 0);
+  assert_ptr_equal(r, s.inh);
+  assert_string_equal(r, SH_INH);
+  assert_int_equal(mmpool_usable_size(r), 64);
+  assert_int_equal(mmpool_stats(p, &after), 0);
+  assert_int_equal(after.in_use_blocks, before.in_use_blocks - 1); // x
+  assert_int_equal(mmpool_close(p), 0);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_isolation),
       cmocka_unit_test(test_fork_once),
       cmocka_unit_test(test_fork_loop),
+      cmocka_unit_test_teardown(test_fork_shared_file, shared_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
