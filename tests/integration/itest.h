@@ -92,6 +92,22 @@ static inline int itest_read_file(const char *path, unsigned char **buf,
   return 0;
 }
 
+// Reads up to n bytes from fd into buf (a child's report through a pipe),
+// retrying short reads and EINTR; returns the bytes read (n unless the
+// writer died first).
+static inline size_t itest_read_all(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
+  return got;
+}
+
 // Creates or replaces path (mode 0600) with len bytes of buf.
 static inline int itest_write_file(const char *path, const void *buf,
                                    size_t len) {

@@ -156,13 +156,7 @@ static struct outcome attach(const char *path, const char *extra, int *status) {
   close(fds[1]);
   struct outcome o;
   memset(&o, 0, sizeof o);
-  size_t got = 0;
-  while (got < sizeof o) {
-    ssize_t r = read(fds[0], (char *)&o + got, sizeof o - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
+  size_t got = itest_read_all(fds[0], &o, sizeof o);
   close(fds[0]);
   assert_int_equal(waitpid(pid, status, 0), pid);
   if (!WIFEXITED(*status))
@@ -745,13 +739,7 @@ static struct calloc_outcome calloc_after_attach(const char *path, size_t n) {
   close(fds[1]);
   struct calloc_outcome o;
   memset(&o, 0, sizeof o);
-  size_t got = 0;
-  while (got < sizeof o) {
-    ssize_t r = read(fds[0], (char *)&o + got, sizeof o - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
+  size_t got = itest_read_all(fds[0], &o, sizeof o);
   close(fds[0]);
   int st;
   assert_int_equal(waitpid(pid, &st, 0), pid);
