@@ -22,8 +22,6 @@ int os_reserve(uintptr_t addr, size_t len, uintptr_t *out);
 int os_commit(uintptr_t addr, size_t len);
 // Maps file fd at [off, off+len) over [addr, addr+len) of an own reservation.
 int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off, int shared);
-// Makes an own range PROT_NONE, MAP_NORESERVE again (drops its pages).
-int os_decommit(uintptr_t addr, size_t len);
 // Drops the pages of a private anonymous range; it reads as zeros after.
 int os_purge(uintptr_t addr, size_t len);
 int os_unmap(uintptr_t addr, size_t len);
@@ -57,8 +55,5 @@ void os_describe_mapping(uintptr_t addr, size_t len, char *out, size_t outlen);
 // A few words for an errno value ("errno N" for the rare ones).
 const char *os_strerror(int err, char *buf, size_t len);
 
-uint64_t os_thread_id(void);   // the kernel's id of the calling thread
-int os_getpid(void);
-size_t os_page_size(void);
 
 #endif

@@ -18,7 +18,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/auxv.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -77,13 +76,6 @@ int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
   long r = do_mmap(addr, len, PROT_READ | PROT_WRITE, flags, fd, off);
   if (mmap_failed(r)) return (int)r;
   return 0;
-}
-
-int os_decommit(uintptr_t addr, size_t len) {
-  long r = do_mmap(addr, len, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
-                   -1, 0);
-  return mmap_failed(r) ? (int)r : 0;
 }
 
 int os_purge(uintptr_t addr, size_t len) {
@@ -245,9 +237,6 @@ void os_describe_mapping(uintptr_t addr, size_t len, char *out,
   }
 }
 
-uint64_t os_thread_id(void) { return (uint64_t)SYS3(SYS_gettid, 0, 0, 0); }
-int os_getpid(void) { return (int)SYS3(SYS_getpid, 0, 0, 0); }
-size_t os_page_size(void) { return (size_t)getauxval(AT_PAGESZ); }
 
 const char *os_strerror(int err, char *buf, size_t len) {
   // strerror may consult locales and allocate; these cover the file paths.
