@@ -107,21 +107,6 @@ static void *alloc_fail(void) {
   return fail_null(e ? e : ENOMEM);
 }
 
-// Any size; *dirty = 1 when the block may hold old bytes (for calloc).
-static void *alloc_any(mmpool_t *p, size_t n, int *dirty) {
-  *dirty = 1;
-  if (likely(n <= SC_DIRECT_MAX)) return heap_alloc_direct(p, n);
-  if (n <= SC_SMALL_MAX) {
-    unsigned c = sc_of(n);
-    struct theap *h = tl_heap[p->id];
-    struct pdesc *d = h->cur[c];
-    uint64_t off = d->free;
-    if (likely(off)) return slab_pop(h->base, d, off, n);
-    return heap_alloc_class(p, c, n);
-  }
-  return heap_alloc_large(p, n, 0, dirty);
-}
-
 static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
   log_take_code();
   p = resolve(p);
@@ -131,7 +116,7 @@ static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
     return fail_null(EINVAL);
   }
   int dirty;
-  void *r = alloc_any(p, n, &dirty);
+  void *r = heap_alloc(p, n, &dirty);
   return r ? r : alloc_fail();
 }
 
@@ -161,7 +146,7 @@ void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size) {
     return fail_null(EINVAL);
   }
   int dirty;
-  void *r = alloc_any(p, total, &dirty);
+  void *r = heap_alloc(p, total, &dirty);
   if (!r) return alloc_fail();
   if (dirty) memset(r, 0, total);
   return r;
@@ -182,7 +167,7 @@ void *mmpool_memalign(mmpool_t *pool, size_t align, size_t size) {
   void *r;
   int dirty;
   if (align <= 16) {
-    r = alloc_any(p, size, &dirty);
+    r = heap_alloc(p, size, &dirty);
   } else if (align > p->capacity / 2) {
     log_fail(EINVAL, "alignment %zu is more than half the capacity of pool "
              "'%s'", align, p->name);
@@ -249,10 +234,10 @@ int mmpool_set_root(mmpool_t *pool, unsigned key, void *ptr) {
              pool->name);
     return fail_int(-EINVAL);
   }
-  pthread_mutex_lock(&pool->lock);
+  engine_lock(&pool->lock);
   pool->hdr->roots[key] = a;
   pool_seal(pool);
-  pthread_mutex_unlock(&pool->lock);
+  engine_unlock(&pool->lock);
   return 0;
 }
 
@@ -310,9 +295,9 @@ int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
                                              : "NULL output");
     return fail_int(-EINVAL);
   }
-  pthread_mutex_lock(&pool->lock);
+  engine_lock(&pool->lock);
   page_stats(pool, out);
-  pthread_mutex_unlock(&pool->lock);
+  engine_unlock(&pool->lock);
   return 0;
 }
 
@@ -323,9 +308,9 @@ int mmpool_check(mmpool_t *pool) {
     return fail_int(-EINVAL);
   }
   char why[256];
-  pthread_mutex_lock(&pool->lock);
+  engine_lock(&pool->lock);
   int r = page_check(pool, why, sizeof why);
-  pthread_mutex_unlock(&pool->lock);
+  engine_unlock(&pool->lock);
   if (r) {
     log_fail(EUCLEAN, "pool '%s': %s", pool->name, why);
     return fail_int(r);

@@ -13,6 +13,7 @@
 //   detached on the pool's avail list of their class; any thread needing a
 //   slab of that class adopts one from there before taking fresh pages.
 // Lock order: registry lock, then pool lock. Nothing here allocates.
+#define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
 
@@ -35,14 +36,16 @@ static uint32_t next_tid = 1;
 static pthread_key_t exit_key;
 static int init_done;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+int (*heap_foreign_free_hook)(void *ptr);
+__thread unsigned tl_locks;
 static struct theap *registry;   // live heaps of all threads
 static struct theap *free_heaps; // recycled heap memory (reg_next links)
 static char *arena_next, *arena_end;
 
 #define ARENA_CHUNK ((size_t)16 << 20)
 
-void heap_registry_lock(void) { pthread_mutex_lock(&reg_lock); }
-void heap_registry_unlock(void) { pthread_mutex_unlock(&reg_lock); }
+void heap_registry_lock(void) { engine_lock(&reg_lock); }
+void heap_registry_unlock(void) { engine_unlock(&reg_lock); }
 
 static void thread_exit(void *arg);
 
@@ -231,7 +234,7 @@ static void adopt(struct mmpool *p, struct theap *h, struct pdesc *d) {
 static int detach_full(struct mmpool *p, struct theap *h, struct pdesc *d) {
   uint64_t expect = 0;
   int done;
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   done = __atomic_compare_exchange_n(&d->thread_free, &expect, TF_DETACHED,
                                      0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
   if (done) {
@@ -239,7 +242,7 @@ static int detach_full(struct mmpool *p, struct theap *h, struct pdesc *d) {
     __atomic_store_n(&d->owner, OWNER_DETACHED, __ATOMIC_RELAXED);
     if (h->cur[d->cls] == d) set_cur(h, d->cls, &empty_desc);
   }
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
   return done;
 }
 
@@ -264,13 +267,13 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
     }
   }
   // Slabs left by exited threads or an earlier process, then fresh pages.
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   struct pool_state *st = &p->hdr->st;
   while (st->avail[c]) {
     struct pdesc *s = &p->desc[st->avail[c] - 1];
     adopt(p, h, s);
     if (extend(p, s)) {
-      pthread_mutex_unlock(&p->lock);
+      engine_unlock(&p->lock);
       set_cur(h, c, s);
       return s;
     }
@@ -281,7 +284,7 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
     slab_init(p, (uint32_t)idx, c, h->tid);
     page_list_push(p, &h->list[c], (uint32_t)idx);
   }
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
   if (idx < 0) return NULL;
   d = &p->desc[idx];
   extend(p, d);
@@ -316,14 +319,14 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
   if (np == 0) np = 1;
   uint32_t ap = align > PAGE_BYTES ? (uint32_t)(align >> PAGE_SHIFT) : 1;
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   int64_t idx = page_span_alloc(p, np, ap, dirty);
   if (idx >= 0) {
     page_set_span(p, (uint32_t)idx, np, PD_LARGE);
     p->desc[idx].side = n;
     p->desc[idx].cls = 0;
   }
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
   return idx >= 0 ? (void *)page_addr(p, (uint32_t)idx) : NULL;
 }
 
@@ -344,9 +347,9 @@ void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
   }
   // used == 0: no block is live, so no other thread can push meanwhile.
   page_list_remove(p, &h->list[d->cls], page_index(p, d));
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   page_span_free(p, page_index(p, d), d->npages);
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
 }
 
 struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
@@ -404,16 +407,16 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a);
 static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   struct theap *h = tl_exiting ? NULL : heap_get(p);
   uint64_t off = a - p->base;
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != OWNER_DETACHED) {
     // Adopted by another thread meanwhile: back to the remote path.
-    pthread_mutex_unlock(&p->lock);
+    engine_unlock(&p->lock);
     free_slow(p, d, a);
     return;
   }
   if (h) {
     adopt(p, h, d);
-    pthread_mutex_unlock(&p->lock);
+    engine_unlock(&p->lock);
     *(uint64_t *)a = d->free;
     d->free = off;
     if (--d->used == 0) heap_slab_empty(p, d);
@@ -427,7 +430,7 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   } else if (!(d->flags & PDF_LISTED)) {
     page_avail_push(p, d);
   }
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
 }
 
 // free keeps errno (glibc's tst-free-errno): the slow path saves it, since
@@ -442,6 +445,9 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
 static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   const char *why = NULL;
   if (!d && p->fork_frozen) return;  // inherited blocks: left to the parent
+  if (!d && !pool_of_addr(a) && heap_foreign_free_hook &&
+      heap_foreign_free_hook((void *)a))
+    return;
   if (!d) {
     report_invalid(pool_of_addr(a), a,
                    pool_of_addr(a) ? "inside the pool's header or unused area"
@@ -469,9 +475,9 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
     return;
   }
   if (d->kind == PD_LARGE && heap_block(p, a, &why)) {
-    pthread_mutex_lock(&p->lock);
+    engine_lock(&p->lock);
     page_span_free(p, page_index(p, d), d->npages);
-    pthread_mutex_unlock(&p->lock);
+    engine_unlock(&p->lock);
     return;
   }
   if (!why) heap_block(p, a, &why);
@@ -499,7 +505,7 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
   uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
   uint32_t idx = page_index(p, d), have = d->npages;
   int r = 0;
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   if (np < have) {
     page_set_span(p, idx, np, PD_LARGE);
     page_set_span(p, idx + np, have - np, PD_LARGE);
@@ -509,7 +515,7 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
     if (r == 0) page_set_span(p, idx, np, PD_LARGE);
   }
   if (r == 0) d->side = n;
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
   return r;
 }
 
@@ -548,9 +554,9 @@ static void thread_exit(void *arg) {
     // mutex re-initialised) while we hold its pool lock.
     heap_registry_lock();
     if (p->state == POOL_OPEN && h->gen == p->gen && !p->fork_frozen) {
-      pthread_mutex_lock(&p->lock);
+      engine_lock(&p->lock);
       abandon(p, h);
-      pthread_mutex_unlock(&p->lock);
+      engine_unlock(&p->lock);
     }
     heap_free_mem(h);
     heap_registry_unlock();

@@ -138,8 +138,27 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,
 // Pool close: neutralise every thread's heap of p. pre: registry lock.
 void heap_forget_pool(struct mmpool *p) HIDDEN;
 void heap_init_once(void) HIDDEN;
+// Called for a free of a pointer no pool owns; returns 1 when it knows the
+// pointer (the preload library's bootstrap blocks), else it is reported.
+extern int (*heap_foreign_free_hook)(void *ptr) HIDDEN;
 void heap_fork_child(void) HIDDEN;
 void heap_registry_lock(void) HIDDEN;
+// Every engine lock is taken through these, which count the locks this
+// thread holds or is acquiring. fork's prepare handler can run in a signal
+// handler that interrupted this very thread inside (or on the way into) a
+// critical section; it then takes no lock at all, as glibc does for a
+// single-threaded process (PITFALLS 4.3), instead of deadlocking on itself.
+extern __thread unsigned tl_locks HIDDEN;
+static inline void engine_lock(pthread_mutex_t *m) {
+  tl_locks++;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);  // counted before the attempt
+  pthread_mutex_lock(m);
+}
+static inline void engine_unlock(pthread_mutex_t *m) {
+  pthread_mutex_unlock(m);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  tl_locks--;
+}
 void heap_registry_unlock(void) HIDDEN;
 
 // ---------------------------------------------------------------------------
@@ -188,6 +207,22 @@ static inline void *heap_alloc_direct(struct mmpool *p, size_t n) {
   uint64_t off = d->free;
   if (unlikely(off == 0)) return heap_alloc_slow(p, n);
   return slab_pop(h->base, d, off, n);
+}
+
+// malloc of any size from p; *dirty = 1 when the block may hold old bytes
+// (calloc zeroes only then). NULL with the reason left by log_fail.
+static inline void *heap_alloc(struct mmpool *p, size_t n, int *dirty) {
+  *dirty = 1;
+  if (likely(n <= SC_DIRECT_MAX)) return heap_alloc_direct(p, n);
+  if (n <= SC_SMALL_MAX) {
+    unsigned c = sc_of(n);
+    struct theap *h = tl_heap[p->id];
+    struct pdesc *d = h->cur[c];
+    uint64_t off = d->free;
+    if (likely(off)) return slab_pop(h->base, d, off, n);
+    return heap_alloc_class(p, c, n);
+  }
+  return heap_alloc_large(p, n, 0, dirty);
 }
 
 // free: the pool from the address table, the slab from the page index; a

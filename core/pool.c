@@ -343,9 +343,9 @@ static int sync_locked(struct mmpool *p) {
 }
 
 int pool_sync(struct mmpool *p) {
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   int r = sync_locked(p);
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
   return r;
 }
 
@@ -361,7 +361,7 @@ int pool_close(struct mmpool *p) {
     heap_registry_unlock();
     return log_fail(EBUSY, "the default pool '%s' cannot be closed", p->name);
   }
-  pthread_mutex_lock(&p->lock);
+  engine_lock(&p->lock);
   heap_forget_pool(p);
   __atomic_store_n(&p->state, POOL_CLOSED, __ATOMIC_RELEASE);
   int r = 0;
@@ -384,7 +384,7 @@ int pool_close(struct mmpool *p) {
   p->capacity = 0;
   p->hdr = NULL;
   p->fd = -1;
-  pthread_mutex_unlock(&p->lock);
+  engine_unlock(&p->lock);
   heap_registry_unlock();
   return r;
 }
@@ -392,7 +392,7 @@ int pool_close(struct mmpool *p) {
 struct mmpool *pool_default(void) {
   unsigned id = __atomic_load_n(&default_id, __ATOMIC_ACQUIRE);
   if (likely(id)) return &pool_table[id];
-  pthread_mutex_lock(&default_lock);
+  engine_lock(&default_lock);
   if (!default_id) {
     struct pool_spec sp;
     char why[128];
@@ -401,7 +401,7 @@ struct mmpool *pool_default(void) {
     if (pool_open("default", &sp, &p) == 0)
       __atomic_store_n(&default_id, p->id, __ATOMIC_RELEASE);
   }
-  pthread_mutex_unlock(&default_lock);
+  engine_unlock(&default_lock);
   id = default_id;
   return id ? &pool_table[id] : NULL;
 }
@@ -411,16 +411,25 @@ struct mmpool *pool_default(void) {
 
 static int fork_locked;
 
+// glibc's stdio list lock (exported since 2.2.5). Its fork takes this lock
+// after the atfork prepare handlers and before its own malloc locks,
+// because stdio allocates while holding it; once our locks are the malloc
+// locks (the preload library), they must come after it too, or a thread in
+// fflush(NULL) and one in getline deadlock the fork (PITFALLS 4.2).
+extern void _IO_list_lock(void);
+extern void _IO_list_unlock(void);
+extern void _IO_list_resetlock(void);
+
 void pool_fork_prepare(void) {
-  // A single-threaded process may fork from a signal handler that
-  // interrupted us while we held a lock: glibc skips its own malloc locks
-  // then, and so do we (PITFALLS 4.3).
-  fork_locked = !__libc_single_threaded;
+  // No lock when the process is single-threaded (fork from a signal
+  // handler, as glibc does), nor when this thread is inside one of our
+  // critical sections (then only a signal handler can be forking here).
+  fork_locked = !__libc_single_threaded && tl_locks == 0;
   if (!fork_locked) return;
+  _IO_list_lock();
   heap_registry_lock();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
-    if (pool_table[i].state == POOL_OPEN)
-      pthread_mutex_lock(&pool_table[i].lock);
+    if (pool_table[i].state == POOL_OPEN) engine_lock(&pool_table[i].lock);
   vmmap_lock();
 }
 
@@ -428,12 +437,13 @@ void pool_fork_parent(void) {
   if (!fork_locked) return;
   vmmap_unlock();
   for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
-    if (pool_table[i].state == POOL_OPEN)
-      pthread_mutex_unlock(&pool_table[i].lock);
+    if (pool_table[i].state == POOL_OPEN) engine_unlock(&pool_table[i].lock);
   heap_registry_unlock();
+  _IO_list_unlock();
 }
 
 void pool_fork_child(void) {
+  if (fork_locked) _IO_list_resetlock();
   vmmap_child_reset();
   pthread_mutex_init(&default_lock, NULL);
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {

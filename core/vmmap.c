@@ -1,4 +1,5 @@
 // vmmap.c: the address-space ledger (see vmmap.h).
+#define _GNU_SOURCE
 #include "vmmap.h"
 
 #include <errno.h>
@@ -6,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "internal.h"
 #include "os.h"
 
 #define VM_MAX_RANGES 256
@@ -24,8 +26,8 @@ static struct vm_range ranges[VM_MAX_RANGES];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t auto_cursor = VM_AUTO_START;
 
-void vmmap_lock(void) { pthread_mutex_lock(&lock); }
-void vmmap_unlock(void) { pthread_mutex_unlock(&lock); }
+void vmmap_lock(void) { engine_lock(&lock); }
+void vmmap_unlock(void) { engine_unlock(&lock); }
 void vmmap_child_reset(void) { pthread_mutex_init(&lock, NULL); }
 
 static struct vm_range *slot_free(void) {
