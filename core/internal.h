@@ -171,6 +171,8 @@ int pool_open(const char *name, const struct pool_spec *sp,
 int pool_close(struct mmpool *p) HIDDEN;
 int pool_sync(struct mmpool *p) HIDDEN;
 struct mmpool *pool_default(void) HIDDEN;
+// Makes p the default pool (the preload library's configured default).
+void pool_set_default(struct mmpool *p) HIDDEN;
 struct mmpool *pool_by_name(const char *name) HIDDEN;
 // Root updates re-seal the header. pre: p->lock.
 void pool_seal(struct mmpool *p) HIDDEN;

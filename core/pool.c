@@ -389,6 +389,12 @@ int pool_close(struct mmpool *p) {
   return r;
 }
 
+void pool_set_default(struct mmpool *p) {
+  engine_lock(&default_lock);
+  __atomic_store_n(&default_id, p->id, __ATOMIC_RELEASE);
+  engine_unlock(&default_lock);
+}
+
 struct mmpool *pool_default(void) {
   unsigned id = __atomic_load_n(&default_id, __ATOMIC_ACQUIRE);
   if (likely(id)) return &pool_table[id];

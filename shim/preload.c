@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "internal.h"
 #include "log.h"
 #include "mmpool.h"
@@ -67,13 +68,63 @@ static size_t boot_size(const void *p) {
 // is reported by the engine (a few lines at most) and leaked.
 static int foreign_free(void *p) { return in_boot(p); }
 
+// The configuration: static, since it is read before malloc works.
+static struct mmpool_config cfg;
+static struct config_errors cfg_errs;
+
+// Opens the configured pools; the default one becomes shim_pool. A pool
+// that cannot be opened is reported; without its default the program runs
+// on the built-in anonymous default.
+static struct mmpool *open_configured(void) {
+  extern char **environ;
+  int r = config_load(&cfg, environ, &cfg_errs);
+  log_set_level(cfg.log_level);
+  for (unsigned i = 0; i < cfg_errs.count; i++)
+    log_print(LOG_ERROR, "%s", cfg_errs.line[i]);
+  if (cfg_errs.total > cfg_errs.count)
+    log_print(LOG_ERROR, "%u more configuration errors",
+              cfg_errs.total - cfg_errs.count);
+  if (r == -EINVAL) {
+    log_print(LOG_ERROR, "MMPOOL_STRICT is set: stopping");
+    _exit(127);
+  }
+  if (cfg.fallback)
+    log_print(LOG_WARN, "running on the default configuration (one "
+              "anonymous pool) because of the errors above");
+  struct mmpool *def = NULL;
+  for (unsigned i = 0; i < cfg.npools; i++) {
+    struct mmpool *p = NULL;
+    if (pool_open(cfg.pools[i].name, &cfg.pools[i].spec, &p) != 0) {
+      log_print(LOG_ERROR, "%s", log_last_error());
+      continue;
+    }
+    if (i == cfg.default_pool) def = p;
+  }
+  if (def) pool_set_default(def);
+  if (cfg.nroutes)
+    log_print(LOG_WARN, "%u route(s) configured: routing is not applied by "
+              "this version yet; every allocation goes to the default pool",
+              cfg.nroutes);
+  if (log_level() >= LOG_INFO) {
+    char buf[4096];
+    size_t n = config_describe(&cfg, buf, sizeof buf);
+    for (char *line = buf, *end; line < buf + n && *line; line = end + 1) {
+      end = line;
+      while (*end && *end != '\n') end++;
+      log_print(LOG_INFO, "config: %.*s", (int)(end - line), line);
+      if (!*end) break;
+    }
+  }
+  return pool_default();  // the configured default, or the built-in one
+}
+
 static void shim_init(void) {
   int expect = INIT_NONE;
   if (__atomic_compare_exchange_n(&init_state, &expect, INIT_RUNNING, 0,
                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     tl_in_init = 1;
     heap_foreign_free_hook = foreign_free;
-    struct mmpool *p = pool_default();
+    struct mmpool *p = open_configured();
     if (p) shim_pool = p;
     else log_print(LOG_ERROR, "cannot open the default pool: %s",
                    log_last_error());
