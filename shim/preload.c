@@ -71,6 +71,8 @@ static int foreign_free(void *p) { return in_boot(p); }
 // The configuration: static, since it is read before malloc works.
 static struct mmpool_config cfg;
 static struct config_errors cfg_errs;
+static struct mmpool *cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
+static int routed;  // size routes apply: malloc leaves its fast path
 
 // Opens the configured pools; the default one becomes shim_pool. A pool
 // that cannot be opened is reported; without its default the program runs
@@ -98,13 +100,15 @@ static struct mmpool *open_configured(void) {
       log_print(LOG_ERROR, "%s", log_last_error());
       continue;
     }
+    cfg_pool[i] = p;
     if (i == cfg.default_pool) def = p;
   }
   if (def) pool_set_default(def);
-  if (cfg.nroutes)
-    log_print(LOG_WARN, "%u route(s) configured: routing is not applied by "
-              "this version yet; every allocation goes to the default pool",
-              cfg.nroutes);
+  routed = cfg.nroutes > cfg.lib_routes + cfg.thread_routes;
+  if (cfg.lib_routes || cfg.thread_routes)
+    log_print(LOG_WARN, "%u lib= or thread= route(s) configured: this "
+              "version applies size routes only; those are skipped",
+              cfg.lib_routes + cfg.thread_routes);
   if (log_level() >= LOG_INFO) {
     char buf[4096];
     size_t n = config_describe(&cfg, buf, sizeof buf);
@@ -149,21 +153,55 @@ static inline struct mmpool *pool_for(void) {
 __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 
 // ---------------------------------------------------------------------------
-// malloc family
+// Routing: the first size route that matches names the pool, else the
+// default pool. A full pool follows its full= policy.
 
-static __attribute__((noinline)) void *malloc_slow(size_t n) {
-  struct mmpool *p = pool_for();
-  if (!p) {
-    void *b = boot_alloc(n, 16);
+static struct mmpool *route(size_t n, struct mmpool *def) {
+  for (unsigned i = 0; i < cfg.nroutes; i++) {
+    const struct config_route *r = &cfg.routes[i];
+    if (r->cond == CONFIG_SIZE && n >= r->lo && n <= r->hi && cfg_pool[r->pool])
+      return cfg_pool[r->pool];
+  }
+  return def;
+}
+
+static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
+  return align ? mmpool_memalign(p, align, n)
+         : zero ? mmpool_calloc(p, 1, n)
+                : mmpool_malloc(p, n);
+}
+
+// Every allocation that leaves malloc's fast path: bootstrap, routes, and
+// what a full pool does (fall back to the default pool, NULL, or abort).
+static void *alloc(size_t n, size_t align, int zero) {
+  struct mmpool *def = pool_for();
+  if (!def) {
+    void *b = boot_alloc(n, align);  // static memory: already zero
     if (!b) errno = ENOMEM;
     return b;
   }
-  return mmpool_malloc(p, n);
+  struct mmpool *p = routed ? route(n, def) : def;
+  void *r = alloc_in(p, n, align, zero);
+  if (r || errno != ENOMEM) return r;
+  if (p->spec_full == SPEC_FULL_ABORT)
+    log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name, n);
+  if (p->spec_full == SPEC_FULL_FALLBACK && p != def)
+    return alloc_in(def, n, align, zero);
+  return NULL;
+}
+
+// ---------------------------------------------------------------------------
+// malloc family
+
+static __attribute__((noinline)) void *malloc_slow(size_t n) {
+  return alloc(n, 0, 0);
 }
 
 EXPORT void *malloc(size_t n) {
   struct mmpool *p = shim_pool;
-  if (likely(p != NULL && n <= SC_DIRECT_MAX)) {
+  // Without size routes a small block comes straight from the default
+  // pool's thread heap (routed is read-only after initialisation).
+  if (likely(p != NULL && !routed && n <= SC_DIRECT_MAX)) {
     struct theap *h = tl_heap[p->id];
     struct pdesc *d = h->direct[(n + 15) >> 4];
     uint64_t off = d->free;
@@ -192,13 +230,7 @@ EXPORT void *calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  struct mmpool *p = pool_for();
-  if (!p) {
-    void *b = boot_alloc(total, 16);  // static memory: already zero
-    if (!b) errno = ENOMEM;
-    return b;
-  }
-  return mmpool_calloc(p, 1, total);
+  return alloc(total, 0, 1);
 }
 
 EXPORT size_t malloc_usable_size(void *ptr) {
@@ -242,13 +274,7 @@ EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
 
 // pre: align is a power of two.
 static void *aligned(size_t align, size_t n) {
-  struct mmpool *p = pool_for();
-  if (!p) {
-    void *b = boot_alloc(n, align);
-    if (!b) errno = ENOMEM;
-    return b;
-  }
-  void *r = mmpool_memalign(p, align, n);
+  void *r = alloc(n, align, 0);
   if (!r && errno == EINVAL) errno = ENOMEM;  // too big for the pool
   return r;
 }
