@@ -72,7 +72,12 @@ static int foreign_free(void *p) { return in_boot(p); }
 static struct mmpool_config cfg;
 static struct config_errors cfg_errs;
 static struct mmpool *cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
-static int routed;  // size routes apply: malloc leaves its fast path
+static int routed;  // size routes apply
+// The pool of every size of a direct slot ((n + 15) >> 4, n <= 1024), the
+// routes applied once at start-up: malloc's fast path reads its pool here,
+// at no extra cost for routing. NULL until initialised, and for a slot that
+// a route boundary splits (those sizes take the slow path).
+static struct mmpool *direct_pool[SC_DIRECT_MAX / 16 + 1];
 
 // Opens the configured pools; the default one becomes shim_pool. A pool
 // that cannot be opened is reported; without its default the program runs
@@ -122,6 +127,19 @@ static struct mmpool *open_configured(void) {
   return pool_default();  // the configured default, or the built-in one
 }
 
+static struct mmpool *route(size_t n, struct mmpool *def);
+
+// Applies the size routes to every size of each direct slot.
+static void fill_direct(struct mmpool *def) {
+  for (unsigned s = 0; s <= SC_DIRECT_MAX / 16; s++) {
+    size_t lo = s ? 16 * s - 15 : 0, hi = 16 * s;
+    struct mmpool *p = routed ? route(lo, def) : def;
+    for (size_t n = lo + 1; n <= hi && p; n++)
+      if ((routed ? route(n, def) : def) != p) p = NULL;
+    direct_pool[s] = p;
+  }
+}
+
 static void shim_init(void) {
   int expect = INIT_NONE;
   if (__atomic_compare_exchange_n(&init_state, &expect, INIT_RUNNING, 0,
@@ -129,6 +147,7 @@ static void shim_init(void) {
     tl_in_init = 1;
     heap_foreign_free_hook = foreign_free;
     struct mmpool *p = open_configured();
+    if (p) fill_direct(p);
     if (p) shim_pool = p;
     else log_print(LOG_ERROR, "cannot open the default pool: %s",
                    log_last_error());
@@ -198,14 +217,17 @@ static __attribute__((noinline)) void *malloc_slow(size_t n) {
 }
 
 EXPORT void *malloc(size_t n) {
-  struct mmpool *p = shim_pool;
-  // Without size routes a small block comes straight from the default
-  // pool's thread heap (routed is read-only after initialisation).
-  if (likely(p != NULL && !routed && n <= SC_DIRECT_MAX)) {
-    struct theap *h = tl_heap[p->id];
-    struct pdesc *d = h->direct[(n + 15) >> 4];
-    uint64_t off = d->free;
-    if (likely(off)) return slab_pop(h->base, d, off, n);
+  // A small block comes straight from its pool's thread heap: the pool of
+  // its size slot, routes applied (direct_pool is fixed after start-up).
+  if (likely(n <= SC_DIRECT_MAX)) {
+    unsigned s = (unsigned)(n + 15) >> 4;
+    struct mmpool *p = direct_pool[s];
+    if (likely(p != NULL)) {
+      struct theap *h = tl_heap[p->id];
+      struct pdesc *d = h->direct[s];
+      uint64_t off = d->free;
+      if (likely(off)) return slab_pop(h->base, d, off, n);
+    }
   }
   return malloc_slow(n);
 }
