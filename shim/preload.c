@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "internal.h"
+#include "shim.h"
 #include "log.h"
 #include "mmpool.h"
 
@@ -69,9 +70,9 @@ static size_t boot_size(const void *p) {
 static int foreign_free(void *p) { return in_boot(p); }
 
 // The configuration: static, since it is read before malloc works.
-static struct mmpool_config cfg;
+struct mmpool_config shim_cfg;
 static struct config_errors cfg_errs;
-static struct mmpool *cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
+struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
 static int routed;  // size routes apply
 // The pool of every size of a direct slot ((n + 15) >> 4, n <= 1024), the
 // routes applied once at start-up: malloc's fast path reads its pool here,
@@ -84,8 +85,8 @@ static struct mmpool *direct_pool[SC_DIRECT_MAX / 16 + 1];
 // on the built-in anonymous default.
 static struct mmpool *open_configured(void) {
   extern char **environ;
-  int r = config_load(&cfg, environ, &cfg_errs);
-  log_set_level(cfg.log_level);
+  int r = config_load(&shim_cfg, environ, &cfg_errs);
+  log_set_level(shim_cfg.log_level);
   for (unsigned i = 0; i < cfg_errs.count; i++)
     log_print(LOG_ERROR, "%s", cfg_errs.line[i]);
   if (cfg_errs.total > cfg_errs.count)
@@ -95,28 +96,29 @@ static struct mmpool *open_configured(void) {
     log_print(LOG_ERROR, "MMPOOL_STRICT is set: stopping");
     _exit(127);
   }
-  if (cfg.fallback)
+  if (shim_cfg.fallback)
     log_print(LOG_WARN, "running on the default configuration (one "
               "anonymous pool) because of the errors above");
   struct mmpool *def = NULL;
-  for (unsigned i = 0; i < cfg.npools; i++) {
+  for (unsigned i = 0; i < shim_cfg.npools; i++) {
     struct mmpool *p = NULL;
-    if (pool_open(cfg.pools[i].name, &cfg.pools[i].spec, &p) != 0) {
+    if (pool_open(shim_cfg.pools[i].name, &shim_cfg.pools[i].spec, &p) != 0) {
       log_print(LOG_ERROR, "%s", log_last_error());
       continue;
     }
-    cfg_pool[i] = p;
-    if (i == cfg.default_pool) def = p;
+    shim_cfg_pool[i] = p;
+    if (i == shim_cfg.default_pool) def = p;
   }
   if (def) pool_set_default(def);
-  routed = cfg.nroutes > cfg.lib_routes + cfg.thread_routes;
-  if (cfg.lib_routes || cfg.thread_routes)
+  shim_brk_init();
+  routed = shim_cfg.nroutes > shim_cfg.lib_routes + shim_cfg.thread_routes;
+  if (shim_cfg.lib_routes || shim_cfg.thread_routes)
     log_print(LOG_WARN, "%u lib= or thread= route(s) configured: this "
               "version applies size routes only; those are skipped",
-              cfg.lib_routes + cfg.thread_routes);
+              shim_cfg.lib_routes + shim_cfg.thread_routes);
   if (log_level() >= LOG_INFO) {
     char buf[4096];
-    size_t n = config_describe(&cfg, buf, sizeof buf);
+    size_t n = config_describe(&shim_cfg, buf, sizeof buf);
     for (char *line = buf, *end; line < buf + n && *line; line = end + 1) {
       end = line;
       while (*end && *end != '\n') end++;
@@ -149,6 +151,7 @@ static void shim_init(void) {
     struct mmpool *p = open_configured();
     if (p) fill_direct(p);
     if (p) shim_pool = p;
+    if (p && shim_cfg.stats) shim_stats_start();
     else log_print(LOG_ERROR, "cannot open the default pool: %s",
                    log_last_error());
     tl_in_init = 0;
@@ -176,10 +179,10 @@ __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 // default pool. A full pool follows its full= policy.
 
 static struct mmpool *route(size_t n, struct mmpool *def) {
-  for (unsigned i = 0; i < cfg.nroutes; i++) {
-    const struct config_route *r = &cfg.routes[i];
-    if (r->cond == CONFIG_SIZE && n >= r->lo && n <= r->hi && cfg_pool[r->pool])
-      return cfg_pool[r->pool];
+  for (unsigned i = 0; i < shim_cfg.nroutes; i++) {
+    const struct config_route *r = &shim_cfg.routes[i];
+    if (r->cond == CONFIG_SIZE && n >= r->lo && n <= r->hi && shim_cfg_pool[r->pool])
+      return shim_cfg_pool[r->pool];
   }
   return def;
 }
