@@ -1,4 +1,5 @@
 // stats.c: the MMPOOL_STATS=1 report at exit. Not written yet.
+#include "log.h"
 #include "shim.h"
 
 void shim_stats_start(void) {
