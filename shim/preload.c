@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -73,12 +75,17 @@ static int foreign_free(void *p) { return in_boot(p); }
 struct mmpool_config shim_cfg;
 static struct config_errors cfg_errs;
 struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
-static int routed;  // size routes apply
-// The pool of every size of a direct slot ((n + 15) >> 4, n <= 1024), the
-// routes applied once at start-up: malloc's fast path reads its pool here,
-// at no extra cost for routing. NULL until initialised, and for a slot that
-// a route boundary splits (those sizes take the slow path).
-static struct mmpool *direct_pool[SC_DIRECT_MAX / 16 + 1];
+static int routed;  // size or thread routes apply
+// The pool of every size of a direct slot ((n + 15) >> 4, n <= 1024) for
+// the calling thread, routes applied: malloc's fast path reads its pool
+// here, at no extra cost for routing. Filled by the slow path (all NULL
+// until then), and NULL for a slot that a route boundary splits (those
+// sizes take the slow path). With thread= routes the slow path re-reads
+// the thread's name and refills the table when it changed.
+#define NSLOTS (SC_DIRECT_MAX / 16 + 1)
+static __thread struct mmpool *direct_pool[NSLOTS];
+static __thread char tl_name[16];  // the name the table was made for
+static __thread int tl_filled;      // direct_pool holds this thread's table
 
 // Opens the configured pools; the default one becomes shim_pool. A pool
 // that cannot be opened is reported; without its default the program runs
@@ -111,11 +118,10 @@ static struct mmpool *open_configured(void) {
   }
   if (def) pool_set_default(def);
   shim_brk_init();
-  routed = shim_cfg.nroutes > shim_cfg.lib_routes + shim_cfg.thread_routes;
-  if (shim_cfg.lib_routes || shim_cfg.thread_routes)
-    log_print(LOG_WARN, "%u lib= or thread= route(s) configured: this "
-              "version applies size routes only; those are skipped",
-              shim_cfg.lib_routes + shim_cfg.thread_routes);
+  routed = shim_cfg.nroutes > shim_cfg.lib_routes;
+  if (shim_cfg.lib_routes)
+    log_print(LOG_WARN, "%u lib= route(s) configured: this version does "
+              "not apply them yet; they are skipped", shim_cfg.lib_routes);
   if (log_level() >= LOG_INFO) {
     char buf[4096];
     size_t n = config_describe(&shim_cfg, buf, sizeof buf);
@@ -129,18 +135,6 @@ static struct mmpool *open_configured(void) {
   return pool_default();  // the configured default, or the built-in one
 }
 
-static struct mmpool *route(size_t n, struct mmpool *def);
-
-// Applies the size routes to every size of each direct slot.
-static void fill_direct(struct mmpool *def) {
-  for (unsigned s = 0; s <= SC_DIRECT_MAX / 16; s++) {
-    size_t lo = s ? 16 * s - 15 : 0, hi = 16 * s;
-    struct mmpool *p = routed ? route(lo, def) : def;
-    for (size_t n = lo + 1; n <= hi && p; n++)
-      if ((routed ? route(n, def) : def) != p) p = NULL;
-    direct_pool[s] = p;
-  }
-}
 
 static void shim_init(void) {
   int expect = INIT_NONE;
@@ -149,11 +143,13 @@ static void shim_init(void) {
     tl_in_init = 1;
     heap_foreign_free_hook = foreign_free;
     struct mmpool *p = open_configured();
-    if (p) fill_direct(p);
-    if (p) shim_pool = p;
-    if (p && shim_cfg.stats) shim_stats_start();
-    else log_print(LOG_ERROR, "cannot open the default pool: %s",
-                   log_last_error());
+    if (p) {
+      shim_pool = p;
+      if (shim_cfg.stats) shim_stats_start();
+    } else {
+      log_print(LOG_ERROR, "cannot open the default pool: %s",
+                log_last_error());
+    }
     tl_in_init = 0;
     __atomic_store_n(&init_state, p ? INIT_DONE : INIT_FAILED,
                      __ATOMIC_RELEASE);
@@ -178,13 +174,42 @@ __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 // Routing: the first size route that matches names the pool, else the
 // default pool. A full pool follows its full= policy.
 
+// The first route that matches size n for this thread (named tl_name).
 static struct mmpool *route(size_t n, struct mmpool *def) {
   for (unsigned i = 0; i < shim_cfg.nroutes; i++) {
     const struct config_route *r = &shim_cfg.routes[i];
-    if (r->cond == CONFIG_SIZE && n >= r->lo && n <= r->hi && shim_cfg_pool[r->pool])
-      return shim_cfg_pool[r->pool];
+    int hit = r->cond == CONFIG_SIZE     ? n >= r->lo && n <= r->hi
+              : r->cond == CONFIG_THREAD ? config_glob_match(r->glob, tl_name)
+                                         : 0;  // lib=: not applied yet
+    if (hit && shim_cfg_pool[r->pool]) return shim_cfg_pool[r->pool];
   }
   return def;
+}
+
+// Applies the routes to every size of each direct slot, for this thread.
+static void fill_direct(struct mmpool *def) {
+  for (unsigned s = 0; s < NSLOTS; s++) {
+    size_t lo = s ? 16 * s - 15 : 0, hi = 16 * s;
+    struct mmpool *p = routed ? route(lo, def) : def;
+    for (size_t n = lo + 1; n <= hi && p; n++)
+      if ((routed ? route(n, def) : def) != p) p = NULL;
+    direct_pool[s] = p;
+  }
+  tl_filled = 1;
+}
+
+// Before routing in the slow path: the thread's name, and its table.
+static void refresh_thread(struct mmpool *def) {
+  if (shim_cfg.thread_routes) {
+    char name[16] = {0};
+    syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
+    if (memcmp(name, tl_name, sizeof name) != 0 || !tl_filled) {
+      memcpy(tl_name, name, sizeof name);
+      fill_direct(def);
+    }
+  } else if (!tl_filled) {
+    fill_direct(def);
+  }
 }
 
 static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
@@ -202,6 +227,7 @@ static void *alloc(size_t n, size_t align, int zero) {
     if (!b) errno = ENOMEM;
     return b;
   }
+  refresh_thread(def);
   struct mmpool *p = routed ? route(n, def) : def;
   void *r = alloc_in(p, n, align, zero);
   if (r || errno != ENOMEM) return r;
@@ -221,7 +247,7 @@ static __attribute__((noinline)) void *malloc_slow(size_t n) {
 
 EXPORT void *malloc(size_t n) {
   // A small block comes straight from its pool's thread heap: the pool of
-  // its size slot, routes applied (direct_pool is fixed after start-up).
+  // its size slot for this thread, routes applied.
   if (likely(n <= SC_DIRECT_MAX)) {
     unsigned s = (unsigned)(n + 15) >> 4;
     struct mmpool *p = direct_pool[s];
