@@ -1,5 +1,294 @@
-// brk.c: the emulated program break (sbrk/brk). Not written yet: the
-// program keeps the kernel's break through glibc's own sbrk and brk.
+// brk.c: the emulated program break (sbrk, __sbrk and brk).
+//
+// Legacy programs that manage their own heap through the program break get
+// one contiguous region of our own instead of the kernel's break, which the
+// preload library leaves alone (glibc's malloc, its only other user, is
+// replaced). The region is set up at the first call:
+// - With a pool marked `brk`: one large block of that pool, as big as the
+//   pool can give, but half of that when the pool also serves malloc (it is
+//   the default pool or a route's target); at most BRK_DEFAULT when the
+//   pool's size= was not given, as the engine writes one page descriptor
+//   per 64 KiB of a block (region/1024 bytes of memory); at most
+//   BRK_FILE_MAX for a file pool, whose blocks are allocated in the file at
+//   once. A failed attempt is retried at half the size, down to BRK_MIN.
+//   The break starts one OS page into the block, so that no break address
+//   is the start of a block: a stray free() of one is reported and ignored
+//   instead of freeing the region.
+// - Otherwise, or when that pool is not open: BRK_DEFAULT bytes of internal
+//   read-write memory (vmmap_internal, MAP_NORESERVE), in no pool.
+// Either way the region is disjoint from every block malloc hands out, by
+// construction: it is a live block of its pool, or memory of no pool.
+//
+// Semantics (glibc's, PITFALLS 1.12): sbrk(0) is the break; sbrk(n) moves
+// it by n (negative shrinks) and returns the old one; brk(addr) sets it,
+// returning 0. Anything that would leave [start, end] fails with
+// (void *)-1 or -1 and ENOMEM and moves nothing (brk(NULL) included).
+// One lock makes the calls atomic; glibc's own are not thread-safe.
+//
+// Invariants (under the lock):
+// - start <= cur <= end; [start, cur) is the program's, [cur, end) reads as
+//   zeros once the break grows over it. Anonymous memory is zeroed when the
+//   break shrinks (the partial page by memset, whole pages by purging them);
+//   file memory cannot be purged to zeros, so bytes in [cur, dirty_end) may
+//   hold old data and are cleared when the break grows over them.
+// - The kernel's break is never touched: code that measures its heap as
+//   [&end, sbrk(0)) sees a jump to a far address. A program calling
+//   syscall(SYS_brk) directly, or a static binary, bypasses us.
+// - A fork child keeps a private copy of the break, except in a mode=shared
+//   file pool, which the child does not manage (core/pool.c): there the
+//   child's break cannot move (ENOMEM).
+// - A file pool's region is freed back to the pool at exit, so that a
+//   persistent pool does not keep a dead break block from run to run.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "os.h"
 #include "shim.h"
 
-void shim_brk_init(void) {}
+#define EXPORT __attribute__((visibility("default")))
+
+#define BRK_DEFAULT ((size_t)1 << 30)  // the region without a brk pool
+#define BRK_FILE_MAX ((size_t)1 << 30) // the region of a file pool, at most
+#define BRK_MIN ((size_t)1 << 20)      // smallest region taken from a pool
+#define OS_PAGE ((uintptr_t)4096)
+
+// Set by shim_brk_init (during the shim's initialisation), then read-only.
+static int configured;           // shim_brk_init has run
+static int pool_index = -1;      // the pool marked brk in the configuration
+static struct mmpool *conf_pool; // its open handle, or NULL
+static int conf_pool_mallocs;    // it is the default pool or a route's target
+static int conf_pool_sized;      // its size= was given
+
+static struct {
+  uintptr_t start, cur, end; // all 0 until the region is set up
+  uintptr_t dirty_end;       // file memory: [cur, dirty_end) may be dirty
+  void *block;               // the pool block holding the region, or NULL
+  struct mmpool *pool;       // its pool; NULL for the default region
+  int anon;                  // purging gives zeros
+} b;
+
+// ---------------------------------------------------------------------------
+// Lock: a spin lock whose word is the holder's process id. A fork child
+// finds it held by its parent's pid when a parent thread held it at fork
+// time; no such thread exists in the child, so the child takes it over.
+// (No atfork handler: fork may be called from a signal handler that
+// interrupted sbrk, PITFALLS 4.3.)
+
+static int lock_word;
+
+static void brk_lock(void) {
+  int me = (int)getpid();
+  for (;;) {
+    int cur = 0;
+    if (__atomic_compare_exchange_n(&lock_word, &cur, me, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED))
+      return;
+    if (cur != me &&
+        __atomic_compare_exchange_n(&lock_word, &cur, me, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED))
+      return; // held by the parent at fork time: ours now
+    sched_yield();
+  }
+}
+
+static void brk_unlock(void) {
+  __atomic_store_n(&lock_word, 0, __ATOMIC_RELEASE);
+}
+
+// ---------------------------------------------------------------------------
+// Setup
+
+void shim_brk_init(void) {
+  for (unsigned i = 0; i < shim_cfg.npools; i++) {
+    if (!shim_cfg.pools[i].spec.brk) continue;
+    pool_index = (int)i;
+    conf_pool = shim_cfg_pool[i];
+    conf_pool_mallocs = shim_cfg.default_pool == i;
+    conf_pool_sized = shim_cfg.pools[i].spec.size_set;
+    for (unsigned r = 0; r < shim_cfg.nroutes; r++)
+      if (shim_cfg.routes[r].pool == i) conf_pool_mallocs = 1;
+    break; // config/ allows one brk pool at most
+  }
+  __atomic_store_n(&configured, 1, __ATOMIC_RELEASE);
+}
+
+static uintptr_t page_up(uintptr_t a) {
+  return (a + OS_PAGE - 1) & ~(OS_PAGE - 1);
+}
+
+// Makes [lo, hi) of anonymous memory read as zeros; pages past hi are
+// already zero (above the break). pre: hi <= end, end page aligned.
+static void zero_anon(uintptr_t lo, uintptr_t hi) {
+  uintptr_t mid = page_up(lo) < hi ? page_up(lo) : hi;
+  memset((void *)lo, 0, mid - lo);
+  if (mid < hi && vmmap_purge(mid, page_up(hi) - mid) != 0)
+    memset((void *)mid, 0, hi - mid);
+}
+
+// The region as one large block of pool p. pre: lock held.
+static int region_from_pool(struct mmpool *p) {
+  if (p->state != POOL_OPEN || p->fork_frozen) return -1;
+  uint64_t total = p->hdr->npages, top = p->hdr->st.top;
+  size_t want = top < total ? (size_t)(total - top) << PAGE_SHIFT : 0;
+  if (conf_pool_mallocs) want /= 2;
+  if (!conf_pool_sized && want > BRK_DEFAULT) want = BRK_DEFAULT;
+  if (p->is_file && want > BRK_FILE_MAX) want = BRK_FILE_MAX;
+  want &= ~(PAGE_BYTES - 1);
+  for (; want >= BRK_MIN; want = (want / 2) & ~(PAGE_BYTES - 1)) {
+    int dirty = 1;
+    void *blk = heap_alloc_large(p, want, 0, &dirty);
+    if (!blk) continue;
+    b.block = blk;
+    b.pool = p;
+    b.anon = !p->is_file;
+    b.start = b.cur = (uintptr_t)blk + OS_PAGE;
+    b.end = (uintptr_t)blk + want;
+    b.dirty_end = b.start;
+    if (dirty && b.anon)
+      zero_anon(b.start, b.end);
+    else if (dirty)
+      b.dirty_end = b.end;
+    return 0;
+  }
+  return -1;
+}
+
+// pre: lock held. 0, or -1 when no region can be had.
+static int setup(void) {
+  if (b.end) return 0;
+  if (conf_pool && region_from_pool(conf_pool) == 0) {
+    log_print(LOG_INFO,
+              "brk: the break is 0x%lx-0x%lx (%zu bytes) in pool "
+              "'%s'",
+              (unsigned long)b.start, (unsigned long)b.end,
+              (size_t)(b.end - b.start), b.pool->name);
+    return 0;
+  }
+  if (pool_index >= 0)
+    log_print(LOG_WARN,
+              "brk: pool '%s' cannot hold the break (%s); sbrk "
+              "uses a default region of %zu bytes",
+              shim_cfg.pools[pool_index].name,
+              conf_pool ? "no room" : "not open", BRK_DEFAULT);
+  void *r = vmmap_internal(BRK_DEFAULT);
+  if (!r) {
+    log_print(LOG_ERROR, "brk: cannot map a break region of %zu bytes",
+              BRK_DEFAULT);
+    return -1;
+  }
+  os_name_range((uintptr_t)r, BRK_DEFAULT, "mmpool-brk");
+  b.block = NULL;
+  b.pool = NULL;
+  b.anon = 1;
+  b.start = b.cur = b.dirty_end = (uintptr_t)r;
+  b.end = (uintptr_t)r + BRK_DEFAULT;
+  log_print(LOG_INFO,
+            "brk: the break is 0x%lx-0x%lx (%zu bytes), the "
+            "default region",
+            (unsigned long)b.start, (unsigned long)b.end, BRK_DEFAULT);
+  return 0;
+}
+
+// Takes the lock with the region set up; -1 (lock not held) when there is
+// none. The shim's configuration comes first: a program may call sbrk
+// before any malloc, and the first malloc initialises the shim.
+static int enter(void) {
+  if (!__atomic_load_n(&configured, __ATOMIC_ACQUIRE)) {
+    int saved = errno;
+    free(malloc(1));
+    errno = saved;
+  }
+  brk_lock();
+  int saved = errno;
+  int r = setup();
+  log_take_code(); // a failed pool attempt decides no later errno
+  errno = saved;
+  if (r != 0) brk_unlock();
+  return r;
+}
+
+// Moves the break to nb. pre: lock held, start <= nb <= end.
+static int move(uintptr_t nb) {
+  uintptr_t old = b.cur;
+  if (nb == old) return 0;
+  if (b.pool && b.pool->fork_frozen) return -1; // the parent's shared pool
+  if (nb > old) {
+    if (b.dirty_end > old)
+      memset((void *)old, 0, (nb < b.dirty_end ? nb : b.dirty_end) - old);
+  } else if (b.anon) {
+    zero_anon(nb, old);
+  } else if (b.dirty_end < old) {
+    b.dirty_end = old;
+  }
+  b.cur = nb;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// The interface
+
+EXPORT void *sbrk(intptr_t increment) {
+  if (enter() != 0) {
+    errno = ENOMEM;
+    return (void *)-1;
+  }
+  uintptr_t old = b.cur, nb;
+  int ok;
+  if (increment >= 0) {
+    ok = (uintptr_t)increment <= b.end - old;
+    nb = old + (uintptr_t)increment;
+  } else {
+    uintptr_t dec = (uintptr_t)0 - (uintptr_t)increment;
+    ok = dec <= old - b.start;
+    nb = old - dec;
+  }
+  if (ok) ok = move(nb) == 0;
+  brk_unlock();
+  if (!ok) {
+    errno = ENOMEM;
+    return (void *)-1;
+  }
+  return (void *)old;
+}
+
+void *__sbrk(intptr_t increment); // glibc's name; no header declares it
+EXPORT void *__sbrk(intptr_t increment)
+    __attribute__((alias("sbrk"), copy(sbrk)));
+
+EXPORT int brk(void *addr) {
+  if (enter() != 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  uintptr_t a = (uintptr_t)addr;
+  int ok = a >= b.start && a <= b.end && move(a) == 0;
+  brk_unlock();
+  if (!ok) {
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+// A file pool's region goes back to the pool (see the top of the file).
+// Calls after this keep the memory of the break but cannot grow it.
+// Exit may come while another thread is inside sbrk: then the block stays.
+__attribute__((destructor)) static void brk_fini(void) {
+  int free_word = 0;
+  if (!__atomic_compare_exchange_n(&lock_word, &free_word, (int)getpid(), 0,
+                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    return;
+  if (b.block && b.pool->is_file && b.pool->state == POOL_OPEN &&
+      !b.pool->fork_frozen) {
+    mmpool_free(b.block);
+    b.block = NULL;
+    b.end = b.cur;
+  }
+  brk_unlock();
+}
