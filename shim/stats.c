@@ -1,7 +1,238 @@
-// stats.c: the MMPOOL_STATS=1 report at exit. Not written yet.
+// stats.c: the MMPOOL_STATS=1 report, written to stderr when the program
+// exits.
+//
+// Invariant: the report never allocates and never writes anywhere but the
+// stderr the program started with. shim_stats_start takes a private
+// duplicate of fd 2 (coreutils and daemons close stderr before exit) and
+// remembers the identity (device, inode) of what it refers to; the ELF
+// destructor (not atexit: PITFALLS 3.14) writes through that duplicate only
+// while it still refers to the same file, else through fd 2 if fd 2 still
+// is that file, else nowhere: a program that closed our descriptor and
+// opened something else under its number must not find our lines in it.
+//
+// The engine keeps no cumulative counts: the figures are what exists at
+// exit (live blocks and bytes, the size classes holding them) and the
+// committed memory, which only grows, so it is the high-water mark.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "log.h"
+#include "os.h"
 #include "shim.h"
 
+// ---------------------------------------------------------------------------
+// State kept from start-up to exit
+
+static int report_on;             // shim_stats_start ran
+static int out_fd = -1;           // our duplicate of fd 2, or -1
+static uint64_t out_dev, out_ino; // what fd 2 referred to at start
+static int out_known;             // out_dev/out_ino are valid
+// The generation of each configured pool's slot when the report was armed:
+// a pool closed by the program (and its slot perhaps reused) is told apart.
+static uint32_t cfg_gen[CONFIG_MAX_POOLS];
+
+static int identity(int fd, uint64_t *dev, uint64_t *ino) {
+  uint64_t size;
+  int regular;
+  return os_file_size(fd, &size, &regular, dev, ino);
+}
+
 void shim_stats_start(void) {
-  log_print(LOG_WARN, "MMPOOL_STATS: the report is not implemented yet");
+  int saved = errno;
+  long d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
+  errno = saved;
+  if (d >= 0) out_fd = (int)d;
+  out_known = identity(2, &out_dev, &out_ino) == 0;
+  for (unsigned i = 0; i < shim_cfg.npools && i < CONFIG_MAX_POOLS; i++)
+    if (shim_cfg_pool[i]) cfg_gen[i] = shim_cfg_pool[i]->gen;
+  __atomic_store_n(&report_on, 1, __ATOMIC_RELEASE);
+}
+
+// The descriptor to write the report to, or -1 (see the invariant above).
+static int report_fd(void) {
+  uint64_t dev, ino;
+  if (!out_known) return out_fd; // fd 2 was not even fstat-able at start
+  if (out_fd >= 0 && identity(out_fd, &dev, &ino) == 0 && dev == out_dev &&
+      ino == out_ino)
+    return out_fd;
+  if (identity(2, &dev, &ino) == 0 && dev == out_dev && ino == out_ino)
+    return 2;
+  return -1;
+}
+
+// ---------------------------------------------------------------------------
+// Output: lines formatted on the stack, written in chunks
+
+struct rep {
+  int fd;
+  size_t len;
+  char buf[2048];
+};
+
+static void flush(struct rep *r) {
+  if (r->len) os_write_all(r->fd, r->buf, r->len);
+  r->len = 0;
+}
+
+static void line(struct rep *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void line(struct rep *r, const char *fmt, ...) {
+  char l[512];
+  size_t n = log_format(l, sizeof l, "mmpool: ");
+  va_list ap;
+  va_start(ap, fmt);
+  n += log_vformat(l + n, sizeof l - n - 1, fmt, ap);
+  va_end(ap);
+  l[n++] = '\n';
+  if (r->len + n > sizeof r->buf) flush(r);
+  memcpy(r->buf + r->len, l, n);
+  r->len += n;
+}
+
+// "1245184 bytes (1.2 MiB)": exact, and rounded down from 1 KiB on.
+static const char *bytes(char *b, size_t n, uint64_t v) {
+  static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (v < 1024) {
+    log_format(b, n, "%llu bytes", (unsigned long long)v);
+    return b;
+  }
+  unsigned u = 0;
+  while (u < 4 && v >> (10 * (u + 1)) >= 1024)
+    u++;
+  unsigned shift = 10 * (u + 1);
+  uint64_t whole = v >> shift;
+  uint64_t tenth = ((v - (whole << shift)) * 10) >> shift;
+  log_format(b, n, "%llu bytes (%llu.%llu %s)", (unsigned long long)v,
+             (unsigned long long)whole, (unsigned long long)tenth, unit[u]);
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+// Whether p is an open pool (and, when gen is not NULL, still the one that
+// slot held at start-up).
+static int pool_live(const struct mmpool *p, const uint32_t *gen) {
+  return p && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
+         (!gen || p->gen == *gen);
+}
+
+// The figures of one open pool.
+static void figures(struct rep *r, struct mmpool *p) {
+  char b1[48], b2[48], b3[48];
+  line(r, "  base %p, capacity %s", (void *)p->base,
+       bytes(b1, sizeof b1, p->capacity));
+  if (tl_locks) { // exit() called while this thread is inside the engine
+    line(r, "  figures skipped: this thread holds an engine lock");
+    return;
+  }
+  mmpool_stats_t st;
+  int saved = errno;
+  int rc = mmpool_stats(p, &st);
+  errno = saved;
+  if (rc != 0) {
+    line(r, "  figures unavailable: %s", mmpool_last_error());
+    return;
+  }
+  line(r, "  mapped %s, metadata %s, free in mapped data %s",
+       bytes(b1, sizeof b1, st.mapped), bytes(b2, sizeof b2, st.metadata),
+       bytes(b3, sizeof b3, st.free_bytes));
+  line(r, "  live at exit: %zu blocks, %s, %zu of them large blocks",
+       st.in_use_blocks, bytes(b1, sizeof b1, st.in_use), st.large_blocks);
+  // The classes holding live blocks, "size:blocks", a few per line.
+  static const char first[] = "  classes in use (block size:live blocks):";
+  const char *lead = first;
+  char cl[160];
+  size_t n = 0;
+  for (unsigned c = 0; c < st.nclasses && c < MMPOOL_STATS_CLASSES; c++) {
+    const mmpool_class_stats_t *k = &st.classes[c];
+    if (!k->blocks_used) continue;
+    if (n > 64) {
+      line(r, "%s%s", lead, cl);
+      lead = "   ", n = 0;
+    }
+    n += log_format(cl + n, sizeof cl - n, " %zu:%zu", k->block_size,
+                    k->blocks_used);
+  }
+  if (n)
+    line(r, "%s%s", lead, cl);
+  else if (lead == first)
+    line(r, "  classes in use: none (no live block below the large size)");
+}
+
+static void pool_block(struct rep *r, unsigned i) {
+  const struct config_pool *cp = &shim_cfg.pools[i];
+  const struct pool_spec *sp = &cp->spec;
+  struct mmpool *p = shim_cfg_pool[i];
+  const char *role = i == shim_cfg.default_pool ? " (default pool)" : "";
+  if (sp->file)
+    line(r, "pool %s%s: file %s, mode=%s", cp->name, role, sp->path,
+         sp->mode == SPEC_PRIVATE ? "private" : "shared");
+  else
+    line(r, "pool %s%s: anon", cp->name, role);
+  if (!p)
+    line(r, "  not open: it could not be opened at start-up");
+  else if (!pool_live(p, &cfg_gen[i]))
+    line(r, "  closed by the program before exit");
+  else
+    figures(r, p);
+  unsigned routes = 0;
+  for (unsigned k = 0; k < shim_cfg.nroutes; k++) {
+    if (shim_cfg.routes[k].pool != i) continue;
+    char d[CONFIG_GLOB_MAX + 128];
+    config_describe_route(&shim_cfg, k, d, sizeof d);
+    line(r, "  %s", d);
+    routes++;
+  }
+  if (!routes)
+    line(r, "  %s",
+         i == shim_cfg.default_pool ? "no route: it takes what no route takes"
+                                    : "no route leads here");
+}
+
+// Whether slot id is one of the configured pools, as opened at start-up.
+static int configured(unsigned id) {
+  for (unsigned i = 0; i < shim_cfg.npools && i < CONFIG_MAX_POOLS; i++)
+    if (shim_cfg_pool[i] == &pool_table[id] && pool_table[id].gen == cfg_gen[i])
+      return 1;
+  return 0;
+}
+
+__attribute__((destructor)) static void stats_report(void) {
+  if (!__atomic_load_n(&report_on, __ATOMIC_ACQUIRE)) return;
+  int saved = errno;
+  struct rep r;
+  r.fd = report_fd();
+  r.len = 0;
+  if (r.fd < 0) goto out;
+  line(&r, "stats of pid %ld (%s) at exit: %u configured pools, %u routes%s",
+       (long)syscall(SYS_getpid), program_invocation_short_name,
+       shim_cfg.npools, shim_cfg.nroutes,
+       shim_cfg.fallback ? " (the built-in default: the configuration had "
+                           "errors)"
+                         : "");
+  line(&r, "live: blocks not freed at exit; mapped: memory committed, which "
+           "only grows (the high-water mark); no cumulative counts are kept");
+  for (unsigned i = 0; i < shim_cfg.npools && i < CONFIG_MAX_POOLS; i++)
+    pool_block(&r, i);
+  // Pools the configuration did not name: opened by the program through
+  // the API, or the built-in default when the configured one failed.
+  for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
+    struct mmpool *p = &pool_table[id];
+    if (!pool_live(p, NULL) || configured(id)) continue;
+    if (p->is_file)
+      line(&r, "pool %s: file %s, not in the configuration", p->name, p->path);
+    else
+      line(&r, "pool %s: anon, not in the configuration", p->name);
+    figures(&r, p);
+  }
+  flush(&r);
+out:
+  errno = saved;
 }

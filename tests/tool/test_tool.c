@@ -1,0 +1,547 @@
+// test_tool.c: the mmpool command-line tool, run as a user runs it.
+//
+// `test_tool usage`: help, version, bad usage, `run --explain` (no program
+// runs under the preload library). `test_tool run`: `mmpool run` itself,
+// with tool_probe reporting whether the preload library is loaded, which
+// configuration file it got and what LD_PRELOAD became; and the search for
+// the library in a build tree and in an installed tree (copies in a scratch
+// directory). Every child gets the test's environment without LD_PRELOAD
+// and MMPOOL_*, plus what the case sets; its stdout and stderr are kept
+// apart and compared whole where the output is fixed.
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mmpool.h"
+
+// TOOL, PROBE, PRELOAD, LIBMMPOOL, PRELOAD_NAME, LIBDIR, FULL_LIBDIR: from
+// tests/tool/CMakeLists.txt.
+
+static char scratch[512];
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+static int rm_one(const char *path, const struct stat *sb, int type,
+                  struct FTW *ftw) {
+  (void)sb, (void)ftw;
+  return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+// scratch/name, in a string that lives until group_teardown.
+static char *paths[64];
+static unsigned npaths;
+
+static char *path_in(const char *name) {
+  char *p;
+  assert_true(npaths < 64);
+  assert_true(asprintf(&p, "%s/%s", scratch, name) > 0);
+  return paths[npaths++] = p;
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(scratch, sizeof scratch, "%s/mmpool-tool-XXXXXX",
+           tmp && *tmp ? tmp : "/tmp");
+  return mkdtemp(scratch) ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  nftw(scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  while (npaths)
+    free(paths[--npaths]);
+  return 0;
+}
+
+static char *read_all(const char *path) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  assert_non_null(m);
+  int c;
+  while ((c = fgetc(f)) != EOF)
+    fputc(c, m);
+  fclose(f);
+  fclose(m);
+  return buf;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  assert_true(fd >= 0);
+  size_t n = strlen(text);
+  assert_int_equal(write(fd, text, n), (ssize_t)n);
+  close(fd);
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode) {
+  char *cmd;
+  assert_true(asprintf(&cmd, "cp '%s' '%s' && chmod %o '%s'", from, to,
+                       (unsigned)mode, to) > 0);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+}
+
+static void mkdirs(const char *path) {
+  char *cmd;
+  assert_true(asprintf(&cmd, "mkdir -p '%s'", path) > 0);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+}
+
+struct res {
+  int status; // exit status, or 128 + signal
+  char *out, *err;
+};
+
+static void res_free(struct res *r) {
+  free(r->out);
+  free(r->err);
+}
+
+// Runs argv[0] with argv, the test's environment less LD_PRELOAD and
+// MMPOOL_*, plus env (NULL-terminated "VAR=VALUE" strings, may be NULL).
+static struct res run_env(const char *const *argv, const char *const *env) {
+  extern char **environ;
+  char *envp[512];
+  unsigned n = 0;
+  for (char **e = environ; *e && n < 400; e++)
+    if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "MMPOOL_", 7))
+      envp[n++] = *e;
+  for (unsigned i = 0; env && env[i]; i++)
+    envp[n++] = (char *)env[i];
+  envp[n] = NULL;
+  char out[600], err[600];
+  snprintf(out, sizeof out, "%s/child.out", scratch);
+  snprintf(err, sizeof err, "%s/child.err", scratch);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(99);
+    close(o), close(e);
+    execve(argv[0], (char **)argv, envp);
+    _exit(98);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  struct res r;
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.out = read_all(out);
+  r.err = read_all(err);
+  return r;
+}
+
+#define TOOL_ARGS(...) ((const char *const[]){TOOL, __VA_ARGS__, NULL})
+#define ENV(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static struct res tool(const char *const *argv) { return run_env(argv, NULL); }
+
+// Exactly one line, starting "mmpool: ".
+static void assert_one_line(const char *s) {
+  assert_true(strncmp(s, "mmpool: ", 8) == 0);
+  char *nl = strchr(s, '\n');
+  assert_non_null(nl);
+  assert_int_equal(nl[1], 0);
+}
+
+static void assert_contains(const char *hay, const char *needle) {
+  if (!strstr(hay, needle)) {
+    print_error("'%s' not found in:\n%s\n", needle, hay);
+    fail();
+  }
+}
+
+static void real(const char *path, char *out) {
+  assert_non_null(realpath(path, out));
+}
+
+// ---------------------------------------------------------------------------
+// usage group
+
+static void test_help(void **state) {
+  (void)state;
+  struct res first = tool(TOOL_ARGS("--help"));
+  assert_int_equal(first.status, 0);
+  assert_string_equal(first.err, "");
+  assert_contains(first.out, "Usage: mmpool COMMAND");
+  assert_contains(first.out,
+                  "mmpool run [-c FILE] [--explain] [--] PROG [ARGS...]");
+  assert_contains(first.out, "-c FILE, --config FILE, --config=FILE");
+  assert_contains(first.out, "--explain");
+  assert_contains(first.out,
+                  "Coming later: info, check, map, relocate and snapshot.");
+  // The search order, with this build's names.
+  assert_contains(first.out, "<directory of mmpool>/../shim/" PRELOAD_NAME);
+  assert_contains(first.out, FULL_LIBDIR "/" PRELOAD_NAME);
+  const char *const vars[] = {"MMPOOL_CONFIG ", "MMPOOL_CONFIG_FILE ",
+                              "MMPOOL_STATS ", "MMPOOL_LOG ", "MMPOOL_STRICT "};
+  for (unsigned i = 0; i < 5; i++)
+    assert_contains(first.out, vars[i]);
+  // Every spelling prints the same text.
+  const char *const *forms[] = {TOOL_ARGS("help"), TOOL_ARGS("-h"),
+                                TOOL_ARGS("run", "--help"),
+                                TOOL_ARGS("run", "-h")};
+  for (unsigned i = 0; i < 4; i++) {
+    struct res r = tool(forms[i]);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, first.out);
+    assert_string_equal(r.err, "");
+    res_free(&r);
+  }
+  res_free(&first);
+}
+
+static void test_version(void **state) {
+  (void)state;
+  char want[64];
+  snprintf(want, sizeof want, "mmpool %d.%d.%d\n", MMPOOL_VERSION_MAJOR,
+           MMPOOL_VERSION_MINOR, MMPOOL_VERSION_PATCH);
+  const char *const *forms[] = {TOOL_ARGS("version"), TOOL_ARGS("--version")};
+  for (unsigned i = 0; i < 2; i++) {
+    struct res r = tool(forms[i]);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, want);
+    assert_string_equal(r.err, "");
+    res_free(&r);
+  }
+}
+
+static void test_bad_usage(void **state) {
+  (void)state;
+  struct {
+    const char *const *argv;
+    const char *says;
+  } cases[] = {
+      {(const char *const[]){TOOL, NULL}, "no command"},
+      {TOOL_ARGS("frobnicate"), "unknown command 'frobnicate'"},
+      {TOOL_ARGS("info", "x.pool"), "'info' is not available"},
+      {TOOL_ARGS("check", "x.pool"), "'check' is not available"},
+      {TOOL_ARGS("run"), "missing PROG"},
+      {TOOL_ARGS("run", "--"), "missing PROG"},
+      {TOOL_ARGS("run", "-c", "x.conf"), "missing PROG"},
+      {TOOL_ARGS("run", "-x", "/bin/true"), "unknown option '-x'"},
+      {TOOL_ARGS("run", "--explian", "/bin/true"), "unknown option"},
+      {TOOL_ARGS("run", "-c"), "needs a FILE"},
+      {TOOL_ARGS("run", "--config"), "needs a FILE"},
+      {TOOL_ARGS("run", "--config=", "/bin/true"), "empty"},
+  };
+  for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct res r = tool(cases[i].argv);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_one_line(r.err);
+    assert_contains(r.err, cases[i].says);
+    res_free(&r);
+  }
+}
+
+static const char good_conf[] = "# three pools by size\n"
+                                "pool small size=1G\n"
+                                "pool big size=4G full=null\n"
+                                "route size<=256 -> small\n"
+                                "route size>=1M -> big\n";
+
+static void test_explain_good(void **state) {
+  (void)state;
+  char *conf = path_in("good.conf");
+  write_file(conf, good_conf, 0644);
+  struct res r = tool(TOOL_ARGS("run", "--explain", "-c", conf));
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.err, "");
+  char lib[PATH_MAX], want[PATH_MAX + 64];
+  real(PRELOAD, lib);
+  snprintf(want, sizeof want, "# preload library: %s\n", lib);
+  assert_true(strncmp(r.out, want, strlen(want)) == 0);
+  const char *body = r.out + strlen(want);
+  assert_string_equal(body, "# MMPOOL_STATS=0 MMPOOL_LOG=warn MMPOOL_STRICT=0\n"
+                            "pool small anon size=1G base=auto full=fallback\n"
+                            "pool big anon size=4G base=auto full=null\n"
+                            "pool default anon size=64G base=auto full=null\n"
+                            "route size<257 -> small\n"
+                            "route size>=1M -> big\n"
+                            "default default\n");
+  // What it prints is a configuration: it reads back to the same.
+  char *again = path_in("again.conf");
+  write_file(again, r.out, 0644);
+  struct res r2 = tool(TOOL_ARGS("run", "--explain", "--config", again));
+  assert_int_equal(r2.status, 0);
+  assert_string_equal(r2.out, r.out);
+  res_free(&r2);
+  // A program after --explain is not run; the file and the variable
+  // combine (file first, variable after); the options show.
+  char opt[PATH_MAX + 16];
+  snprintf(opt, sizeof opt, "--config=%s", conf);
+  struct res r3 =
+      run_env(TOOL_ARGS("run", "--explain", opt, "--", "/bin/echo", "RAN"),
+              ENV("MMPOOL_CONFIG=route size=4K..8K -> big\ndefault small",
+                  "MMPOOL_STATS=1", "MMPOOL_LOG=info"));
+  assert_int_equal(r3.status, 0);
+  assert_string_equal(r3.err, "");
+  assert_null(strstr(r3.out, "RAN"));
+  assert_contains(r3.out, "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0\n");
+  assert_contains(r3.out, "route size>=1M -> big\nroute size=4K..8K -> big\n"
+                          "default small\n");
+  assert_null(strstr(r3.out, "pool default"));
+  res_free(&r3);
+  res_free(&r);
+}
+
+static void test_explain_bad(void **state) {
+  (void)state;
+  char *conf = path_in("bad.conf");
+  write_file(conf, "pool a size=2G\nfrobnicate now\nroute size>=1M -> a\n",
+             0644);
+  struct res r = tool(TOOL_ARGS("run", "--explain", "-c", conf));
+  assert_int_equal(r.status, 2);
+  char want[PATH_MAX + 128];
+  snprintf(want, sizeof want,
+           "mmpool: %s:2: statement 'frobnicate now': unknown statement "
+           "'frobnicate' (pool, route or default)\n",
+           conf);
+  assert_string_equal(r.err, want);
+  // The built-in default is what the program would get.
+  assert_contains(r.out, "# the configuration had errors: the built-in "
+                         "default is used\n"
+                         "pool default anon size=64G base=auto full=null\n"
+                         "default default\n");
+  res_free(&r);
+
+  // An unreadable file, a bad option value, a bad statement in the
+  // variable: each its line, status 2.
+  struct res m =
+      tool(TOOL_ARGS("run", "--explain", "-c", "/nonexistent/mmpool.conf"));
+  assert_int_equal(m.status, 2);
+  assert_string_equal(m.err, "mmpool: MMPOOL_CONFIG_FILE: cannot open "
+                             "'/nonexistent/mmpool.conf': no such file or "
+                             "directory\n");
+  res_free(&m);
+  struct res l = run_env(TOOL_ARGS("run", "--explain"), ENV("MMPOOL_LOG=loud"));
+  assert_int_equal(l.status, 2);
+  assert_string_equal(l.err, "mmpool: MMPOOL_LOG: bad value 'loud' (error, "
+                             "warn, info or debug)\n");
+  res_free(&l);
+  struct res v =
+      run_env(TOOL_ARGS("run", "--explain"),
+              ENV("MMPOOL_CONFIG=pool big size=12Q", "MMPOOL_STRICT=1"));
+  assert_int_equal(v.status, 2);
+  assert_contains(v.err, "mmpool: MMPOOL_CONFIG: statement 1 'pool big "
+                         "size=12Q': bad size in 'size=12Q'");
+  assert_contains(v.err, "MMPOOL_STRICT is set");
+  res_free(&v);
+  // No configuration at all is valid.
+  struct res d = tool(TOOL_ARGS("run", "--explain"));
+  assert_int_equal(d.status, 0);
+  assert_string_equal(d.err, "");
+  assert_contains(d.out, "pool default anon size=64G base=auto full=null\n"
+                         "default default\n");
+  res_free(&d);
+}
+
+// ---------------------------------------------------------------------------
+// run group
+
+static void test_run_echo(void **state) {
+  (void)state;
+  const char *const *forms[] = {TOOL_ARGS("run", "--", "/bin/echo", "hi"),
+                                TOOL_ARGS("run", "/bin/echo", "hi"),
+                                TOOL_ARGS("run", "--", "echo", "hi")};
+  for (unsigned i = 0; i < 3; i++) {
+    struct res r = tool(forms[i]);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "hi\n");
+    assert_string_equal(r.err, "");
+    res_free(&r);
+  }
+}
+
+static void test_run_preloads(void **state) {
+  (void)state;
+  char lib[PATH_MAX], want[3 * PATH_MAX + 128];
+  real(PRELOAD, lib);
+  // Control: the probe alone sees glibc's malloc and no library.
+  struct res c = tool((const char *const[]){PROBE, NULL});
+  assert_int_equal(c.status, 0);
+  assert_string_equal(c.out, "pool=(none)\npreload=none\nLD_PRELOAD=(unset)\n"
+                             "MMPOOL_CONFIG_FILE=(unset)\n");
+  res_free(&c);
+  struct res r = tool(TOOL_ARGS("run", "--", PROBE));
+  assert_int_equal(r.status, 0);
+  snprintf(want, sizeof want,
+           "pool=default\npreload=%s\nLD_PRELOAD=%s\n"
+           "MMPOOL_CONFIG_FILE=(unset)\n",
+           lib, lib);
+  assert_string_equal(r.out, want);
+  assert_string_equal(r.err, "");
+  res_free(&r);
+  // An existing LD_PRELOAD is kept, after ours.
+  struct res p = run_env(TOOL_ARGS("run", PROBE), ENV("LD_PRELOAD=" LIBMMPOOL));
+  assert_int_equal(p.status, 0);
+  snprintf(want, sizeof want, "pool=default\npreload=%s\nLD_PRELOAD=%s:%s\n",
+           lib, lib, LIBMMPOOL);
+  assert_true(strncmp(p.out, want, strlen(want)) == 0);
+  res_free(&p);
+}
+
+static void test_run_config(void **state) {
+  (void)state;
+  char *conf = path_in("run.conf");
+  write_file(conf, good_conf, 0644);
+  char eq[PATH_MAX + 16], glued[PATH_MAX + 16], want[PATH_MAX + 64];
+  snprintf(eq, sizeof eq, "--config=%s", conf);
+  snprintf(glued, sizeof glued, "-c%s", conf);
+  const char *const *forms[] = {
+      TOOL_ARGS("run", "-c", conf, "--", PROBE, "2097152"),
+      TOOL_ARGS("run", "--config", conf, PROBE, "2097152"),
+      TOOL_ARGS("run", eq, "--", PROBE, "2097152"),
+      TOOL_ARGS("run", glued, "--", PROBE, "2097152")};
+  snprintf(want, sizeof want, "MMPOOL_CONFIG_FILE=%s\n", conf);
+  for (unsigned i = 0; i < 4; i++) {
+    struct res r = tool(forms[i]);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "pool=big\n", 9) == 0);
+    assert_contains(r.out, want);
+    assert_string_equal(r.err, "");
+    res_free(&r);
+  }
+  // The other routes of the file, and the default.
+  struct res s = tool(TOOL_ARGS("run", "-c", conf, "--", PROBE, "200"));
+  assert_true(strncmp(s.out, "pool=small\n", 11) == 0);
+  res_free(&s);
+  struct res d = tool(TOOL_ARGS("run", "-c", conf, "--", PROBE, "4096"));
+  assert_true(strncmp(d.out, "pool=default\n", 13) == 0);
+  res_free(&d);
+  // -c replaces a MMPOOL_CONFIG_FILE of the environment.
+  struct res o = run_env(TOOL_ARGS("run", "-c", conf, "--", PROBE, "2097152"),
+                         ENV("MMPOOL_CONFIG_FILE=/nonexistent.conf"));
+  assert_int_equal(o.status, 0);
+  assert_true(strncmp(o.out, "pool=big\n", 9) == 0);
+  assert_string_equal(o.err, "");
+  res_free(&o);
+}
+
+static void test_run_status(void **state) {
+  (void)state;
+  struct res r = tool(TOOL_ARGS("run", "--", "/bin/sh", "-c", "exit 7"));
+  assert_int_equal(r.status, 7);
+  res_free(&r);
+  struct res n = tool(TOOL_ARGS("run", "--", "/nonexistent/prog"));
+  assert_int_equal(n.status, 127);
+  assert_string_equal(n.out, "");
+  assert_one_line(n.err);
+  assert_contains(n.err, "cannot run '/nonexistent/prog'");
+  res_free(&n);
+  char *plain = path_in("not-executable");
+  write_file(plain, "#!/bin/sh\necho no\n", 0644);
+  struct res x = tool(TOOL_ARGS("run", "--", plain));
+  assert_int_equal(x.status, 126);
+  assert_one_line(x.err);
+  res_free(&x);
+}
+
+// The tool copied with the library into a layout; the library it loads.
+static void loaded_from(const char *tool_path, struct res *r) {
+  *r = tool((const char *const[]){tool_path, "run", "--", PROBE, NULL});
+}
+
+static void test_run_finds_library(void **state) {
+  (void)state;
+  char want[PATH_MAX + 64], lib[PATH_MAX];
+  // An installed tree, wherever it is: <prefix>/bin and <prefix>/LIBDIR.
+  if (LIBDIR[0] != '/') {
+    char bin[PATH_MAX], libdir[PATH_MAX], t[PATH_MAX + 16], l[PATH_MAX + 64];
+    snprintf(bin, sizeof bin, "%s", path_in("inst/bin"));
+    snprintf(libdir, sizeof libdir, "%s/inst/%s", scratch, LIBDIR);
+    mkdirs(bin), mkdirs(libdir);
+    snprintf(t, sizeof t, "%s/mmpool", bin);
+    snprintf(l, sizeof l, "%s/%s", libdir, PRELOAD_NAME);
+    copy_file(TOOL, t, 0755);
+    copy_file(PRELOAD, l, 0644);
+    struct res r;
+    loaded_from(t, &r);
+    assert_int_equal(r.status, 0);
+    real(l, lib);
+    snprintf(want, sizeof want, "pool=default\npreload=%s\n", lib);
+    assert_true(strncmp(r.out, want, strlen(want)) == 0);
+    res_free(&r);
+    // A build tree comes first: <build>/tools and <build>/shim.
+    char tools[PATH_MAX], shim[PATH_MAX], l2[PATH_MAX + 64], l3[PATH_MAX + 64];
+    snprintf(tools, sizeof tools, "%s", path_in("tree/tools"));
+    snprintf(shim, sizeof shim, "%s", path_in("tree/shim"));
+    snprintf(libdir, sizeof libdir, "%s/tree/%s", scratch, LIBDIR);
+    mkdirs(tools), mkdirs(shim), mkdirs(libdir);
+    snprintf(t, sizeof t, "%s/mmpool", tools);
+    snprintf(l2, sizeof l2, "%s/%s", shim, PRELOAD_NAME);
+    snprintf(l3, sizeof l3, "%s/%s", libdir, PRELOAD_NAME);
+    copy_file(TOOL, t, 0755);
+    copy_file(PRELOAD, l2, 0644);
+    copy_file(PRELOAD, l3, 0644);
+    loaded_from(t, &r);
+    assert_int_equal(r.status, 0);
+    real(l2, lib);
+    snprintf(want, sizeof want, "pool=default\npreload=%s\n", lib);
+    assert_true(strncmp(r.out, want, strlen(want)) == 0);
+    res_free(&r);
+  }
+  // Nothing next to the tool: the configured prefix's library, if any.
+  char alone[PATH_MAX], t[PATH_MAX + 16];
+  snprintf(alone, sizeof alone, "%s", path_in("alone/bin"));
+  mkdirs(alone);
+  snprintf(t, sizeof t, "%s/mmpool", alone);
+  copy_file(TOOL, t, 0755);
+  struct res r;
+  loaded_from(t, &r);
+  const char *prefix_lib = FULL_LIBDIR "/" PRELOAD_NAME;
+  if (access(prefix_lib, R_OK) == 0) {
+    assert_int_equal(r.status, 0);
+    real(prefix_lib, lib);
+    snprintf(want, sizeof want, "pool=default\npreload=%s\n", lib);
+    assert_true(strncmp(r.out, want, strlen(want)) == 0);
+  } else {
+    assert_int_equal(r.status, 125);
+    assert_string_equal(r.out, "");
+    assert_one_line(r.err);
+    assert_contains(r.err, "cannot find the preload library");
+    assert_contains(r.err, prefix_lib);
+  }
+  res_free(&r);
+}
+
+int main(int argc, char **argv) {
+  const struct CMUnitTest usage[] = {
+      cmocka_unit_test(test_help),        cmocka_unit_test(test_version),
+      cmocka_unit_test(test_bad_usage),   cmocka_unit_test(test_explain_good),
+      cmocka_unit_test(test_explain_bad),
+  };
+  const struct CMUnitTest run[] = {
+      cmocka_unit_test(test_run_echo),
+      cmocka_unit_test(test_run_preloads),
+      cmocka_unit_test(test_run_config),
+      cmocka_unit_test(test_run_status),
+      cmocka_unit_test(test_run_finds_library),
+  };
+  if (argc > 1 && strcmp(argv[1], "run") == 0)
+    return cmocka_run_group_tests_name("tool_run", run, group_setup,
+                                       group_teardown);
+  return cmocka_run_group_tests_name("tool_usage", usage, group_setup,
+                                     group_teardown);
+}
