@@ -23,6 +23,9 @@ enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 // Where log lines go (default: a duplicate of fd 2 made at first use, so a
 // program that closes stderr does not silence us) and how much.
 void log_set_fd(int fd);
+// Makes the private copy of fd 2 now (the preload library does so at
+// start, before the program can close or reuse fd 2).
+void log_open_sink(void);
 void log_set_level(int level);
 int log_level(void);
 

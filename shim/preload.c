@@ -92,6 +92,7 @@ static __thread int tl_filled;      // direct_pool holds this thread's table
 // on the built-in anonymous default.
 static struct mmpool *open_configured(void) {
   extern char **environ;
+  log_open_sink();
   int r = config_load(&shim_cfg, environ, &cfg_errs);
   log_set_level(shim_cfg.log_level);
   for (unsigned i = 0; i < cfg_errs.count; i++)
@@ -181,7 +182,9 @@ static struct mmpool *route(size_t n, struct mmpool *def) {
     int hit = r->cond == CONFIG_SIZE     ? n >= r->lo && n <= r->hi
               : r->cond == CONFIG_THREAD ? config_glob_match(r->glob, tl_name)
                                          : 0;  // lib=: not applied yet
-    if (hit && shim_cfg_pool[r->pool]) return shim_cfg_pool[r->pool];
+    struct mmpool *p = shim_cfg_pool[r->pool];
+    // A pool the program closed through the API takes nothing any more.
+    if (hit && p && p->state == POOL_OPEN) return p;
   }
   return def;
 }
