@@ -15,6 +15,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "scratch.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -31,42 +33,25 @@
 // TOOL, PROBE, PRELOAD, LIBMMPOOL, PRELOAD_NAME, LIBDIR, FULL_LIBDIR: from
 // tests/tool/CMakeLists.txt.
 
-static char scratch[512];
 
 // ---------------------------------------------------------------------------
 // Helpers
 
-static int rm_one(const char *path, const struct stat *sb, int type,
-                  struct FTW *ftw) {
-  (void)sb, (void)ftw;
-  return type == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-// scratch/name, in a string that lives until group_teardown.
-static char *paths[64];
-static unsigned npaths;
-
+// scratch/name (tests/common/scratch.h), asserted.
 static char *path_in(const char *name) {
-  char *p;
-  assert_true(npaths < 64);
-  assert_true(asprintf(&p, "%s/%s", scratch, name) > 0);
-  return paths[npaths++] = p;
+  char *p = scratch_path(name);
+  assert_non_null(p);
+  return p;
 }
 
 static int group_setup(void **state) {
   (void)state;
-  const char *tmp = getenv("TMPDIR");
-  snprintf(scratch, sizeof scratch, "%s/mmpool-tool-XXXXXX",
-           tmp && *tmp ? tmp : "/tmp");
-  return mkdtemp(scratch) ? 0 : -1;
+  return scratch_setup("tool");
 }
 
 static int group_teardown(void **state) {
   (void)state;
-  nftw(scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  while (npaths)
-    free(paths[--npaths]);
-  return 0;
+  return scratch_teardown();
 }
 
 static char *read_all(const char *path) {

@@ -15,6 +15,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "scratch.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -31,39 +33,22 @@
   "MMPOOL_CONFIG=pool small size=1G\npool mid size=1G\npool big size=4G\n"     \
   "route size<=256 -> small\nroute size>=1M -> big\ndefault mid"
 
-static char scratch[512];
 
-static int rm_one(const char *path, const struct stat *sb, int type,
-                  struct FTW *ftw) {
-  (void)sb, (void)ftw;
-  return type == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-// scratch/name, in a string that lives until group_teardown.
-static char *paths[64];
-static unsigned npaths;
-
+// scratch/name (tests/common/scratch.h), asserted.
 static char *path_in(const char *name) {
-  char *p;
-  assert_true(npaths < 64);
-  assert_true(asprintf(&p, "%s/%s", scratch, name) > 0);
-  return paths[npaths++] = p;
+  char *p = scratch_path(name);
+  assert_non_null(p);
+  return p;
 }
 
 static int group_setup(void **state) {
   (void)state;
-  const char *tmp = getenv("TMPDIR");
-  snprintf(scratch, sizeof scratch, "%s/mmpool-stats-XXXXXX",
-           tmp && *tmp ? tmp : "/tmp");
-  return mkdtemp(scratch) ? 0 : -1;
+  return scratch_setup("stats");
 }
 
 static int group_teardown(void **state) {
   (void)state;
-  nftw(scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  while (npaths)
-    free(paths[--npaths]);
-  return 0;
+  return scratch_teardown();
 }
 
 static char *read_all(const char *path) {
