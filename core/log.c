@@ -119,40 +119,48 @@ size_t log_format(char *buf, size_t n, const char *fmt, ...) {
 // ---------------------------------------------------------------------------
 // Sink
 
-static int sink_fd = -1;  // -1: not chosen yet
+static int sink_fd = -1;  // -1: fd 2, while it is still the stderr we saw
 static int level = LOG_WARN;
+// The identity of fd 2 at start (log_open_sink); 0: not recorded.
+static uint64_t err_dev, err_ino;
+static int err_known;
 
 void log_set_fd(int fd) { __atomic_store_n(&sink_fd, fd, __ATOMIC_RELAXED); }
 void log_set_level(int l) { __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
 int log_level(void) { return __atomic_load_n(&level, __ATOMIC_RELAXED); }
 
-static int sink(void) {
-  int fd = __atomic_load_n(&sink_fd, __ATOMIC_RELAXED);
-  if (fd < 0) {
-    // A private copy of stderr: programs like coreutils close fd 2 before
-    // exit, and our last words come after that.
-    int saved = errno;
-    long d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
-    errno = saved;
-    fd = d >= 0 ? (int)d : 2;
-    int expect = -1;
-    if (!__atomic_compare_exchange_n(&sink_fd, &expect, fd, 0,
-                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-      if (d >= 0) syscall(SYS_close, (int)d);
-      fd = expect;
-    }
-  }
-  return fd;
+// No copy of fd 2 is made: an extra descriptor in every process is visible
+// to programs (fd numbering, inherited descriptors). Instead the file that
+// fd 2 is at start is recorded, and a message goes to fd 2 only while fd 2
+// is still that file: a program that closed stderr and reused the number
+// for its own file never finds our lines in it (PITFALLS 3.13).
+void log_open_sink(void) {
+  uint64_t size;
+  int reg;
+  if (os_file_size(2, &size, &reg, &err_dev, &err_ino) == 0)
+    __atomic_store_n(&err_known, 1, __ATOMIC_RELEASE);
 }
 
-void log_open_sink(void) { (void)sink(); }
+static int sink(void) {
+  int fd = __atomic_load_n(&sink_fd, __ATOMIC_RELAXED);
+  if (fd >= 0) return fd;
+  if (__atomic_load_n(&err_known, __ATOMIC_ACQUIRE)) {
+    uint64_t size, dev, ino;
+    int reg;
+    if (os_file_size(2, &size, &reg, &dev, &ino) != 0 || dev != err_dev ||
+        ino != err_ino)
+      return -1;  // stderr is gone or is another file now: drop the line
+  }
+  return 2;
+}
 
 static void emit(const char *fmt, va_list ap) {
   char line[512];
   size_t n = log_format(line, sizeof line, "mmpool: ");
   n += log_vformat(line + n, sizeof line - n - 1, fmt, ap);
   line[n++] = '\n';
-  os_write_all(sink(), line, n);
+  int fd = sink();
+  if (fd >= 0) os_write_all(fd, line, n);
 }
 
 void log_print(int l, const char *fmt, ...) {

@@ -20,11 +20,11 @@ size_t log_format(char *buf, size_t n, const char *fmt, ...)
 
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
-// Where log lines go (default: a duplicate of fd 2 made at first use, so a
-// program that closes stderr does not silence us) and how much.
+// Where log lines go (default: fd 2, while it is the file it was when
+// log_open_sink ran; see log.c) and how much.
 void log_set_fd(int fd);
-// Makes the private copy of fd 2 now (the preload library does so at
-// start, before the program can close or reuse fd 2).
+// Records which file fd 2 is now (the preload library does so at start,
+// before the program can close or reuse fd 2). Opens no descriptor.
 void log_open_sink(void);
 void log_set_level(int level);
 int log_level(void);
