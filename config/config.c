@@ -680,9 +680,14 @@ int config_glob_match(const char *p, const char *t) {
   return *p == 0;
 }
 
+int config_route_lib_match(const struct config_route *r, const char *path) {
+  if (r->glob_path) return config_glob_match(r->glob, path);
+  const char *slash = strrchr(path, '/');
+  return config_glob_match(r->glob, slash ? slash + 1 : path);
+}
+
 unsigned config_route(const struct mmpool_config *c, size_t size,
                       const char *lib, const char *thread) {
-  const char *base = NULL;
   for (unsigned i = 0; i < c->nroutes; i++) {
     const struct config_route *r = &c->routes[i];
     switch (r->cond) {
@@ -690,12 +695,7 @@ unsigned config_route(const struct mmpool_config *c, size_t size,
       if ((uint64_t)size >= r->lo && (uint64_t)size <= r->hi) return r->pool;
       break;
     case CONFIG_LIB:
-      if (!lib) break;
-      if (!r->glob_path && !base) {
-        const char *slash = strrchr(lib, '/');
-        base = slash ? slash + 1 : lib;
-      }
-      if (config_glob_match(r->glob, r->glob_path ? lib : base)) return r->pool;
+      if (lib && config_route_lib_match(r, lib)) return r->pool;
       break;
     case CONFIG_THREAD:
       if (thread && config_glob_match(r->glob, thread)) return r->pool;

@@ -165,6 +165,9 @@ int config_glob_match(const char *pattern, const char *text);
 // pool. lib= and thread= routes never match an unknown module or thread.
 unsigned config_route(const struct mmpool_config *c, size_t size,
                       const char *lib, const char *thread);
+// Whether lib= route r matches the module at path: its file name, or the
+// whole path when the pattern holds a '/'.
+int config_route_lib_match(const struct config_route *r, const char *path);
 
 // Renders the effective configuration as statements, one per line, that
 // parse back to the same configuration: a comment line with the options

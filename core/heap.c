@@ -37,6 +37,8 @@ static pthread_key_t exit_key;
 static int init_done;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 int (*heap_foreign_free_hook)(void *ptr);
+void (*heap_thread_exit_hook)(void);
+void (*heap_fork_child_hook)(void);
 __thread unsigned tl_locks;
 static struct theap *registry;   // live heaps of all threads
 static struct theap *free_heaps; // recycled heap memory (reg_next links)
@@ -543,8 +545,9 @@ static void abandon(struct mmpool *p, struct theap *h) {
 
 static void thread_exit(void *arg) {
   (void)arg;
-  tl_exiting = 1;
   tl_key_set = 0;
+  if (heap_thread_exit_hook) heap_thread_exit_hook();
+  tl_exiting = 1;
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
     struct theap *h = tl_heap[id];
     if (h == &empty_heap) continue;
@@ -580,6 +583,7 @@ void heap_forget_pool(struct mmpool *p) {
 
 void heap_fork_child(void) {
   pthread_mutex_init(&reg_lock, NULL);
+  if (heap_fork_child_hook) heap_fork_child_hook();
   // Only the forking thread survives: the others' slabs become detached.
   for (struct theap *h = registry, *next; h; h = next) {
     next = h->reg_next;

@@ -44,6 +44,9 @@ struct mmpool {
   uint64_t capacity;
   uint64_t dev, ino;      // file pools: the file's identity
   size_t meta_mapped;    // descriptor bytes mapped, from desc_off
+  // Data pages held by slabs and large blocks: now, and at most since the
+  // pool was opened (pool lock).
+  uint32_t pages_used, pages_peak;
   char name[MMPOOL_NAME_MAX + 1];
   char path[SPEC_PATH_MAX];
 };
@@ -142,6 +145,12 @@ void heap_init_once(void) HIDDEN;
 // pointer (the preload library's bootstrap blocks), else it is reported.
 extern int (*heap_foreign_free_hook)(void *ptr) HIDDEN;
 void heap_fork_child(void) HIDDEN;
+// The preload library's per-thread routing state: told when a thread exits
+// (before its heaps are given up; no lock held) and in a fork child (after
+// the registry lock is re-initialised, before the other threads' heaps are
+// dropped). NULL when unused.
+extern void (*heap_thread_exit_hook)(void) HIDDEN;
+extern void (*heap_fork_child_hook)(void) HIDDEN;
 void heap_registry_lock(void) HIDDEN;
 // Every engine lock is taken through these, which count the locks this
 // thread holds or is acquiring. fork's prepare handler can run in a signal

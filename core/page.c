@@ -145,6 +145,11 @@ static void span_insert(struct mmpool *p, uint32_t idx, uint32_t n,
 }
 
 // Pages to skip from idx so that its address is aligned to align pages.
+static void pages_taken(struct mmpool *p, uint32_t n) {
+  p->pages_used += n;
+  if (p->pages_peak < p->pages_used) p->pages_peak = p->pages_used;
+}
+
 static uint32_t align_pad(struct mmpool *p, uint32_t idx, uint32_t align) {
   uint64_t page = (p->data >> PAGE_SHIFT) + idx;
   return (uint32_t)((align - (page & (align - 1))) & (align - 1));
@@ -164,6 +169,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
       if (pad) span_insert(p, idx, pad, dty);
       if (m - pad - n) span_insert(p, idx + pad + n, m - pad - n, dty);
       *dirty = dty;
+      pages_taken(p, n);
       return idx + pad;
     }
   }
@@ -181,6 +187,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   *dirty = idx < st->hiwater;
   st->top = idx + n;
   if (st->hiwater < st->top) st->hiwater = st->top;
+  pages_taken(p, n);
   return idx;
 }
 
@@ -204,6 +211,7 @@ static int anon_memory(struct mmpool *p) { return !p->is_file; }
 void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
   struct pool_state *st = ST(p);
   struct pdesc *h = D(p, idx);
+  p->pages_used -= n;
   // A stale head must not look like a live slab to a later bogus free.
   h->kind = PD_FREE;
   h->owner = OWNER_NONE;
@@ -253,6 +261,7 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
     if (r) return r;
     st->top = j + extra;
     if (st->hiwater < st->top) st->hiwater = st->top;
+    pages_taken(p, extra);
     return 0;
   }
   struct pdesc *d = D(p, j);
@@ -261,6 +270,7 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
     int dty = d->flags & PDF_DIRTY;
     page_list_remove(p, &st->bins[bin_of(m)], j);
     if (m > extra) span_insert(p, j + extra, m - extra, dty);
+    pages_taken(p, extra);
     return 0;
   }
   return -ENOMEM;
@@ -275,9 +285,11 @@ void page_detach_all(struct mmpool *p) {
   // What the file says is zero is not trusted (calloc skips its memset on
   // pages it believes clean): every committed page counts as dirty.
   st->hiwater = (uint32_t)((st->length - p->hdr->data_off) >> PAGE_SHIFT);
+  p->pages_used = 0;
   for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
     struct pdesc *d = D(p, i);
     if (d->kind == PD_FREE) d->flags |= PDF_DIRTY;
+    else p->pages_used += d->npages;
     if (d->kind != PD_SLAB) continue;
     d->owner = OWNER_DETACHED;
     d->thread_free |= TF_DETACHED;
@@ -286,6 +298,7 @@ void page_detach_all(struct mmpool *p) {
     if (d->free || (d->thread_free & ~TF_DETACHED) || d->inited < d->nblocks)
       page_avail_push(p, d);
   }
+  p->pages_peak = p->pages_used;
 }
 
 // ---------------------------------------------------------------------------
@@ -629,4 +642,5 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
     }
   }
   o->free_bytes = data - (used_pages << PAGE_SHIFT);
+  o->peak = (size_t)p->pages_peak << PAGE_SHIFT;
 }

@@ -180,6 +180,8 @@ typedef struct mmpool_stats {
   size_t in_use_blocks; // number of live blocks
   size_t large_blocks;  // live blocks larger than the largest size class
   size_t free_bytes;    // mapped bytes of the data area holding no block
+  size_t peak;          // most data bytes held by slabs and large blocks at
+                        // once since the pool was opened or attached
   uint64_t generation;  // bumped at every attach of a file pool
   unsigned nclasses;    // entries used in classes[]
   mmpool_class_stats_t classes[MMPOOL_STATS_CLASSES];

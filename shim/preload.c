@@ -11,6 +11,7 @@
 // Invariant: after shim_init, `shim_pool` is the open default pool and
 // every block we hand out is in a pool or in the bootstrap area.
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@
 
 #include "config.h"
 #include "internal.h"
+#include "route.h"
 #include "shim.h"
 #include "log.h"
 #include "mmpool.h"
@@ -75,17 +77,6 @@ static int foreign_free(void *p) { return in_boot(p); }
 struct mmpool_config shim_cfg;
 static struct config_errors cfg_errs;
 struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
-static int routed;  // size or thread routes apply
-// The pool of every size of a direct slot ((n + 15) >> 4, n <= 1024) for
-// the calling thread, routes applied: malloc's fast path reads its pool
-// here, at no extra cost for routing. Filled by the slow path (all NULL
-// until then), and NULL for a slot that a route boundary splits (those
-// sizes take the slow path). With thread= routes the slow path re-reads
-// the thread's name and refills the table when it changed.
-#define NSLOTS (SC_DIRECT_MAX / 16 + 1)
-static __thread struct mmpool *direct_pool[NSLOTS];
-static __thread char tl_name[16];  // the name the table was made for
-static __thread int tl_filled;      // direct_pool holds this thread's table
 
 // Opens the configured pools; the default one becomes shim_pool. A pool
 // that cannot be opened is reported; without its default the program runs
@@ -119,10 +110,7 @@ static struct mmpool *open_configured(void) {
   }
   if (def) pool_set_default(def);
   shim_brk_init();
-  routed = shim_cfg.nroutes > shim_cfg.lib_routes;
-  if (shim_cfg.lib_routes)
-    log_print(LOG_WARN, "%u lib= route(s) configured: this version does "
-              "not apply them yet; they are skipped", shim_cfg.lib_routes);
+  route_init();
   if (log_level() >= LOG_INFO) {
     char buf[4096];
     size_t n = config_describe(&shim_cfg, buf, sizeof buf);
@@ -172,48 +160,9 @@ static inline struct mmpool *pool_for(void) {
 __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 
 // ---------------------------------------------------------------------------
-// Routing: the first size route that matches names the pool, else the
-// default pool. A full pool follows its full= policy.
-
-// The first route that matches size n for this thread (named tl_name).
-static struct mmpool *route(size_t n, struct mmpool *def) {
-  for (unsigned i = 0; i < shim_cfg.nroutes; i++) {
-    const struct config_route *r = &shim_cfg.routes[i];
-    int hit = r->cond == CONFIG_SIZE     ? n >= r->lo && n <= r->hi
-              : r->cond == CONFIG_THREAD ? config_glob_match(r->glob, tl_name)
-                                         : 0;  // lib=: not applied yet
-    struct mmpool *p = shim_cfg_pool[r->pool];
-    // A pool the program closed through the API takes nothing any more.
-    if (hit && p && p->state == POOL_OPEN) return p;
-  }
-  return def;
-}
-
-// Applies the routes to every size of each direct slot, for this thread.
-static void fill_direct(struct mmpool *def) {
-  for (unsigned s = 0; s < NSLOTS; s++) {
-    size_t lo = s ? 16 * s - 15 : 0, hi = 16 * s;
-    struct mmpool *p = routed ? route(lo, def) : def;
-    for (size_t n = lo + 1; n <= hi && p; n++)
-      if ((routed ? route(n, def) : def) != p) p = NULL;
-    direct_pool[s] = p;
-  }
-  tl_filled = 1;
-}
-
-// Before routing in the slow path: the thread's name, and its table.
-static void refresh_thread(struct mmpool *def) {
-  if (shim_cfg.thread_routes) {
-    char name[16] = {0};
-    syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
-    if (memcmp(name, tl_name, sizeof name) != 0 || !tl_filled) {
-      memcpy(tl_name, name, sizeof name);
-      fill_direct(def);
-    }
-  } else if (!tl_filled) {
-    fill_direct(def);
-  }
-}
+// The slow path of every allocation: bootstrap, routes (route.c), and what
+// a full pool does (fall back to the default pool, NULL, or abort). ra: the
+// caller's return address, for lib= routes.
 
 static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
   return align ? mmpool_memalign(p, align, n)
@@ -221,48 +170,116 @@ static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
                 : mmpool_malloc(p, n);
 }
 
-// Every allocation that leaves malloc's fast path: bootstrap, routes, and
-// what a full pool does (fall back to the default pool, NULL, or abort).
-static void *alloc(size_t n, size_t align, int zero) {
+static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
   struct mmpool *def = pool_for();
   if (!def) {
     void *b = boot_alloc(n, align);  // static memory: already zero
     if (!b) errno = ENOMEM;
     return b;
   }
-  refresh_thread(def);
-  struct mmpool *p = routed ? route(n, def) : def;
-  void *r = alloc_in(p, n, align, zero);
-  if (r || errno != ENOMEM) return r;
+  unsigned r;
+  struct mmpool *p = route_pick(n, ra, def, &r);
+  void *b = alloc_in(p, n, align, zero);
+  if (b) {
+    route_count(r, n, align, 0);
+    return b;
+  }
+  if (errno != ENOMEM) return NULL;
   if (p->spec_full == SPEC_FULL_ABORT)
     log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name, n);
-  if (p->spec_full == SPEC_FULL_FALLBACK && p != def)
-    return alloc_in(def, n, align, zero);
-  return NULL;
+  if (p->spec_full == SPEC_FULL_FALLBACK && p != def) {
+    b = alloc_in(def, n, align, zero);
+    if (b) route_count(r, n, align, 1);
+  }
+  return b;
 }
 
 // ---------------------------------------------------------------------------
 // malloc family
 
-static __attribute__((noinline)) void *malloc_slow(size_t n) {
-  return alloc(n, 0, 0);
+#define CALLER() ((uintptr_t)__builtin_return_address(0))
+
+// A block of direct slot s from pool p (the pool's thread heap), counted
+// in *count; NULL when the slab at hand is empty.
+static inline __attribute__((always_inline)) void *
+pop_direct(struct mmpool *p, uint64_t *count, unsigned s, size_t n) {
+  struct theap *h = tl_heap[p->id];
+  struct pdesc *d = h->direct[s];
+  uint64_t off = d->free;
+  if (unlikely(!off)) return NULL;
+  ++*count;
+  return slab_pop(h->base, d, off, n);
 }
 
-EXPORT void *malloc(size_t n) {
-  // A small block comes straight from its pool's thread heap: the pool of
-  // its size slot for this thread, routes applied.
-  if (likely(n <= SC_DIRECT_MAX)) {
-    unsigned s = (unsigned)(n + 15) >> 4;
-    struct mmpool *p = direct_pool[s];
-    if (likely(p != NULL)) {
-      struct theap *h = tl_heap[p->id];
-      struct pdesc *d = h->direct[s];
-      uint64_t off = d->free;
-      if (likely(off)) return slab_pop(h->base, d, off, n);
-    }
-  }
-  return malloc_slow(n);
+// The routing table for the caller at ra if the fast path can know it:
+// tab0 without lib= routes, else the return-address cache's entry.
+static inline struct rtable *table_now(uintptr_t ra) {
+  if (!route_by_lib) return &tl_route.tab0;
+  unsigned i = (uint8_t)ra;
+  return tl_route.rc.ra[i] == ra ? tl_route.rc.tab[i] : NULL;
 }
+
+// The lanes after the fast path: a size <= SC_SMALL_MAX whose slot or size
+// class one route takes whole, from its pool's thread heap. NULL: alloc()
+// must serve it (first call, routes that split the sizes, empty slab...).
+static void *lane(struct rtable *t, size_t n) {
+  if (n <= SC_DIRECT_MAX) {
+    unsigned s = (unsigned)(n + 15) >> 4;
+    struct mmpool *p = t->pool[s];
+    return p ? pop_direct(p, &t->count[s], s, n) : NULL;
+  }
+  unsigned c = sc_of(n);
+  struct mmpool *p = t->cpool[c];
+  if (!p) return NULL;
+  struct theap *h = tl_heap[p->id];
+  struct pdesc *d = h->cur[c];
+  uint64_t off = d->free;
+  if (!off) return NULL;
+  t->ccount[c]++;
+  return slab_pop(h->base, d, off, n);
+}
+
+static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {
+  if (n > SC_DIRECT_MAX && n <= SC_SMALL_MAX) {
+    struct rtable *t = table_now(ra);
+    void *b = t ? lane(t, n) : NULL;
+    if (b) return b;
+  }
+  return alloc(n, 0, 0, ra);
+}
+
+// malloc. A small block comes straight from the pool that its size slot
+// names in this thread's routing table (route.h). Without lib= routes that
+// is tab0; the size test against route_tab0_limit (0 with lib= routes)
+// doubles as the test for them, at no extra instruction. With them, the
+// table is the return-address cache's entry for the caller. Inlined into
+// each exported function, so that CALLER() is that function's caller; read
+// only where it is needed.
+static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
+  if (likely(n < route_tab0_limit)) {
+    unsigned s = (unsigned)(n + 15) >> 4;
+    struct mmpool *p = tl_route.tab0.pool[s];
+    if (likely(p != NULL)) {
+      void *b = pop_direct(p, &tl_route.tab0.count[s], s, n);
+      if (likely(b != NULL)) return b;
+    }
+  } else if (n <= SC_DIRECT_MAX) {
+    uintptr_t ra = CALLER();
+    unsigned i = (uint8_t)ra, s = (unsigned)(n + 15) >> 4;
+    if (likely(tl_route.rc.ra[i] == ra)) {
+      struct rtable *t = tl_route.rc.tab[i];
+      struct mmpool *p = t->pool[s];
+      if (likely(p != NULL)) {
+        void *b = pop_direct(p, &t->count[s], s, n);
+        if (likely(b != NULL)) return b;
+      }
+    }
+    return malloc_slow(n, ra);
+  }
+  return malloc_slow(n, CALLER());
+}
+
+EXPORT void *malloc(size_t n) { return malloc_inline(n); }
 
 EXPORT void free(void *ptr) { heap_free(ptr); }
 
@@ -284,7 +301,13 @@ EXPORT void *calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return alloc(total, 0, 1);
+  uintptr_t ra = CALLER();
+  if (total <= SC_SMALL_MAX) {
+    struct rtable *t = table_now(ra);
+    void *b = t ? lane(t, total) : NULL;
+    if (b) return memset(b, 0, total); // usable size == total: all of it
+  }
+  return alloc(total, 0, 1, ra);
 }
 
 EXPORT size_t malloc_usable_size(void *ptr) {
@@ -292,12 +315,13 @@ EXPORT size_t malloc_usable_size(void *ptr) {
   return mmpool_usable_size(ptr);
 }
 
-EXPORT void *realloc(void *ptr, size_t n) {
-  if (!ptr) return malloc(n);
+static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
+                                                                  size_t n) {
+  if (!ptr) return malloc_inline(n);
   if (unlikely(in_boot(ptr))) {
     // Bootstrap blocks move into a pool (they are never freed).
     if (n == 0) return NULL;
-    void *r = malloc(n);
+    void *r = malloc_inline(n);
     if (r) {
       size_t old = boot_size(ptr);
       memcpy(r, ptr, old < n ? old : n);
@@ -317,25 +341,27 @@ EXPORT void *realloc(void *ptr, size_t n) {
   return mmpool_realloc(NULL, ptr, n);
 }
 
+EXPORT void *realloc(void *ptr, size_t n) { return realloc_inline(ptr, n); }
+
 EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) {
     errno = ENOMEM;
     return NULL;
   }
-  return realloc(ptr, total);
+  return realloc_inline(ptr, total);
 }
 
 // pre: align is a power of two.
-static void *aligned(size_t align, size_t n) {
-  void *r = alloc(n, align, 0);
+static void *aligned(size_t align, size_t n, uintptr_t ra) {
+  void *r = alloc(n, align, 0, ra);
   if (!r && errno == EINVAL) errno = ENOMEM;  // too big for the pool
   return r;
 }
 
 // glibc 2.36: an alignment that is not a power of two is rounded up; one
 // above SIZE_MAX / 2 + 1 is EINVAL.
-static void *memalign_glibc(size_t align, size_t n) {
+static void *memalign_glibc(size_t align, size_t n, uintptr_t ra) {
   if (align > SIZE_MAX / 2 + 1) {
     errno = EINVAL;
     return NULL;
@@ -345,21 +371,21 @@ static void *memalign_glibc(size_t align, size_t n) {
     while (a < align) a <<= 1;
     align = a;
   }
-  return aligned(align ? align : 1, n);
+  return aligned(align ? align : 1, n, ra);
 }
 
 EXPORT void *memalign(size_t align, size_t n) {
-  return memalign_glibc(align, n);
+  return memalign_glibc(align, n, CALLER());
 }
 
 EXPORT void *aligned_alloc(size_t align, size_t n) {
-  return memalign_glibc(align, n);
+  return memalign_glibc(align, n, CALLER());
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t n) {
   if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
   int saved = errno;
-  void *r = aligned(align, n);
+  void *r = aligned(align, n, CALLER());
   int e = errno;
   errno = saved;  // posix_memalign reports through its result only
   if (!r) return e == EINVAL ? EINVAL : ENOMEM;
@@ -367,14 +393,14 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n) {
   return 0;
 }
 
-EXPORT void *valloc(size_t n) { return aligned(4096, n); }
+EXPORT void *valloc(size_t n) { return aligned(4096, n, CALLER()); }
 
 EXPORT void *pvalloc(size_t n) {
   if (n > SIZE_MAX - 4095) {
     errno = ENOMEM;
     return NULL;
   }
-  return aligned(4096, (n + 4095) & ~(size_t)4095);
+  return aligned(4096, (n + 4095) & ~(size_t)4095, CALLER());
 }
 
 // glibc's internal names: some code allocates with one name and frees with
@@ -386,6 +412,32 @@ EXPORT void *__libc_realloc(void *p, size_t n) __attribute__((alias("realloc"), 
 EXPORT void *__libc_memalign(size_t a, size_t n) __attribute__((alias("memalign"), copy(memalign)));
 EXPORT void *__libc_valloc(size_t n) __attribute__((alias("valloc"), copy(valloc)));
 EXPORT void *__libc_pvalloc(size_t n) __attribute__((alias("pvalloc"), copy(pvalloc)));
+
+// ---------------------------------------------------------------------------
+// dlclose: a module unloaded leaves the table that lib= routes look return
+// addresses up in (route.c); another module may be loaded at its address.
+// dlopen needs no wrapper: an address in no known module rebuilds the table.
+// (glibc's own unloads, of iconv modules for instance, are not seen: a
+// return address of such a module that a later module reuses may be routed
+// by the old module's name.)
+
+EXPORT int dlclose(void *handle) {
+  static int (*real)(void *);
+  int (*fn)(void *) = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+  if (!fn) {
+    fn = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    if (!fn) {
+      log_print(LOG_ERROR, "dlclose: the C library's dlclose is not found");
+      return -1;
+    }
+    __atomic_store_n(&real, fn, __ATOMIC_RELEASE);
+  }
+  int r = fn(handle);
+  int saved = errno;
+  route_modules_changed();
+  errno = saved;
+  return r;
+}
 
 // ---------------------------------------------------------------------------
 // Introspection: answered from the default pool's statistics

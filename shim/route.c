@@ -1,0 +1,593 @@
+// route.c: the routes of the configuration applied to every allocation of
+// the preload library (see route.h for the fast path's side).
+//
+// Three kinds of state:
+//   - the module table: the executable segments of every loaded module,
+//     sorted, each with its class (the set of lib= routes its name
+//     matches). Rebuilt by one thread at a time from dl_iterate_phdr, then
+//     published under a sequence counter; readers never wait (a reader that
+//     meets a rebuild routes that one call as an unknown module).
+//   - per thread (tl_st): its name and thread= matches, its tables (one per
+//     class it has called from), and the counts of the slow path. Threads
+//     are registered under the engine's registry lock, so fork's handlers
+//     cover it, and leave at exit (heap_thread_exit_hook).
+//   - the counts of threads that have exited (gone), kept with atomics.
+//
+// Never allocates: tables come from vmmap_internal and are recycled.
+#define _GNU_SOURCE
+#include <link.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "route.h"
+
+int route_by_lib;
+size_t route_tab0_limit = SC_DIRECT_MAX + 1;
+__thread struct tl_route tl_route;
+
+static int thread_routed;                       // thread= routes exist
+static uint32_t open_gen[MMPOOL_MAX_POOLS + 1]; // gen of each pool at start
+
+// ---------------------------------------------------------------------------
+// Evaluating the routes
+
+// A pool routes may use: open, and the one that was open at start in its
+// slot (not another pool the program opened there since).
+static int pool_ok(const struct mmpool *p) {
+  return p && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
+         p->gen == open_gen[p->id];
+}
+
+static struct mmpool *route_pool(unsigned r, struct mmpool *def) {
+  return r == ROUTE_DEFAULT ? def : shim_cfg_pool[shim_cfg.routes[r].pool];
+}
+
+// The first route that takes every size in [a, b], ROUTE_SPLIT when the
+// first route that takes some of them does not take them all, else
+// ROUTE_DEFAULT. bits: the lib= and thread= routes that match the caller.
+// Routes to a closed pool are skipped.
+static unsigned eval_range(uint64_t a, uint64_t b, uint64_t bits) {
+  for (unsigned i = 0; i < shim_cfg.nroutes; i++) {
+    const struct config_route *r = &shim_cfg.routes[i];
+    if (r->cond == CONFIG_SIZE) {
+      if (r->hi < a || r->lo > b) continue;
+      if (!pool_ok(shim_cfg_pool[r->pool])) continue;
+      return r->lo <= a && r->hi >= b ? i : ROUTE_SPLIT;
+    }
+    if (((bits >> i) & 1) && pool_ok(shim_cfg_pool[r->pool])) return i;
+  }
+  return ROUTE_DEFAULT;
+}
+
+static unsigned eval(size_t n, uint64_t bits) {
+  return eval_range(n, n, bits);
+}
+
+// Block size of direct slot s (the class that serves its sizes).
+static uint64_t slot_bytes(unsigned s) { return sc_table[sc_direct[s]].bsize; }
+
+static void fill(struct rtable *t, uint64_t bits, struct mmpool *def) {
+  for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
+    unsigned r = eval_range(s ? 16 * (uint64_t)s - 15 : 0, 16 * (uint64_t)s,
+                            bits);
+    t->route[s] = (uint8_t)r;
+    __atomic_store_n(&t->pool[s], r == ROUTE_SPLIT ? NULL : route_pool(r, def),
+                     __ATOMIC_RELAXED);
+  }
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    unsigned r = sc_table[c].bsize <= SC_DIRECT_MAX
+                     ? ROUTE_SPLIT // direct sizes use the slots
+                     : eval_range(sc_table[c - 1].bsize + 1, sc_table[c].bsize,
+                                  bits);
+    t->croute[c] = (uint8_t)r;
+    __atomic_store_n(&t->cpool[c], r == ROUTE_SPLIT ? NULL : route_pool(r, def),
+                     __ATOMIC_RELAXED);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Counts
+
+static struct route_totals gone; // exited threads; atomic adds
+
+static void add_gone(unsigned r, uint64_t n, uint64_t bytes, int fell_back) {
+  __atomic_fetch_add(&gone.n[r], n, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&gone.bytes[r], bytes, __ATOMIC_RELAXED);
+  if (fell_back) {
+    __atomic_fetch_add(&gone.fb_n[r], n, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&gone.fb_bytes[r], bytes, __ATOMIC_RELAXED);
+  }
+}
+
+// The bytes counted for a block: its class's block size, or whole pages.
+static uint64_t block_bytes(size_t n, size_t align) {
+  if (n <= SC_SMALL_MAX) {
+    unsigned c = align > 16 ? sc_of_aligned(n, align) : sc_of(n ? n : 1);
+    if (c < SC_COUNT) return sc_table[c].bsize;
+  }
+  uint64_t page = (uint64_t)1 << PAGE_SHIFT;
+  return ((uint64_t)n + page - 1) & ~(page - 1);
+}
+
+// ---------------------------------------------------------------------------
+// Threads
+
+struct tstate {
+  int registered;
+  int exited;       // its exit hook ran: no tables any more
+  int filled;       // the tables are made for name
+  char name[16];
+  uint64_t thread_mask; // bit i: thread= route i matches name
+  struct tstate *next, *prev;
+  // By class; without lib= routes tab[0] is &tl_route.tab0, with them
+  // every table comes from the table arena.
+  struct rtable *tab[ROUTE_MAX_CLASSES];
+  uintptr_t *ra;                         // the thread's tl_route.rc.ra
+  struct route_totals c;                 // slow path, and folded tables
+};
+static __thread struct tstate tl_st;
+static struct tstate *threads;   // registered threads; registry lock
+static struct rtable *free_tabs; // registry lock
+static char *tab_next, *tab_end; // registry lock
+
+// Moves t's fast-path counts into c (t's routes are about to change).
+static void fold(struct rtable *t, struct route_totals *c) {
+  for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
+    uint64_t k = t->count[s];
+    if (!k || t->route[s] > ROUTE_DEFAULT) continue;
+    c->n[t->route[s]] += k;
+    c->bytes[t->route[s]] += k * slot_bytes(s);
+    t->count[s] = 0;
+  }
+  for (unsigned k = 0; k < SC_COUNT; k++) {
+    uint64_t m = t->ccount[k];
+    if (!m || t->croute[k] > ROUTE_DEFAULT) continue;
+    c->n[t->croute[k]] += m;
+    c->bytes[t->croute[k]] += m * sc_table[k].bsize;
+    t->ccount[k] = 0;
+  }
+}
+
+static void refill_all(struct tstate *st, struct mmpool *def) {
+  for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
+    struct rtable *t = st->tab[c];
+    if (!t) continue;
+    fold(t, &st->c);
+    fill(t, st->thread_mask | t->lib_mask, def);
+  }
+  st->filled = 1;
+}
+
+static void thread_register(struct tstate *st) {
+  if (!route_by_lib) st->tab[0] = &tl_route.tab0;
+  st->ra = tl_route.rc.ra;
+  heap_registry_lock();
+  st->prev = NULL;
+  st->next = threads;
+  if (threads) threads->prev = st;
+  threads = st;
+  st->registered = 1;
+  heap_registry_unlock();
+}
+
+static uint64_t thread_mask_of(const char *name) {
+  uint64_t m = 0;
+  for (unsigned i = 0; i < shim_cfg.nroutes; i++)
+    if (shim_cfg.routes[i].cond == CONFIG_THREAD &&
+        config_glob_match(shim_cfg.routes[i].glob, name))
+      m |= (uint64_t)1 << i;
+  return m;
+}
+
+// Before routing: registered, and tables made for the thread's name.
+static void refresh(struct tstate *st, struct mmpool *def) {
+  if (!st->registered) thread_register(st);
+  if (thread_routed) {
+    char name[16] = {0};
+    syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
+    if (st->filled && memcmp(name, st->name, sizeof name) == 0) return;
+    memcpy(st->name, name, sizeof name);
+    st->thread_mask = thread_mask_of(name);
+  } else if (st->filled) {
+    return;
+  }
+  refill_all(st, def);
+}
+
+// The registry lock is held for the three helpers below.
+static void release_tables(struct tstate *st) {
+  for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
+    struct rtable *t = st->tab[c];
+    if (!t || !t->recycled) continue;
+    t->next_free = free_tabs;
+    free_tabs = t;
+    st->tab[c] = NULL;
+  }
+}
+
+static void move_to_gone(struct tstate *st) {
+  for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++)
+    if (st->tab[c]) fold(st->tab[c], &st->c);
+  for (unsigned r = 0; r <= ROUTE_DEFAULT; r++) {
+    add_gone(r, st->c.n[r], st->c.bytes[r], 0);
+    __atomic_fetch_add(&gone.fb_n[r], st->c.fb_n[r], __ATOMIC_RELAXED);
+    __atomic_fetch_add(&gone.fb_bytes[r], st->c.fb_bytes[r], __ATOMIC_RELAXED);
+  }
+  memset(&st->c, 0, sizeof st->c);
+}
+
+static void unlink_thread(struct tstate *st) {
+  if (st->prev) st->prev->next = st->next;
+  else threads = st->next;
+  if (st->next) st->next->prev = st->prev;
+  st->registered = 0;
+}
+
+static struct rtable *table_new(void) {
+  heap_registry_lock();
+  struct rtable *t = free_tabs;
+  if (t) {
+    free_tabs = t->next_free;
+  } else {
+    size_t sz = (sizeof *t + 63) & ~(size_t)63;
+    if ((size_t)(tab_end - tab_next) < sz) {
+      char *a = vmmap_internal((size_t)1 << 20);
+      if (a) tab_next = a, tab_end = a + ((size_t)1 << 20);
+    }
+    if ((size_t)(tab_end - tab_next) >= sz) {
+      t = (struct rtable *)tab_next;
+      tab_next += sz;
+    }
+  }
+  heap_registry_unlock();
+  if (t) {
+    memset(t, 0, sizeof *t);
+    t->recycled = 1;
+  }
+  return t;
+}
+
+// Thread exit (first destructor pass): counts to gone, tables released.
+// Allocations made later by the thread's other destructors take the slow
+// path and count straight into gone.
+static void thread_exit_hook(void) {
+  struct tstate *st = &tl_st;
+  st->exited = 1;
+  if (!st->registered) return;
+  for (unsigned i = 0; i < ROUTE_RA_CACHE; i++)
+    __atomic_store_n(&tl_route.rc.ra[i], 0, __ATOMIC_RELAXED);
+  heap_registry_lock();
+  move_to_gone(st);
+  release_tables(st);
+  unlink_thread(st);
+  heap_registry_unlock();
+  for (unsigned s = 0; s < ROUTE_NSLOTS; s++)
+    __atomic_store_n(&tl_route.tab0.pool[s], NULL, __ATOMIC_RELAXED);
+  for (unsigned c = 0; c < SC_COUNT; c++)
+    __atomic_store_n(&tl_route.tab0.cpool[c], NULL, __ATOMIC_RELAXED);
+}
+
+// Fork child: only this thread lives on. The others' counts (their memory
+// is still mapped) join gone, so the child's report includes what its
+// parent had counted before the fork.
+static void fork_child_hook(void) {
+  for (struct tstate *st = threads, *next; st; st = next) {
+    next = st->next;
+    if (st == &tl_st) continue;
+    move_to_gone(st);
+    release_tables(st);
+    unlink_thread(st);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Modules: where each return address comes from
+
+struct module {
+  uintptr_t lo, hi; // an executable segment [lo, hi)
+  uint32_t cls;
+};
+#define MOD_MAX 4096
+static struct module mods[MOD_MAX], mods_new[MOD_MAX];
+static unsigned nmods;
+static unsigned mod_seq;  // odd while mods[] is being written
+static int mod_building;  // one builder at a time (try-lock)
+static int mod_dirty;     // a dlclose happened: rebuild before trusting mods
+static unsigned long long mod_adds, mod_subs; // the loader's counters seen
+static int mod_built;
+static uint64_t cls_mask[ROUTE_MAX_CLASSES]; // class -> lib= routes matched
+static unsigned ncls = 1;                    // class 0: no lib= route
+static const char *exe_name;                 // the executable, as run
+
+static uint64_t lib_mask_of(const char *path) {
+  uint64_t m = 0;
+  for (unsigned i = 0; i < shim_cfg.nroutes; i++)
+    if (shim_cfg.routes[i].cond == CONFIG_LIB &&
+        config_route_lib_match(&shim_cfg.routes[i], path))
+      m |= (uint64_t)1 << i;
+  return m;
+}
+
+static unsigned class_of_mask(uint64_t m) {
+  unsigned n = __atomic_load_n(&ncls, __ATOMIC_ACQUIRE);
+  for (unsigned c = 0; c < n; c++)
+    if (cls_mask[c] == m) return c;
+  if (n == ROUTE_MAX_CLASSES) {
+    static int warned;
+    if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+      log_print(LOG_WARN, "more than %d different sets of lib= routes match "
+                "the loaded modules: the others are routed as if no lib= "
+                "route matched", ROUTE_MAX_CLASSES);
+    return 0;
+  }
+  cls_mask[n] = m;
+  __atomic_store_n(&ncls, n + 1, __ATOMIC_RELEASE);
+  return n;
+}
+
+struct build {
+  unsigned n;
+  int truncated;
+  unsigned long long adds, subs;
+};
+
+static void counters(struct build *b, const struct dl_phdr_info *info,
+                     size_t size) {
+  if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+    b->adds = info->dlpi_adds, b->subs = info->dlpi_subs;
+}
+
+static int build_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  struct build *b = arg;
+  counters(b, info, size);
+  // The main program has an empty name.
+  const char *name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name
+                                                         : exe_name;
+  unsigned cls = class_of_mask(lib_mask_of(name));
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || !ph->p_memsz)
+      continue;
+    if (b->n == MOD_MAX) {
+      b->truncated = 1;
+      break;
+    }
+    struct module m = {info->dlpi_addr + ph->p_vaddr,
+                       info->dlpi_addr + ph->p_vaddr + ph->p_memsz, cls};
+    unsigned j = b->n++; // insertion sort: modules come mostly in order
+    while (j > 0 && mods_new[j - 1].lo > m.lo) {
+      mods_new[j] = mods_new[j - 1];
+      j--;
+    }
+    mods_new[j] = m;
+  }
+  return 0;
+}
+
+static int peek_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  counters(arg, info, size);
+  return 1; // the first module is enough
+}
+
+// Whether the module table may be out of date.
+static int modules_changed(void) {
+  struct build b = {0};
+  dl_iterate_phdr(peek_cb, &b);
+  return !__atomic_load_n(&mod_built, __ATOMIC_ACQUIRE) ||
+         __atomic_load_n(&mod_dirty, __ATOMIC_ACQUIRE) ||
+         b.adds != __atomic_load_n(&mod_adds, __ATOMIC_RELAXED) ||
+         b.subs != __atomic_load_n(&mod_subs, __ATOMIC_RELAXED);
+}
+
+// Rebuilds the table; -1 when another thread is rebuilding it. Called with
+// no lock of ours held: dl_iterate_phdr takes the loader's lock, and a
+// thread holding that lock may be waiting in malloc.
+static int modules_build(void) {
+  if (__atomic_exchange_n(&mod_building, 1, __ATOMIC_ACQUIRE)) return -1;
+  __atomic_store_n(&mod_dirty, 0, __ATOMIC_RELEASE);
+  struct build b = {0};
+  dl_iterate_phdr(build_cb, &b);
+  static int warned;
+  if (b.truncated && !warned) {
+    warned = 1;
+    log_print(LOG_WARN, "more than %d executable segments loaded: lib= "
+              "routes ignore the others", MOD_MAX);
+  }
+  unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&mod_seq, seq + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  memcpy(mods, mods_new, b.n * sizeof mods[0]);
+  __atomic_store_n(&nmods, b.n, __ATOMIC_RELAXED);
+  __atomic_store_n(&mod_seq, seq + 2, __ATOMIC_RELEASE);
+  __atomic_store_n(&mod_adds, b.adds, __ATOMIC_RELAXED);
+  __atomic_store_n(&mod_subs, b.subs, __ATOMIC_RELAXED);
+  __atomic_store_n(&mod_built, 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&mod_building, 0, __ATOMIC_RELEASE);
+  return 0;
+}
+
+// The class of the module holding ra: 1 (found), 0 (in no module, or the
+// table must be rebuilt first), -1 (a rebuild is under way).
+static int module_class(uintptr_t ra, unsigned *cls) {
+  unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);
+  if (seq & 1) return -1;
+  if (__atomic_load_n(&mod_dirty, __ATOMIC_ACQUIRE)) return 0;
+  unsigned lo = 0, hi = __atomic_load_n(&nmods, __ATOMIC_RELAXED);
+  if (hi > MOD_MAX) hi = MOD_MAX;
+  int found = 0;
+  while (lo < hi) { // the last segment starting at or below ra
+    unsigned mid = lo + (hi - lo) / 2;
+    if (__atomic_load_n(&mods[mid].lo, __ATOMIC_RELAXED) <= ra) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo > 0 && ra < __atomic_load_n(&mods[lo - 1].hi, __ATOMIC_RELAXED)) {
+    *cls = __atomic_load_n(&mods[lo - 1].cls, __ATOMIC_RELAXED);
+    found = *cls < ROUTE_MAX_CLASSES;
+  }
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&mod_seq, __ATOMIC_RELAXED) != seq) return -1;
+  return found;
+}
+
+// The lib= routes matching the caller at ra: its class and its mask.
+// Returns -1 when it could not be known now (do not cache).
+static int caller_class(uintptr_t ra, unsigned *cls) {
+  *cls = 0;
+  int f = ra ? module_class(ra, cls) : -1;
+  if (f == 0 && modules_changed() && modules_build() == 0)
+    f = module_class(ra, cls);
+  if (f <= 0) *cls = 0; // in no module (generated code): no lib= match
+  return f < 0 ? -1 : 0;
+}
+
+void route_modules_changed(void) {
+  if (!route_by_lib) return;
+  __atomic_store_n(&mod_dirty, 1, __ATOMIC_RELEASE);
+  modules_build(); // else the thread that is building sees mod_dirty
+  heap_registry_lock();
+  for (struct tstate *st = threads; st; st = st->next)
+    for (unsigned i = 0; i < ROUTE_RA_CACHE; i++)
+      __atomic_store_n(&st->ra[i], 0, __ATOMIC_RELAXED);
+  heap_registry_unlock();
+}
+
+// ---------------------------------------------------------------------------
+// The slow path
+
+static struct rtable *class_table(struct tstate *st, unsigned cls,
+                                  struct mmpool *def) {
+  struct rtable *t = st->tab[cls];
+  if (t) return t;
+  t = table_new();
+  if (!t) return NULL;
+  t->lib_mask = cls_mask[cls];
+  fill(t, st->thread_mask | t->lib_mask, def);
+  st->tab[cls] = t;
+  return t;
+}
+
+// This thread's table for callers at ra, entered in its cache.
+static struct rtable *table_for(struct tstate *st, uintptr_t ra,
+                                struct mmpool *def) {
+  unsigned i = (uint8_t)ra;
+  if (ra && tl_route.rc.ra[i] == ra) return tl_route.rc.tab[i];
+  unsigned cls;
+  int cache = caller_class(ra, &cls) == 0;
+  struct rtable *t = class_table(st, cls, def);
+  if (!t) return &tl_route.tab0; // no memory: every size takes this path
+  if (cache && ra) {
+    tl_route.rc.tab[i] = t;
+    __atomic_store_n(&tl_route.rc.ra[i], ra, __ATOMIC_RELEASE);
+  }
+  return t;
+}
+
+struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
+                          unsigned *route) {
+  struct tstate *st = &tl_st;
+  if (!shim_cfg.nroutes) {
+    *route = ROUTE_DEFAULT;
+    if (!st->exited && !st->filled) refresh(st, def);
+    return def;
+  }
+  if (unlikely(st->exited)) {
+    // No tables after the thread's exit hook: evaluate in full.
+    uint64_t bits = 0;
+    unsigned cls;
+    if (route_by_lib) {
+      caller_class(ra, &cls);
+      bits = cls_mask[cls];
+    }
+    if (thread_routed) {
+      char name[16] = {0};
+      syscall(SYS_prctl, PR_GET_NAME, name, 0, 0, 0);
+      bits |= thread_mask_of(name);
+    }
+    *route = eval(n, bits);
+    return route_pool(*route, def);
+  }
+  refresh(st, def);
+  struct rtable *t = route_by_lib ? table_for(st, ra, def) : &tl_route.tab0;
+  if (n <= SC_SMALL_MAX) {
+    unsigned s = (unsigned)(n + 15) >> 4, c = sc_of(n);
+    int direct = n <= SC_DIRECT_MAX;
+    struct mmpool *p = direct ? t->pool[s] : t->cpool[c];
+    if (p && pool_ok(p)) {
+      *route = direct ? t->route[s] : t->croute[c];
+      return p;
+    }
+    if (p) refill_all(st, def); // a pool closed since the tables were made
+  }
+  *route = eval(n, st->thread_mask | t->lib_mask);
+  return route_pool(*route, def);
+}
+
+void route_count(unsigned r, size_t n, size_t align, int fell_back) {
+  struct tstate *st = &tl_st;
+  uint64_t b = block_bytes(n, align);
+  if (!st->registered) {
+    add_gone(r, 1, b, fell_back);
+    return;
+  }
+  st->c.n[r]++;
+  st->c.bytes[r] += b;
+  if (fell_back) st->c.fb_n[r]++, st->c.fb_bytes[r] += b;
+}
+
+static void add_totals(struct route_totals *to, const struct route_totals *c) {
+  for (unsigned r = 0; r <= ROUTE_DEFAULT; r++) {
+    to->n[r] += __atomic_load_n(&c->n[r], __ATOMIC_RELAXED);
+    to->bytes[r] += __atomic_load_n(&c->bytes[r], __ATOMIC_RELAXED);
+    to->fb_n[r] += __atomic_load_n(&c->fb_n[r], __ATOMIC_RELAXED);
+    to->fb_bytes[r] += __atomic_load_n(&c->fb_bytes[r], __ATOMIC_RELAXED);
+  }
+}
+
+int route_totals(struct route_totals *out) {
+  memset(out, 0, sizeof *out);
+  add_totals(out, &gone);
+  if (tl_locks) return 0;
+  heap_registry_lock();
+  // Other threads may still be counting: their figures are read as they
+  // are at this moment (whole 64-bit words).
+  for (struct tstate *st = threads; st; st = st->next) {
+    add_totals(out, &st->c);
+    for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
+      const struct rtable *t = st->tab[c];
+      if (!t) continue;
+      for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
+        uint64_t k = __atomic_load_n(&t->count[s], __ATOMIC_RELAXED);
+        unsigned r = t->route[s];
+        if (!k || r > ROUTE_DEFAULT) continue;
+        out->n[r] += k;
+        out->bytes[r] += k * slot_bytes(s);
+      }
+      for (unsigned k = 0; k < SC_COUNT; k++) {
+        uint64_t m = __atomic_load_n(&t->ccount[k], __ATOMIC_RELAXED);
+        unsigned r = t->croute[k];
+        if (!m || r > ROUTE_DEFAULT) continue;
+        out->n[r] += m;
+        out->bytes[r] += m * sc_table[k].bsize;
+      }
+    }
+  }
+  heap_registry_unlock();
+  return 1;
+}
+
+void route_init(void) {
+  route_by_lib = shim_cfg.lib_routes > 0;
+  route_tab0_limit = route_by_lib ? 0 : SC_DIRECT_MAX + 1;
+  thread_routed = shim_cfg.thread_routes > 0;
+  for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++)
+    if (pool_table[id].state == POOL_OPEN) open_gen[id] = pool_table[id].gen;
+  const char *exe = (const char *)getauxval(AT_EXECFN);
+  exe_name = exe ? exe : "";
+  heap_thread_exit_hook = thread_exit_hook;
+  heap_fork_child_hook = fork_child_hook;
+  if (route_by_lib) modules_build();
+}
