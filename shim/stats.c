@@ -10,9 +10,11 @@
 // is that file, else nowhere: a program that closed our descriptor and
 // opened something else under its number must not find our lines in it.
 //
-// The engine keeps no cumulative counts: the figures are what exists at
-// exit (live blocks and bytes, the size classes holding them) and the
-// committed memory, which only grows, so it is the high-water mark.
+// Figures per pool: the blocks that malloc and co. handed out since start
+// and their bytes (route.c counts them per route, in whole blocks of their
+// size class), the peak of memory held by slabs and large blocks (the
+// engine's high-water mark since the pool was opened), and what is live at
+// exit. Then every route to the pool with the allocations it took.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 
 #include "log.h"
 #include "os.h"
+#include "route.h"
 #include "shim.h"
 
 // ---------------------------------------------------------------------------
@@ -125,7 +128,7 @@ static int pool_live(const struct mmpool *p, const uint32_t *gen) {
 
 // The figures of one open pool.
 static void figures(struct rep *r, struct mmpool *p) {
-  char b1[48], b2[48], b3[48];
+  char b1[48], b2[48], b3[48], b4[48];
   line(r, "  base %p, capacity %s", (void *)p->base,
        bytes(b1, sizeof b1, p->capacity));
   if (tl_locks) { // exit() called while this thread is inside the engine
@@ -140,9 +143,10 @@ static void figures(struct rep *r, struct mmpool *p) {
     line(r, "  figures unavailable: %s", mmpool_last_error());
     return;
   }
-  line(r, "  mapped %s, metadata %s, free in mapped data %s",
-       bytes(b1, sizeof b1, st.mapped), bytes(b2, sizeof b2, st.metadata),
-       bytes(b3, sizeof b3, st.free_bytes));
+  line(r, "  peak held by blocks %s; mapped %s, metadata %s, free in mapped "
+       "data %s", bytes(b1, sizeof b1, st.peak),
+       bytes(b2, sizeof b2, st.mapped), bytes(b3, sizeof b3, st.metadata),
+       bytes(b4, sizeof b4, st.free_bytes));
   line(r, "  live at exit: %zu blocks, %s, %zu of them large blocks",
        st.in_use_blocks, bytes(b1, sizeof b1, st.in_use), st.large_blocks);
   // The classes holding live blocks, "size:blocks", a few per line.
@@ -166,7 +170,41 @@ static void figures(struct rep *r, struct mmpool *p) {
     line(r, "  classes in use: none (no live block below the large size)");
 }
 
-static void pool_block(struct rep *r, unsigned i) {
+// Counts of route k, or of the default (k == ROUTE_DEFAULT).
+static void route_line(struct rep *r, const struct route_totals *t,
+                       unsigned k, const char *what) {
+  char b1[48], b2[48];
+  if (!t->fb_n[k]) {
+    line(r, "  %s: %llu allocations, %s", what,
+         (unsigned long long)t->n[k], bytes(b1, sizeof b1, t->bytes[k]));
+    return;
+  }
+  line(r, "  %s: %llu allocations, %s; %llu of them (%s) went to the "
+       "default pool: this one was full", what, (unsigned long long)t->n[k],
+       bytes(b1, sizeof b1, t->bytes[k]), (unsigned long long)t->fb_n[k],
+       bytes(b2, sizeof b2, t->fb_bytes[k]));
+}
+
+// The blocks pool i (a configured pool) received through routes.
+static void pool_counts(struct rep *r, const struct route_totals *t,
+                        unsigned i, int have) {
+  uint64_t n = 0, b = 0;
+  for (unsigned k = 0; k < shim_cfg.nroutes; k++)
+    if (shim_cfg.routes[k].pool == i)
+      n += t->n[k] - t->fb_n[k], b += t->bytes[k] - t->fb_bytes[k];
+  if (i == shim_cfg.default_pool)
+    for (unsigned k = 0; k <= ROUTE_DEFAULT; k++)
+      n += k == ROUTE_DEFAULT ? t->n[k] : t->fb_n[k],
+          b += k == ROUTE_DEFAULT ? t->bytes[k] : t->fb_bytes[k];
+  char b1[48];
+  line(r, "  allocated since start: %llu blocks, %s%s", (unsigned long long)n,
+       bytes(b1, sizeof b1, b),
+       have ? "" : " (this thread holds an engine lock: live threads' "
+                   "counts are missing)");
+}
+
+static void pool_block(struct rep *r, unsigned i,
+                       const struct route_totals *t, int have) {
   const struct config_pool *cp = &shim_cfg.pools[i];
   const struct pool_spec *sp = &cp->spec;
   struct mmpool *p = shim_cfg_pool[i];
@@ -176,24 +214,27 @@ static void pool_block(struct rep *r, unsigned i) {
          sp->mode == SPEC_PRIVATE ? "private" : "shared");
   else
     line(r, "pool %s%s: anon", cp->name, role);
-  if (!p)
+  if (!p) {
     line(r, "  not open: it could not be opened at start-up");
-  else if (!pool_live(p, &cfg_gen[i]))
-    line(r, "  closed by the program before exit");
-  else
-    figures(r, p);
+  } else {
+    pool_counts(r, t, i, have);
+    if (!pool_live(p, &cfg_gen[i]))
+      line(r, "  closed by the program before exit");
+    else
+      figures(r, p);
+  }
   unsigned routes = 0;
   for (unsigned k = 0; k < shim_cfg.nroutes; k++) {
     if (shim_cfg.routes[k].pool != i) continue;
     char d[CONFIG_GLOB_MAX + 128];
     config_describe_route(&shim_cfg, k, d, sizeof d);
-    line(r, "  %s", d);
+    route_line(r, t, k, d);
     routes++;
   }
-  if (!routes)
-    line(r, "  %s",
-         i == shim_cfg.default_pool ? "no route: it takes what no route takes"
-                                    : "no route leads here");
+  if (i == shim_cfg.default_pool)
+    route_line(r, t, ROUTE_DEFAULT, "no route matched");
+  else if (!routes)
+    line(r, "  no route leads here");
 }
 
 // Whether slot id is one of the configured pools, as opened at start-up.
@@ -217,10 +258,13 @@ __attribute__((destructor)) static void stats_report(void) {
        shim_cfg.fallback ? " (the built-in default: the configuration had "
                            "errors)"
                          : "");
-  line(&r, "live: blocks not freed at exit; mapped: memory committed, which "
-           "only grows (the high-water mark); no cumulative counts are kept");
+  line(&r, "allocated: blocks handed out by malloc and co. (in whole blocks "
+           "of their size class); peak: the most memory slabs and large "
+           "blocks held at once; live: blocks not freed at exit");
+  static struct route_totals tot; // exit: no other report runs at once
+  int have = route_totals(&tot);
   for (unsigned i = 0; i < shim_cfg.npools && i < CONFIG_MAX_POOLS; i++)
-    pool_block(&r, i);
+    pool_block(&r, i, &tot, have);
   // Pools the configuration did not name: opened by the program through
   // the API, or the built-in default when the configured one failed.
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
