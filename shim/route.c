@@ -271,16 +271,24 @@ static void thread_exit_hook(void) {
     __atomic_store_n(&tl_route.tab0.cpool[c], NULL, __ATOMIC_RELAXED);
 }
 
-// Fork child: only this thread lives on. The others' counts (their memory
-// is still mapped) join gone, so the child's report includes what its
-// parent had counted before the fork.
+// Fork child: only this thread lives on, and the counts start from zero:
+// the child's report tells what the child allocated (its parent reports
+// the rest).
 static void fork_child_hook(void) {
   for (struct tstate *st = threads, *next; st; st = next) {
     next = st->next;
     if (st == &tl_st) continue;
-    move_to_gone(st);
     release_tables(st);
     unlink_thread(st);
+  }
+  memset(&gone, 0, sizeof gone);
+  struct tstate *me = &tl_st;
+  memset(&me->c, 0, sizeof me->c);
+  for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
+    struct rtable *t = me->tab[c];
+    if (!t) continue;
+    memset(t->count, 0, sizeof t->count);
+    memset(t->ccount, 0, sizeof t->ccount);
   }
 }
 

@@ -3,7 +3,9 @@
 //
 // Invariant: the report never allocates and never writes anywhere but the
 // stderr the program started with. shim_stats_start takes a private
-// duplicate of fd 2 (coreutils and daemons close stderr before exit) and
+// duplicate of fd 2 (coreutils and daemons close stderr before exit), close
+// to the descriptor limit (1008 under the usual limit of 1024) so that the
+// program's own descriptors keep their numbers, and
 // remembers the identity (device, inode) of what it refers to; the ELF
 // destructor (not atexit: PITFALLS 3.14) writes through that duplicate only
 // while it still refers to the same file, else through fd 2 if fd 2 still
@@ -14,13 +16,16 @@
 // and their bytes (route.c counts them per route, in whole blocks of their
 // size class), the peak of memory held by slabs and large blocks (the
 // engine's high-water mark since the pool was opened), and what is live at
-// exit. Then every route to the pool with the allocations it took.
+// exit. Then every route to the pool with the allocations it took. A fork
+// child's report counts the blocks the child allocated; its live figures
+// and peak are the pool's, inherited from the parent.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -46,9 +51,21 @@ static int identity(int fd, uint64_t *dev, uint64_t *ino) {
   return os_file_size(fd, &size, &regular, dev, ino);
 }
 
+// The lowest number our duplicate of stderr may take: high, so that the
+// program's own descriptors keep the numbers they would have without us
+// (open() returns the lowest free one): 16 below the soft limit, at most
+// 1008 (a larger number would grow the kernel's descriptor table).
+static long dup_floor(void) {
+  struct rlimit rl;
+  if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) != 0) return 3;
+  uint64_t top = rl.rlim_cur < 1024 ? rl.rlim_cur : 1024;
+  return top >= 300 + 16 ? (long)(top - 16) : 3;
+}
+
 void shim_stats_start(void) {
   int saved = errno;
-  long d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
+  long d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, dup_floor());
+  if (d < 0) d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
   errno = saved;
   if (d >= 0) out_fd = (int)d;
   out_known = identity(2, &out_dev, &out_ino) == 0;

@@ -15,7 +15,8 @@
 # fresh scratch directory (no user configuration), LC_ALL=C, TZ=UTC, stdin
 # is /dev/null. The function runs twice, in a fresh directory each time:
 #   plain: no LD_PRELOAD, no MMPOOL_* variable;
-#   shim:  LD_PRELOAD=PRELOAD_LIB, MMPOOL_LOG=info and MMPOOL_CONFIG.
+#   shim:  LD_PRELOAD=PRELOAD_LIB, MMPOOL_LOG=info, MMPOOL_STATS=1 and
+#          MMPOOL_CONFIG.
 # The variables are exported for the commands the workload runs, never for
 # the bash that runs it, so every program (and every child it starts) runs
 # under the shim, and only they do.
@@ -26,11 +27,14 @@
 #     shim, is at fault, and the test says so and fails;
 #   - the two exit statuses are equal;
 #   - stdout is identical;
-#   - stderr is identical once the shim's info lines are removed (see
-#     SHIM_INFO_RE): any other line the shim prints is a difference;
+#   - stderr is identical once the shim's info lines and its MMPOOL_STATS
+#     reports are removed (see SHIM_INFO_RE): any other line the shim
+#     prints is a difference;
 #   - the trees under $OUT are identical (names and bytes);
 #   - the shim was in use: its stderr has "mmpool: pool 'NAME' open at" for
-#     every pool of PROGRAMS_POOLS.
+#     every pool of PROGRAMS_POOLS, and the MMPOOL_STATS reports that reach
+#     the workload's stderr (processes whose stderr the workload keeps for
+#     itself are not seen) show that every pool took allocations.
 # Each run is bounded by RUN_LIMIT seconds (timeout kills its whole process
 # group); a hang reads as status 124.
 #
@@ -45,7 +49,9 @@ set -euo pipefail
 # call sbrk), also when git relays a child's stderr after "remote: ".
 # Extend this when the shim gains info-level lines: any other line the shim
 # prints (a warning, an error) is a difference between the runs.
-SHIM_INFO_RE="^(remote: +)?mmpool: (pool '[^']*' open at |config: |brk: the break is )"
+# The MMPOOL_STATS report of each process at exit: its heading lines, one
+# "mmpool: pool NAME: anon|file ..." line per pool, indented lines.
+SHIM_INFO_RE="^(remote: +)?mmpool: (pool '[^']*' open at |config: |brk: the break is |stats of pid |allocated: blocks handed out |pool [A-Za-z0-9_.-]+( \(default pool\))?: (anon|file )|  )"
 
 RUN_LIMIT=${RUN_LIMIT:-100}
 
@@ -115,7 +121,7 @@ compare_runs() {
         set -euo pipefail
         cd "$RUN/work"
         if [[ $MODE == shim ]]; then
-          export LD_PRELOAD=$PRELOAD MMPOOL_LOG=info
+          export LD_PRELOAD=$PRELOAD MMPOOL_LOG=info MMPOOL_STATS=1
           [[ -z $CONFIG ]] || export MMPOOL_CONFIG=$CONFIG
         fi
         '"$fn" </dev/null >"$run/stdout" 2>"$run/stderr"
@@ -164,15 +170,30 @@ check_results() {
     head -40 "$SCRATCH/out.diff" | sed 's/^/    /' >&2
     bad=1
   fi
-  local pool n
+  local pool n a reports
+  reports=$(grep -c -E "^(remote: +)?mmpool: stats of pid " "$s/stderr" ||
+    true)
   for pool in $POOLS; do
     n=$(grep -c -E "^mmpool: pool '$pool' open at " "$s/stderr" || true)
+    # The blocks the pool took, summed over the reports.
+    a=$(awk -v pool="$pool" '
+      { sub(/^remote: +/, "") }
+      /^mmpool: pool [^ ]+( \(default pool\))?: (anon|file )/ {
+        name = $3; sub(/:$/, "", name); cur = name; next }
+      /^mmpool: [^ ]/ { cur = "" }
+      cur == pool && /^mmpool:   allocated since start: / { s += $5 }
+      END { print s + 0 }' "$s/stderr")
     if [[ $n == 0 ]]; then
       echo "DIFF: the shim run never opened pool '$pool' (no" \
         "\"mmpool: pool '$pool' open at\" line): was the shim in use?" >&2
       bad=1
+    elif [[ $a == 0 ]]; then
+      echo "DIFF: pool '$pool' took no allocation in the $reports" \
+        "MMPOOL_STATS report(s) of the shim run" >&2
+      bad=1
     else
-      note "pool '$pool' opened by $n process(es) of the shim run"
+      note "pool '$pool' opened by $n process(es); $a allocations in the" \
+        "$reports report(s) seen"
     fi
   done
   if [[ $bad != 0 ]]; then

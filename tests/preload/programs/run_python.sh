@@ -5,10 +5,11 @@
 # build). Compared: the summary of `python3 -m test` (which tests ran, which
 # passed, failed or were skipped; not the timings) and the exit status.
 #
-# The regression run itself does not get MMPOOL_LOG=info: the tests start
-# child interpreters and assert that their stderr is empty, and the shim's
-# info lines would break them. Instead, a probe interpreter with the same
-# environment plus MMPOOL_LOG=info shows the pools opening, and reports
+# The regression run itself does not get MMPOOL_LOG=info nor MMPOOL_STATS=1:
+# the tests start child interpreters and assert that their stderr is empty,
+# and the shim's lines would break them. Instead, a probe interpreter with
+# the same environment plus both shows the pools opening and the
+# allocations each took, and reports
 # whether libmmpool-preload.so is in its memory map: it must be under the
 # shim and must not be without. See lib.sh for the comparison.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,7 +37,7 @@ print(int(any("libmmpool-preload" in l for l in open("/proc/self/maps"))))')
   fi
   mkdir tmp
   # shellcheck disable=SC2086 # the module list is split on purpose
-  TMPDIR=$PWD/tmp env -u MMPOOL_LOG /usr/bin/python3 -m test --timeout 120 \
+  TMPDIR=$PWD/tmp env -u MMPOOL_LOG -u MMPOOL_STATS /usr/bin/python3 -m test --timeout 120 \
     $PY_MODULES >regrtest.log 2>&1 || rc=$?
   sed -n '/^== Tests result/,$p' regrtest.log | grep -v '^Total duration'
   if [[ $rc != 0 ]]; then
