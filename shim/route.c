@@ -474,7 +474,8 @@ static struct rtable *class_table(struct tstate *st, unsigned cls,
   if (!t) return NULL;
   t->lib_mask = cls_mask[cls];
   fill(t, st->thread_mask | t->lib_mask, def);
-  st->tab[cls] = t;
+  // route_totals may be reading this thread's tables: publish it filled.
+  __atomic_store_n(&st->tab[cls], t, __ATOMIC_RELEASE);
   return t;
 }
 
@@ -565,7 +566,7 @@ int route_totals(struct route_totals *out) {
   for (struct tstate *st = threads; st; st = st->next) {
     add_totals(out, &st->c);
     for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
-      const struct rtable *t = st->tab[c];
+      const struct rtable *t = __atomic_load_n(&st->tab[c], __ATOMIC_ACQUIRE);
       if (!t) continue;
       for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
         uint64_t k = __atomic_load_n(&t->count[s], __ATOMIC_RELAXED);
