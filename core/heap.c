@@ -73,15 +73,20 @@ static struct theap *heap_new_mem(void) {
     free_heaps = h->reg_next;
     return h;
   }
-  size_t sz = (sizeof(struct theap) + 63) & ~(size_t)63;
+  return heap_arena_alloc(sizeof(struct theap));
+}
+
+void *heap_arena_alloc(size_t n) {
+  size_t sz = (n + 63) & ~(size_t)63;
+  if (sz > ARENA_CHUNK) return NULL;
   if (!arena_next || (size_t)(arena_end - arena_next) < sz) {
     char *a = vmmap_internal(ARENA_CHUNK);
     if (!a) return NULL;
     arena_next = a, arena_end = a + ARENA_CHUNK;
   }
-  h = (struct theap *)arena_next;
+  void *r = arena_next;
   arena_next += sz;
-  return h;
+  return r;
 }
 
 static void heap_unregister(struct theap *h) {

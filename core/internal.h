@@ -152,6 +152,10 @@ void heap_fork_child(void) HIDDEN;
 extern void (*heap_thread_exit_hook)(void) HIDDEN;
 extern void (*heap_fork_child_hook)(void) HIDDEN;
 void heap_registry_lock(void) HIDDEN;
+// Process-local memory (thread heaps, the preload library's routing
+// tables), 64-byte aligned, never given back; NULL when none is left.
+// pre: registry lock.
+void *heap_arena_alloc(size_t n) HIDDEN;
 // Every engine lock is taken through these, which count the locks this
 // thread holds or is acquiring. fork's prepare handler can run in a signal
 // handler that interrupted this very thread inside (or on the way into) a

@@ -13,7 +13,8 @@
 //     cover it, and leave at exit (heap_thread_exit_hook).
 //   - the counts of threads that have exited (gone), kept with atomics.
 //
-// Never allocates: tables come from vmmap_internal and are recycled.
+// Never allocates: tables come from the engine's arena (heap_arena_alloc)
+// and are recycled.
 #define _GNU_SOURCE
 #include <link.h>
 #include <string.h>
@@ -35,9 +36,7 @@ static uint32_t open_gen[MMPOOL_MAX_POOLS + 1]; // gen of each pool at start
 // ---------------------------------------------------------------------------
 // Evaluating the routes
 
-// A pool routes may use: open, and the one that was open at start in its
-// slot (not another pool the program opened there since).
-static int pool_ok(const struct mmpool *p) {
+int route_pool_ok(const struct mmpool *p) {
   return p && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
          p->gen == open_gen[p->id];
 }
@@ -55,10 +54,10 @@ static unsigned eval_range(uint64_t a, uint64_t b, uint64_t bits) {
     const struct config_route *r = &shim_cfg.routes[i];
     if (r->cond == CONFIG_SIZE) {
       if (r->hi < a || r->lo > b) continue;
-      if (!pool_ok(shim_cfg_pool[r->pool])) continue;
+      if (!route_pool_ok(shim_cfg_pool[r->pool])) continue;
       return r->lo <= a && r->hi >= b ? i : ROUTE_SPLIT;
     }
-    if (((bits >> i) & 1) && pool_ok(shim_cfg_pool[r->pool])) return i;
+    if (((bits >> i) & 1) && route_pool_ok(shim_cfg_pool[r->pool])) return i;
   }
   return ROUTE_DEFAULT;
 }
@@ -132,24 +131,33 @@ struct tstate {
 static __thread struct tstate tl_st;
 static struct tstate *threads;   // registered threads; registry lock
 static struct rtable *free_tabs; // registry lock
-static char *tab_next, *tab_end; // registry lock
 
-// Moves t's fast-path counts into c (t's routes are about to change).
-static void fold(struct rtable *t, struct route_totals *c) {
+// Adds t's fast-path and lane counts to c, by route. The owner thread may
+// be counting meanwhile (route_totals): each count is read once, whole.
+static void table_counts(const struct rtable *t, struct route_totals *c) {
   for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
-    uint64_t k = t->count[s];
+    uint64_t k = __atomic_load_n(&t->count[s], __ATOMIC_RELAXED);
     if (!k || t->route[s] > ROUTE_DEFAULT) continue;
     c->n[t->route[s]] += k;
     c->bytes[t->route[s]] += k * slot_bytes(s);
-    t->count[s] = 0;
   }
   for (unsigned k = 0; k < SC_COUNT; k++) {
-    uint64_t m = t->ccount[k];
+    uint64_t m = __atomic_load_n(&t->ccount[k], __ATOMIC_RELAXED);
     if (!m || t->croute[k] > ROUTE_DEFAULT) continue;
     c->n[t->croute[k]] += m;
     c->bytes[t->croute[k]] += m * sc_table[k].bsize;
-    t->ccount[k] = 0;
   }
+}
+
+static void zero_counts(struct rtable *t) {
+  memset(t->count, 0, sizeof t->count);
+  memset(t->ccount, 0, sizeof t->ccount);
+}
+
+// Moves t's counts into c (t's routes are about to change).
+static void fold(struct rtable *t, struct route_totals *c) {
+  table_counts(t, c);
+  zero_counts(t);
 }
 
 static void refill_all(struct tstate *st, struct mmpool *def) {
@@ -213,7 +221,8 @@ static void move_to_gone(struct tstate *st) {
   for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++)
     if (st->tab[c]) fold(st->tab[c], &st->c);
   for (unsigned r = 0; r <= ROUTE_DEFAULT; r++) {
-    add_gone(r, st->c.n[r], st->c.bytes[r], 0);
+    __atomic_fetch_add(&gone.n[r], st->c.n[r], __ATOMIC_RELAXED);
+    __atomic_fetch_add(&gone.bytes[r], st->c.bytes[r], __ATOMIC_RELAXED);
     __atomic_fetch_add(&gone.fb_n[r], st->c.fb_n[r], __ATOMIC_RELAXED);
     __atomic_fetch_add(&gone.fb_bytes[r], st->c.fb_bytes[r], __ATOMIC_RELAXED);
   }
@@ -233,15 +242,7 @@ static struct rtable *table_new(void) {
   if (t) {
     free_tabs = t->next_free;
   } else {
-    size_t sz = (sizeof *t + 63) & ~(size_t)63;
-    if ((size_t)(tab_end - tab_next) < sz) {
-      char *a = vmmap_internal((size_t)1 << 20);
-      if (a) tab_next = a, tab_end = a + ((size_t)1 << 20);
-    }
-    if ((size_t)(tab_end - tab_next) >= sz) {
-      t = (struct rtable *)tab_next;
-      tab_next += sz;
-    }
+    t = heap_arena_alloc(sizeof *t);
   }
   heap_registry_unlock();
   if (t) {
@@ -284,12 +285,8 @@ static void fork_child_hook(void) {
   memset(&gone, 0, sizeof gone);
   struct tstate *me = &tl_st;
   memset(&me->c, 0, sizeof me->c);
-  for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
-    struct rtable *t = me->tab[c];
-    if (!t) continue;
-    memset(t->count, 0, sizeof t->count);
-    memset(t->ccount, 0, sizeof t->ccount);
-  }
+  for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++)
+    if (me->tab[c]) zero_counts(me->tab[c]);
 }
 
 // ---------------------------------------------------------------------------
@@ -498,11 +495,6 @@ static struct rtable *table_for(struct tstate *st, uintptr_t ra,
 struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
                           unsigned *route) {
   struct tstate *st = &tl_st;
-  if (!shim_cfg.nroutes) {
-    *route = ROUTE_DEFAULT;
-    if (!st->exited && !st->filled) refresh(st, def);
-    return def;
-  }
   if (unlikely(st->exited)) {
     // No tables after the thread's exit hook: evaluate in full.
     uint64_t bits = 0;
@@ -525,7 +517,7 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
     unsigned s = (unsigned)(n + 15) >> 4, c = sc_of(n);
     int direct = n <= SC_DIRECT_MAX;
     struct mmpool *p = direct ? t->pool[s] : t->cpool[c];
-    if (p && pool_ok(p)) {
+    if (p && route_pool_ok(p)) {
       *route = direct ? t->route[s] : t->croute[c];
       return p;
     }
@@ -567,21 +559,7 @@ int route_totals(struct route_totals *out) {
     add_totals(out, &st->c);
     for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
       const struct rtable *t = __atomic_load_n(&st->tab[c], __ATOMIC_ACQUIRE);
-      if (!t) continue;
-      for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
-        uint64_t k = __atomic_load_n(&t->count[s], __ATOMIC_RELAXED);
-        unsigned r = t->route[s];
-        if (!k || r > ROUTE_DEFAULT) continue;
-        out->n[r] += k;
-        out->bytes[r] += k * slot_bytes(s);
-      }
-      for (unsigned k = 0; k < SC_COUNT; k++) {
-        uint64_t m = __atomic_load_n(&t->ccount[k], __ATOMIC_RELAXED);
-        unsigned r = t->croute[k];
-        if (!m || r > ROUTE_DEFAULT) continue;
-        out->n[r] += m;
-        out->bytes[r] += m * sc_table[k].bsize;
-      }
+      if (t) table_counts(t, out);
     }
   }
   heap_registry_unlock();

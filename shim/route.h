@@ -81,6 +81,11 @@ extern __thread struct tl_route tl_route SHIM_HIDDEN;
 // Called once at the end of initialisation, when the pools are open.
 void route_init(void) SHIM_HIDDEN;
 
+// Whether p is open and still the pool its slot held when route_init ran
+// (not another pool the program opened there since): routes may use it,
+// and the report counts it as configured.
+int route_pool_ok(const struct mmpool *p) SHIM_HIDDEN;
+
 // The slow path: the pool for n bytes asked from return address ra by this
 // thread (def: the default pool). *route receives the route index (or
 // ROUTE_DEFAULT) for route_count.

@@ -41,9 +41,6 @@ static int report_on;             // shim_stats_start ran
 static int out_fd = -1;           // our duplicate of fd 2, or -1
 static uint64_t out_dev, out_ino; // what fd 2 referred to at start
 static int out_known;             // out_dev/out_ino are valid
-// The generation of each configured pool's slot when the report was armed:
-// a pool closed by the program (and its slot perhaps reused) is told apart.
-static uint32_t cfg_gen[CONFIG_MAX_POOLS];
 
 static int identity(int fd, uint64_t *dev, uint64_t *ino) {
   uint64_t size;
@@ -69,8 +66,6 @@ void shim_stats_start(void) {
   errno = saved;
   if (d >= 0) out_fd = (int)d;
   out_known = identity(2, &out_dev, &out_ino) == 0;
-  for (unsigned i = 0; i < shim_cfg.npools && i < CONFIG_MAX_POOLS; i++)
-    if (shim_cfg_pool[i]) cfg_gen[i] = shim_cfg_pool[i]->gen;
   __atomic_store_n(&report_on, 1, __ATOMIC_RELEASE);
 }
 
@@ -136,11 +131,8 @@ static const char *bytes(char *b, size_t n, uint64_t v) {
 // ---------------------------------------------------------------------------
 // The report
 
-// Whether p is an open pool (and, when gen is not NULL, still the one that
-// slot held at start-up).
-static int pool_live(const struct mmpool *p, const uint32_t *gen) {
-  return p && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
-         (!gen || p->gen == *gen);
+static int pool_open_now(const struct mmpool *p) {
+  return __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN;
 }
 
 // The figures of one open pool.
@@ -205,14 +197,16 @@ static void route_line(struct rep *r, const struct route_totals *t,
 // The blocks pool i (a configured pool) received through routes.
 static void pool_counts(struct rep *r, const struct route_totals *t,
                         unsigned i, int have) {
-  uint64_t n = 0, b = 0;
-  for (unsigned k = 0; k < shim_cfg.nroutes; k++)
+  // Its routes' blocks, less those a full pool sent to the default; the
+  // default pool gets those, and what no route took.
+  int dflt = i == shim_cfg.default_pool;
+  uint64_t n = dflt ? t->n[ROUTE_DEFAULT] : 0;
+  uint64_t b = dflt ? t->bytes[ROUTE_DEFAULT] : 0;
+  for (unsigned k = 0; k < shim_cfg.nroutes; k++) {
     if (shim_cfg.routes[k].pool == i)
       n += t->n[k] - t->fb_n[k], b += t->bytes[k] - t->fb_bytes[k];
-  if (i == shim_cfg.default_pool)
-    for (unsigned k = 0; k <= ROUTE_DEFAULT; k++)
-      n += k == ROUTE_DEFAULT ? t->n[k] : t->fb_n[k],
-          b += k == ROUTE_DEFAULT ? t->bytes[k] : t->fb_bytes[k];
+    if (dflt) n += t->fb_n[k], b += t->fb_bytes[k];
+  }
   char b1[48];
   line(r, "  allocated since start: %llu blocks, %s%s", (unsigned long long)n,
        bytes(b1, sizeof b1, b),
@@ -235,7 +229,7 @@ static void pool_block(struct rep *r, unsigned i,
     line(r, "  not open: it could not be opened at start-up");
   } else {
     pool_counts(r, t, i, have);
-    if (!pool_live(p, &cfg_gen[i]))
+    if (!route_pool_ok(p))
       line(r, "  closed by the program before exit");
     else
       figures(r, p);
@@ -257,7 +251,7 @@ static void pool_block(struct rep *r, unsigned i,
 // Whether slot id is one of the configured pools, as opened at start-up.
 static int configured(unsigned id) {
   for (unsigned i = 0; i < shim_cfg.npools && i < CONFIG_MAX_POOLS; i++)
-    if (shim_cfg_pool[i] == &pool_table[id] && pool_table[id].gen == cfg_gen[i])
+    if (shim_cfg_pool[i] == &pool_table[id] && route_pool_ok(&pool_table[id]))
       return 1;
   return 0;
 }
@@ -286,7 +280,7 @@ __attribute__((destructor)) static void stats_report(void) {
   // the API, or the built-in default when the configured one failed.
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
     struct mmpool *p = &pool_table[id];
-    if (!pool_live(p, NULL) || configured(id)) continue;
+    if (!pool_open_now(p) || configured(id)) continue;
     if (p->is_file)
       line(&r, "pool %s: file %s, not in the configuration", p->name, p->path);
     else
