@@ -255,8 +255,18 @@ static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {
 // table is the return-address cache's entry for the caller. Inlined into
 // each exported function, so that CALLER() is that function's caller; read
 // only where it is needed.
+//
+// The instruction count of both paths is measured (bench/routes.sh); three
+// details keep the lib= path at 7 instructions more than the tab0 path:
+//  - the first test is a coin toss for the compiler, not likely(): either
+//    path is then laid out whole with its own return, instead of jumping
+//    back into the other's tail;
+//  - preload.c is built with -fno-crossjumping (shim/CMakeLists.txt), which
+//    would merge the two copies of pop_direct's tail again;
+//  - the empty asm on t after its slot is read makes the count address one
+//    addressing mode instead of a lea kept for two uses.
 static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
-  if (likely(n < route_tab0_limit)) {
+  if (__builtin_expect_with_probability(n < route_tab0_limit, 1, 0.5)) {
     unsigned s = (unsigned)(n + 15) >> 4;
     struct mmpool *p = tl_route.tab0.pool[s];
     if (likely(p != NULL)) {
@@ -269,6 +279,7 @@ static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
     if (likely(tl_route.rc.ra[i] == ra)) {
       struct rtable *t = tl_route.rc.tab[i];
       struct mmpool *p = t->pool[s];
+      __asm__("" : "+r"(t)); // see above: no lea for &t->count[s]
       if (likely(p != NULL)) {
         void *b = pop_direct(p, &t->count[s], s, n);
         if (likely(b != NULL)) return b;
