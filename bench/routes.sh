@@ -35,7 +35,7 @@
 #   CONFIGS        labels of the configurations to run, among those above
 #                  [none size size_lib size_lib_hit size_thread_lib]; none
 #                  is always run (the ratios need it)
-#   SIZES          [16 64 256 1024]
+#   SIZES          [16 64 256 1024 4096 65536]
 #   MODES          [pair ws100] (see pair.c)
 #   N1, N2         [100000, 1100000]
 #   RESULTS_DIR    [<repo>/bench/results]
@@ -50,7 +50,7 @@ repo=$(dirname "$here")
 BENCH_BIN_DIR=${BENCH_BIN_DIR:-$repo/build-bench/bench}
 PRELOAD_LIB=${PRELOAD_LIB:-$(dirname "$BENCH_BIN_DIR")/shim/libmmpool-preload.so}
 CONFIGS=${CONFIGS:-none size size_lib size_lib_hit size_thread_lib}
-SIZES=${SIZES:-16 64 256 1024}
+SIZES=${SIZES:-16 64 256 1024 4096 65536}
 MODES=${MODES:-pair ws100}
 N1=${N1:-100000}
 N2=${N2:-1100000}

@@ -69,6 +69,9 @@ struct theap {
 
 // The empty heap and slab: every thread starts with tl_heap[i] = &empty_heap,
 // whose slabs have no free block, so the fast path needs no NULL test.
+// Pool id 0 names no pool: tl_heap[0] stays the empty heap forever (the
+// preload library's routing tables rely on it: id 0 there means "slow
+// path").
 extern struct theap empty_heap HIDDEN;
 extern struct pdesc empty_desc HIDDEN;
 extern __thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] HIDDEN;

@@ -199,12 +199,12 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
 
 #define CALLER() ((uintptr_t)__builtin_return_address(0))
 
-// A block of direct slot s from pool p (the pool's thread heap), counted
-// in *count; NULL when the slab at hand is empty.
+// A block of n <= SC_DIRECT_MAX bytes from pool id (this thread's heap in
+// it), counted in *count; NULL when the slab at hand is empty.
 static inline __attribute__((always_inline)) void *
-pop_direct(struct mmpool *p, uint64_t *count, unsigned s, size_t n) {
-  struct theap *h = tl_heap[p->id];
-  struct pdesc *d = h->direct[s];
+pop_direct(unsigned id, uint64_t *count, size_t n) {
+  struct theap *h = tl_heap[id];
+  struct pdesc *d = h->direct[(n + 15) >> 4];
   uint64_t off = d->free;
   if (unlikely(!off)) return NULL;
   ++*count;
@@ -219,23 +219,23 @@ static inline struct rtable *table_now(uintptr_t ra) {
   return tl_route.rc.ra[i] == ra ? tl_route.rc.tab[i] : NULL;
 }
 
-// The lanes after the fast path: a size <= SC_SMALL_MAX whose slot or size
-// class one route takes whole, from its pool's thread heap. NULL: alloc()
-// must serve it (first call, routes that split the sizes, empty slab...).
-static void *lane(struct rtable *t, size_t n) {
+// The lanes after the fast path: a size <= SC_SMALL_MAX whose pool the
+// table knows, from that pool's thread heap. NULL: alloc() must serve it
+// (first call, a class two routes cut, empty slab...).
+static inline __attribute__((always_inline)) void *lane(struct rtable *t,
+                                                        size_t n) {
   if (n <= SC_DIRECT_MAX) {
-    unsigned s = (unsigned)(n + 15) >> 4;
-    struct mmpool *p = t->pool[s];
-    return p ? pop_direct(p, &t->count[s], s, n) : NULL;
+    unsigned id = t->pid[n];
+    return id ? pop_direct(id, &t->count[n], n) : NULL;
   }
-  unsigned c = sc_of(n);
-  struct mmpool *p = t->cpool[c];
-  if (!p) return NULL;
-  struct theap *h = tl_heap[p->id];
+  unsigned c = sc_of(n), part = n > t->ccut[c];
+  unsigned id = t->cpid[c][part];
+  if (!id) return NULL;
+  struct theap *h = tl_heap[id];
   struct pdesc *d = h->cur[c];
   uint64_t off = d->free;
   if (!off) return NULL;
-  t->ccount[c]++;
+  t->ccount[c][part]++;
   return slab_pop(h->base, d, off, n);
 }
 
@@ -248,42 +248,35 @@ static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {
   return alloc(n, 0, 0, ra);
 }
 
-// malloc. A small block comes straight from the pool that its size slot
-// names in this thread's routing table (route.h). Without lib= routes that
-// is tab0; the size test against route_tab0_limit (0 with lib= routes)
+// malloc. A small block comes straight from the pool that its size names
+// in this thread's routing table (route.h). Without lib= routes that is
+// tab0; the size test against route_tab0_limit (0 with lib= routes)
 // doubles as the test for them, at no extra instruction. With them, the
 // table is the return-address cache's entry for the caller. Inlined into
 // each exported function, so that CALLER() is that function's caller; read
 // only where it is needed.
 //
-// The instruction count of both paths is measured (bench/routes.sh); three
+// The instruction count of both paths is measured (bench/routes.sh); two
 // details keep the lib= path at 7 instructions more than the tab0 path:
 //  - the first test is a coin toss for the compiler, not likely(): either
 //    path is then laid out whole with its own return, instead of jumping
 //    back into the other's tail;
 //  - preload.c is built with -fno-crossjumping (shim/CMakeLists.txt), which
-//    would merge the two copies of pop_direct's tail again;
-//  - the empty asm on t after its slot is read makes the count address one
-//    addressing mode instead of a lea kept for two uses.
+//    would merge the two copies of pop_direct's tail again.
 static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
   if (__builtin_expect_with_probability(n < route_tab0_limit, 1, 0.5)) {
-    unsigned s = (unsigned)(n + 15) >> 4;
-    struct mmpool *p = tl_route.tab0.pool[s];
-    if (likely(p != NULL)) {
-      void *b = pop_direct(p, &tl_route.tab0.count[s], s, n);
-      if (likely(b != NULL)) return b;
-    }
+    // Id 0 ("ask the slow path") needs no test: tl_heap[0] is the empty
+    // heap, whose slabs have no free block.
+    void *b = pop_direct(tl_route.tab0.pid[n], &tl_route.tab0.count[n], n);
+    if (likely(b != NULL)) return b;
   } else if (n <= SC_DIRECT_MAX) {
     uintptr_t ra = CALLER();
-    unsigned i = (uint8_t)ra, s = (unsigned)(n + 15) >> 4;
+    unsigned i = (uint8_t)ra;
     if (likely(tl_route.rc.ra[i] == ra)) {
       struct rtable *t = tl_route.rc.tab[i];
-      struct mmpool *p = t->pool[s];
-      __asm__("" : "+r"(t)); // see above: no lea for &t->count[s]
-      if (likely(p != NULL)) {
-        void *b = pop_direct(p, &t->count[s], s, n);
-        if (likely(b != NULL)) return b;
-      }
+      unsigned id = t->pid[n];
+      void *b = pop_direct(id, &t->count[n], n);
+      if (likely(b != NULL)) return b;
     }
     return malloc_slow(n, ra);
   }
@@ -306,20 +299,79 @@ EXPORT void free_aligned_sized(void *ptr, size_t align, size_t n) {
   heap_free(ptr);
 }
 
-EXPORT void *calloc(size_t n, size_t size) {
-  size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  uintptr_t ra = CALLER();
-  if (total <= SC_SMALL_MAX) {
-    struct rtable *t = table_now(ra);
-    void *b = t ? lane(t, total) : NULL;
+// calloc of total bytes: from the lanes of table t (NULL: none), else the
+// slow path.
+static inline __attribute__((always_inline)) void *
+calloc_in(struct rtable *t, size_t total, uintptr_t ra) {
+  if (t && total <= SC_SMALL_MAX) {
+    void *b = lane(t, total);
     if (b) return memset(b, 0, total); // usable size == total: all of it
   }
   return alloc(total, 0, 1, ra);
 }
+
+static inline int calloc_total(size_t n, size_t size, size_t *total) {
+  if (!__builtin_mul_overflow(n, size, total)) return 1;
+  errno = ENOMEM;
+  return 0;
+}
+
+EXPORT void *calloc(size_t n, size_t size) {
+  size_t total;
+  if (!calloc_total(n, size, &total)) return NULL;
+  uintptr_t ra = CALLER();
+  return calloc_in(total <= SC_SMALL_MAX ? table_now(ra) : NULL, total, ra);
+}
+
+// ---------------------------------------------------------------------------
+// Entry points by class (lib= routes; got.c points modules' GOT slots here).
+// The entry of class k reads the table of class k from a fixed place, with
+// no return-address lookup: class 0 (callers no lib= route matches) has
+// exactly the fast path that malloc has without lib= routes. What the table
+// cannot serve goes to the slow path, which routes by the return address.
+
+static inline __attribute__((always_inline)) struct rtable *
+class_table_now(unsigned k) {
+  return k ? tl_route.ctab[k] : &tl_route.tab0;
+}
+
+static inline __attribute__((always_inline)) void *malloc_class(unsigned k,
+                                                                size_t n) {
+  if (likely(n <= SC_DIRECT_MAX)) {
+    struct rtable *t = class_table_now(k);
+    void *b = pop_direct(t->pid[n], &t->count[n], n);
+    if (likely(b != NULL)) return b;
+  }
+  return malloc_slow(n, CALLER());
+}
+
+static inline __attribute__((always_inline)) void *
+calloc_class(unsigned k, size_t n, size_t size) {
+  size_t total;
+  if (!calloc_total(n, size, &total)) return NULL;
+  return calloc_in(class_table_now(k), total, CALLER());
+}
+
+#define CLASS_ENTRIES(k)                                                      \
+  static void *malloc_c##k(size_t n) { return malloc_class(k, n); }           \
+  static void *calloc_c##k(size_t n, size_t size) {                           \
+    return calloc_class(k, n, size);                                          \
+  }
+CLASS_ENTRIES(0)
+CLASS_ENTRIES(1)
+CLASS_ENTRIES(2)
+CLASS_ENTRIES(3)
+CLASS_ENTRIES(4)
+CLASS_ENTRIES(5)
+CLASS_ENTRIES(6)
+CLASS_ENTRIES(7)
+_Static_assert(ROUTE_FAST_CLASSES == 8, "one CLASS_ENTRIES line per class");
+void *const route_malloc_entry[ROUTE_FAST_CLASSES] = {
+    malloc_c0, malloc_c1, malloc_c2, malloc_c3,
+    malloc_c4, malloc_c5, malloc_c6, malloc_c7};
+void *const route_calloc_entry[ROUTE_FAST_CLASSES] = {
+    calloc_c0, calloc_c1, calloc_c2, calloc_c3,
+    calloc_c4, calloc_c5, calloc_c6, calloc_c7};
 
 EXPORT size_t malloc_usable_size(void *ptr) {
   if (unlikely(in_boot(ptr))) return boot_size(ptr);

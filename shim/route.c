@@ -28,7 +28,9 @@
 
 int route_by_lib;
 size_t route_tab0_limit = SC_DIRECT_MAX + 1;
-__thread struct tl_route tl_route;
+__thread struct tl_route tl_route = {
+    .ctab = {[0 ... ROUTE_FAST_CLASSES - 1] = &route_empty_table}};
+struct rtable route_empty_table;
 
 static int thread_routed;                       // thread= routes exist
 static uint32_t open_gen[MMPOOL_MAX_POOLS + 1]; // gen of each pool at start
@@ -45,7 +47,7 @@ static struct mmpool *route_pool(unsigned r, struct mmpool *def) {
   return r == ROUTE_DEFAULT ? def : shim_cfg_pool[shim_cfg.routes[r].pool];
 }
 
-// The first route that takes every size in [a, b], ROUTE_SPLIT when the
+// The first route that takes every size in [a, b], ROUTE_NONE when the
 // first route that takes some of them does not take them all, else
 // ROUTE_DEFAULT. bits: the lib= and thread= routes that match the caller.
 // Routes to a closed pool are skipped.
@@ -55,7 +57,7 @@ static unsigned eval_range(uint64_t a, uint64_t b, uint64_t bits) {
     if (r->cond == CONFIG_SIZE) {
       if (r->hi < a || r->lo > b) continue;
       if (!route_pool_ok(shim_cfg_pool[r->pool])) continue;
-      return r->lo <= a && r->hi >= b ? i : ROUTE_SPLIT;
+      return r->lo <= a && r->hi >= b ? i : ROUTE_NONE;
     }
     if (((bits >> i) & 1) && route_pool_ok(shim_cfg_pool[r->pool])) return i;
   }
@@ -66,25 +68,60 @@ static unsigned eval(size_t n, uint64_t bits) {
   return eval_range(n, n, bits);
 }
 
-// Block size of direct slot s (the class that serves its sizes).
-static uint64_t slot_bytes(unsigned s) { return sc_table[sc_direct[s]].bsize; }
+// Block size of the class that serves n <= SC_DIRECT_MAX bytes.
+static uint64_t direct_bytes(size_t n) {
+  return sc_table[sc_direct[(n + 15) >> 4]].bsize;
+}
+
+// The pool id a table holds for route r (0: ROUTE_NONE, the slow path).
+static uint8_t pid_of(unsigned r, struct mmpool *def) {
+  return r == ROUTE_NONE ? 0 : (uint8_t)route_pool(r, def)->id;
+}
+
+// Where the sizes [lo, hi] of one class split into two parts that one
+// route each takes whole: the last size of the first part, or 0 when no
+// such split exists (two boundaries or more inside the class).
+static uint64_t class_cut(uint64_t lo, uint64_t hi, uint64_t bits) {
+  for (unsigned i = 0; i < shim_cfg.nroutes; i++) {
+    const struct config_route *r = &shim_cfg.routes[i];
+    if (r->cond != CONFIG_SIZE) continue;
+    uint64_t cand[2] = {r->lo - 1, r->hi}; // a route's edges
+    for (unsigned k = 0; k < 2; k++)
+      if (cand[k] >= lo && cand[k] < hi &&
+          eval_range(lo, cand[k], bits) != ROUTE_NONE &&
+          eval_range(cand[k] + 1, hi, bits) != ROUTE_NONE)
+        return cand[k];
+  }
+  return 0;
+}
 
 static void fill(struct rtable *t, uint64_t bits, struct mmpool *def) {
-  for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
-    unsigned r = eval_range(s ? 16 * (uint64_t)s - 15 : 0, 16 * (uint64_t)s,
-                            bits);
-    t->route[s] = (uint8_t)r;
-    __atomic_store_n(&t->pool[s], r == ROUTE_SPLIT ? NULL : route_pool(r, def),
-                     __ATOMIC_RELAXED);
+  // Sizes 16s-15 .. 16s share a route unless a boundary cuts them.
+  for (unsigned s = 0; s <= SC_DIRECT_MAX / 16; s++) {
+    uint64_t lo = s ? 16 * (uint64_t)s - 15 : 0, hi = 16 * (uint64_t)s;
+    unsigned r = eval_range(lo, hi, bits);
+    for (uint64_t n = lo; n <= hi; n++) {
+      unsigned rn = r == ROUTE_NONE ? eval(n, bits) : r;
+      t->route[n] = (uint8_t)rn;
+      t->pid[n] = pid_of(rn, def);
+    }
   }
   for (unsigned c = 0; c < SC_COUNT; c++) {
-    unsigned r = sc_table[c].bsize <= SC_DIRECT_MAX
-                     ? ROUTE_SPLIT // direct sizes use the slots
-                     : eval_range(sc_table[c - 1].bsize + 1, sc_table[c].bsize,
-                                  bits);
-    t->croute[c] = (uint8_t)r;
-    __atomic_store_n(&t->cpool[c], r == ROUTE_SPLIT ? NULL : route_pool(r, def),
-                     __ATOMIC_RELAXED);
+    unsigned r[2] = {ROUTE_NONE, ROUTE_NONE};
+    uint64_t lo = c ? sc_table[c - 1].bsize + 1 : 0, hi = sc_table[c].bsize;
+    uint64_t cut = hi;
+    if (hi > SC_DIRECT_MAX) { // direct sizes use the entries above
+      r[0] = r[1] = eval_range(lo, hi, bits);
+      if (r[0] == ROUTE_NONE && (cut = class_cut(lo, hi, bits)) != 0) {
+        r[0] = eval_range(lo, cut, bits);
+        r[1] = eval_range(cut + 1, hi, bits);
+      }
+    }
+    t->ccut[c] = (uint32_t)cut;
+    for (unsigned k = 0; k < 2; k++) {
+      t->croute[c][k] = (uint8_t)r[k];
+      t->cpid[c][k] = pid_of(r[k], def);
+    }
   }
 }
 
@@ -135,18 +172,20 @@ static struct rtable *free_tabs; // registry lock
 // Adds t's fast-path and lane counts to c, by route. The owner thread may
 // be counting meanwhile (route_totals): each count is read once, whole.
 static void table_counts(const struct rtable *t, struct route_totals *c) {
-  for (unsigned s = 0; s < ROUTE_NSLOTS; s++) {
-    uint64_t k = __atomic_load_n(&t->count[s], __ATOMIC_RELAXED);
-    if (!k || t->route[s] > ROUTE_DEFAULT) continue;
-    c->n[t->route[s]] += k;
-    c->bytes[t->route[s]] += k * slot_bytes(s);
+  for (unsigned n = 0; n < ROUTE_NSIZES; n++) {
+    uint64_t k = __atomic_load_n(&t->count[n], __ATOMIC_RELAXED);
+    if (!k || t->route[n] > ROUTE_DEFAULT) continue;
+    c->n[t->route[n]] += k;
+    c->bytes[t->route[n]] += k * direct_bytes(n);
   }
-  for (unsigned k = 0; k < SC_COUNT; k++) {
-    uint64_t m = __atomic_load_n(&t->ccount[k], __ATOMIC_RELAXED);
-    if (!m || t->croute[k] > ROUTE_DEFAULT) continue;
-    c->n[t->croute[k]] += m;
-    c->bytes[t->croute[k]] += m * sc_table[k].bsize;
-  }
+  for (unsigned k = 0; k < SC_COUNT; k++)
+    for (unsigned part = 0; part < 2; part++) {
+      uint64_t m = __atomic_load_n(&t->ccount[k][part], __ATOMIC_RELAXED);
+      unsigned r = t->croute[k][part];
+      if (!m || r > ROUTE_DEFAULT) continue;
+      c->n[r] += m;
+      c->bytes[r] += m * sc_table[k].bsize;
+    }
 }
 
 static void zero_counts(struct rtable *t) {
@@ -171,7 +210,7 @@ static void refill_all(struct tstate *st, struct mmpool *def) {
 }
 
 static void thread_register(struct tstate *st) {
-  if (!route_by_lib) st->tab[0] = &tl_route.tab0;
+  st->tab[0] = &tl_route.tab0; // class 0 (every caller without lib= routes)
   st->ra = tl_route.rc.ra;
   heap_registry_lock();
   st->prev = NULL;
@@ -266,10 +305,11 @@ static void thread_exit_hook(void) {
   release_tables(st);
   unlink_thread(st);
   heap_registry_unlock();
-  for (unsigned s = 0; s < ROUTE_NSLOTS; s++)
-    __atomic_store_n(&tl_route.tab0.pool[s], NULL, __ATOMIC_RELAXED);
-  for (unsigned c = 0; c < SC_COUNT; c++)
-    __atomic_store_n(&tl_route.tab0.cpool[c], NULL, __ATOMIC_RELAXED);
+  // Only this thread reads its tab0's pool ids and its ctab.
+  memset(tl_route.tab0.pid, 0, sizeof tl_route.tab0.pid);
+  memset(tl_route.tab0.cpid, 0, sizeof tl_route.tab0.cpid);
+  for (unsigned k = 0; k < ROUTE_FAST_CLASSES; k++)
+    tl_route.ctab[k] = &route_empty_table;
 }
 
 // Fork child: only this thread lives on, and the counts start from zero:
@@ -295,6 +335,7 @@ static void fork_child_hook(void) {
 struct module {
   uintptr_t lo, hi; // an executable segment [lo, hi)
   uint32_t cls;
+  uint32_t unbound; // got_patch found slots not bound yet: patch again
 };
 #define MOD_MAX 4096
 static struct module mods[MOD_MAX], mods_new[MOD_MAX];
@@ -346,13 +387,17 @@ static void counters(struct build *b, const struct dl_phdr_info *info,
     b->adds = info->dlpi_adds, b->subs = info->dlpi_subs;
 }
 
+// The main program has an empty name: it is the executable as run.
+static const char *module_name(const struct dl_phdr_info *info) {
+  return info->dlpi_name && *info->dlpi_name ? info->dlpi_name : exe_name;
+}
+
 static int build_cb(struct dl_phdr_info *info, size_t size, void *arg) {
   struct build *b = arg;
   counters(b, info, size);
-  // The main program has an empty name.
-  const char *name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name
-                                                         : exe_name;
+  const char *name = module_name(info);
   unsigned cls = class_of_mask(lib_mask_of(name));
+  uint32_t unbound = (uint32_t)got_patch(info, name, cls);
   for (unsigned i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
     if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || !ph->p_memsz)
@@ -362,7 +407,8 @@ static int build_cb(struct dl_phdr_info *info, size_t size, void *arg) {
       break;
     }
     struct module m = {info->dlpi_addr + ph->p_vaddr,
-                       info->dlpi_addr + ph->p_vaddr + ph->p_memsz, cls};
+                       info->dlpi_addr + ph->p_vaddr + ph->p_memsz, cls,
+                       unbound};
     unsigned j = b->n++; // insertion sort: modules come mostly in order
     while (j > 0 && mods_new[j - 1].lo > m.lo) {
       mods_new[j] = mods_new[j - 1];
@@ -415,9 +461,11 @@ static int modules_build(void) {
   return 0;
 }
 
-// The class of the module holding ra: 1 (found), 0 (in no module, or the
-// table must be rebuilt first), -1 (a rebuild is under way).
-static int module_class(uintptr_t ra, unsigned *cls) {
+// The module holding ra, found in the table under the sequence counter:
+// its class, and whether got_patch left slots of it unbound. 1 (found), 0
+// (in no module, or the table must be rebuilt first), -1 (a rebuild is
+// under way).
+static int module_class(uintptr_t ra, unsigned *cls, int *unbound) {
   unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);
   if (seq & 1) return -1;
   if (__atomic_load_n(&mod_dirty, __ATOMIC_ACQUIRE)) return 0;
@@ -431,6 +479,7 @@ static int module_class(uintptr_t ra, unsigned *cls) {
   }
   if (lo > 0 && ra < __atomic_load_n(&mods[lo - 1].hi, __ATOMIC_RELAXED)) {
     *cls = __atomic_load_n(&mods[lo - 1].cls, __ATOMIC_RELAXED);
+    *unbound = (int)__atomic_load_n(&mods[lo - 1].unbound, __ATOMIC_RELAXED);
     found = *cls < ROUTE_MAX_CLASSES;
   }
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -438,15 +487,52 @@ static int module_class(uintptr_t ra, unsigned *cls) {
   return found;
 }
 
-// The lib= routes matching the caller at ra: its class and its mask.
-// Returns -1 when it could not be known now (do not cache).
-static int caller_class(uintptr_t ra, unsigned *cls) {
+// The lib= routes matching the caller at ra: its class (and whether its
+// module has GOT slots not bound yet). Returns -1 when it could not be
+// known now (do not cache).
+static int caller_class(uintptr_t ra, unsigned *cls, int *unbound) {
   *cls = 0;
-  int f = ra ? module_class(ra, cls) : -1;
+  *unbound = 0;
+  int f = ra ? module_class(ra, cls, unbound) : -1;
   if (f == 0 && modules_changed() && modules_build() == 0)
-    f = module_class(ra, cls);
-  if (f <= 0) *cls = 0; // in no module (generated code): no lib= match
+    f = module_class(ra, cls, unbound);
+  if (f <= 0) *cls = 0, *unbound = 0; // in no module: no lib= match
   return f < 0 ? -1 : 0;
+}
+
+// got_patch once more for the module holding ra, which had slots not bound
+// yet: a call from it just reached the exported functions, so the loader
+// may have bound one since.
+struct repatch {
+  uintptr_t ra;
+  unsigned cls;
+};
+
+static int repatch_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct repatch *r = arg;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || r->ra < lo ||
+        r->ra - lo >= ph->p_memsz)
+      continue;
+    uint32_t unbound = (uint32_t)got_patch(info, module_name(info), r->cls);
+    // Noted in the table as it is now; a table rebuilt meanwhile has
+    // patched again itself (a flag cleared wrongly costs speed only).
+    unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);
+    unsigned n = __atomic_load_n(&nmods, __ATOMIC_RELAXED);
+    for (unsigned j = 0; !(seq & 1) && j < n && j < MOD_MAX; j++)
+      if (__atomic_load_n(&mods[j].lo, __ATOMIC_RELAXED) == lo)
+        __atomic_store_n(&mods[j].unbound, unbound, __ATOMIC_RELAXED);
+    return 1;
+  }
+  return 0;
+}
+
+static void repatch(uintptr_t ra, unsigned cls) {
+  struct repatch r = {ra, cls};
+  dl_iterate_phdr(repatch_cb, &r);
 }
 
 void route_modules_changed(void) {
@@ -473,18 +559,21 @@ static struct rtable *class_table(struct tstate *st, unsigned cls,
   fill(t, st->thread_mask | t->lib_mask, def);
   // route_totals may be reading this thread's tables: publish it filled.
   __atomic_store_n(&st->tab[cls], t, __ATOMIC_RELEASE);
+  if (cls < ROUTE_FAST_CLASSES) tl_route.ctab[cls] = t; // its entry points
   return t;
 }
 
-// This thread's table for callers at ra, entered in its cache.
+// This thread's table for callers at ra, entered in its cache; NULL when
+// there is no memory for it (then *cls tells the caller's class).
 static struct rtable *table_for(struct tstate *st, uintptr_t ra,
-                                struct mmpool *def) {
+                                struct mmpool *def, unsigned *cls) {
   unsigned i = (uint8_t)ra;
   if (ra && tl_route.rc.ra[i] == ra) return tl_route.rc.tab[i];
-  unsigned cls;
-  int cache = caller_class(ra, &cls) == 0;
-  struct rtable *t = class_table(st, cls, def);
-  if (!t) return &tl_route.tab0; // no memory: every size takes this path
+  int unbound;
+  int cache = caller_class(ra, cls, &unbound) == 0;
+  if (unbound) repatch(ra, *cls);
+  struct rtable *t = class_table(st, *cls, def);
+  if (!t) return NULL;
   if (cache && ra) {
     tl_route.rc.tab[i] = t;
     __atomic_store_n(&tl_route.rc.ra[i], ra, __ATOMIC_RELEASE);
@@ -499,8 +588,9 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
     // No tables after the thread's exit hook: evaluate in full.
     uint64_t bits = 0;
     unsigned cls;
+    int unbound;
     if (route_by_lib) {
-      caller_class(ra, &cls);
+      caller_class(ra, &cls, &unbound);
       bits = cls_mask[cls];
     }
     if (thread_routed) {
@@ -512,16 +602,26 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
     return route_pool(*route, def);
   }
   refresh(st, def);
-  struct rtable *t = route_by_lib ? table_for(st, ra, def) : &tl_route.tab0;
+  unsigned cls = 0;
+  struct rtable *t = route_by_lib ? table_for(st, ra, def, &cls)
+                                  : &tl_route.tab0;
+  if (!t) { // no memory for the table: evaluate in full
+    *route = eval(n, st->thread_mask | cls_mask[cls]);
+    return route_pool(*route, def);
+  }
   if (n <= SC_SMALL_MAX) {
-    unsigned s = (unsigned)(n + 15) >> 4, c = sc_of(n);
-    int direct = n <= SC_DIRECT_MAX;
-    struct mmpool *p = direct ? t->pool[s] : t->cpool[c];
-    if (p && route_pool_ok(p)) {
-      *route = direct ? t->route[s] : t->croute[c];
-      return p;
+    unsigned id, r;
+    if (n <= SC_DIRECT_MAX) {
+      id = t->pid[n], r = t->route[n];
+    } else {
+      unsigned c = sc_of(n), part = n > t->ccut[c];
+      id = t->cpid[c][part], r = t->croute[c][part];
     }
-    if (p) refill_all(st, def); // a pool closed since the tables were made
+    if (id && route_pool_ok(&pool_table[id])) {
+      *route = r;
+      return &pool_table[id];
+    }
+    if (id) refill_all(st, def); // a pool closed since the tables were made
   }
   *route = eval(n, st->thread_mask | t->lib_mask);
   return route_pool(*route, def);

@@ -3,28 +3,32 @@
 // The routes of the configuration (size=, lib=, thread=) are tried in
 // order; the first that matches names the pool, else the default pool. The
 // slow path evaluates them; malloc's fast path never does: it reads the pool
-// of its size slot ((n + 15) >> 4, n <= SC_DIRECT_MAX) from a table made for
-// the calling thread and, with lib= routes, for the calling module:
+// id of its exact size (n <= SC_DIRECT_MAX) from a table made for the
+// calling thread and, with lib= routes, for the calling module:
 //
 //   - no lib= route: the thread's table tl_route.tab0, one indexed load;
-//   - lib= routes: tab0 stays empty (every slot NULL), and the return
+//   - lib= routes: the exported malloc does not read tab0; the return
 //     address of malloc picks the table through a per-thread cache of 256
 //     return addresses (tl_route.rc, indexed by the low byte of the
 //     address; one compare), filled by the slow path from the
 //     table of loaded modules (dl_iterate_phdr; rebuilt when an address is
 //     in no known module and the loader's counters moved, and after every
-//     dlclose, which this library wraps).
+//     dlclose, which this library wraps). Modules whose PLT calls malloc
+//     and calloc are sent to entry points made for their class instead
+//     (got.c), which read their table from a fixed place: tab0 for class 0,
+//     ctab[k] for class k < ROUTE_FAST_CLASSES.
 //
-// A table holds, per slot, the pool, the route taken (sizes of a slot that
-// two routes split take the slow path: pool NULL) and the number of blocks
-// the fast path handed out, which the MMPOOL_STATS report adds up; and the
-// same per size class, which the slow path reads first for sizes up to
-// SC_SMALL_MAX. A route boundary that is not a multiple of 16 splits one
-// slot (and its class): those 16 sizes always take the full slow path. Every
-// table is made for one thread name (thread= routes) and one "class" of
-// modules: the set of lib= routes a module matches. They are refilled when
-// the thread's name changes, and when a pool they name was closed through
-// the API (then the slow path sees the closed pool and refills).
+// A table holds, per size up to SC_DIRECT_MAX, the pool id, the route taken
+// and the number of blocks the fast path handed out (which the MMPOOL_STATS
+// report adds up), so that any size boundary of a route is exact at no cost.
+// The size classes above (up to SC_SMALL_MAX), which the slow path's first
+// lane serves, are held per class, each in two parts split at one size, so
+// that one route boundary inside a class costs a compare; a class that two
+// boundaries cut takes the full slow path. Every table is made for one
+// thread name (thread= routes) and one "class" of modules: the set of lib=
+// routes a module matches. They are refilled when the thread's name
+// changes, and when a pool they name was closed through the API (then the
+// slow path sees the closed pool and refills).
 //
 // Invariant: a table only ever names a pool that was open when it was
 // filled; memory of a table is never returned to the system, so a stale
@@ -38,25 +42,41 @@
 
 #include "shim.h"
 
-#define ROUTE_NSLOTS (SC_DIRECT_MAX / 16 + 1)
+#define ROUTE_NSIZES (SC_DIRECT_MAX + 1) // sizes with their own entry
 #define ROUTE_DEFAULT CONFIG_MAX_ROUTES // "no route matched": the default
-#define ROUTE_SPLIT 0xff               // slot split by routes: slow path
+#define ROUTE_NONE 0xff                // no route known: slow path
 #define ROUTE_RA_CACHE 256             // return addresses cached per thread
 #define ROUTE_MAX_CLASSES 64           // distinct lib= match sets
+#define ROUTE_FAST_CLASSES 8           // classes with their own entry points
 
+// Pool ids are 1..MMPOOL_MAX_POOLS: 0 in a table means "ask the slow path"
+// (a table that is empty, or a class cut twice by routes).
+_Static_assert(MMPOOL_MAX_POOLS < 256, "pool ids are stored in a byte");
+
+// Layout: the tables come page-aligned from the engine's arena, like the
+// slabs whose first blocks every program uses most. A load that follows a
+// store to an address a multiple of 4096 bytes away waits for that store
+// (4K aliasing), so the entries of the smallest sizes (pid, count) are put
+// in the second half of the page, after the cold fields: a page-aligned
+// table ran the bench's 16-byte pair 20 % slower than the same table at
+// another offset.
 struct rtable {
-  struct mmpool *pool[ROUTE_NSLOTS]; // read by malloc's fast path
-  uint64_t count[ROUTE_NSLOTS];      // blocks the fast path handed out
-  // The same by size class, for sizes above SC_DIRECT_MAX (the slow
-  // path's first lane; entries of smaller classes are unused).
-  struct mmpool *cpool[SC_COUNT];
-  uint64_t ccount[SC_COUNT];
-  uint8_t route[ROUTE_NSLOTS];       // route index, ROUTE_DEFAULT, ROUTE_SPLIT
-  uint8_t croute[SC_COUNT];
-  uint64_t lib_mask;                 // bit i: lib= route i matches the caller
-  struct rtable *next_free;          // recycled tables
-  int recycled;                      // from the table arena, not tl_route
+  uint8_t route[ROUTE_NSIZES];  // route index or ROUTE_DEFAULT
+  // Size classes above SC_DIRECT_MAX (the slow path's first lane; entries
+  // of smaller classes are unused), in two parts: sizes <= ccut[c], and
+  // the others. Without a route boundary inside the class both parts are
+  // the same.
+  uint32_t ccut[SC_COUNT];
+  uint8_t cpid[SC_COUNT][2];
+  uint8_t croute[SC_COUNT][2];
+  uint64_t ccount[SC_COUNT][2];
+  uint64_t lib_mask;            // bit i: lib= route i matches the caller
+  struct rtable *next_free;     // recycled tables
+  int recycled;                 // from the table arena, not tl_route
+  uint8_t pid[ROUTE_NSIZES];    // pool id by size (0: slow path); fast path
+  uint64_t count[ROUTE_NSIZES]; // blocks the fast path handed out, by size
 };
+
 
 // lib= routes are configured.
 extern int route_by_lib SHIM_HIDDEN;
@@ -73,10 +93,32 @@ struct rcache {
 // What malloc's fast path reads, in one thread-local object so that one
 // TLS offset finds it all.
 struct tl_route {
-  struct rtable tab0; // the table without lib= routes; else all NULL
-  struct rcache rc;   // with lib= routes
+  // The table without lib= routes; with them, the table of class 0
+  // (callers that no lib= route matches), which the exported malloc does
+  // not read but the class-0 entry point does.
+  struct rtable tab0;
+  struct rcache rc; // with lib= routes
+  // The table of class k (1 <= k < ROUTE_FAST_CLASSES) for its entry
+  // points, or route_empty_table before the thread has one.
+  struct rtable *ctab[ROUTE_FAST_CLASSES];
 };
 extern __thread struct tl_route tl_route SHIM_HIDDEN;
+// A table with no pool (every size asks the slow path).
+extern struct rtable route_empty_table SHIM_HIDDEN;
+
+// Entry points by class (preload.c): malloc and calloc for callers of
+// class k, which got.c puts into the GOT slots of the modules of class k.
+extern void *const route_malloc_entry[ROUTE_FAST_CLASSES] SHIM_HIDDEN;
+extern void *const route_calloc_entry[ROUTE_FAST_CLASSES] SHIM_HIDDEN;
+
+// got.c: points the GOT slots of malloc and calloc of the module info
+// (named name, of class cls) that the loader bound to this library at the
+// class's entry points. Returns 1 when such a slot is not bound yet (lazy
+// binding), so that a later call may patch it. Call from a
+// dl_iterate_phdr callback.
+struct dl_phdr_info;
+int got_patch(const struct dl_phdr_info *info, const char *name,
+              unsigned cls) SHIM_HIDDEN;
 
 // Called once at the end of initialisation, when the pools are open.
 void route_init(void) SHIM_HIDDEN;
