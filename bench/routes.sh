@@ -31,6 +31,9 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_BIN_DIR  where pair-glibc is [<repo>/build-bench/bench]
+#   BENCH_PROG     the program [pair-glibc]; pair-glibc-now is the same
+#                  linked with -z now, whose calls the exported malloc
+#                  routes by return address (no entry point: shim/got.c)
 #   PRELOAD_LIB    the preload library [<BENCH_BIN_DIR>/../shim/libmmpool-preload.so]
 #   CONFIGS        labels of the configurations to run, among those above
 #                  [none size size_lib size_lib_hit size_thread_lib]; none
@@ -39,15 +42,21 @@
 #   MODES          [pair ws100] (see pair.c)
 #   N1, N2         [100000, 1100000]
 #   RESULTS_DIR    [<repo>/bench/results]
+#   WALL_RUNS      [0] rounds of wall-time runs (no valgrind) after the
+#                  callgrind figures; 0: none
+#   WALL_N         [50000000] iterations of a wall-time run
+#   WALL_SIZES     [16] sizes of the wall-time runs (each mode of MODES)
 #
 # Output: RESULTS_DIR/routes.csv, first line "# <the command that produced
 # it>", then config,mode,size,instructions_per_pair,ratio_to_none; a summary
-# on stderr.
+# on stderr. With WALL_RUNS: RESULTS_DIR/routes-wall.csv,
+# config,mode,size,median_ns_per_pair,ratio_to_none,runs (every run's figure).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 BENCH_BIN_DIR=${BENCH_BIN_DIR:-$repo/build-bench/bench}
+BENCH_PROG=${BENCH_PROG:-pair-glibc}
 PRELOAD_LIB=${PRELOAD_LIB:-$(dirname "$BENCH_BIN_DIR")/shim/libmmpool-preload.so}
 CONFIGS=${CONFIGS:-none size size_lib size_lib_hit size_thread_lib}
 SIZES=${SIZES:-16 64 256 1024 4096 65536}
@@ -55,6 +64,9 @@ MODES=${MODES:-pair ws100}
 N1=${N1:-100000}
 N2=${N2:-1100000}
 RESULTS_DIR=${RESULTS_DIR:-$here/results}
+WALL_RUNS=${WALL_RUNS:-0}
+WALL_N=${WALL_N:-50000000}
+WALL_SIZES=${WALL_SIZES:-16}
 
 # The configurations: label -> MMPOOL_CONFIG ("" for none: variable unset).
 sizes_only='pool small size=4G; pool big size=16G; route size<256 -> small; route size>=64K -> big'
@@ -66,7 +78,7 @@ config_value() {
   none) echo "" ;;
   size) echo "$sizes_only" ;;
   size_lib) echo "$lib_pools; $lib_miss; $size_routes" ;;
-  size_lib_hit) echo "$lib_pools; route lib=pair-glibc -> libs; $lib_miss; $size_routes" ;;
+  size_lib_hit) echo "$lib_pools; route lib=pair-glibc* -> libs; $lib_miss; $size_routes" ;;
   size_thread_lib) echo "$lib_pools; route thread=worker-* -> libs; $lib_miss; $size_routes" ;;
   *) return 1 ;;
   esac
@@ -89,9 +101,9 @@ command -v valgrind >/dev/null 2>&1 || {
   echo "routes.sh: N2 must exceed N1" >&2
   exit 1
 }
-bin=$BENCH_BIN_DIR/pair-glibc
+bin=$BENCH_BIN_DIR/$BENCH_PROG
 [ -x "$bin" ] || {
-  echo "routes.sh: $bin missing (build the target pair-glibc)" >&2
+  echo "routes.sh: $bin missing (build the target $BENCH_PROG)" >&2
   exit 1
 }
 [ -f "$PRELOAD_LIB" ] || {
@@ -129,7 +141,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/mmpool-routes.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-cmdline="BENCH_BIN_DIR=$BENCH_BIN_DIR PRELOAD_LIB=$PRELOAD_LIB CONFIGS=\"$CONFIGS\" SIZES=\"$SIZES\" MODES=\"$MODES\" N1=$N1 N2=$N2 RESULTS_DIR=$RESULTS_DIR $0"
+cmdline="BENCH_BIN_DIR=$BENCH_BIN_DIR BENCH_PROG=$BENCH_PROG PRELOAD_LIB=$PRELOAD_LIB CONFIGS=\"$CONFIGS\" SIZES=\"$SIZES\" MODES=\"$MODES\" N1=$N1 N2=$N2 RESULTS_DIR=$RESULTS_DIR $0"
 
 # grind LABEL LOGLEVEL SIZE N MODE: one run of pair-glibc under callgrind
 # with the preload library and the configuration LABEL (LOGLEVEL "" for the
@@ -251,3 +263,42 @@ echo "wrote $csv" >&2
         printf "  %-16s %s (%s)\n", order[i], max[order[i]], at[order[i]]
     }' "$csv"
 } >&2
+
+# Wall time (WALL_RUNS > 0): pair-glibc without valgrind, WALL_N iterations,
+# WALL_RUNS rounds in which every configuration runs once (alternating, so
+# that a noisy neighbour hits them alike); the median ns per pair of each.
+[ "$WALL_RUNS" -gt 0 ] || exit 0
+wcsv=$RESULTS_DIR/routes-wall.csv
+{
+  echo "# WALL_RUNS=$WALL_RUNS WALL_N=$WALL_N WALL_SIZES=\"$WALL_SIZES\" $cmdline"
+  echo "config,mode,size,median_ns_per_pair,ratio_to_none,runs"
+} >"$tmp/wcsv"
+for mode in $MODES; do
+  for s in $WALL_SIZES; do
+    : >"$tmp/wall"
+    r=0
+    while [ "$r" -lt "$WALL_RUNS" ]; do
+      for c in $CONFIGS; do
+        cfg=$(config_value "$c")
+        ns=$(
+          export LD_PRELOAD="$PRELOAD_LIB"
+          [ -z "$cfg" ] || export MMPOOL_CONFIG="$cfg"
+          "$bin" "$s" "$WALL_N" "$mode" | cut -d, -f5
+        ) || exit 1
+        echo "$c $ns" >>"$tmp/wall"
+      done
+      r=$((r + 1))
+    done
+    base=
+    for c in $CONFIGS; do
+      runs=$(awk -v c="$c" '$1 == c { print $2 }' "$tmp/wall" | sort -n)
+      med=$(printf '%s\n' "$runs" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+      [ "$c" = none ] && base=$med
+      ratio=$(awk -v p="$med" -v b="$base" 'BEGIN { printf "%.3f", p / b }')
+      echo "$c,$mode,$s,$med,$ratio,$(printf '%s' "$runs" | tr '\n' ' ')" >>"$tmp/wcsv"
+      echo "routes: wall $mode size $s $c: median $med ns per pair ($ratio x none)" >&2
+    done
+  done
+done
+mv "$tmp/wcsv" "$wcsv"
+echo "wrote $wcsv" >&2
