@@ -332,7 +332,7 @@ EXPORT void *calloc(size_t n, size_t size) {
 
 static inline __attribute__((always_inline)) struct rtable *
 class_table_now(unsigned k) {
-  return k ? tl_route.ctab[k] : &tl_route.tab0;
+  return k ? tl_ctab[k] : &tl_route.tab0;
 }
 
 static inline __attribute__((always_inline)) void *malloc_class(unsigned k,

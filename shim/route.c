@@ -28,8 +28,9 @@
 
 int route_by_lib;
 size_t route_tab0_limit = SC_DIRECT_MAX + 1;
-__thread struct tl_route tl_route = {
-    .ctab = {[0 ... ROUTE_FAST_CLASSES - 1] = &route_empty_table}};
+__thread struct tl_route tl_route;
+__thread struct rtable *tl_ctab[ROUTE_FAST_CLASSES] = {
+    [0 ... ROUTE_FAST_CLASSES - 1] = &route_empty_table};
 struct rtable route_empty_table;
 
 static int thread_routed;                       // thread= routes exist
@@ -305,11 +306,11 @@ static void thread_exit_hook(void) {
   release_tables(st);
   unlink_thread(st);
   heap_registry_unlock();
-  // Only this thread reads its tab0's pool ids and its ctab.
+  // Only this thread reads its tab0's pool ids and its tl_ctab.
   memset(tl_route.tab0.pid, 0, sizeof tl_route.tab0.pid);
   memset(tl_route.tab0.cpid, 0, sizeof tl_route.tab0.cpid);
   for (unsigned k = 0; k < ROUTE_FAST_CLASSES; k++)
-    tl_route.ctab[k] = &route_empty_table;
+    tl_ctab[k] = &route_empty_table;
 }
 
 // Fork child: only this thread lives on, and the counts start from zero:
@@ -559,7 +560,7 @@ static struct rtable *class_table(struct tstate *st, unsigned cls,
   fill(t, st->thread_mask | t->lib_mask, def);
   // route_totals may be reading this thread's tables: publish it filled.
   __atomic_store_n(&st->tab[cls], t, __ATOMIC_RELEASE);
-  if (cls < ROUTE_FAST_CLASSES) tl_route.ctab[cls] = t; // its entry points
+  if (cls < ROUTE_FAST_CLASSES) tl_ctab[cls] = t; // its entry points
   return t;
 }
 

@@ -16,7 +16,7 @@
 //     dlclose, which this library wraps). Modules whose PLT calls malloc
 //     and calloc are sent to entry points made for their class instead
 //     (got.c), which read their table from a fixed place: tab0 for class 0,
-//     ctab[k] for class k < ROUTE_FAST_CLASSES.
+//     tl_ctab[k] for class k < ROUTE_FAST_CLASSES.
 //
 // A table holds, per size up to SC_DIRECT_MAX, the pool id, the route taken
 // and the number of blocks the fast path handed out (which the MMPOOL_STATS
@@ -98,11 +98,13 @@ struct tl_route {
   // not read but the class-0 entry point does.
   struct rtable tab0;
   struct rcache rc; // with lib= routes
-  // The table of class k (1 <= k < ROUTE_FAST_CLASSES) for its entry
-  // points, or route_empty_table before the thread has one.
-  struct rtable *ctab[ROUTE_FAST_CLASSES];
 };
 extern __thread struct tl_route tl_route SHIM_HIDDEN;
+// The table of class k (1 <= k < ROUTE_FAST_CLASSES) for its entry points,
+// or route_empty_table before the thread has one. Apart from tl_route,
+// which then needs no initial image (each new thread gets its TLS zeroed,
+// not copied).
+extern __thread struct rtable *tl_ctab[ROUTE_FAST_CLASSES] SHIM_HIDDEN;
 // A table with no pool (every size asks the slow path).
 extern struct rtable route_empty_table SHIM_HIDDEN;
 
