@@ -46,9 +46,7 @@
 #ifdef GOT_JUMP_SLOT
 
 // The functions whose slots are patched: which entry table serves them.
-static int target(const char *name, void *const **entries, void **exported,
-                  const char **what) {
-  *what = name;
+static int target(const char *name, void *const **entries, void **exported) {
   if (strcmp(name, "malloc") == 0) {
     *entries = route_malloc_entry, *exported = (void *)malloc;
     return 1;
@@ -110,11 +108,10 @@ int got_patch(const struct dl_phdr_info *info, const char *name,
   for (size_t i = 0; i < pltrelsz / sizeof *rel; i++) {
     if (ELF64_R_TYPE(rel[i].r_info) != GOT_JUMP_SLOT) continue;
     const ElfW(Sym) *s = &sym[ELF64_R_SYM(rel[i].r_info)];
+    const char *fn = (const char *)strtab + s->st_name;
     void *const *entries;
     void *exported;
-    const char *what;
-    if (!target((const char *)strtab + s->st_name, &entries, &exported, &what))
-      continue;
+    if (!target(fn, &entries, &exported)) continue;
     // An undefined symbol with a value: the executable's PLT entry is the
     // function's address (see above). (A defined one is the module's own
     // function, which the loader bound here all the same.)
@@ -131,7 +128,7 @@ int got_patch(const struct dl_phdr_info *info, const char *name,
     }
     __atomic_store_n(p, entries[cls], __ATOMIC_RELEASE);
     log_print(LOG_DEBUG, "lib= routes: %s calls %s through the entry of "
-              "class %u", name, what, cls);
+              "class %u", name, fn, cls);
   }
   return unbound;
 }

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "scratch.h"
+#include "child.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,13 +38,6 @@
 // ---------------------------------------------------------------------------
 // Helpers
 
-// scratch/name (tests/common/scratch.h), asserted.
-static char *path_in(const char *name) {
-  char *p = scratch_path(name);
-  assert_non_null(p);
-  return p;
-}
-
 static int group_setup(void **state) {
   (void)state;
   return scratch_setup("tool");
@@ -54,19 +48,11 @@ static int group_teardown(void **state) {
   return scratch_teardown();
 }
 
+// The file's text, which must exist.
 static char *read_all(const char *path) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *m = open_memstream(&buf, &len);
-  assert_non_null(m);
-  int c;
-  while ((c = fgetc(f)) != EOF)
-    fputc(c, m);
-  fclose(f);
-  fclose(m);
-  return buf;
+  char *t = slurp(path);
+  assert_non_null(t);
+  return t;
 }
 
 static void write_file(const char *path, const char *text, mode_t mode) {
@@ -105,32 +91,11 @@ static void res_free(struct res *r) {
 // Runs argv[0] with argv, the test's environment less LD_PRELOAD and
 // MMPOOL_*, plus env (NULL-terminated "VAR=VALUE" strings, may be NULL).
 static struct res run_env(const char *const *argv, const char *const *env) {
-  extern char **environ;
-  char *envp[512];
-  unsigned n = 0;
-  for (char **e = environ; *e && n < 400; e++)
-    if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "MMPOOL_", 7))
-      envp[n++] = *e;
-  for (unsigned i = 0; env && env[i]; i++)
-    envp[n++] = (char *)env[i];
-  envp[n] = NULL;
   char out[600], err[600];
   snprintf(out, sizeof out, "%s/child.out", scratch);
   snprintf(err, sizeof err, "%s/child.err", scratch);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(99);
-    close(o), close(e);
-    execve(argv[0], (char **)argv, envp);
-    _exit(98);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
   struct res r;
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.status = child_run(argv, env, 0, out, err, NULL);
   r.out = read_all(out);
   r.err = read_all(err);
   return r;

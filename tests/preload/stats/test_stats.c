@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "scratch.h"
+#include "child.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -34,13 +35,6 @@
   "route size<=256 -> small\nroute size>=1M -> big\ndefault mid"
 
 
-// scratch/name (tests/common/scratch.h), asserted.
-static char *path_in(const char *name) {
-  char *p = scratch_path(name);
-  assert_non_null(p);
-  return p;
-}
-
 static int group_setup(void **state) {
   (void)state;
   return scratch_setup("stats");
@@ -51,19 +45,10 @@ static int group_teardown(void **state) {
   return scratch_teardown();
 }
 
+// The file's text; "" when it does not exist.
 static char *read_all(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return strdup("");
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *m = open_memstream(&buf, &len);
-  assert_non_null(m);
-  int c;
-  while ((c = fgetc(f)) != EOF)
-    fputc(c, m);
-  fclose(f);
-  fclose(m);
-  return buf;
+  char *t = slurp(path);
+  return t ? t : strdup("");
 }
 
 struct res {
@@ -75,31 +60,12 @@ struct res {
 // Runs argv under this process's LD_PRELOAD with env added to the
 // environment (less every MMPOOL_* variable of ours).
 static struct res run(const char *const *argv, const char *const *env) {
-  extern char **environ;
   assert_non_null(getenv("LD_PRELOAD"));
-  char *envp[512];
-  unsigned n = 0;
-  for (char **e = environ; *e && n < 400; e++)
-    if (strncmp(*e, "MMPOOL_", 7)) envp[n++] = *e;
-  for (unsigned i = 0; env && env[i]; i++)
-    envp[n++] = (char *)env[i];
-  envp[n] = NULL;
   char err[600];
   snprintf(err, sizeof err, "%s/child.err", scratch);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int o = open("/dev/null", O_WRONLY);
-    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(99);
-    close(o), close(e);
-    execve(argv[0], (char **)argv, envp);
-    _exit(98);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  struct res r = {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), pid,
-                  read_all(err)};
+  struct res r;
+  r.status = child_run(argv, env, 1, NULL, err, &r.pid);
+  r.err = read_all(err);
   return r;
 }
 
