@@ -1,11 +1,12 @@
 // config.c: the configuration of the preload library (see config.h).
 //
 // Invariant: nothing here allocates or touches global state. The texts are
-// copied into one private anonymous mapping (struct work), split there in
+// copied into one work area (struct work, scratch memory of the address-space
+// ledger, core/vmmap.c), split there in
 // place, and every statement lands directly in the caller's struct; names a
 // statement refers to are resolved once all sources are read, so messages
-// found late still quote their statement from the mapping. The mapping is
-// unmapped before config_load returns, and on any error in the statements
+// found late still quote their statement from the work area. The area is
+// released before config_load returns, and on any error in the statements
 // the caller's struct is rewritten to the built-in default.
 #define _GNU_SOURCE
 #include "config.h"
@@ -18,6 +19,7 @@
 
 #include "log.h"
 #include "os.h"
+#include "vmmap.h"
 
 // clang-format off
 const struct config_option config_options[] = {
@@ -620,25 +622,21 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
   load_options(out, &rep, val);
   int have_file = val[OPT_FILE] && *val[OPT_FILE];
   if (have_file || val[OPT_CONFIG]) {
-    uintptr_t map;
-    int r = os_reserve(0, sizeof(struct work), &map);
-    if (r == 0 && (r = os_commit(map, sizeof(struct work))) < 0)
-      os_unmap(map, sizeof(struct work));
-    if (r < 0) { // out of memory or address space
-      char ebuf[24];
+    // The work area comes from the address-space ledger, like every
+    // mapping of the library.
+    struct work *x = vmmap_scratch(sizeof(struct work));
+    if (!x) { // out of memory or address space
       rep.bad = 1;
-      add_line(&rep, "%s: cannot parse it: %s",
-               have_file ? "MMPOOL_CONFIG_FILE" : "MMPOOL_CONFIG",
-               os_strerror(-r, ebuf, sizeof ebuf));
-    } else {
-      struct work *x = (struct work *)map; // zeroed by the kernel
+      add_line(&rep, "%s: cannot parse it: out of memory",
+               have_file ? "MMPOOL_CONFIG_FILE" : "MMPOOL_CONFIG");
+    } else { // zeroed by the kernel
       x->c = out;
       x->rep = &rep;
       out->npools = 0;
       if (have_file) load_file(x, val[OPT_FILE]);
       if (val[OPT_CONFIG]) load_var(x, val[OPT_CONFIG]);
       resolve(x);
-      os_unmap(map, sizeof(struct work));
+      vmmap_scratch_release(x);
     }
     if (rep.bad) {
       int stats = out->stats, level = out->log_level, strict = out->strict;

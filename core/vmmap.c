@@ -12,7 +12,7 @@
 
 #define VM_MAX_RANGES 256
 
-enum { VR_FREE = 0, VR_POOL = 1, VR_INTERNAL = 2 };
+enum { VR_FREE = 0, VR_POOL = 1, VR_INTERNAL = 2, VR_SCRATCH = 3 };
 
 struct vm_range {
   uintptr_t base;
@@ -162,15 +162,17 @@ int vmmap_release(uintptr_t base) {
   return r;
 }
 
-void *vmmap_internal(size_t len) {
+// A committed read-write range of len bytes recorded as kind; NULL when no
+// ledger slot or no memory is left.
+static void *map_own(size_t len, int kind, const char *name) {
   uintptr_t got = 0;
   void *res = NULL;
   vmmap_lock();
   struct vm_range *slot = slot_free();
   if (slot && os_reserve(0, len, &got) == 0) {
     if (os_commit(got, len) == 0) {
-      *slot = (struct vm_range){got, len, VR_INTERNAL, 0};
-      os_name_range(got, len, "mmpool-internal");
+      *slot = (struct vm_range){got, len, kind, 0};
+      os_name_range(got, len, name);
       res = (void *)got;
     } else {
       os_unmap(got, len);
@@ -178,4 +180,27 @@ void *vmmap_internal(size_t len) {
   }
   vmmap_unlock();
   return res;
+}
+
+void *vmmap_internal(size_t len) {
+  return map_own(len, VR_INTERNAL, "mmpool-internal");
+}
+
+void *vmmap_scratch(size_t len) {
+  return map_own(len, VR_SCRATCH, "mmpool-scratch");
+}
+
+int vmmap_scratch_release(void *ptr) {
+  int r = -EFAULT;
+  vmmap_lock();
+  for (unsigned i = 0; i < VM_MAX_RANGES; i++) {
+    struct vm_range *rg = &ranges[i];
+    if (rg->kind == VR_SCRATCH && rg->base == (uintptr_t)ptr) {
+      r = os_unmap(rg->base, rg->len);
+      memset(rg, 0, sizeof *rg);
+      break;
+    }
+  }
+  vmmap_unlock();
+  return r;
 }

@@ -51,6 +51,12 @@ int vmmap_release(uintptr_t base);
 // A read-write anonymous range for process-local state (thread heaps),
 // never released; NULL on failure.
 void *vmmap_internal(size_t len);
+// Zeroed read-write memory for a short task (the configuration parser's
+// work area), recorded in the ledger until vmmap_scratch_release; NULL on
+// failure (errno untouched).
+void *vmmap_scratch(size_t len);
+// Unmaps a range vmmap_scratch returned; -EFAULT if it is not one.
+int vmmap_scratch_release(void *ptr);
 
 // Fork: the child inherits the ledger; its lock is re-initialised.
 void vmmap_lock(void);
