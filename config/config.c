@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 
+#include "fmt.h"
 #include "log.h"
 #include "os.h"
 #include "vmmap.h"
@@ -139,7 +140,7 @@ static void add_line(struct report *rep, const char *fmt, ...) {
   if (e->count == CONFIG_MAX_ERRORS) return;
   va_list ap;
   va_start(ap, fmt);
-  log_vformat(e->line[e->count++], CONFIG_ERROR_LEN, fmt, ap);
+  fmt_vformat(e->line[e->count++], CONFIG_ERROR_LEN, fmt, ap);
   va_end(ap);
 }
 
@@ -150,14 +151,14 @@ static void show_path(const char *path, char *out, size_t n) {
     memcpy(out, path, len + 1);
     return;
   }
-  log_format(out, n, "...%s", path + len - (n - 4));
+  fmt_format(out, n, "...%s", path + len - (n - 4));
 }
 
 static void show_text(const char *s, size_t len, char *out) {
   if (len > CONFIG_STMT_SHOWN)
-    log_format(out, CONFIG_STMT_SHOWN + 1, "%.*s...", CONFIG_STMT_SHOWN - 3, s);
+    fmt_format(out, CONFIG_STMT_SHOWN + 1, "%.*s...", CONFIG_STMT_SHOWN - 3, s);
   else
-    log_format(out, CONFIG_STMT_SHOWN + 1, "%.*s", (int)len, s);
+    fmt_format(out, CONFIG_STMT_SHOWN + 1, "%.*s", (int)len, s);
 }
 
 static void stmt_error(struct work *x, const struct origin *at, const char *fmt,
@@ -167,7 +168,7 @@ static void stmt_error(struct work *x, const struct origin *at, const char *fmt,
   char fault[CONFIG_ERROR_LEN], shown[CONFIG_STMT_SHOWN + 1];
   va_list ap;
   va_start(ap, fmt);
-  log_vformat(fault, sizeof fault, fmt, ap);
+  fmt_vformat(fault, sizeof fault, fmt, ap);
   va_end(ap);
   show_text(at->text, strlen(at->text), shown);
   x->rep->bad = 1;

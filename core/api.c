@@ -6,9 +6,12 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "heap.h"
+#include "lock.h"
 #include "log.h"
 #include "mmpool.h"
+#include "page.h"
+#include "pool.h"
 
 #define MMPOOL_PUSH_MAX 16
 
@@ -124,10 +127,8 @@ void *mmpool_malloc(mmpool_t *p, size_t size) {
   // The fast path keeps no frame: a NULL pool, a bigger size or an empty
   // slab is a tail call.
   if (likely(p != NULL && size <= SC_DIRECT_MAX)) {
-    struct theap *h = tl_heap[p->id];
-    struct pdesc *d = h->direct[(size + 15) >> 4];
-    uint64_t off = d->free;
-    if (likely(off)) return slab_pop(h->base, d, off, size);
+    void *b = heap_try_direct(p->id, size);
+    if (likely(b != NULL)) return b;
   }
   return malloc_slow(p, size);
 }

@@ -17,8 +17,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "heap.h"
 #include "log.h"
+#include "page.h"
 #include "vmmap.h"
 
 struct pdesc empty_desc;
@@ -39,7 +40,6 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 int (*heap_foreign_free_hook)(void *ptr);
 void (*heap_thread_exit_hook)(void);
 void (*heap_fork_child_hook)(void);
-__thread unsigned tl_locks;
 static struct theap *registry;   // live heaps of all threads
 static struct theap *free_heaps; // recycled heap memory (reg_next links)
 static char *arena_next, *arena_end;
@@ -225,7 +225,7 @@ static void slab_init(struct mmpool *p, uint32_t idx, unsigned c,
   d->inited = d->used = 0;
   d->free = 0;
   d->thread_free = 0;
-  d->side = so + sc->side_rel - ((so >> sc->gshift) << 1);
+  d->slack_off = so + sc->slack_rel - ((so >> sc->gshift) << 1);
   d->owner = owner;
 }
 
@@ -304,7 +304,7 @@ void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) {
   if (!h) return NULL;
   struct pdesc *d = h->cur[c];
   if (!d->free && !(d = find_slab(p, h, c))) return NULL;
-  return slab_pop(h->base, d, d->free, n);
+  return heap_slab_pop(h->base, d, d->free, n);
 }
 
 void *heap_alloc_slow(struct mmpool *p, size_t n) {
@@ -330,7 +330,7 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   int64_t idx = page_span_alloc(p, np, ap, dirty);
   if (idx >= 0) {
     page_set_span(p, (uint32_t)idx, np, PD_LARGE);
-    p->desc[idx].side = n;
+    p->desc[idx].req = n;
     p->desc[idx].cls = 0;
   }
   engine_unlock(&p->lock);
@@ -394,9 +394,9 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
 }
 
 size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) {
-  if (d->kind == PD_LARGE) return d->side;
+  if (d->kind == PD_LARGE) return d->req;
   uint32_t s =
-      *(uint16_t *)(p->base + d->side + (((a - p->base) >> d->gshift) << 1));
+      *(uint16_t *)(p->base + d->slack_off + (((a - p->base) >> d->gshift) << 1));
   return s <= d->bsize ? d->bsize - s : 0;  // checked on attach; cheap guard
 }
 
@@ -503,7 +503,7 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
   if (d->kind == PD_SLAB) {
     // Stay while the block is not more than twice what is needed.
     if (n > d->bsize || (n <= d->bsize / 2 && d->bsize > 16)) return -1;
-    *(uint16_t *)(p->base + d->side + (((a - p->base) >> d->gshift) << 1)) =
+    *(uint16_t *)(p->base + d->slack_off + (((a - p->base) >> d->gshift) << 1)) =
         (uint16_t)(d->bsize - n);
     return 0;
   }
@@ -521,7 +521,7 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
     r = page_span_extend(p, idx, have, np - have);
     if (r == 0) page_set_span(p, idx, np, PD_LARGE);
   }
-  if (r == 0) d->side = n;
+  if (r == 0) d->req = n;
   engine_unlock(&p->lock);
   return r;
 }

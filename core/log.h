@@ -1,22 +1,13 @@
 // log.h: messages without allocation.
 //
-// A small printf-like formatter writes into caller buffers, and the log and
-// error paths use it with fixed buffers only: they can run inside malloc,
-// before the engine is initialised, in a fork child and from exit handlers.
+// The log and error paths format with fmt.h into fixed buffers only: they
+// can run inside malloc, before the engine is initialised, in a fork child
+// and from exit handlers.
 // Every line the library prints starts with "mmpool: ".
 #ifndef MMPOOL_LOG_H
 #define MMPOOL_LOG_H
 
-#include <stdarg.h>
 #include <stddef.h>
-
-// Formats into buf (always NUL-terminated when n > 0) and returns the length
-// written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
-// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx),
-// and a precision for strings (%.20s, %.*s).
-size_t log_vformat(char *buf, size_t n, const char *fmt, va_list ap);
-size_t log_format(char *buf, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 

@@ -7,7 +7,7 @@
 #define _GNU_SOURCE
 #include "os.h"
 
-#include "log.h"
+#include "fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -190,12 +190,12 @@ static void format_line(const char *line, size_t n, char *out, size_t outlen) {
   const char *dash = f[0];
   while (dash && dash < line + n && *dash != '-') dash++;
   if (!f[1] || !dash || dash >= line + n) {
-    log_format(out, outlen, "an unreadable maps line");
+    fmt_format(out, outlen, "an unreadable maps line");
     return;
   }
   size_t pl = f[5] ? (size_t)(line + n - f[5]) : 0;
   while (pl && f[5][pl - 1] == ' ') pl--;
-  log_format(out, outlen, "0x%.*s-0x%.*s %.4s %.*s", (int)(dash - f[0]), f[0],
+  fmt_format(out, outlen, "0x%.*s-0x%.*s %.4s %.*s", (int)(dash - f[0]), f[0],
              (int)(f[1] - 1 - (dash + 1)), dash + 1, f[1], (int)(pl ? pl : 6),
              pl ? f[5] : "[anon]");
 }

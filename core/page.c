@@ -20,7 +20,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "fmt.h"
+#include "page.h"
 #include "log.h"
 #include "os.h"
 #include "vmmap.h"
@@ -230,7 +231,7 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
   if (end < st->top && D(p, end)->kind == PD_FREE) {
     uint32_t m = D(p, end)->npages;
     page_list_remove(p, &st->bins[bin_of(m)], end);
-    D(p, end)->kind = PD_UNUSED;  // now the middle of a span
+    D(p, end)->kind = PD_FREE_MID;  // now the middle of a span
     end += m;
   }
   if (end == st->top) {
@@ -309,7 +310,7 @@ void page_detach_all(struct mmpool *p) {
 #define CHECK(cond, ...)                                 \
   do {                                                   \
     if (!(cond)) {                                       \
-      log_format(why, why_len, __VA_ARGS__);             \
+      fmt_format(why, why_len, __VA_ARGS__);             \
       return -EUCLEAN;                                   \
     }                                                    \
   } while (0)
@@ -329,7 +330,7 @@ static uint32_t live_span(struct mmpool *p, struct pdesc *d, uint32_t i,
                           uint32_t top) {
   if (d->kind == PD_LARGE) {
     uint32_t n = d->npages;
-    return n >= 1 && n <= top - i && d->side <= (uint64_t)n << PAGE_SHIFT ? n
+    return n >= 1 && n <= top - i && d->req <= (uint64_t)n << PAGE_SHIFT ? n
                                                                           : 0;
   }
   if (d->kind != PD_SLAB || d->cls >= SC_COUNT) return 0;
@@ -338,7 +339,7 @@ static uint32_t live_span(struct mmpool *p, struct pdesc *d, uint32_t i,
   int ok = d->bsize == sc->bsize && d->nblocks == sc->nblocks &&
            d->npages == sc->npages && d->gshift == sc->gshift &&
            d->inited <= d->nblocks && sc->npages <= top - i &&
-           d->side == so + sc->side_rel - ((so >> sc->gshift) << 1);
+           d->slack_off == so + sc->slack_rel - ((so >> sc->gshift) << 1);
   return ok ? sc->npages : 0;
 }
 
@@ -389,6 +390,7 @@ static int plausible_stale(const struct pdesc *d, uint32_t i) {
   switch (d->kind) {
   case PD_UNUSED:
   case PD_FREE:
+  case PD_FREE_MID:
   case PD_SLAB:   // a slab or large block whose making was cut short
   case PD_LARGE:
     return 1;
@@ -462,7 +464,7 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   CHECK(d->inited <= d->nblocks, "page %u: inited %u out of range", idx,
         d->inited);
   uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
-  CHECK(d->side == slab + sc->side_rel - ((slab >> d->gshift) << 1),
+  CHECK(d->slack_off == slab + sc->slack_rel - ((slab >> d->gshift) << 1),
         "page %u: slack array offset out of range", idx);
   memset(bm, 0, BITMAP_WORDS * 8);
   uint32_t nfree = 0, nremote = 0;
@@ -479,7 +481,7 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   for (uint32_t b = 0; b < d->inited; b++) {
     if (bm[b / 64] >> (b % 64) & 1) continue;
     uint64_t off = slab + (uint64_t)b * d->bsize;
-    uint16_t s = *(uint16_t *)(p->base + d->side + ((off >> d->gshift) << 1));
+    uint16_t s = *(uint16_t *)(p->base + d->slack_off + ((off >> d->gshift) << 1));
     CHECK(s <= d->bsize, "page %u: block %u records a slack of %u bytes in a "
           "%u-byte block", idx, b, s, d->bsize);
   }
@@ -487,14 +489,14 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
 }
 
 static size_t slack_of(struct mmpool *p, struct pdesc *d, uint64_t off) {
-  return *(uint16_t *)(p->base + d->side + ((off >> d->gshift) << 1));
+  return *(uint16_t *)(p->base + d->slack_off + ((off >> d->gshift) << 1));
 }
 
 int page_check(struct mmpool *p, char *why, size_t why_len) {
   struct pool_state *st = ST(p);
   uint64_t bm[BITMAP_WORDS];
   uint32_t free_spans = 0, listed = 0;
-  uint32_t prev_kind = PD_UNUSED;
+  uint32_t prev_kind = PD_UNUSED;  // no span before the first
   // free() resolves any page through head_delta: it must stay in the array.
   for (uint32_t i = 0; i < st->top; i++)
     CHECK(D(p, i)->head_delta <= i, "page %u: head_delta %u out of range", i,
@@ -527,9 +529,9 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
           listed++;
         }
       } else {
-        CHECK(d->side <= (uint64_t)n << PAGE_SHIFT,
+        CHECK(d->req <= (uint64_t)n << PAGE_SHIFT,
               "page %u: large block of %llu bytes in %u pages", i,
-              (unsigned long long)d->side, n);
+              (unsigned long long)d->req, n);
       }
     }
     prev_kind = d->kind;
@@ -577,7 +579,7 @@ int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
     struct pdesc *d = D(p, i);
     uintptr_t a = page_addr(p, i);
     if (d->kind == PD_LARGE) {
-      int r = fn((void *)a, d->side, arg);
+      int r = fn((void *)a, d->req, arg);
       if (r) return r;
     } else if (d->kind == PD_SLAB) {
       if (slab_scan(p, d, i, bm, why, sizeof why)) continue;

@@ -12,12 +12,14 @@
 #include <string.h>
 #include <sys/single_threaded.h>
 
-#include "internal.h"
+#include "fmt.h"
+#include "heap.h"
 #include "log.h"
 #include "os.h"
+#include "page.h"
+#include "pool.h"
 #include "vmmap.h"
 
-struct mmpool pool_table[MMPOOL_MAX_POOLS + 1];
 static unsigned default_id;
 static unsigned last_id;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -101,7 +103,7 @@ static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
     return log_fail(-r, "pool '%s': cannot commit its header", p->name);
   }
   char label[64];
-  log_format(label, sizeof label, "mmpool:%s", p->name);
+  fmt_format(label, sizeof label, "mmpool:%s", p->name);
   os_name_range(base, cap, label);
   struct poolfile_header *h = (struct poolfile_header *)base;
   poolfile_init(h, p->name, base, cap);
@@ -167,13 +169,13 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   r = poolfile_validate(&hb, size, why, sizeof why);
   if (r) return file_fail(p, -r, why);
   if (sp->size_set && round_cap(sp->size) != hb.capacity) {
-    log_format(why, sizeof why, "its capacity is %llu bytes, not the size=%llu "
+    fmt_format(why, sizeof why, "its capacity is %llu bytes, not the size=%llu "
                "asked for", (unsigned long long)hb.capacity,
                (unsigned long long)sp->size);
     return file_fail(p, EINVAL, why);
   }
   if (sp->base && sp->base != hb.base) {
-    log_format(why, sizeof why, "it is recorded at base 0x%llx, not 0x%llx "
+    fmt_format(why, sizeof why, "it is recorded at base 0x%llx, not 0x%llx "
                "(relocation is not supported yet)",
                (unsigned long long)hb.base, (unsigned long long)sp->base);
     return file_fail(p, EINVAL, why);
@@ -183,7 +185,7 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
                      "open it with the option 'recover' to check and attach "
                      "it");
   uintptr_t base;
-  log_format(why, sizeof why, "attach %s at its base", p->path);
+  fmt_format(why, sizeof why, "attach %s at its base", p->path);
   r = reserve(p, hb.base, hb.capacity, &base, why);
   if (r) return r;
   // A file not closed cleanly is repaired before it is checked. The repair
@@ -208,7 +210,7 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
     } else if ((unclean && (r = page_repair(p, why, sizeof why))) ||
                (r = page_check(p, why, sizeof why))) {
       char msg[420];
-      log_format(msg, sizeof msg, "damaged metadata: %s", why);
+      fmt_format(msg, sizeof msg, "damaged metadata: %s", why);
       r = file_fail(p, EUCLEAN, msg);
     }
   }
@@ -251,7 +253,7 @@ static int open_file(struct mmpool *p, const struct pool_spec *sp) {
       twin = &pool_table[i];
   if (twin) {
     char msg[96];
-    log_format(msg, sizeof msg, "is already attached in this process as "
+    fmt_format(msg, sizeof msg, "is already attached in this process as "
                "pool '%s'", twin->name);
     r = file_fail(p, EBUSY, msg);
   } else if (r) {

@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "log.h"
+#include "fmt.h"
+#include "hash.h"
 #include "sizeclass.h"
 
 void poolfile_layout(uint64_t capacity, uint64_t *desc_off, uint64_t *data_off,
@@ -27,28 +28,9 @@ void poolfile_layout(uint64_t capacity, uint64_t *desc_off, uint64_t *data_off,
   *npages = n;
 }
 
-uint64_t poolfile_hash(const void *p, size_t n, uint64_t seed) {
-  // FNV-1a over 64-bit words, with a final mix; the tail is zero padded.
-  const unsigned char *b = p;
-  uint64_t h = 0xcbf29ce484222325ull ^ seed;
-  for (; n >= 8; n -= 8, b += 8) {
-    uint64_t w;
-    memcpy(&w, b, 8);
-    h = (h ^ w) * 0x100000001b3ull;
-  }
-  if (n) {
-    uint64_t w = 0;
-    memcpy(&w, b, n);
-    h = (h ^ w) * 0x100000001b3ull;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
-}
 
 static uint64_t header_hash(const struct poolfile_header *h) {
-  return poolfile_hash(h, offsetof(struct poolfile_header, checksum), 0);
+  return hash_bytes(h, offsetof(struct poolfile_header, checksum), 0);
 }
 
 void poolfile_seal(struct poolfile_header *h) { h->checksum = header_hash(h); }
@@ -76,11 +58,11 @@ void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
 
 uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
   const char *d = (const char *)h + h->desc_off;
-  return poolfile_hash(d, (size_t)h->st.top * sizeof(struct pdesc), h->generation);
+  return hash_bytes(d, (size_t)h->st.top * sizeof(struct pdesc), h->generation);
 }
 
 #define FAIL(err, ...) \
-  (log_format(why, why_len, __VA_ARGS__), -(err))
+  (fmt_format(why, why_len, __VA_ARGS__), -(err))
 
 static int name_ok(const char *name, size_t max) {
   size_t i = 0;

@@ -19,14 +19,13 @@
 #include <stdint.h>
 
 #include "mmpool.h"
+#include "sizeclass.h"  // PAGE_SHIFT, SC_COUNT
 
 #define POOLFILE_MAGIC "MMPOOL\n\032"  // 8 bytes, no NUL
 #define POOLFILE_VERSION 1u
 #define POOLFILE_HEADER_SIZE 4096u     // bytes reserved for the header
 #define POOLFILE_BYTE_ORDER_LE 1u
 
-#define PAGE_SHIFT 16                  // data pages ("slab pages") of 64 KiB
-#define PAGE_BYTES ((size_t)1 << PAGE_SHIFT)
 
 // Pool bases are multiples of 1 GiB, so the address-to-pool table has one
 // entry per GiB and two pools never share an entry.
@@ -49,6 +48,7 @@ enum {
   PD_SLAB = 3,     // first page of a slab of one size class
   PD_LARGE = 4,    // first page of a large block (req = requested size)
   PD_TAIL = 5,     // a following page of a slab or large block (head_delta)
+  PD_FREE_MID = 6, // a page inside a free span, neither its first nor last
 };
 
 // pdesc.owner values besides thread ids.
@@ -79,8 +79,12 @@ struct pdesc {
   uint32_t prev;      // list link: page index + 1, 0 = none
   uint64_t free;      // slab: pool offset of the first free block, 0 = none
   uint64_t thread_free; // slab: frees from other threads (atomic), TF_*
-  uint64_t side;      // slab: pool offset of the usable-size array;
-                      // large: the requested size
+  union {
+    // slab: pool offset of the slack array, biased so that the entry of
+    // the block at pool offset off is at slack_off + (off >> gshift) * 2
+    uint64_t slack_off;
+    uint64_t req;     // large block: the requested size
+  };
 };
 
 // The part of the header that changes as the pool is used. Not covered by
@@ -129,9 +133,6 @@ void poolfile_layout(uint64_t capacity, uint64_t *desc_off, uint64_t *data_off,
 // Fills a new header (identity fields, checksum) for a fresh pool.
 void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
                    uint64_t capacity);
-
-// 64-bit checksum of a byte range (FNV-1a over 8-byte words).
-uint64_t poolfile_hash(const void *p, size_t n, uint64_t seed);
 
 // Recomputes h->checksum after an identity field changed.
 void poolfile_seal(struct poolfile_header *h);

@@ -7,13 +7,13 @@
 // it (besides the slack array), or 16 pages;
 // nblocks is the most blocks that fit before a slack array of
 // (((nblocks - 1) * bsize >> gshift) + 1) uint16_t entries, rounded up to 16
-// bytes, at the slab's end (side_rel).
+// bytes, at the slab's end (slack_rel).
 #include "sizeclass.h"
 
-#include "poolfile.h"
+#include "hash.h"
 
 // Generated from the rules above; checked by
-// tests/unit/test_sizeclass.c. {bsize, npages, nblocks, gshift, side_rel}
+// tests/unit/test_sizeclass.c. {bsize, npages, nblocks, gshift, slack_rel}
 const struct sizeclass sc_table[SC_COUNT] = {
     {16, 1, 3640, 4, 58256},
     {32, 1, 1927, 5, 61680},
@@ -82,6 +82,6 @@ unsigned sc_of_aligned(size_t n, size_t align) {
 }
 
 uint64_t sc_layout_hash(void) {
-  uint64_t h = poolfile_hash(sc_table, sizeof sc_table, SC_COUNT);
-  return poolfile_hash(sc_direct, sizeof sc_direct, h);
+  uint64_t h = hash_bytes(sc_table, sizeof sc_table, SC_COUNT);
+  return hash_bytes(sc_direct, sizeof sc_direct, h);
 }

@@ -14,6 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Data pages ("slab pages") of 64 KiB: the unit of the page allocator, of
+// slabs and of large blocks. Part of the pool file format.
+#define PAGE_SHIFT 16
+#define PAGE_BYTES ((size_t)1 << PAGE_SHIFT)
+
 #define SC_COUNT 48
 #define SC_SMALL_MAX ((size_t)128 << 10)  // largest class: 128 KiB
 #define SC_DIRECT_MAX 1024                 // sizes served by a direct lookup
@@ -23,7 +28,7 @@ struct sizeclass {
   uint32_t npages;    // 64 KiB pages per slab
   uint32_t nblocks;   // blocks per slab
   uint32_t gshift;    // slack-array granule shift
-  uint32_t side_rel;  // offset of the slack array from the slab's start
+  uint32_t slack_rel;  // offset of the slack array from the slab's start
 };
 
 extern const struct sizeclass sc_table[SC_COUNT];

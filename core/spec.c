@@ -1,4 +1,5 @@
 // spec.c: parser of the words of a pool statement (see spec.h).
+#include "fmt.h"
 #include "spec.h"
 
 #include <errno.h>
@@ -52,7 +53,7 @@ static int key_is(const char *w, size_t keylen, const char *name) {
   return strlen(name) == keylen && memcmp(w, name, keylen) == 0;
 }
 
-#define BAD(...) (log_format(why, why_len, __VA_ARGS__), -EINVAL)
+#define BAD(...) (fmt_format(why, why_len, __VA_ARGS__), -EINVAL)
 
 int spec_parse(const char *words, struct pool_spec *sp, char *why,
                size_t why_len) {

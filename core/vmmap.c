@@ -6,8 +6,9 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "fmt.h"
+#include "lock.h"
 #include "log.h"
-#include "internal.h"
 #include "os.h"
 
 #define VM_MAX_RANGES 256
@@ -65,7 +66,7 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
   vmmap_lock();
   struct vm_range *slot = slot_free();
   if (!slot) {
-    log_format(why, why_len, "too many mapped ranges (%d)", VM_MAX_RANGES);
+    fmt_format(why, why_len, "too many mapped ranges (%d)", VM_MAX_RANGES);
     goto out;
   }
   if (base) {
@@ -73,11 +74,11 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
     if (r == -EEXIST) {
       char occ[256];
       os_describe_mapping(base, len, occ, sizeof occ);
-      log_format(why, why_len,
+      fmt_format(why, why_len,
                  "the range 0x%lx-0x%lx is occupied by %s", (unsigned long)base,
                  (unsigned long)(base + len), occ);
     } else if (r) {
-      log_format(why, why_len, "cannot reserve 0x%lx-0x%lx (errno %d)",
+      fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (errno %d)",
                  (unsigned long)base, (unsigned long)(base + len), -r);
     }
   } else {
@@ -100,7 +101,7 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
       a += (uintptr_t)1 << VM_TABLE_SHIFT;
     }
     if (r) {
-      log_format(why, why_len,
+      fmt_format(why, why_len,
                  "no free %zu-byte range in 0x%lx-0x%lx for base=auto", len,
                  (unsigned long)VM_AUTO_START, (unsigned long)VM_AUTO_END);
     } else {

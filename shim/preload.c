@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "internal.h"
 #include "route.h"
 #include "shim.h"
 #include "log.h"
@@ -200,15 +199,13 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
 #define CALLER() ((uintptr_t)__builtin_return_address(0))
 
 // A block of n <= SC_DIRECT_MAX bytes from pool id (this thread's heap in
-// it), counted in *count; NULL when the slab at hand is empty.
+// it, core's fast path), counted in *count; NULL when the slab at hand is
+// empty.
 static inline __attribute__((always_inline)) void *
 pop_direct(unsigned id, uint64_t *count, size_t n) {
-  struct theap *h = tl_heap[id];
-  struct pdesc *d = h->direct[(n + 15) >> 4];
-  uint64_t off = d->free;
-  if (unlikely(!off)) return NULL;
-  ++*count;
-  return slab_pop(h->base, d, off, n);
+  void *b = heap_try_direct(id, n);
+  if (likely(b != NULL)) ++*count;
+  return b;
 }
 
 // The routing table for the caller at ra if the fast path can know it:
@@ -229,14 +226,10 @@ static inline __attribute__((always_inline)) void *lane(struct rtable *t,
     return id ? pop_direct(id, &t->count[n], n) : NULL;
   }
   unsigned c = sc_of(n), part = n > t->ccut[c];
-  unsigned id = t->cpid[c][part];
-  if (!id) return NULL;
-  struct theap *h = tl_heap[id];
-  struct pdesc *d = h->cur[c];
-  uint64_t off = d->free;
-  if (!off) return NULL;
-  t->ccount[c][part]++;
-  return slab_pop(h->base, d, off, n);
+  // Id 0 (a class two routes cut) gives NULL: tl_heap[0] is the empty heap.
+  void *b = heap_try_class(t->cpid[c][part], c, n);
+  if (b) t->ccount[c][part]++;
+  return b;
 }
 
 static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {

@@ -7,7 +7,8 @@
 #define MMPOOL_SHIM_H
 
 #include "config.h"
-#include "internal.h"
+#include "heap.h"
+#include "pool.h"
 
 #define SHIM_HIDDEN __attribute__((visibility("hidden")))
 

@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "log.h"
 #include "os.h"
 #include "route.h"
@@ -99,10 +100,10 @@ static void line(struct rep *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void line(struct rep *r, const char *fmt, ...) {
   char l[512];
-  size_t n = log_format(l, sizeof l, "mmpool: ");
+  size_t n = fmt_format(l, sizeof l, "mmpool: ");
   va_list ap;
   va_start(ap, fmt);
-  n += log_vformat(l + n, sizeof l - n - 1, fmt, ap);
+  n += fmt_vformat(l + n, sizeof l - n - 1, fmt, ap);
   va_end(ap);
   l[n++] = '\n';
   if (r->len + n > sizeof r->buf) flush(r);
@@ -114,7 +115,7 @@ static void line(struct rep *r, const char *fmt, ...) {
 static const char *bytes(char *b, size_t n, uint64_t v) {
   static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
   if (v < 1024) {
-    log_format(b, n, "%llu bytes", (unsigned long long)v);
+    fmt_format(b, n, "%llu bytes", (unsigned long long)v);
     return b;
   }
   unsigned u = 0;
@@ -123,7 +124,7 @@ static const char *bytes(char *b, size_t n, uint64_t v) {
   unsigned shift = 10 * (u + 1);
   uint64_t whole = v >> shift;
   uint64_t tenth = ((v - (whole << shift)) * 10) >> shift;
-  log_format(b, n, "%llu bytes (%llu.%llu %s)", (unsigned long long)v,
+  fmt_format(b, n, "%llu bytes (%llu.%llu %s)", (unsigned long long)v,
              (unsigned long long)whole, (unsigned long long)tenth, unit[u]);
   return b;
 }
@@ -170,7 +171,7 @@ static void figures(struct rep *r, struct mmpool *p) {
       line(r, "%s%s", lead, cl);
       lead = "   ", n = 0;
     }
-    n += log_format(cl + n, sizeof cl - n, " %zu:%zu", k->block_size,
+    n += fmt_format(cl + n, sizeof cl - n, " %zu:%zu", k->block_size,
                     k->blocks_used);
   }
   if (n)

@@ -1,6 +1,6 @@
 // test_log.c: the non-allocating formatter and the log sink (core/log.h).
 //
-// log_format must agree with snprintf on every conversion it supports, cut
+// fmt_format must agree with snprintf on every conversion it supports, cut
 // its output at the buffer size with a terminating NUL (never writing past
 // it), and the sink must print one "mmpool: " line per message, filtered by
 // level; log_fail keeps a per-thread last error; log_fatal aborts.
@@ -23,15 +23,16 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fmt.h"
 #include "log.h"
 
 static char got[512], want[512];
 
-// Formats with both log_format and snprintf and compares result and length.
+// Formats with both fmt_format and snprintf and compares result and length.
 #define SAME(fmt, ...)                                                         \
   do {                                                                         \
     memset(got, '#', sizeof got);                                              \
-    size_t n_ = log_format(got, sizeof got, fmt, __VA_ARGS__);                 \
+    size_t n_ = fmt_format(got, sizeof got, fmt, __VA_ARGS__);                 \
     int w_ = snprintf(want, sizeof want, fmt, __VA_ARGS__);                    \
     if (strcmp(got, want) != 0 || n_ != (size_t)w_)                            \
       fail_msg("format \"%s\": got \"%s\" (%zu), snprintf \"%s\" (%d)", fmt,   \
@@ -97,18 +98,18 @@ static void test_pointers_and_null(void **state) {
   (void)state;
   // NULL strings and pointers: something readable, not a crash.
   const char *volatile null_str = NULL;
-  log_format(got, sizeof got, "%s", null_str);
+  fmt_format(got, sizeof got, "%s", null_str);
   assert_string_equal(got, "(null)");
   // A precision bounds the read: the string need not be terminated.
   char unterminated[4] = {'a', 'b', 'c', 'd'};
-  log_format(got, sizeof got, "[%.4s]", unterminated);
+  fmt_format(got, sizeof got, "[%.4s]", unterminated);
   assert_string_equal(got, "[abcd]");
-  log_format(got, sizeof got, "%p", (void *)NULL);
+  fmt_format(got, sizeof got, "%p", (void *)NULL);
   assert_true(strcmp(got, "0x0") == 0 || strcmp(got, "(nil)") == 0);
   // A lone '%' at the end of the format does not read past it.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat"
-  log_format(got, sizeof got, "50%");
+  fmt_format(got, sizeof got, "50%");
 #pragma GCC diagnostic pop
   assert_true(strncmp(got, "50", 2) == 0);
   assert_true(strlen(got) <= 3);
@@ -123,7 +124,7 @@ static void test_truncation(void **state) {
   for (size_t n = 0; n <= flen + 4; n++) {
     char buf[64];
     memset(buf, '#', sizeof buf);
-    size_t r = log_format(buf, n, "mmpool: %d %s 0x%x", 12345, "abcdef", 42);
+    size_t r = fmt_format(buf, n, "mmpool: %d %s 0x%x", 12345, "abcdef", 42);
     if (n == 0) {
       assert_int_equal(buf[0], '#');
       assert_int_equal(r, 0);
@@ -138,19 +139,19 @@ static void test_truncation(void **state) {
   }
   // Cutting in the middle of a number, of a padded number, of a string.
   char b4[4];
-  log_format(b4, sizeof b4, "%016lx", 0x12UL);
+  fmt_format(b4, sizeof b4, "%016lx", 0x12UL);
   assert_string_equal(b4, "000");
-  log_format(b4, sizeof b4, "%d", -123456);
+  fmt_format(b4, sizeof b4, "%d", -123456);
   assert_string_equal(b4, "-12");
-  log_format(b4, sizeof b4, "%8s", "ab");
+  fmt_format(b4, sizeof b4, "%8s", "ab");
   assert_string_equal(b4, "   ");
-  log_format(b4, sizeof b4, "%p", (void *)0xabcdef);
+  fmt_format(b4, sizeof b4, "%p", (void *)0xabcdef);
   assert_string_equal(b4, "0xa");
   // A long string into a big buffer.
   static char big[3000], out[1024];
   memset(big, 'q', sizeof big - 1);
   big[sizeof big - 1] = 0;
-  assert_int_equal(log_format(out, sizeof out, "<%s>", big), sizeof out - 1);
+  assert_int_equal(fmt_format(out, sizeof out, "<%s>", big), sizeof out - 1);
   assert_int_equal(out[0], '<');
   assert_int_equal(strlen(out), sizeof out - 1);
 }
@@ -158,7 +159,7 @@ static void test_truncation(void **state) {
 static void vwrap(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  log_vformat(buf, n, fmt, ap);
+  fmt_vformat(buf, n, fmt, ap);
   va_end(ap);
 }
 

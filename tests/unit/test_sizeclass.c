@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "hash.h"
 #include "poolfile.h"
 #include "sizeclass.h"
 
@@ -66,10 +67,10 @@ static void test_table_follows_rules(void **state) {
       }
     }
     if (s->npages != want_np || s->nblocks != want_n ||
-        s->side_rel != want_side)
+        s->slack_rel != want_side)
       fail_msg("class %u (%u bytes): {%u pages, %u blocks, side %u}, the "
                "rule gives {%u, %zu, %zu}",
-               c, s->bsize, s->npages, s->nblocks, s->side_rel, want_np, want_n,
+               c, s->bsize, s->npages, s->nblocks, s->slack_rel, want_np, want_n,
                want_side);
   }
   assert_int_equal(sc_table[0].bsize, 16);
@@ -87,9 +88,9 @@ static void test_table_shape(void **state) {
     assert_true(s->npages >= 1 && s->npages <= 16);
     assert_int_equal(s->npages & (s->npages - 1), 0);
     assert_true(s->nblocks >= 1);
-    assert_true((size_t)s->nblocks * s->bsize <= s->side_rel);
-    assert_int_equal(s->side_rel % 16, 0);
-    assert_true(s->side_rel + slack_bytes(s->nblocks, s->bsize, s->gshift) <=
+    assert_true((size_t)s->nblocks * s->bsize <= s->slack_rel);
+    assert_int_equal(s->slack_rel % 16, 0);
+    assert_true(s->slack_rel + slack_bytes(s->nblocks, s->bsize, s->gshift) <=
                 s->npages * PAGE_BYTES);
     // One slack entry per block at least: blocks map to distinct granules
     // inside the array.
@@ -212,9 +213,9 @@ static void test_layout_hash(void **state) {
   // It covers the table: the same hash over a changed copy differs.
   struct sizeclass copy[SC_COUNT];
   memcpy(copy, sc_table, sizeof copy);
-  uint64_t t0 = poolfile_hash(copy, sizeof copy, SC_COUNT);
+  uint64_t t0 = hash_bytes(copy, sizeof copy, SC_COUNT);
   copy[20].nblocks++;
-  assert_int_not_equal(poolfile_hash(copy, sizeof copy, SC_COUNT), t0);
+  assert_int_not_equal(hash_bytes(copy, sizeof copy, SC_COUNT), t0);
 }
 
 int main(void) {

@@ -1,0 +1,20 @@
+// fmt.h: a printf-like formatter that never allocates, a leaf of the engine.
+//
+// It writes into caller buffers only, so messages can be built inside
+// malloc, before the engine is initialised, in a fork child, in a signal
+// handler and from exit handlers, where stdio cannot be used.
+#ifndef MMPOOL_FMT_H
+#define MMPOOL_FMT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+// Formats into buf (always NUL-terminated when n > 0) and returns the length
+// written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
+// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx),
+// and a precision for strings (%.20s, %.*s).
+size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap);
+size_t fmt_format(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

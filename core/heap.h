@@ -1,0 +1,176 @@
+// heap.h: thread heaps, and the one fast path of the engine.
+//
+// A thread has a small heap in each pool it uses (struct theap, in
+// process-local memory, never in the pool): for each size class, the slab
+// it allocates from. The slabs' own free lists, in the pool, hold all the
+// state; the heap only names slabs. heap.c holds every slow path: finding
+// or making a slab, large blocks, frees from other threads, thread exit,
+// pool close and fork.
+//
+// The fast path is the inline functions at the end of this file, and only
+// them: the control API (api.c) and the preload library's entry points
+// (shim/preload.c) allocate and free small blocks through them, so a rule
+// that every allocation must follow is written here once. They pop and push
+// the calling thread's own slabs without a lock or an atomic operation.
+#ifndef MMPOOL_HEAP_H
+#define MMPOOL_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "lock.h"
+#include "page.h"
+#include "poolfile.h"
+#include "pooltable.h"
+#include "sizeclass.h"
+
+struct theap {
+  struct pdesc *direct[SC_DIRECT_MAX / 16 + 1]; // current slab by (n+15)>>4
+  struct pdesc *cur[SC_COUNT];                  // current slab by class
+  uintptr_t base;          // the pool's base
+  struct mmpool *pool;
+  uint32_t gen;            // pool->gen when made; stale when different
+  uint32_t tid;            // owner thread id
+  uint32_t list[SC_COUNT]; // owned slabs of each class: page index + 1
+  struct theap *reg_next, *reg_prev;  // registry of live heaps
+  int registered;
+};
+
+// The empty heap and slab: every thread starts with tl_heap[i] = &empty_heap,
+// whose slabs have no free block, so the fast path needs no NULL test.
+// Pool id 0 names no pool: tl_heap[0] stays the empty heap forever (the
+// preload library's routing tables rely on it: id 0 there means "slow
+// path").
+extern struct theap empty_heap HIDDEN;
+extern struct pdesc empty_desc HIDDEN;
+extern __thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] HIDDEN;
+// This thread's id as a slab owner; TID_NONE matches no slab.
+#define TID_NONE 0xfffffffeu
+extern __thread uint32_t tl_tid HIDDEN;
+
+// ---------------------------------------------------------------------------
+// Slow paths (heap.c). Failures return NULL with the reason left by
+// log_fail (ENOMEM: full; EINVAL: closed; EBUSY: frozen in a fork child).
+
+// A block of n bytes (n <= SC_SMALL_MAX) of class sc_of(n) from p.
+void *heap_alloc_slow(struct mmpool *p, size_t n) HIDDEN;
+// A block of class c (for memalign), n bytes requested.
+void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) HIDDEN;
+// A run of whole pages for n bytes, aligned to align (0: a page); *dirty = 1
+// when it may hold old bytes.
+void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
+                       int *dirty) HIDDEN;
+// Every free the fast path does not finish: other threads' slabs, large
+// blocks, detached slabs, NULL, foreign and invalid pointers. Keeps errno.
+void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
+// The last block of slab d was freed by its owner.
+void heap_slab_empty(struct mmpool *p, struct pdesc *d) HIDDEN;
+// The head descriptor of a live block at a, or NULL (message in why).
+struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why)
+    HIDDEN;
+size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
+// Resizes in place if it can; 0 on success.
+int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                size_t n) HIDDEN;
+
+// ---------------------------------------------------------------------------
+// Threads, pools, fork (heap.c)
+
+// Pool close: neutralise every thread's heap of p. pre: registry lock.
+void heap_forget_pool(struct mmpool *p) HIDDEN;
+void heap_init_once(void) HIDDEN;
+// Called for a free of a pointer no pool owns; returns 1 when it knows the
+// pointer (the preload library's bootstrap blocks), else it is reported.
+extern int (*heap_foreign_free_hook)(void *ptr) HIDDEN;
+void heap_fork_child(void) HIDDEN;
+// The preload library's per-thread routing state: told when a thread exits
+// (before its heaps are given up; no lock held) and in a fork child (after
+// the registry lock is re-initialised, before the other threads' heaps are
+// dropped). NULL when unused.
+extern void (*heap_thread_exit_hook)(void) HIDDEN;
+extern void (*heap_fork_child_hook)(void) HIDDEN;
+// The registry of thread heaps; also guards what the hooks above keep.
+void heap_registry_lock(void) HIDDEN;
+void heap_registry_unlock(void) HIDDEN;
+// Process-local memory (thread heaps, the preload library's routing
+// tables), 64-byte aligned, never given back; NULL when none is left.
+// pre: registry lock.
+void *heap_arena_alloc(size_t n) HIDDEN;
+
+// ---------------------------------------------------------------------------
+// The fast path
+
+// Pops the free block at pool offset off of slab d (which has it) for a
+// request of n bytes.
+static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
+                                  uint64_t off, size_t n) {
+  uintptr_t blk = base + off;
+  d->free = *(uint64_t *)blk;
+  d->used++;
+  // The slack array is indexed by granule from a biased base (see
+  // sizeclass.h), so usable_size needs neither a division nor the slab start.
+  *(uint16_t *)(base + d->slack_off + ((off >> d->gshift) << 1)) =
+      (uint16_t)(d->bsize - n);
+  return (void *)blk;
+}
+
+// A block for n <= SC_DIRECT_MAX bytes from this thread's heap in pool id,
+// or NULL when the slab at hand has no free block (the caller then takes a
+// slow path: heap_alloc_slow, or a routing decision first). Id 0, a pool
+// this thread has not used yet and a closed pool all give NULL: their heap
+// is the empty heap. Two table loads and a pop.
+static inline __attribute__((always_inline)) void *
+heap_try_direct(unsigned id, size_t n) {
+  struct theap *h = tl_heap[id];
+  struct pdesc *d = h->direct[(n + 15) >> 4];
+  uint64_t off = d->free;
+  if (unlikely(off == 0)) return NULL;
+  return heap_slab_pop(h->base, d, off, n);
+}
+
+// The same for a size of class c, SC_DIRECT_MAX < n <= SC_SMALL_MAX.
+static inline __attribute__((always_inline)) void *
+heap_try_class(unsigned id, unsigned c, size_t n) {
+  struct theap *h = tl_heap[id];
+  struct pdesc *d = h->cur[c];
+  uint64_t off = d->free;
+  if (unlikely(off == 0)) return NULL;
+  return heap_slab_pop(h->base, d, off, n);
+}
+
+// malloc of any size from p; *dirty = 1 when the block may hold old bytes
+// (calloc zeroes only then). NULL with the reason left by log_fail.
+static inline void *heap_alloc(struct mmpool *p, size_t n, int *dirty) {
+  *dirty = 1;
+  if (n <= SC_SMALL_MAX) {
+    void *b = n <= SC_DIRECT_MAX ? heap_try_direct(p->id, n)
+                                 : heap_try_class(p->id, sc_of(n), n);
+    return likely(b != NULL) ? b : heap_alloc_slow(p, n);
+  }
+  return heap_alloc_large(p, n, 0, dirty);
+}
+
+// free: the pool from the address table, the slab from the page index; a
+// block of a slab this thread owns goes back on the slab's free list.
+static inline __attribute__((always_inline)) void heap_free(void *ptr) {
+  uintptr_t a = (uintptr_t)ptr;
+  struct mmpool *p = &pool_table[vmmap_pool_id(a)];
+  uintptr_t rel = a - p->data;
+  // Pool 0 has data_len 0: NULL and foreign pointers take the slow path.
+  if (unlikely(rel >= __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)))
+    return heap_free_slow(p, NULL, a);
+  struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
+  d -= d->head_delta;
+  // Only slabs carry thread ids. Blocks are 16-aligned: a misaligned
+  // (interior) pointer goes to the slow path, which checks and reports it.
+  if (likely(d->owner == tl_tid && (a & 15) == 0)) {
+    *(uint64_t *)a = d->free;
+    d->free = a - p->base;
+    if (unlikely(--d->used == 0)) heap_slab_empty(p, d);
+    return;
+  }
+  heap_free_slow(p, d, a);
+}
+
+#endif

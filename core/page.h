@@ -1,0 +1,67 @@
+// page.h: the page allocator of one pool (page.c).
+//
+// A pool's data is cut into 64 KiB pages, each with a descriptor (struct
+// pdesc, poolfile.h) in the pool itself. page.c hands out spans of pages
+// for slabs and large blocks, keeps free spans in size bins, grows the
+// committed part of the pool, and owns every whole-pool pass over the
+// descriptors: check, walk, statistics, repair after a crash, detach on
+// attach. It knows nothing of threads: heap.c sits above it.
+//
+// pre for every function below: the pool's lock is held.
+#ifndef MMPOOL_PAGE_H
+#define MMPOOL_PAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "mmpool.h"
+#include "poolfile.h"
+#include "pooltable.h"
+
+// Index of a free span of n pages aligned to align_pages (a power of two),
+// taken from the free spans or the top. *dirty: the pages may be non-zero.
+// -ENOMEM when the pool is full.
+int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align_pages,
+                        int *dirty) HIDDEN;
+// Returns pages [idx, idx+n) to the free spans, merged with free neighbours.
+void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) HIDDEN;
+// Takes pages [idx+n, idx+n+extra) for the block at idx if they are free
+// (or the top); 0 on success.
+int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
+                     uint32_t extra) HIDDEN;
+// Marks [idx, idx+n) as a slab or large block (head and tails).
+void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n,
+                   uint8_t kind) HIDDEN;
+// Data pages that a new span could still take: free spans and the room
+// above the top.
+uint64_t page_room(struct mmpool *p) HIDDEN;
+// Lists through descriptors (heads and links: page index + 1).
+void page_list_push(struct mmpool *p, uint32_t *head, uint32_t idx) HIDDEN;
+void page_list_remove(struct mmpool *p, uint32_t *head, uint32_t idx) HIDDEN;
+// avail lists: detached slabs with room, per class.
+void page_avail_push(struct mmpool *p, struct pdesc *d) HIDDEN;
+void page_avail_remove(struct mmpool *p, struct pdesc *d) HIDDEN;
+// Commits memory and descriptors so that pages below top are usable.
+int page_grow(struct mmpool *p, uint64_t top) HIDDEN;
+// Verifies every invariant; 0 or -EUCLEAN with a reason in why.
+int page_check(struct mmpool *p, char *why, size_t why_len) HIDDEN;
+// Live blocks in address order (see mmpool_walk). No lock: see api.c.
+int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
+              void *arg) HIDDEN;
+void page_stats(struct mmpool *p, mmpool_stats_t *out) HIDDEN;
+// After a crash: rebuilds spans, bins and slab counts from the live heads.
+// -EUCLEAN (reason in why) when a descriptor is damaged, not half-written.
+int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
+// On attach: every slab becomes detached; avail lists are rebuilt.
+void page_detach_all(struct mmpool *p) HIDDEN;
+
+static inline uint32_t page_index(const struct mmpool *p,
+                                  const struct pdesc *d) {
+  return (uint32_t)(d - p->desc);
+}
+static inline uintptr_t page_addr(const struct mmpool *p, uint32_t idx) {
+  return p->data + ((uintptr_t)idx << PAGE_SHIFT);
+}
+
+#endif
