@@ -1,4 +1,5 @@
-// heap.c: thread heaps and every slow path of malloc and free.
+// heap.c: thread heaps and every slow path of malloc and free (heap.h);
+// the fast paths, which they back, are the inline functions of heap.h.
 //
 // Ownership (mimalloc's free-list sharding, with the state kept in the pool):
 // - A slab is owned by one thread (pdesc.owner = its id) or detached (0).
@@ -12,7 +13,11 @@
 // - A thread that exits, and every slab of a re-attached pool, leave slabs
 //   detached on the pool's avail list of their class; any thread needing a
 //   slab of that class adopts one from there before taking fresh pages.
-// Lock order: registry lock, then pool lock. Nothing here allocates.
+// - A slab whose last block its owner frees goes back to the page
+//   allocator, unless it is, or can become, the thread's current slab of
+//   its class (heap_slab_empty): one empty slab per class stays at hand.
+// Locks are taken in lock.h's order (registry, then pool). Nothing here
+// allocates: thread heaps come from the engine's arena (vmmap_internal).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>

@@ -646,3 +646,8 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
   o->free_bytes = data - (used_pages << PAGE_SHIFT);
   o->peak = (size_t)p->pages_peak << PAGE_SHIFT;
 }
+
+uint64_t page_room(struct mmpool *p) {
+  uint64_t total = p->hdr->npages, top = ST(p)->top;
+  return top < total ? total - top : 0;
+}

@@ -33,8 +33,8 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
 // Marks [idx, idx+n) as a slab or large block (head and tails).
 void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n,
                    uint8_t kind) HIDDEN;
-// Data pages that a new span could still take: free spans and the room
-// above the top.
+// Data pages above the top, never used: a span of that many is sure to
+// fit (free spans below the top are not counted).
 uint64_t page_room(struct mmpool *p) HIDDEN;
 // Lists through descriptors (heads and links: page index + 1).
 void page_list_push(struct mmpool *p, uint32_t *head, uint32_t idx) HIDDEN;

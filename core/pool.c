@@ -415,7 +415,13 @@ struct mmpool *pool_default(void) {
 }
 
 // ---------------------------------------------------------------------------
-// fork: every lock is taken in prepare, so the child starts consistent.
+// fork: every engine lock is taken in prepare (when any is), so no slow
+// path is half done in the child. The fast paths (heap.h) take no lock: a
+// parent thread that was inside one at the fork, popping or pushing a block
+// of its own slab, can leave that slab's free list and count half updated
+// in the child, whose copy of the slab is then detached with them. Closing
+// that gap needs the "inside the allocator" mark of the consistent-instant
+// work (ENGINE.md), which will live on the one fast path.
 
 static int fork_locked;
 
@@ -476,4 +482,12 @@ void pool_fork_child(void) {
 __attribute__((constructor)) static void pool_ctor(void) {
   heap_init_once();
   pthread_atfork(pool_fork_prepare, pool_fork_parent, pool_fork_child);
+}
+
+size_t pool_room(struct mmpool *p) {
+  size_t r = 0;
+  engine_lock(&p->lock);
+  if (p->state == POOL_OPEN) r = (size_t)page_room(p) << PAGE_SHIFT;
+  engine_unlock(&p->lock);
+  return r;
 }

@@ -19,8 +19,8 @@ struct mmpool *pool_default(void) HIDDEN;
 // Makes p the default pool (the preload library's configured default).
 void pool_set_default(struct mmpool *p) HIDDEN;
 struct mmpool *pool_by_name(const char *name) HIDDEN;
-// Data bytes that one new large block of p could still take (free spans
-// and the room above the top), under p's lock; 0 when p is closed.
+// Data bytes above p's top (page_room), read under p's lock: a large
+// block of that size is sure to fit. 0 when p is closed.
 size_t pool_room(struct mmpool *p) HIDDEN;
 // Root updates re-seal the header. pre: p->lock.
 void pool_seal(struct mmpool *p) HIDDEN;

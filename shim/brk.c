@@ -58,20 +58,21 @@
 #define BRK_MIN ((size_t)1 << 20)      // smallest region taken from a pool
 #define OS_PAGE ((uintptr_t)4096)
 
-// Set by shim_brk_init (during the shim's initialisation), then read-only.
-static int configured;           // shim_brk_init has run
+// What the configuration says of the break, read at the first call (under
+// the lock, once the shim is initialised); then read-only.
 static int pool_index = -1;      // the pool marked brk in the configuration
 static struct mmpool *conf_pool; // its open handle, or NULL
 static int conf_pool_mallocs;    // it is the default pool or a route's target
 static int conf_pool_sized;      // its size= was given
 
-static struct {
+// The region and the break. Under the lock.
+static struct brk_region {
   uintptr_t start, cur, end; // all 0 until the region is set up
   uintptr_t dirty_end;       // file memory: [cur, dirty_end) may be dirty
   void *block;               // the pool block holding the region, or NULL
   struct mmpool *pool;       // its pool; NULL for the default region
   int anon;                  // purging gives zeros
-} b;
+} region;
 
 // ---------------------------------------------------------------------------
 // Lock: a spin lock whose word is the holder's process id. A fork child
@@ -104,7 +105,8 @@ static void brk_unlock(void) {
 // ---------------------------------------------------------------------------
 // Setup
 
-void shim_brk_init(void) {
+// Reads the brk pool of the configuration. pre: lock held, shim started.
+static void configure(void) {
   for (unsigned i = 0; i < shim_cfg.npools; i++) {
     if (!shim_cfg.pools[i].spec.brk) continue;
     pool_index = (int)i;
@@ -115,7 +117,6 @@ void shim_brk_init(void) {
       if (shim_cfg.routes[r].pool == i) conf_pool_mallocs = 1;
     break; // config/ allows one brk pool at most
   }
-  __atomic_store_n(&configured, 1, __ATOMIC_RELEASE);
 }
 
 static uintptr_t page_up(uintptr_t a) {
@@ -134,8 +135,7 @@ static void zero_anon(uintptr_t lo, uintptr_t hi) {
 // The region as one large block of pool p. pre: lock held.
 static int region_from_pool(struct mmpool *p) {
   if (p->state != POOL_OPEN || p->fork_frozen) return -1;
-  uint64_t total = p->hdr->npages, top = p->hdr->st.top;
-  size_t want = top < total ? (size_t)(total - top) << PAGE_SHIFT : 0;
+  size_t want = pool_room(p);
   if (conf_pool_mallocs) want /= 2;
   if (!conf_pool_sized && want > BRK_DEFAULT) want = BRK_DEFAULT;
   if (p->is_file && want > BRK_FILE_MAX) want = BRK_FILE_MAX;
@@ -144,16 +144,16 @@ static int region_from_pool(struct mmpool *p) {
     int dirty = 1;
     void *blk = heap_alloc_large(p, want, 0, &dirty);
     if (!blk) continue;
-    b.block = blk;
-    b.pool = p;
-    b.anon = !p->is_file;
-    b.start = b.cur = (uintptr_t)blk + OS_PAGE;
-    b.end = (uintptr_t)blk + want;
-    b.dirty_end = b.start;
-    if (dirty && b.anon)
-      zero_anon(b.start, b.end);
+    region.block = blk;
+    region.pool = p;
+    region.anon = !p->is_file;
+    region.start = region.cur = (uintptr_t)blk + OS_PAGE;
+    region.end = (uintptr_t)blk + want;
+    region.dirty_end = region.start;
+    if (dirty && region.anon)
+      zero_anon(region.start, region.end);
     else if (dirty)
-      b.dirty_end = b.end;
+      region.dirty_end = region.end;
     return 0;
   }
   return -1;
@@ -161,13 +161,14 @@ static int region_from_pool(struct mmpool *p) {
 
 // pre: lock held. 0, or -1 when no region can be had.
 static int setup(void) {
-  if (b.end) return 0;
+  if (region.end) return 0;
+  configure();
   if (conf_pool && region_from_pool(conf_pool) == 0) {
     log_print(LOG_INFO,
               "brk: the break is 0x%lx-0x%lx (%zu bytes) in pool "
               "'%s'",
-              (unsigned long)b.start, (unsigned long)b.end,
-              (size_t)(b.end - b.start), b.pool->name);
+              (unsigned long)region.start, (unsigned long)region.end,
+              (size_t)(region.end - region.start), region.pool->name);
     return 0;
   }
   if (pool_index >= 0)
@@ -183,29 +184,25 @@ static int setup(void) {
     return -1;
   }
   os_name_range((uintptr_t)r, BRK_DEFAULT, "mmpool-brk");
-  b.block = NULL;
-  b.pool = NULL;
-  b.anon = 1;
-  b.start = b.cur = b.dirty_end = (uintptr_t)r;
-  b.end = (uintptr_t)r + BRK_DEFAULT;
+  region.block = NULL;
+  region.pool = NULL;
+  region.anon = 1;
+  region.start = region.cur = region.dirty_end = (uintptr_t)r;
+  region.end = (uintptr_t)r + BRK_DEFAULT;
   log_print(LOG_INFO,
             "brk: the break is 0x%lx-0x%lx (%zu bytes), the "
             "default region",
-            (unsigned long)b.start, (unsigned long)b.end, BRK_DEFAULT);
+            (unsigned long)region.start, (unsigned long)region.end, BRK_DEFAULT);
   return 0;
 }
 
 // Takes the lock with the region set up; -1 (lock not held) when there is
 // none. The shim's configuration comes first: a program may call sbrk
-// before any malloc, and the first malloc initialises the shim.
+// before any malloc (which otherwise initialises the shim).
 static int enter(void) {
-  if (!__atomic_load_n(&configured, __ATOMIC_ACQUIRE)) {
-    int saved = errno;
-    free(malloc(1));
-    errno = saved;
-  }
-  brk_lock();
   int saved = errno;
+  shim_start(); // returns at once when it has run
+  brk_lock();
   int r = setup();
   log_take_code(); // a failed pool attempt decides no later errno
   errno = saved;
@@ -215,18 +212,18 @@ static int enter(void) {
 
 // Moves the break to nb. pre: lock held, start <= nb <= end.
 static int move(uintptr_t nb) {
-  uintptr_t old = b.cur;
+  uintptr_t old = region.cur;
   if (nb == old) return 0;
-  if (b.pool && b.pool->fork_frozen) return -1; // the parent's shared pool
+  if (region.pool && region.pool->fork_frozen) return -1; // the parent's shared pool
   if (nb > old) {
-    if (b.dirty_end > old)
-      memset((void *)old, 0, (nb < b.dirty_end ? nb : b.dirty_end) - old);
-  } else if (b.anon) {
+    if (region.dirty_end > old)
+      memset((void *)old, 0, (nb < region.dirty_end ? nb : region.dirty_end) - old);
+  } else if (region.anon) {
     zero_anon(nb, old);
-  } else if (b.dirty_end < old) {
-    b.dirty_end = old;
+  } else if (region.dirty_end < old) {
+    region.dirty_end = old;
   }
-  b.cur = nb;
+  region.cur = nb;
   return 0;
 }
 
@@ -238,14 +235,14 @@ EXPORT void *sbrk(intptr_t increment) {
     errno = ENOMEM;
     return (void *)-1;
   }
-  uintptr_t old = b.cur, nb;
+  uintptr_t old = region.cur, nb;
   int ok;
   if (increment >= 0) {
-    ok = (uintptr_t)increment <= b.end - old;
+    ok = (uintptr_t)increment <= region.end - old;
     nb = old + (uintptr_t)increment;
   } else {
     uintptr_t dec = (uintptr_t)0 - (uintptr_t)increment;
-    ok = dec <= old - b.start;
+    ok = dec <= old - region.start;
     nb = old - dec;
   }
   if (ok) ok = move(nb) == 0;
@@ -267,7 +264,7 @@ EXPORT int brk(void *addr) {
     return -1;
   }
   uintptr_t a = (uintptr_t)addr;
-  int ok = a >= b.start && a <= b.end && move(a) == 0;
+  int ok = a >= region.start && a <= region.end && move(a) == 0;
   brk_unlock();
   if (!ok) {
     errno = ENOMEM;
@@ -284,11 +281,11 @@ __attribute__((destructor)) static void brk_fini(void) {
   if (!__atomic_compare_exchange_n(&lock_word, &free_word, (int)getpid(), 0,
                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
     return;
-  if (b.block && b.pool->is_file && b.pool->state == POOL_OPEN &&
-      !b.pool->fork_frozen) {
-    mmpool_free(b.block);
-    b.block = NULL;
-    b.end = b.cur;
+  if (region.block && region.pool->is_file && region.pool->state == POOL_OPEN &&
+      !region.pool->fork_frozen) {
+    mmpool_free(region.block);
+    region.block = NULL;
+    region.end = region.cur;
   }
   brk_unlock();
 }

@@ -2,7 +2,7 @@
 // through its PLT, which jumps to the address held in the module's GOT slot
 // for that symbol. When the slot holds this library's malloc (the loader
 // bound it here), it is pointed instead at the entry point made for the
-// module's class (route.h: the set of lib= routes its name matches), which
+// module's class (module.h: the set of lib= routes its name matches), which
 // reads that class's routing table directly: the module's calls skip the
 // return-address lookup of the exported malloc. Everything else keeps the
 // exported functions, which route by the return address; so a slot left
@@ -10,7 +10,7 @@
 //   - slots not bound here (the module has its own malloc, or binds
 //     elsewhere): they are not ours to change;
 //   - slots not bound yet (lazy binding): got_patch reports them, and
-//     route.c patches the module again when it first meets a call from it
+//     module.c patches the module again when it first meets a call from it
 //     (which the loader bound on the way);
 //   - slots inside the module's RELRO segment (linked with -z now): the
 //     loader made that memory read-only, and it may still be relocating the
@@ -34,8 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "got.h"
 #include "log.h"
-#include "route.h"
 
 #if defined(__x86_64__)
 #define GOT_JUMP_SLOT R_X86_64_JUMP_SLOT
@@ -46,13 +46,14 @@
 #ifdef GOT_JUMP_SLOT
 
 // The functions whose slots are patched: which entry table serves them.
-static int target(const char *name, void *const **entries, void **exported) {
+static int target(const char *name, const struct got_entries *e,
+                  void *const **entries, void **exported) {
   if (strcmp(name, "malloc") == 0) {
-    *entries = route_malloc_entry, *exported = (void *)malloc;
+    *entries = e->malloc_entry, *exported = e->malloc_exported;
     return 1;
   }
   if (strcmp(name, "calloc") == 0) {
-    *entries = route_calloc_entry, *exported = (void *)calloc;
+    *entries = e->calloc_entry, *exported = e->calloc_exported;
     return 1;
   }
   return 0;
@@ -74,8 +75,8 @@ static int in_load(const struct dl_phdr_info *info, uintptr_t a) {
 }
 
 int got_patch(const struct dl_phdr_info *info, const char *name,
-              unsigned cls) {
-  if (cls >= ROUTE_FAST_CLASSES) return 0;
+              unsigned cls, const struct got_entries *e) {
+  if (cls >= GOT_CLASSES || !e) return 0;
   if (in_load(info, (uintptr_t)got_patch)) return 0; // this library
   const ElfW(Dyn) *dyn = NULL;
   uintptr_t relro_lo = 0, relro_hi = 0;
@@ -111,7 +112,7 @@ int got_patch(const struct dl_phdr_info *info, const char *name,
     const char *fn = (const char *)strtab + s->st_name;
     void *const *entries;
     void *exported;
-    if (!target(fn, &entries, &exported)) continue;
+    if (!target(fn, e, &entries, &exported)) continue;
     // An undefined symbol with a value: the executable's PLT entry is the
     // function's address (see above). (A defined one is the module's own
     // function, which the loader bound here all the same.)
@@ -136,8 +137,8 @@ int got_patch(const struct dl_phdr_info *info, const char *name,
 #else // no JUMP_SLOT relocation known for this machine: never patch
 
 int got_patch(const struct dl_phdr_info *info, const char *name,
-              unsigned cls) {
-  (void)info, (void)name, (void)cls;
+              unsigned cls, const struct got_entries *e) {
+  (void)info, (void)name, (void)cls, (void)e;
   return 0;
 }
 

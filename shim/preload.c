@@ -72,57 +72,15 @@ static size_t boot_size(const void *p) {
 // is reported by the engine (a few lines at most) and leaked.
 static int foreign_free(void *p) { return in_boot(p); }
 
-// The configuration: static, since it is read before malloc works.
-struct mmpool_config shim_cfg;
-static struct config_errors cfg_errs;
-struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
+static const struct got_entries got_entries; // below, with the entries
 
-// Opens the configured pools; the default one becomes shim_pool. A pool
-// that cannot be opened is reported; without its default the program runs
-// on the built-in anonymous default.
+// Opens the configured pools (settings.c) and prepares the routes; the
+// configured default pool, or the built-in one.
 static struct mmpool *open_configured(void) {
-  extern char **environ;
-  log_open_sink();
-  int r = config_load(&shim_cfg, environ, &cfg_errs);
-  log_set_level(shim_cfg.log_level);
-  for (unsigned i = 0; i < cfg_errs.count; i++)
-    log_print(LOG_ERROR, "%s", cfg_errs.line[i]);
-  if (cfg_errs.total > cfg_errs.count)
-    log_print(LOG_ERROR, "%u more configuration errors",
-              cfg_errs.total - cfg_errs.count);
-  if (r == -EINVAL) {
-    log_print(LOG_ERROR, "MMPOOL_STRICT is set: stopping");
-    _exit(127);
-  }
-  if (shim_cfg.fallback)
-    log_print(LOG_WARN, "running on the default configuration (one "
-              "anonymous pool) because of the errors above");
-  struct mmpool *def = NULL;
-  for (unsigned i = 0; i < shim_cfg.npools; i++) {
-    struct mmpool *p = NULL;
-    if (pool_open(shim_cfg.pools[i].name, &shim_cfg.pools[i].spec, &p) != 0) {
-      log_print(LOG_ERROR, "%s", log_last_error());
-      continue;
-    }
-    shim_cfg_pool[i] = p;
-    if (i == shim_cfg.default_pool) def = p;
-  }
-  if (def) pool_set_default(def);
-  shim_brk_init();
-  route_init();
-  if (log_level() >= LOG_INFO) {
-    char buf[4096];
-    size_t n = config_describe(&shim_cfg, buf, sizeof buf);
-    for (char *line = buf, *end; line < buf + n && *line; line = end + 1) {
-      end = line;
-      while (*end && *end != '\n') end++;
-      log_print(LOG_INFO, "config: %.*s", (int)(end - line), line);
-      if (!*end) break;
-    }
-  }
+  settings_load();
+  route_init(&got_entries);
   return pool_default();  // the configured default, or the built-in one
 }
-
 
 static void shim_init(void) {
   int expect = INIT_NONE;
@@ -155,6 +113,8 @@ static inline struct mmpool *pool_for(void) {
   if (!tl_in_init) shim_init();
   return __atomic_load_n(&shim_pool, __ATOMIC_ACQUIRE);
 }
+
+void shim_start(void) { (void)pool_for(); }
 
 __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 
@@ -358,13 +318,17 @@ CLASS_ENTRIES(4)
 CLASS_ENTRIES(5)
 CLASS_ENTRIES(6)
 CLASS_ENTRIES(7)
-_Static_assert(ROUTE_FAST_CLASSES == 8, "one CLASS_ENTRIES line per class");
-void *const route_malloc_entry[ROUTE_FAST_CLASSES] = {
+_Static_assert(GOT_CLASSES == 8, "one CLASS_ENTRIES line per class");
+void *const route_malloc_entry[GOT_CLASSES] = {
     malloc_c0, malloc_c1, malloc_c2, malloc_c3,
     malloc_c4, malloc_c5, malloc_c6, malloc_c7};
-void *const route_calloc_entry[ROUTE_FAST_CLASSES] = {
+void *const route_calloc_entry[GOT_CLASSES] = {
     calloc_c0, calloc_c1, calloc_c2, calloc_c3,
     calloc_c4, calloc_c5, calloc_c6, calloc_c7};
+// Handed to got.c through route_init: the entries, and the exported
+// functions a bound GOT slot holds.
+static const struct got_entries got_entries = {
+    (void *)malloc, (void *)calloc, route_malloc_entry, route_calloc_entry};
 
 EXPORT size_t malloc_usable_size(void *ptr) {
   if (unlikely(in_boot(ptr))) return boot_size(ptr);

@@ -24,13 +24,14 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "module.h"
 #include "route.h"
 
 int route_by_lib;
 size_t route_tab0_limit = SC_DIRECT_MAX + 1;
 __thread struct tl_route tl_route;
-__thread struct rtable *tl_ctab[ROUTE_FAST_CLASSES] = {
-    [0 ... ROUTE_FAST_CLASSES - 1] = &route_empty_table};
+__thread struct rtable *tl_ctab[GOT_CLASSES] = {
+    [0 ... GOT_CLASSES - 1] = &route_empty_table};
 struct rtable route_empty_table;
 
 static int thread_routed;                       // thread= routes exist
@@ -309,7 +310,7 @@ static void thread_exit_hook(void) {
   // Only this thread reads its tab0's pool ids and its tl_ctab.
   memset(tl_route.tab0.pid, 0, sizeof tl_route.tab0.pid);
   memset(tl_route.tab0.cpid, 0, sizeof tl_route.tab0.cpid);
-  for (unsigned k = 0; k < ROUTE_FAST_CLASSES; k++)
+  for (unsigned k = 0; k < GOT_CLASSES; k++)
     tl_ctab[k] = &route_empty_table;
 }
 
@@ -330,216 +331,9 @@ static void fork_child_hook(void) {
     if (me->tab[c]) zero_counts(me->tab[c]);
 }
 
-// ---------------------------------------------------------------------------
-// Modules: where each return address comes from
-
-struct module {
-  uintptr_t lo, hi; // an executable segment [lo, hi)
-  uint32_t cls;
-  uint32_t unbound; // got_patch found slots not bound yet: patch again
-};
-#define MOD_MAX 4096
-static struct module mods[MOD_MAX], mods_new[MOD_MAX];
-static unsigned nmods;
-static unsigned mod_seq;  // odd while mods[] is being written
-static int mod_building;  // one builder at a time (try-lock)
-static int mod_dirty;     // a dlclose happened: rebuild before trusting mods
-static unsigned long long mod_adds, mod_subs; // the loader's counters seen
-static int mod_built;
-static uint64_t cls_mask[ROUTE_MAX_CLASSES]; // class -> lib= routes matched
-static unsigned ncls = 1;                    // class 0: no lib= route
-static const char *exe_name;                 // the executable, as run
-
-static uint64_t lib_mask_of(const char *path) {
-  uint64_t m = 0;
-  for (unsigned i = 0; i < shim_cfg.nroutes; i++)
-    if (shim_cfg.routes[i].cond == CONFIG_LIB &&
-        config_route_lib_match(&shim_cfg.routes[i], path))
-      m |= (uint64_t)1 << i;
-  return m;
-}
-
-static unsigned class_of_mask(uint64_t m) {
-  unsigned n = __atomic_load_n(&ncls, __ATOMIC_ACQUIRE);
-  for (unsigned c = 0; c < n; c++)
-    if (cls_mask[c] == m) return c;
-  if (n == ROUTE_MAX_CLASSES) {
-    static int warned;
-    if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-      log_print(LOG_WARN, "more than %d different sets of lib= routes match "
-                "the loaded modules: the others are routed as if no lib= "
-                "route matched", ROUTE_MAX_CLASSES);
-    return 0;
-  }
-  cls_mask[n] = m;
-  __atomic_store_n(&ncls, n + 1, __ATOMIC_RELEASE);
-  return n;
-}
-
-struct build {
-  unsigned n;
-  int truncated;
-  unsigned long long adds, subs;
-};
-
-static void counters(struct build *b, const struct dl_phdr_info *info,
-                     size_t size) {
-  if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
-    b->adds = info->dlpi_adds, b->subs = info->dlpi_subs;
-}
-
-// The main program has an empty name: it is the executable as run.
-static const char *module_name(const struct dl_phdr_info *info) {
-  return info->dlpi_name && *info->dlpi_name ? info->dlpi_name : exe_name;
-}
-
-static int build_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-  struct build *b = arg;
-  counters(b, info, size);
-  const char *name = module_name(info);
-  unsigned cls = class_of_mask(lib_mask_of(name));
-  uint32_t unbound = (uint32_t)got_patch(info, name, cls);
-  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || !ph->p_memsz)
-      continue;
-    if (b->n == MOD_MAX) {
-      b->truncated = 1;
-      break;
-    }
-    struct module m = {info->dlpi_addr + ph->p_vaddr,
-                       info->dlpi_addr + ph->p_vaddr + ph->p_memsz, cls,
-                       unbound};
-    unsigned j = b->n++; // insertion sort: modules come mostly in order
-    while (j > 0 && mods_new[j - 1].lo > m.lo) {
-      mods_new[j] = mods_new[j - 1];
-      j--;
-    }
-    mods_new[j] = m;
-  }
-  return 0;
-}
-
-static int peek_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-  counters(arg, info, size);
-  return 1; // the first module is enough
-}
-
-// Whether the module table may be out of date.
-static int modules_changed(void) {
-  struct build b = {0};
-  dl_iterate_phdr(peek_cb, &b);
-  return !__atomic_load_n(&mod_built, __ATOMIC_ACQUIRE) ||
-         __atomic_load_n(&mod_dirty, __ATOMIC_ACQUIRE) ||
-         b.adds != __atomic_load_n(&mod_adds, __ATOMIC_RELAXED) ||
-         b.subs != __atomic_load_n(&mod_subs, __ATOMIC_RELAXED);
-}
-
-// Rebuilds the table; -1 when another thread is rebuilding it. Called with
-// no lock of ours held: dl_iterate_phdr takes the loader's lock, and a
-// thread holding that lock may be waiting in malloc.
-static int modules_build(void) {
-  if (__atomic_exchange_n(&mod_building, 1, __ATOMIC_ACQUIRE)) return -1;
-  __atomic_store_n(&mod_dirty, 0, __ATOMIC_RELEASE);
-  struct build b = {0};
-  dl_iterate_phdr(build_cb, &b);
-  static int warned;
-  if (b.truncated && !warned) {
-    warned = 1;
-    log_print(LOG_WARN, "more than %d executable segments loaded: lib= "
-              "routes ignore the others", MOD_MAX);
-  }
-  unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_RELAXED);
-  __atomic_store_n(&mod_seq, seq + 1, __ATOMIC_RELAXED);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
-  memcpy(mods, mods_new, b.n * sizeof mods[0]);
-  __atomic_store_n(&nmods, b.n, __ATOMIC_RELAXED);
-  __atomic_store_n(&mod_seq, seq + 2, __ATOMIC_RELEASE);
-  __atomic_store_n(&mod_adds, b.adds, __ATOMIC_RELAXED);
-  __atomic_store_n(&mod_subs, b.subs, __ATOMIC_RELAXED);
-  __atomic_store_n(&mod_built, 1, __ATOMIC_RELEASE);
-  __atomic_store_n(&mod_building, 0, __ATOMIC_RELEASE);
-  return 0;
-}
-
-// The module holding ra, found in the table under the sequence counter:
-// its class, and whether got_patch left slots of it unbound. 1 (found), 0
-// (in no module, or the table must be rebuilt first), -1 (a rebuild is
-// under way).
-static int module_class(uintptr_t ra, unsigned *cls, int *unbound) {
-  unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);
-  if (seq & 1) return -1;
-  if (__atomic_load_n(&mod_dirty, __ATOMIC_ACQUIRE)) return 0;
-  unsigned lo = 0, hi = __atomic_load_n(&nmods, __ATOMIC_RELAXED);
-  if (hi > MOD_MAX) hi = MOD_MAX;
-  int found = 0;
-  while (lo < hi) { // the last segment starting at or below ra
-    unsigned mid = lo + (hi - lo) / 2;
-    if (__atomic_load_n(&mods[mid].lo, __ATOMIC_RELAXED) <= ra) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo > 0 && ra < __atomic_load_n(&mods[lo - 1].hi, __ATOMIC_RELAXED)) {
-    *cls = __atomic_load_n(&mods[lo - 1].cls, __ATOMIC_RELAXED);
-    *unbound = (int)__atomic_load_n(&mods[lo - 1].unbound, __ATOMIC_RELAXED);
-    found = *cls < ROUTE_MAX_CLASSES;
-  }
-  __atomic_thread_fence(__ATOMIC_ACQUIRE);
-  if (__atomic_load_n(&mod_seq, __ATOMIC_RELAXED) != seq) return -1;
-  return found;
-}
-
-// The lib= routes matching the caller at ra: its class (and whether its
-// module has GOT slots not bound yet). Returns -1 when it could not be
-// known now (do not cache).
-static int caller_class(uintptr_t ra, unsigned *cls, int *unbound) {
-  *cls = 0;
-  *unbound = 0;
-  int f = ra ? module_class(ra, cls, unbound) : -1;
-  if (f == 0 && modules_changed() && modules_build() == 0)
-    f = module_class(ra, cls, unbound);
-  if (f <= 0) *cls = 0, *unbound = 0; // in no module: no lib= match
-  return f < 0 ? -1 : 0;
-}
-
-// got_patch once more for the module holding ra, which had slots not bound
-// yet: a call from it just reached the exported functions, so the loader
-// may have bound one since.
-struct repatch {
-  uintptr_t ra;
-  unsigned cls;
-};
-
-static int repatch_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-  (void)size;
-  struct repatch *r = arg;
-  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || r->ra < lo ||
-        r->ra - lo >= ph->p_memsz)
-      continue;
-    uint32_t unbound = (uint32_t)got_patch(info, module_name(info), r->cls);
-    // Noted in the table as it is now; a table rebuilt meanwhile has
-    // patched again itself (a flag cleared wrongly costs speed only).
-    unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);
-    unsigned n = __atomic_load_n(&nmods, __ATOMIC_RELAXED);
-    for (unsigned j = 0; !(seq & 1) && j < n && j < MOD_MAX; j++)
-      if (__atomic_load_n(&mods[j].lo, __ATOMIC_RELAXED) == lo)
-        __atomic_store_n(&mods[j].unbound, unbound, __ATOMIC_RELAXED);
-    return 1;
-  }
-  return 0;
-}
-
-static void repatch(uintptr_t ra, unsigned cls) {
-  struct repatch r = {ra, cls};
-  dl_iterate_phdr(repatch_cb, &r);
-}
-
 void route_modules_changed(void) {
   if (!route_by_lib) return;
-  __atomic_store_n(&mod_dirty, 1, __ATOMIC_RELEASE);
-  modules_build(); // else the thread that is building sees mod_dirty
+  module_table_stale();
   heap_registry_lock();
   for (struct tstate *st = threads; st; st = st->next)
     for (unsigned i = 0; i < ROUTE_RA_CACHE; i++)
@@ -556,11 +350,11 @@ static struct rtable *class_table(struct tstate *st, unsigned cls,
   if (t) return t;
   t = table_new();
   if (!t) return NULL;
-  t->lib_mask = cls_mask[cls];
+  t->lib_mask = module_class_mask(cls);
   fill(t, st->thread_mask | t->lib_mask, def);
   // route_totals may be reading this thread's tables: publish it filled.
   __atomic_store_n(&st->tab[cls], t, __ATOMIC_RELEASE);
-  if (cls < ROUTE_FAST_CLASSES) tl_ctab[cls] = t; // its entry points
+  if (cls < GOT_CLASSES) tl_ctab[cls] = t; // its entry points
   return t;
 }
 
@@ -571,8 +365,8 @@ static struct rtable *table_for(struct tstate *st, uintptr_t ra,
   unsigned i = (uint8_t)ra;
   if (ra && tl_route.rc.ra[i] == ra) return tl_route.rc.tab[i];
   int unbound;
-  int cache = caller_class(ra, cls, &unbound) == 0;
-  if (unbound) repatch(ra, *cls);
+  int cache = module_caller_class(ra, cls, &unbound) == 0;
+  if (unbound) module_repatch(ra, *cls);
   struct rtable *t = class_table(st, *cls, def);
   if (!t) return NULL;
   if (cache && ra) {
@@ -591,8 +385,8 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
     unsigned cls;
     int unbound;
     if (route_by_lib) {
-      caller_class(ra, &cls, &unbound);
-      bits = cls_mask[cls];
+      module_caller_class(ra, &cls, &unbound);
+      bits = module_class_mask(cls);
     }
     if (thread_routed) {
       char name[16] = {0};
@@ -607,7 +401,7 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
   struct rtable *t = route_by_lib ? table_for(st, ra, def, &cls)
                                   : &tl_route.tab0;
   if (!t) { // no memory for the table: evaluate in full
-    *route = eval(n, st->thread_mask | cls_mask[cls]);
+    *route = eval(n, st->thread_mask | module_class_mask(cls));
     return route_pool(*route, def);
   }
   if (n <= SC_SMALL_MAX) {
@@ -667,15 +461,13 @@ int route_totals(struct route_totals *out) {
   return 1;
 }
 
-void route_init(void) {
+void route_init(const struct got_entries *entries) {
   route_by_lib = shim_cfg.lib_routes > 0;
   route_tab0_limit = route_by_lib ? 0 : SC_DIRECT_MAX + 1;
   thread_routed = shim_cfg.thread_routes > 0;
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++)
     if (pool_table[id].state == POOL_OPEN) open_gen[id] = pool_table[id].gen;
-  const char *exe = (const char *)getauxval(AT_EXECFN);
-  exe_name = exe ? exe : "";
   heap_thread_exit_hook = thread_exit_hook;
   heap_fork_child_hook = fork_child_hook;
-  if (route_by_lib) modules_build();
+  if (route_by_lib) module_init(entries);
 }

@@ -16,7 +16,7 @@
 //     dlclose, which this library wraps). Modules whose PLT calls malloc
 //     and calloc are sent to entry points made for their class instead
 //     (got.c), which read their table from a fixed place: tab0 for class 0,
-//     tl_ctab[k] for class k < ROUTE_FAST_CLASSES.
+//     tl_ctab[k] for class k < GOT_CLASSES.
 //
 // A table holds, per size up to SC_DIRECT_MAX, the pool id, the route taken
 // and the number of blocks the fast path handed out (which the MMPOOL_STATS
@@ -40,14 +40,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "got.h"
 #include "shim.h"
 
 #define ROUTE_NSIZES (SC_DIRECT_MAX + 1) // sizes with their own entry
 #define ROUTE_DEFAULT CONFIG_MAX_ROUTES // "no route matched": the default
 #define ROUTE_NONE 0xff                // no route known: slow path
 #define ROUTE_RA_CACHE 256             // return addresses cached per thread
-#define ROUTE_MAX_CLASSES 64           // distinct lib= match sets
-#define ROUTE_FAST_CLASSES 8           // classes with their own entry points
 
 // Pool ids are 1..MMPOOL_MAX_POOLS: 0 in a table means "ask the slow path"
 // (a table that is empty, or a class cut twice by routes).
@@ -100,30 +99,23 @@ struct tl_route {
   struct rcache rc; // with lib= routes
 };
 extern __thread struct tl_route tl_route SHIM_HIDDEN;
-// The table of class k (1 <= k < ROUTE_FAST_CLASSES) for its entry points,
+// The table of class k (1 <= k < GOT_CLASSES) for its entry points,
 // or route_empty_table before the thread has one. Apart from tl_route,
 // which then needs no initial image (each new thread gets its TLS zeroed,
 // not copied).
-extern __thread struct rtable *tl_ctab[ROUTE_FAST_CLASSES] SHIM_HIDDEN;
+extern __thread struct rtable *tl_ctab[GOT_CLASSES] SHIM_HIDDEN;
 // A table with no pool (every size asks the slow path).
 extern struct rtable route_empty_table SHIM_HIDDEN;
 
 // Entry points by class (preload.c): malloc and calloc for callers of
 // class k, which got.c puts into the GOT slots of the modules of class k.
-extern void *const route_malloc_entry[ROUTE_FAST_CLASSES] SHIM_HIDDEN;
-extern void *const route_calloc_entry[ROUTE_FAST_CLASSES] SHIM_HIDDEN;
+extern void *const route_malloc_entry[GOT_CLASSES] SHIM_HIDDEN;
+extern void *const route_calloc_entry[GOT_CLASSES] SHIM_HIDDEN;
 
-// got.c: points the GOT slots of malloc and calloc of the module info
-// (named name, of class cls) that the loader bound to this library at the
-// class's entry points. Returns 1 when such a slot is not bound yet (lazy
-// binding), so that a later call may patch it. Call from a
-// dl_iterate_phdr callback.
-struct dl_phdr_info;
-int got_patch(const struct dl_phdr_info *info, const char *name,
-              unsigned cls) SHIM_HIDDEN;
-
-// Called once at the end of initialisation, when the pools are open.
-void route_init(void) SHIM_HIDDEN;
+// Called once at the end of initialisation, when the pools are open;
+// entries: the entry points (and exported functions) that got.c writes
+// into modules' GOT slots for lib= routes.
+void route_init(const struct got_entries *entries) SHIM_HIDDEN;
 
 // Whether p is open and still the pool its slot held when route_init ran
 // (not another pool the program opened there since): routes may use it,

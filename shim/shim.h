@@ -1,8 +1,16 @@
 // shim.h: what the parts of the preload library share.
 //
-// preload.c owns initialisation and the malloc family; brk.c the emulated
-// program break; stats.c the MMPOOL_STATS report at exit. The
-// configuration is loaded once, before malloc works, and never changes.
+// The files, each above the ones it uses (no circles; tests/lint checks):
+//   settings.c  the configuration, loaded once before malloc works, and the
+//               configured pools, opened then; read-only after
+//   got.c       the lib= shortcut: GOT slots of malloc and calloc
+//   module.c    the module table: return address -> module -> lib= class
+//   route.c     per-thread routing tables, the routing slow path, counts
+//   stats.c     the MMPOOL_STATS report at exit
+//   preload.c   initialisation and the malloc family (the exported entry
+//               points), over core's fast path (core/heap.h)
+//   brk.c       the emulated program break
+// The shim decides which pool a block goes to; core allocates in it.
 #ifndef MMPOOL_SHIM_H
 #define MMPOOL_SHIM_H
 
@@ -17,10 +25,15 @@ extern struct mmpool_config shim_cfg SHIM_HIDDEN;
 // NULL where it could not be opened.
 extern struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS] SHIM_HIDDEN;
 
+// settings.c: loads the configuration into shim_cfg and opens its pools
+// (shim_cfg_pool), the configured default becoming the default pool.
+// Reports every error on the log; stops the program under MMPOOL_STRICT.
+void settings_load(void) SHIM_HIDDEN;
 // stats.c: called at the end of initialisation when shim_cfg.stats is set;
 // prepares the report printed at exit (a private copy of stderr).
 void shim_stats_start(void) SHIM_HIDDEN;
-// brk.c: called during initialisation, after the pools are open.
-void shim_brk_init(void) SHIM_HIDDEN;
+// preload.c: initialises the preload library now if no allocation has
+// (brk.c: a program may call sbrk before any malloc).
+void shim_start(void) SHIM_HIDDEN;
 
 #endif
