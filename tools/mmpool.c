@@ -63,8 +63,8 @@ _Static_assert(MMPOOL_PROJECT_VERSION_MAJOR == MMPOOL_VERSION_MAJOR &&
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define VERSION                                                                \
-  STR(MMPOOL_VERSION_MAJOR) "." STR(MMPOOL_VERSION_MINOR) "." STR(             \
-      MMPOOL_VERSION_PATCH)
+  STR(MMPOOL_VERSION_MAJOR)                                                    \
+  "." STR(MMPOOL_VERSION_MINOR) "." STR(MMPOOL_VERSION_PATCH)
 #endif
 
 #define RUN_USAGE                                                              \
@@ -217,24 +217,22 @@ static void print_environment(FILE *f) {
 }
 
 static void help_overview(FILE *f) {
-  fprintf(f,
-          "Usage: mmpool COMMAND [ARGS...]\n"
-          "\n"
-          "mmpool " VERSION ": heaps made of named, mmap-backed memory "
-          "pools.\n"
-          "\n"
-          "Commands:\n");
+  fprintf(f, "Usage: mmpool COMMAND [ARGS...]\n"
+             "\n"
+             "mmpool " VERSION ": heaps made of named, mmap-backed memory "
+             "pools.\n"
+             "\n"
+             "Commands:\n");
   for (unsigned i = 0; i < NCOMMANDS; i++)
     fprintf(f, "  %-9s %s%s\n", commands[i].name, commands[i].summary,
             commands[i].available ? "" : " (not available yet)");
-  fprintf(f,
-          "\n"
-          "'mmpool help COMMAND' shows a command's usage. The commands "
-          "marked\n"
-          "(not available yet) are not built in this version: they print "
-          "one\n"
-          "line on stderr and exit with status 2, as bad usage does.\n"
-          "\n");
+  fprintf(f, "\n"
+             "'mmpool help COMMAND' shows a command's usage. The commands "
+             "marked\n"
+             "(not available yet) are not built in this version: they print "
+             "one\n"
+             "line on stderr and exit with status 2, as bad usage does.\n"
+             "\n");
   print_environment(f);
 }
 
@@ -242,33 +240,32 @@ static void help_run(FILE *f) {
   char cand[3][PATH_MAX];
   unsigned n = candidates(cand, 1);
   print_usage(f, find_command("run"));
-  fprintf(f,
-          "\n"
-          "Run PROG (looked up in PATH) with the mmpool preload library in\n"
-          "LD_PRELOAD, put before any value it already has, so that its "
-          "malloc\n"
-          "family allocates from the pools of the configuration.\n"
-          "\n"
-          "Options:\n"
-          "  -c FILE, --config FILE, --config=FILE, -cFILE\n"
-          "              read the statements of FILE\n"
-          "              (sets MMPOOL_CONFIG_FILE=FILE)\n"
-          "  --stats     print a report of every pool on stderr when PROG\n"
-          "              exits (sets MMPOOL_STATS=1)\n"
-          "  --explain   do not run PROG: print the effective pools, "
-          "routes\n"
-          "              and default (on stdout) and the configuration\n"
-          "              errors (on stderr)\n"
-          "  -h, --help  this text\n"
-          "\n"
-          "Exit status: PROG's own; with --explain, 0 when the "
-          "configuration\n"
-          "is valid and 2 when not; 2 for bad usage; 125 when mmpool fails\n"
-          "(no preload library), 126 when PROG cannot be executed, 127 when "
-          "it\n"
-          "is not found.\n"
-          "\n"
-          "The preload library is the first of these that exists:\n");
+  fprintf(f, "\n"
+             "Run PROG (looked up in PATH) with the mmpool preload library in\n"
+             "LD_PRELOAD, put before any value it already has, so that its "
+             "malloc\n"
+             "family allocates from the pools of the configuration.\n"
+             "\n"
+             "Options:\n"
+             "  -c FILE, --config FILE, --config=FILE, -cFILE\n"
+             "              read the statements of FILE\n"
+             "              (sets MMPOOL_CONFIG_FILE=FILE)\n"
+             "  --stats     print a report of every pool on stderr when PROG\n"
+             "              exits (sets MMPOOL_STATS=1)\n"
+             "  --explain   do not run PROG: print the effective pools, "
+             "routes\n"
+             "              and default (on stdout) and the configuration\n"
+             "              errors (on stderr)\n"
+             "  -h, --help  this text\n"
+             "\n"
+             "Exit status: PROG's own; with --explain, 0 when the "
+             "configuration\n"
+             "is valid and 2 when not; 2 for bad usage; 125 when mmpool fails\n"
+             "(no preload library), 126 when PROG cannot be executed, 127 when "
+             "it\n"
+             "is not found.\n"
+             "\n"
+             "The preload library is the first of these that exists:\n");
   for (unsigned i = 0; i < n; i++)
     fprintf(f, "  %s\n", cand[i]);
   fputc('\n', f);
