@@ -210,8 +210,24 @@ static void print_environment(FILE *f) {
              "that\n'mmpool run' starts; see mmpool(1)):\n");
   for (unsigned i = 0; i < config_noptions; i++) {
     const struct config_option *o = &config_options[i];
-    fprintf(f, "  %-19s %s", o->name, o->help);
-    if (o->dflt[0] != '(') fprintf(f, " [default %s]", o->dflt);
+    char text[256];
+    if (o->dflt[0] != '(')
+      snprintf(text, sizeof text, "%s [default %s]", o->help, o->dflt);
+    else
+      snprintf(text, sizeof text, "%s", o->help);
+    fprintf(f, "  %-19s", o->name);
+    // The text in words, wrapped at 79 columns under its first line.
+    unsigned col = 21;
+    for (const char *w = text; *w;) {
+      size_t n = strcspn(w, " ");
+      if (col > 21 && col + 1 + n > 79) {
+        fprintf(f, "\n%21s", "");
+        col = 21;
+      }
+      fprintf(f, " %.*s", (int)n, w);
+      col += 1 + (unsigned)n;
+      w += n + (w[n] == ' ');
+    }
     fputc('\n', f);
   }
 }

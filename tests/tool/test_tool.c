@@ -190,6 +190,15 @@ static void test_help(void **state) {
     free(l);
   }
   assert_contains(first.out, "'mmpool help COMMAND' shows a command's usage");
+  // It fits a terminal of 80 columns.
+  for (const char *l = first.out; *l;) {
+    size_t len = strcspn(l, "\n");
+    if (len > 79) {
+      print_error("line longer than 79 columns: %.*s\n", (int)len, l);
+      fail();
+    }
+    l += len + (l[len] == '\n');
+  }
   const char *const vars[] = {"MMPOOL_CONFIG ", "MMPOOL_CONFIG_FILE ",
                               "MMPOOL_STATS ", "MMPOOL_LOG ", "MMPOOL_STRICT "};
   for (unsigned i = 0; i < 5; i++)
