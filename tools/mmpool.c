@@ -1,13 +1,20 @@
 // mmpool.c: the mmpool command-line tool.
 //
 // `mmpool run` starts a program under the preload library of this very
-// build or installation, so users need not know where it lives; `--explain`
-// shows what the configuration means without running anything. The tool
+// build or installation, so users need not know where it lives; `--stats`
+// asks for the per-pool report at exit, `--explain` shows what the
+// configuration means without running anything. The commands of the
+// product contract that are not built yet are listed, with their usage, and
+// answer that they are not available (status 2). The tool
 // links the engine and the configuration parser statically and never the
 // preload library (STYLE: tools -> core): it is an ordinary program with
 // glibc's malloc, so it may use stdio and the heap freely.
 //
-// Exit status: bad usage 2 (one line on stderr); `run --explain` 0 when
+// Keep `commands[]`, the help texts, docs/man/mmpool.1 and
+// docs/configuration.md's section on `mmpool run` saying the same.
+//
+// Exit status: bad usage 2 (one line on stderr), and so a command that is
+// not available yet; `run --explain` 0 when
 // the configuration is valid, else 2; `run` the program's own status (it
 // replaces the tool), or 125 when mmpool itself fails (no preload library),
 // 126 when PROG cannot be executed, 127 when it is not found (as env(1)).
@@ -43,7 +50,77 @@ enum {
   EXIT_NOTFOUND = 127
 };
 
-#define RUN_USAGE "mmpool run [-c FILE] [--explain] [--] PROG [ARGS...]"
+// The version: CMake's project(VERSION), which tools/CMakeLists.txt passes
+// in; include/mmpool.h must say the same (checked here, at compile time).
+#ifdef MMPOOL_PROJECT_VERSION
+_Static_assert(MMPOOL_PROJECT_VERSION_MAJOR == MMPOOL_VERSION_MAJOR &&
+                   MMPOOL_PROJECT_VERSION_MINOR == MMPOOL_VERSION_MINOR &&
+                   MMPOOL_PROJECT_VERSION_PATCH == MMPOOL_VERSION_PATCH,
+               "MMPOOL_VERSION_* of include/mmpool.h differ from "
+               "project(VERSION) of CMakeLists.txt");
+#define VERSION MMPOOL_PROJECT_VERSION
+#else
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define VERSION                                                                \
+  STR(MMPOOL_VERSION_MAJOR)                                                    \
+  "." STR(MMPOOL_VERSION_MINOR) "." STR(MMPOOL_VERSION_PATCH)
+#endif
+
+#define RUN_USAGE                                                              \
+  "mmpool run [-c FILE] [--stats] [--explain] [--] PROG [ARGS...]"
+
+// Every command of the product contract, in the order help lists them. A
+// command that is not available yet is listed with the usage it will have.
+struct command {
+  const char *name;
+  const char *usage;   // one or more lines, each "mmpool ..."
+  const char *summary; // one line, for the list
+  const char *text;    // what it does, for `mmpool help NAME`
+  int available;
+};
+
+// clang-format off
+static const struct command commands[] = {
+  {"run", RUN_USAGE "\nmmpool run [-c FILE] [--stats] --explain",
+   "run a program with its heap in mmpool's pools",
+   NULL, 1}, // help_run()
+  {"info", "mmpool info FILE", "describe a pool file in words",
+   "Describe a pool file: its header, pools, roots, size-class histogram\n"
+   "and fragmentation, in words a person reads.\n", 0},
+  {"check", "mmpool check FILE", "verify every invariant of a pool file",
+   "Verify every invariant of a pool file; the exit status says whether\n"
+   "the file is sound.\n", 0},
+  {"map", "mmpool map FILE -o MAP.svg", "draw a pool file's ranges",
+   "Draw a picture of a pool file (an SVG file): its used, free and\n"
+   "metadata ranges.\n", 0},
+  {"relocate", "mmpool relocate FILE ADDR",
+   "move a pool file to another base address",
+   "Move a pool image to the base address ADDR, offline: every pointer\n"
+   "into the old range is adjusted.\n", 0},
+  {"snapshot", "mmpool snapshot PID [POOL]",
+   "make a running program snapshot its pools",
+   "Ask the running program PID to take a snapshot of its pools (or of\n"
+   "POOL) now.\n", 0},
+  {"upgrade", "mmpool upgrade FILE", "convert a pool file of an older format",
+   "Convert a pool file of an older format version, on a copy that is\n"
+   "then renamed into place.\n", 0},
+  {"help", "mmpool help [COMMAND]\nmmpool -h | --help",
+   "list the commands, or show one command's usage",
+   "Without COMMAND: list the commands, each in one line, and the\n"
+   "environment variables. With COMMAND: that command's usage and what\n"
+   "it does. 'mmpool COMMAND --help' (or -h) does the same.\n", 1},
+  {"version", "mmpool version\nmmpool --version", "print mmpool's version",
+   "Print \"mmpool " VERSION "\" on stdout.\n", 1},
+};
+// clang-format on
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+static const struct command *find_command(const char *name) {
+  for (unsigned i = 0; i < NCOMMANDS; i++)
+    if (strcmp(name, commands[i].name) == 0) return &commands[i];
+  return NULL;
+}
 
 // ---------------------------------------------------------------------------
 // Messages
@@ -117,48 +194,122 @@ static const char *find_library(char *out) {
 // ---------------------------------------------------------------------------
 // Help
 
-static void help(FILE *f) {
-  char cand[3][PATH_MAX];
-  unsigned n = candidates(cand, 1);
-  fprintf(f,
-          "Usage: mmpool COMMAND [ARGS...]\n"
-          "\n"
-          "mmpool %d.%d.%d: heaps made of named, mmap-backed memory pools.\n"
-          "\n"
-          "Commands:\n"
-          "  " RUN_USAGE "\n"
-          "      Run PROG with the mmpool preload library (LD_PRELOAD, put\n"
-          "      before any value it already has), so that its malloc family\n"
-          "      allocates from the pools of the configuration.\n"
-          "      -c FILE, --config FILE, --config=FILE\n"
-          "                  read the statements of FILE\n"
-          "                  (sets MMPOOL_CONFIG_FILE=FILE)\n"
-          "      --explain   do not run PROG: print the effective pools,\n"
-          "                  routes and default (on stdout) and the\n"
-          "                  configuration errors (on stderr); exit status 0\n"
-          "                  when the configuration is valid, 2 when not\n"
-          "      PROG is looked up in PATH. Exit status: PROG's own, or 125\n"
-          "      when mmpool fails (no preload library), 126 when PROG\n"
-          "      cannot be executed, 127 when it is not found.\n"
-          "  help, -h, --help\n"
-          "      This text.\n"
-          "  version, --version\n"
-          "      The version of mmpool.\n"
-          "Coming later: info, check, map, relocate and snapshot.\n"
-          "Bad usage prints one line on stderr and exits with status 2.\n"
-          "\n"
-          "The preload library is the first of these that exists:\n",
-          MMPOOL_VERSION_MAJOR, MMPOOL_VERSION_MINOR, MMPOOL_VERSION_PATCH);
-  for (unsigned i = 0; i < n; i++)
-    fprintf(f, "  %s\n", cand[i]);
-  fprintf(f, "\nEnvironment (read by the preload library; "
-             "see docs/configuration.md):\n");
+// The usage lines of c, the first after "Usage: ", the others under it.
+static void print_usage(FILE *f, const struct command *c) {
+  fputs("Usage: ", f);
+  for (const char *u = c->usage; *u;) {
+    size_t n = strcspn(u, "\n");
+    fprintf(f, "%s%.*s\n", u == c->usage ? "" : "       ", (int)n, u);
+    u += n + (u[n] == '\n');
+  }
+}
+
+// The variables the preload library reads (config_options[]).
+static void print_environment(FILE *f) {
+  fprintf(f, "Environment (read by the preload library, so by the programs "
+             "that\n'mmpool run' starts; see mmpool(1)):\n");
   for (unsigned i = 0; i < config_noptions; i++) {
     const struct config_option *o = &config_options[i];
-    fprintf(f, "  %-19s %s", o->name, o->help);
-    if (o->dflt[0] != '(') fprintf(f, " [default %s]", o->dflt);
+    char text[256];
+    if (o->dflt[0] != '(')
+      snprintf(text, sizeof text, "%s [default %s]", o->help, o->dflt);
+    else
+      snprintf(text, sizeof text, "%s", o->help);
+    fprintf(f, "  %-19s", o->name);
+    // The text in words, wrapped at 79 columns under its first line.
+    unsigned col = 21;
+    for (const char *w = text; *w;) {
+      size_t n = strcspn(w, " ");
+      if (col > 21 && col + 1 + n > 79) {
+        fprintf(f, "\n%21s", "");
+        col = 21;
+      }
+      fprintf(f, " %.*s", (int)n, w);
+      col += 1 + (unsigned)n;
+      w += n + (w[n] == ' ');
+    }
     fputc('\n', f);
   }
+}
+
+static void help_overview(FILE *f) {
+  fprintf(f, "Usage: mmpool COMMAND [ARGS...]\n"
+             "\n"
+             "mmpool " VERSION ": heaps made of named, mmap-backed memory "
+             "pools.\n"
+             "\n"
+             "Commands:\n");
+  for (unsigned i = 0; i < NCOMMANDS; i++)
+    fprintf(f, "  %-9s %s%s\n", commands[i].name, commands[i].summary,
+            commands[i].available ? "" : " (not available yet)");
+  fprintf(f, "\n"
+             "'mmpool help COMMAND' shows a command's usage. The commands "
+             "marked\n"
+             "(not available yet) are not built in this version: they print "
+             "one\n"
+             "line on stderr and exit with status 2, as bad usage does.\n"
+             "\n");
+  print_environment(f);
+}
+
+static void help_run(FILE *f) {
+  char cand[3][PATH_MAX];
+  unsigned n = candidates(cand, 1);
+  print_usage(f, find_command("run"));
+  fprintf(f, "\n"
+             "Run PROG (looked up in PATH) with the mmpool preload library in\n"
+             "LD_PRELOAD, put before any value it already has, so that its "
+             "malloc\n"
+             "family allocates from the pools of the configuration.\n"
+             "\n"
+             "Options:\n"
+             "  -c FILE, --config FILE, --config=FILE, -cFILE\n"
+             "              read the statements of FILE\n"
+             "              (sets MMPOOL_CONFIG_FILE=FILE)\n"
+             "  --stats     print a report of every pool on stderr when PROG\n"
+             "              exits (sets MMPOOL_STATS=1)\n"
+             "  --explain   do not run PROG: print the effective pools, "
+             "routes\n"
+             "              and default (on stdout) and the configuration\n"
+             "              errors (on stderr)\n"
+             "  -h, --help  this text\n"
+             "\n"
+             "Exit status: PROG's own; with --explain, 0 when the "
+             "configuration\n"
+             "is valid and 2 when not; 2 for bad usage; 125 when mmpool fails\n"
+             "(no preload library), 126 when PROG cannot be executed, 127 when "
+             "it\n"
+             "is not found.\n"
+             "\n"
+             "The preload library is the first of these that exists:\n");
+  for (unsigned i = 0; i < n; i++)
+    fprintf(f, "  %s\n", cand[i]);
+  fputc('\n', f);
+  print_environment(f);
+}
+
+static void help_command(FILE *f, const struct command *c) {
+  if (strcmp(c->name, "run") == 0) return help_run(f);
+  print_usage(f, c);
+  fprintf(f, "\n%s", c->text);
+  if (!c->available)
+    fprintf(f,
+            "\nNot available in this version yet: 'mmpool %s' prints one "
+            "line\non stderr and exits with status 2.\n",
+            c->name);
+}
+
+// `mmpool help [COMMAND]`; args: what follows "help".
+static int help(int argc, char **args) {
+  if (argc > 1) usage_error("help: too many arguments (one COMMAND at most)");
+  if (argc == 0) {
+    help_overview(stdout);
+  } else {
+    const struct command *c = find_command(args[0]);
+    if (!c) usage_error("help: unknown command '%s'", args[0]);
+    help_command(stdout, c);
+  }
+  return fflush(stdout) == 0 ? 0 : EXIT_TOOL;
 }
 
 // ---------------------------------------------------------------------------
@@ -198,7 +349,7 @@ static int explain(void) {
 
 static int run(int argc, char **argv) {
   const char *file = NULL;
-  int do_explain = 0, i = 2;
+  int do_explain = 0, do_stats = 0, i = 2;
   for (; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) {
@@ -214,9 +365,11 @@ static int run(int argc, char **argv) {
       file = a + 2;
     } else if (strcmp(a, "--explain") == 0) {
       do_explain = 1;
+    } else if (strcmp(a, "--stats") == 0) {
+      do_stats = 1;
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      help(stdout);
-      return 0;
+      help_run(stdout);
+      return fflush(stdout) == 0 ? 0 : EXIT_TOOL;
     } else if (a[0] == '-' && a[1]) {
       usage_error("run: unknown option '%s'", a);
     } else {
@@ -227,8 +380,11 @@ static int run(int argc, char **argv) {
   if (i >= argc && !do_explain)
     usage_error("run: missing PROG; usage: " RUN_USAGE);
 
-  if (file && setenv("MMPOOL_CONFIG_FILE", file, 1) != 0) {
-    fprintf(stderr, "mmpool: cannot set MMPOOL_CONFIG_FILE: %s\n",
+  // What the options say goes into the environment, which --explain reads
+  // as the preload library would.
+  if ((file && setenv("MMPOOL_CONFIG_FILE", file, 1) != 0) ||
+      (do_stats && setenv("MMPOOL_STATS", "1", 1) != 0)) {
+    fprintf(stderr, "mmpool: cannot set the environment: %s\n",
             strerror(errno));
     return EXIT_TOOL;
   }
@@ -277,21 +433,22 @@ static int run(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc < 2) usage_error("no command given");
   const char *cmd = argv[1];
-  if (strcmp(cmd, "run") == 0) return run(argc, argv);
-  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
-      strcmp(cmd, "-h") == 0) {
-    help(stdout);
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+    cmd = "help";
+  else if (strcmp(cmd, "--version") == 0)
+    cmd = "version";
+  const struct command *c = find_command(cmd);
+  if (!c) usage_error("unknown command '%s'", cmd);
+  if (strcmp(cmd, "run") == 0) return run(argc, argv); // parses its -h
+  // `mmpool COMMAND --help` is `mmpool help COMMAND`, for every command,
+  // also those not available yet.
+  if (argc == 3 &&
+      (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0))
+    return help(1, (char *[]){(char *)c->name});
+  if (strcmp(cmd, "help") == 0) return help(argc - 2, argv + 2);
+  if (strcmp(cmd, "version") == 0) {
+    printf("mmpool " VERSION "\n");
     return fflush(stdout) == 0 ? 0 : EXIT_TOOL;
   }
-  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-    printf("mmpool %d.%d.%d\n", MMPOOL_VERSION_MAJOR, MMPOOL_VERSION_MINOR,
-           MMPOOL_VERSION_PATCH);
-    return fflush(stdout) == 0 ? 0 : EXIT_TOOL;
-  }
-  static const char *const coming[] = {"info", "check", "map", "relocate",
-                                       "snapshot"};
-  for (unsigned k = 0; k < sizeof coming / sizeof *coming; k++)
-    if (strcmp(cmd, coming[k]) == 0)
-      usage_error("'%s' is not available in this version yet", cmd);
-  usage_error("unknown command '%s'", cmd);
+  usage_error("'%s' is not available in this version yet", cmd);
 }

@@ -1,13 +1,14 @@
 // test_tool.c: the mmpool command-line tool, run as a user runs it.
 //
-// `test_tool usage`: help, version, bad usage, `run --explain` (no program
-// runs under the preload library). `test_tool run`: `mmpool run` itself,
-// with tool_probe reporting whether the preload library is loaded, which
-// configuration file it got and what LD_PRELOAD became; and the search for
-// the library in a build tree and in an installed tree (copies in a scratch
-// directory). Every child gets the test's environment without LD_PRELOAD
-// and MMPOOL_*, plus what the case sets; its stdout and stderr are kept
-// apart and compared whole where the output is fixed.
+// `test_tool usage`: help (every command of the contract, each command's
+// usage), version, bad usage, `run --explain` (no program runs under the
+// preload library). `test_tool run`: `mmpool run` itself, with tool_probe
+// reporting whether the preload library is loaded, which configuration
+// file it got and what LD_PRELOAD became; `run --stats` and its report; and
+// the search for the library in a build tree and in an installed tree
+// (copies in a scratch directory). Every child gets the test's environment
+// without LD_PRELOAD and MMPOOL_*, plus what the case sets; its stdout and
+// stderr are kept apart and compared whole where the output is fixed.
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,9 +32,18 @@
 
 #include "mmpool.h"
 
-// TOOL, PROBE, PRELOAD, LIBMMPOOL, PRELOAD_NAME, LIBDIR, FULL_LIBDIR: from
-// tests/tool/CMakeLists.txt.
+// TOOL, PROBE, PRELOAD, LIBMMPOOL, PRELOAD_NAME, LIBDIR, FULL_LIBDIR,
+// PROJECT_VERSION: from tests/tool/CMakeLists.txt.
 
+// The commands of the product contract (DESIGN.md), and whether this
+// version has them.
+static const struct {
+  const char *name;
+  int available;
+} commands[] = {{"run", 1},     {"info", 0},     {"check", 0},
+                {"map", 0},     {"relocate", 0}, {"snapshot", 0},
+                {"upgrade", 0}, {"help", 1},     {"version", 1}};
+#define NCOMMANDS (sizeof commands / sizeof *commands)
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -121,6 +131,13 @@ static void assert_contains(const char *hay, const char *needle) {
   }
 }
 
+static void assert_prefix(const char *s, const char *prefix) {
+  if (strncmp(s, prefix, strlen(prefix)) != 0) {
+    print_error("'%s' does not start with '%s'\n", s, prefix);
+    fail();
+  }
+}
+
 static void real(const char *path, char *out) {
   assert_non_null(realpath(path, out));
 }
@@ -128,44 +145,135 @@ static void real(const char *path, char *out) {
 // ---------------------------------------------------------------------------
 // usage group
 
+// The line of the help's command list that starts with "  NAME ", or NULL.
+static const char *command_line(const char *help, const char *name) {
+  char key[32];
+  snprintf(key, sizeof key, "\n  %s ", name);
+  const char *at = strstr(help, key);
+  return at ? at + 1 : NULL;
+}
+
+static void assert_same_output(const char *const *const *forms, unsigned n,
+                               const char *want) {
+  for (unsigned i = 0; i < n; i++) {
+    struct res r = tool(forms[i]);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, want);
+    assert_string_equal(r.err, "");
+    res_free(&r);
+  }
+}
+
 static void test_help(void **state) {
   (void)state;
-  struct res first = tool(TOOL_ARGS("--help"));
+  struct res first = tool(TOOL_ARGS("help"));
   assert_int_equal(first.status, 0);
   assert_string_equal(first.err, "");
-  assert_contains(first.out, "Usage: mmpool COMMAND");
-  assert_contains(first.out,
-                  "mmpool run [-c FILE] [--explain] [--] PROG [ARGS...]");
-  assert_contains(first.out, "-c FILE, --config FILE, --config=FILE");
-  assert_contains(first.out, "--explain");
-  assert_contains(first.out,
-                  "Coming later: info, check, map, relocate and snapshot.");
-  // The search order, with this build's names.
-  assert_contains(first.out, "<directory of mmpool>/../shim/" PRELOAD_NAME);
-  assert_contains(first.out, FULL_LIBDIR "/" PRELOAD_NAME);
+  assert_true(strncmp(first.out, "Usage: mmpool COMMAND [ARGS...]\n", 32) == 0);
+  assert_contains(first.out, "mmpool " PROJECT_VERSION ": ");
+  // Every command, one line each with a description; those not built yet
+  // say so.
+  for (unsigned i = 0; i < NCOMMANDS; i++) {
+    const char *line = command_line(first.out, commands[i].name);
+    if (!line) {
+      print_error("no line for '%s' in:\n%s\n", commands[i].name, first.out);
+      fail();
+    }
+    size_t len = strcspn(line, "\n");
+    char *l = strndup(line, len);
+    assert_true(len > strlen(commands[i].name) + 10);
+    assert_true(len <= 80);
+    if (commands[i].available)
+      assert_null(strstr(l, "not available"));
+    else
+      assert_non_null(strstr(l, "(not available yet)"));
+    free(l);
+  }
+  assert_contains(first.out, "'mmpool help COMMAND' shows a command's usage");
+  // It fits a terminal of 80 columns.
+  for (const char *l = first.out; *l;) {
+    size_t len = strcspn(l, "\n");
+    if (len > 79) {
+      print_error("line longer than 79 columns: %.*s\n", (int)len, l);
+      fail();
+    }
+    l += len + (l[len] == '\n');
+  }
   const char *const vars[] = {"MMPOOL_CONFIG ", "MMPOOL_CONFIG_FILE ",
                               "MMPOOL_STATS ", "MMPOOL_LOG ", "MMPOOL_STRICT "};
   for (unsigned i = 0; i < 5; i++)
     assert_contains(first.out, vars[i]);
   // Every spelling prints the same text.
-  const char *const *forms[] = {TOOL_ARGS("help"), TOOL_ARGS("-h"),
-                                TOOL_ARGS("run", "--help"),
-                                TOOL_ARGS("run", "-h")};
-  for (unsigned i = 0; i < 4; i++) {
-    struct res r = tool(forms[i]);
+  const char *const *forms[] = {TOOL_ARGS("--help"), TOOL_ARGS("-h")};
+  assert_same_output(forms, 2, first.out);
+  res_free(&first);
+}
+
+static void test_help_run(void **state) {
+  (void)state;
+  struct res first = tool(TOOL_ARGS("help", "run"));
+  assert_int_equal(first.status, 0);
+  assert_string_equal(first.err, "");
+  assert_prefix(first.out,
+                "Usage: mmpool run [-c FILE] [--stats] [--explain] [--] "
+                "PROG [ARGS...]\n"
+                "       mmpool run [-c FILE] [--stats] --explain\n");
+  assert_contains(first.out, "-c FILE, --config FILE, --config=FILE, -cFILE");
+  assert_contains(first.out, "(sets MMPOOL_CONFIG_FILE=FILE)");
+  assert_contains(first.out, "  --stats ");
+  assert_contains(first.out, "(sets MMPOOL_STATS=1)");
+  assert_contains(first.out, "  --explain ");
+  assert_contains(first.out, "  -h, --help ");
+  assert_contains(first.out, "125 when mmpool fails");
+  // The search order, with this build's names.
+  assert_contains(first.out, "<directory of mmpool>/../shim/" PRELOAD_NAME);
+  assert_contains(first.out, FULL_LIBDIR "/" PRELOAD_NAME);
+  assert_contains(first.out, "MMPOOL_STATS ");
+  const char *const *forms[] = {
+      TOOL_ARGS("run", "--help"), TOOL_ARGS("run", "-h"),
+      TOOL_ARGS("--help", "run"), TOOL_ARGS("-h", "run"),
+      TOOL_ARGS("run", "--stats", "-c", "x.conf", "--help")};
+  assert_same_output(forms, 5, first.out);
+  res_free(&first);
+}
+
+// `mmpool help NAME` for every other command: its usage, what it does, and
+// whether it is available; `mmpool NAME --help` is the same.
+static void test_help_commands(void **state) {
+  (void)state;
+  for (unsigned i = 0; i < NCOMMANDS; i++) {
+    const char *name = commands[i].name;
+    if (strcmp(name, "run") == 0) continue;
+    struct res r = tool(TOOL_ARGS("help", name));
     assert_int_equal(r.status, 0);
-    assert_string_equal(r.out, first.out);
     assert_string_equal(r.err, "");
+    char want[64];
+    snprintf(want, sizeof want, "Usage: mmpool %s", name);
+    assert_true(strncmp(r.out, want, strlen(want)) == 0);
+    if (commands[i].available)
+      assert_null(strstr(r.out, "not available"));
+    else
+      assert_contains(r.out, "Not available in this version yet");
+    const char *const *forms[] = {TOOL_ARGS(name, "--help"),
+                                  TOOL_ARGS(name, "-h")};
+    assert_same_output(forms, 2, r.out);
     res_free(&r);
   }
-  res_free(&first);
+  struct res v = tool(TOOL_ARGS("help", "version"));
+  assert_contains(v.out, "mmpool --version\n");
+  res_free(&v);
+  struct res h = tool(TOOL_ARGS("help", "help"));
+  assert_contains(h.out, "mmpool -h | --help\n");
+  res_free(&h);
 }
 
 static void test_version(void **state) {
   (void)state;
+  // CMake's project(VERSION), which the header's macros repeat.
   char want[64];
   snprintf(want, sizeof want, "mmpool %d.%d.%d\n", MMPOOL_VERSION_MAJOR,
            MMPOOL_VERSION_MINOR, MMPOOL_VERSION_PATCH);
+  assert_string_equal(want, "mmpool " PROJECT_VERSION "\n");
   const char *const *forms[] = {TOOL_ARGS("version"), TOOL_ARGS("--version")};
   for (unsigned i = 0; i < 2; i++) {
     struct res r = tool(forms[i]);
@@ -186,9 +294,20 @@ static void test_bad_usage(void **state) {
       {TOOL_ARGS("frobnicate"), "unknown command 'frobnicate'"},
       {TOOL_ARGS("info", "x.pool"), "'info' is not available"},
       {TOOL_ARGS("check", "x.pool"), "'check' is not available"},
+      {TOOL_ARGS("map", "x.pool", "-o", "x.svg"), "'map' is not available"},
+      {TOOL_ARGS("relocate", "x.pool", "0x300000000000"),
+       "'relocate' is not available"},
+      {TOOL_ARGS("snapshot", "1"), "'snapshot' is not available"},
+      {TOOL_ARGS("upgrade", "x.pool"), "'upgrade' is not available"},
+      {TOOL_ARGS("info"), "'info' is not available"},
+      {TOOL_ARGS("help", "frobnicate"), "help: unknown command 'frobnicate'"},
+      {TOOL_ARGS("help", "run", "info"), "help: too many arguments"},
+      {TOOL_ARGS("--stats"), "unknown command '--stats'"},
       {TOOL_ARGS("run"), "missing PROG"},
       {TOOL_ARGS("run", "--"), "missing PROG"},
       {TOOL_ARGS("run", "-c", "x.conf"), "missing PROG"},
+      {TOOL_ARGS("run", "--stats"), "missing PROG"},
+      {TOOL_ARGS("run", "--stats=1", "/bin/true"), "unknown option"},
       {TOOL_ARGS("run", "-x", "/bin/true"), "unknown option '-x'"},
       {TOOL_ARGS("run", "--explian", "/bin/true"), "unknown option"},
       {TOOL_ARGS("run", "-c"), "needs a FILE"},
@@ -253,6 +372,13 @@ static void test_explain_good(void **state) {
                           "default small\n");
   assert_null(strstr(r3.out, "pool default"));
   res_free(&r3);
+  // --stats is MMPOOL_STATS=1, whatever the variable said.
+  struct res r4 = run_env(TOOL_ARGS("run", "--stats", "--explain", "-c", conf),
+                          ENV("MMPOOL_STATS=0"));
+  assert_int_equal(r4.status, 0);
+  assert_string_equal(r4.err, "");
+  assert_contains(r4.out, "# MMPOOL_STATS=1 MMPOOL_LOG=warn MMPOOL_STRICT=0\n");
+  res_free(&r4);
   res_free(&r);
 }
 
@@ -408,6 +534,59 @@ static void test_run_status(void **state) {
   res_free(&x);
 }
 
+// The report's first line: "mmpool: stats of pid N (tool_probe) at exit: ".
+static void assert_report_header(const char *err, const char *rest) {
+  assert_true(strncmp(err, "mmpool: stats of pid ", 21) == 0);
+  const char *p = err + 21;
+  assert_true(*p >= '1' && *p <= '9');
+  while (*p >= '0' && *p <= '9')
+    p++;
+  char want[128];
+  snprintf(want, sizeof want, " (tool_probe) at exit: %s\n", rest);
+  assert_true(strncmp(p, want, strlen(want)) == 0);
+}
+
+static void test_run_stats(void **state) {
+  (void)state;
+  char lib[PATH_MAX], want[2 * PATH_MAX + 64];
+  real(PRELOAD, lib);
+  snprintf(want, sizeof want, "pool=default\npreload=%s\n", lib);
+  // The default configuration: one pool, every allocation through no route.
+  // MMPOOL_STATS=0 in the environment does not matter.
+  const char *const *const envs[] = {NULL, ENV("MMPOOL_STATS=0")};
+  for (unsigned i = 0; i < 2; i++) {
+    struct res r = run_env(TOOL_ARGS("run", "--stats", "--", PROBE), envs[i]);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, want, strlen(want)) == 0);
+    assert_report_header(r.err, "1 configured pools, 0 routes");
+    assert_contains(r.err, "\nmmpool: pool default (default pool): anon\n");
+    assert_contains(r.err, "\nmmpool:   allocated since start: ");
+    assert_contains(r.err, "\nmmpool:   live at exit: ");
+    assert_contains(r.err, "\nmmpool:   no route matched: ");
+    res_free(&r);
+  }
+  // With a configuration: each pool, and the route that took the probe's
+  // 2 MiB block.
+  char *conf = path_in("stats.conf");
+  write_file(conf, good_conf, 0644);
+  struct res c =
+      tool(TOOL_ARGS("run", "-c", conf, "--stats", "--", PROBE, "2097152"));
+  assert_int_equal(c.status, 0);
+  assert_true(strncmp(c.out, "pool=big\n", 9) == 0);
+  assert_report_header(c.err, "3 configured pools, 2 routes");
+  assert_contains(c.err, "\nmmpool: pool small: anon\n");
+  assert_contains(c.err, "\nmmpool: pool big: anon\n");
+  assert_contains(c.err, "\nmmpool: pool default (default pool): anon\n");
+  assert_contains(c.err, "\nmmpool:   route size>=1M -> big: 1 allocations, "
+                         "2097152 bytes (2.0 MiB)\n");
+  res_free(&c);
+  // Without --stats, no report.
+  struct res n = tool(TOOL_ARGS("run", "--", PROBE));
+  assert_int_equal(n.status, 0);
+  assert_string_equal(n.err, "");
+  res_free(&n);
+}
+
 // The tool copied with the library into a layout; the library it loads.
 static void loaded_from(const char *tool_path, struct res *r) {
   *r = tool((const char *const[]){tool_path, "run", "--", PROBE, NULL});
@@ -478,8 +657,9 @@ static void test_run_finds_library(void **state) {
 
 int main(int argc, char **argv) {
   const struct CMUnitTest usage[] = {
-      cmocka_unit_test(test_help),        cmocka_unit_test(test_version),
-      cmocka_unit_test(test_bad_usage),   cmocka_unit_test(test_explain_good),
+      cmocka_unit_test(test_help),          cmocka_unit_test(test_help_run),
+      cmocka_unit_test(test_help_commands), cmocka_unit_test(test_version),
+      cmocka_unit_test(test_bad_usage),     cmocka_unit_test(test_explain_good),
       cmocka_unit_test(test_explain_bad),
   };
   const struct CMUnitTest run[] = {
@@ -487,6 +667,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_run_preloads),
       cmocka_unit_test(test_run_config),
       cmocka_unit_test(test_run_status),
+      cmocka_unit_test(test_run_stats),
       cmocka_unit_test(test_run_finds_library),
   };
   if (argc > 1 && strcmp(argv[1], "run") == 0)
