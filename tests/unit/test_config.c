@@ -1,9 +1,9 @@
 // test_config.c: the configuration module (config/config.h): every statement
 // kind parsed into the struct, comments and separators, the file read before
 // the variable, each error with its exact one-line message, the fallback to
-// the built-in default and MMPOOL_STRICT, secure mode, glob matching,
-// routing, the description, and that loading never allocates or leaks its
-// scratch mapping.
+// the built-in default and MMPOOL_STRICT, secure mode, glob matching, the
+// patterns of lib= and thread= routes, the description, and that loading
+// never allocates or leaks its scratch mapping.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -934,7 +934,7 @@ static void test_secure(void **state) {
 }
 
 // ---------------------------------------------------------------------------
-// Glob, routing, description
+// Glob, route patterns, description
 
 static void test_glob(void **state) {
   (void)state;
@@ -987,7 +987,9 @@ static void test_glob(void **state) {
   }
 }
 
-static void test_route(void **state) {
+// The patterns of lib= and thread= routes, parsed and matched as the
+// preload library matches them (shim/route.c evaluates the routes).
+static void test_route_patterns(void **state) {
   (void)state;
   OK(load("pool small; pool big; pool py; pool net; pool any\n"
           "route thread=net-* -> net\n"
@@ -999,37 +1001,35 @@ static void test_route(void **state) {
           "default any"));
   unsigned small = 0, bigp = 1, py = 2, net = 3, any = 4;
   assert_int_equal(cfg.default_pool, any);
-  // Thread first: wins over size.
-  assert_int_equal(config_route(&cfg, 4 * MiB, "libc.so.6", "net-rx"), net);
-  assert_int_equal(config_route(&cfg, 4 * MiB, "libc.so.6", "main"), bigp);
-  assert_int_equal(config_route(&cfg, 4 * MiB, NULL, NULL), bigp);
-  // Size before lib.
-  assert_int_equal(
-      config_route(&cfg, 1 * MiB, "/usr/lib/libpython3.11.so.1.0", NULL), bigp);
-  assert_int_equal(
-      config_route(&cfg, 1 * MiB - 1, "/usr/lib/libpython3.11.so.1.0", NULL),
-      py);
-  assert_int_equal(config_route(&cfg, 8, "libpython3.11.so", "t"), py);
-  // Without a lib, the lib routes do not match.
-  assert_int_equal(config_route(&cfg, 8, NULL, NULL), small);
-  assert_int_equal(config_route(&cfg, 16, "libc.so.6", NULL), small);
-  assert_int_equal(config_route(&cfg, 17, "libc.so.6", NULL), any);
-  assert_int_equal(config_route(&cfg, 0, "libc.so.6", NULL), any);
-  // A pattern without '/' sees the file name, one with '/' the path.
-  assert_int_equal(config_route(&cfg, 100, "/opt/x/libz.so", NULL), small);
-  assert_int_equal(config_route(&cfg, 100, "libz.so", NULL), any);
-  assert_int_equal(config_route(&cfg, 100, "/opt/libpython3.so", NULL), py);
-  assert_int_equal(config_route(&cfg, 100, "/usr/libpython3/x.so", NULL), any);
-  // Thread routes need a thread name.
-  assert_int_equal(config_route(&cfg, 100, NULL, "net-tx"), net);
-  assert_int_equal(config_route(&cfg, 100, NULL, NULL), any);
+  // In their order, each with its pool.
+  const struct {
+    int cond;
+    unsigned pool;
+  } want[] = {{CONFIG_THREAD, net}, {CONFIG_SIZE, bigp},  {CONFIG_LIB, py},
+              {CONFIG_LIB, small},  {CONFIG_SIZE, small}, {CONFIG_SIZE, any}};
+  assert_int_equal(cfg.nroutes, sizeof want / sizeof *want);
+  for (unsigned i = 0; i < sizeof want / sizeof *want; i++) {
+    assert_int_equal(cfg.routes[i].cond, want[i].cond);
+    assert_int_equal(cfg.routes[i].pool, want[i].pool);
+  }
+  assert_int_equal(cfg.lib_routes, 2);
+  assert_int_equal(cfg.thread_routes, 1);
 
-  // No routes: always the default.
-  OK(load("pool a; pool b; default b"));
-  assert_int_equal(config_route(&cfg, 0, NULL, NULL), 1);
-  assert_int_equal(config_route(&cfg, SIZE_MAX, "x", "y"), 1);
-  config_default(&cfg);
-  assert_int_equal(config_route(&cfg, 123, "x", "y"), 0);
+  // A pattern without '/' sees the file name, one with '/' the path.
+  const struct config_route *pyr = &cfg.routes[2], *zr = &cfg.routes[3];
+  assert_int_equal(pyr->glob_path, 0);
+  assert_int_equal(zr->glob_path, 1);
+  assert_true(config_route_lib_match(pyr, "/usr/lib/libpython3.11.so.1.0"));
+  assert_true(config_route_lib_match(pyr, "libpython3.11.so"));
+  assert_true(config_route_lib_match(pyr, "/opt/libpython3.so"));
+  assert_false(config_route_lib_match(pyr, "/usr/libpython3/x.so"));
+  assert_false(config_route_lib_match(pyr, "libc.so.6"));
+  assert_true(config_route_lib_match(zr, "/opt/x/libz.so"));
+  assert_false(config_route_lib_match(zr, "libz.so"));
+  // A thread= pattern is matched against the whole name.
+  assert_true(config_glob_match(cfg.routes[0].glob, "net-rx"));
+  assert_true(config_glob_match(cfg.routes[0].glob, "net-tx"));
+  assert_false(config_glob_match(cfg.routes[0].glob, "main"));
 }
 
 static void test_describe(void **state) {
@@ -1196,7 +1196,8 @@ static void test_no_allocation(void **state) {
   for (int i = 0; i < 20; i++) {
     r1 |= config_load_from(&cfg, good, 0, &errs);
     config_describe(&cfg, buf, sizeof buf);
-    (void)config_route(&cfg, 8, "/usr/lib/libz.so.1", "t1");
+    (void)config_route_lib_match(&cfg.routes[0], "/usr/lib/libz.so.1");
+    (void)config_glob_match(cfg.routes[1].glob, "t1");
     r2 |= config_load_from(&cfg, bad, 0, &errs);
     r3 |= config_load_from(&cfg, missing, 0, NULL);
     (void)config_load(&cfg, good, NULL);
@@ -1228,7 +1229,7 @@ int main(void) {
       cmocka_unit_test(test_fallback_and_strict),
       cmocka_unit_test(test_secure),
       cmocka_unit_test(test_glob),
-      cmocka_unit_test(test_route),
+      cmocka_unit_test(test_route_patterns),
       cmocka_unit_test(test_describe),
       cmocka_unit_test(test_errors_no_memory),
       cmocka_unit_test(test_no_allocation),
