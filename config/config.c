@@ -655,7 +655,7 @@ int config_load(struct mmpool_config *out, char **envp,
 }
 
 // ---------------------------------------------------------------------------
-// Routing
+// Matching the patterns of lib= and thread= routes
 
 int config_glob_match(const char *p, const char *t) {
   const char *star = NULL, *resume = NULL;
@@ -683,25 +683,6 @@ int config_route_lib_match(const struct config_route *r, const char *path) {
   if (r->glob_path) return config_glob_match(r->glob, path);
   const char *slash = strrchr(path, '/');
   return config_glob_match(r->glob, slash ? slash + 1 : path);
-}
-
-unsigned config_route(const struct mmpool_config *c, size_t size,
-                      const char *lib, const char *thread) {
-  for (unsigned i = 0; i < c->nroutes; i++) {
-    const struct config_route *r = &c->routes[i];
-    switch (r->cond) {
-    case CONFIG_SIZE:
-      if ((uint64_t)size >= r->lo && (uint64_t)size <= r->hi) return r->pool;
-      break;
-    case CONFIG_LIB:
-      if (lib && config_route_lib_match(r, lib)) return r->pool;
-      break;
-    case CONFIG_THREAD:
-      if (thread && config_glob_match(r->glob, thread)) return r->pool;
-      break;
-    }
-  }
-  return c->default_pool;
 }
 
 // ---------------------------------------------------------------------------

@@ -20,8 +20,9 @@
 //                        mode=, size=, base=, relocate=, full=, brk,
 //                        recover). NAME: 1..MMPOOL_NAME_MAX of
 //                        [A-Za-z0-9_.-], defined once.
-//   route COND -> NAME   routes are tried in order, the first match wins;
-//                        COND is one of
+//   route COND -> NAME   routes are tried in order, the first match wins
+//                        (the preload library evaluates them, in
+//                        shim/route.c); COND is one of
 //                          size>=N size>N size<N size<=N size=N
 //                          size=A..B   (both ends included)
 //                          lib=GLOB    the file name of the calling library
@@ -155,16 +156,13 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
 // full=null, no routes, default options. Never fails.
 void config_default(struct mmpool_config *out);
 
+// The matching of lib= and thread= patterns. This module only parses the
+// routes; the preload library evaluates them (shim/route.c) with these two.
+
 // Whether text matches pattern as a whole ('*', '?', literals). Iterative,
 // no allocation, O(len(pattern) * len(text)) at worst.
 int config_glob_match(const char *pattern, const char *text);
 
-// The pool (index into c->pools) for an allocation of size bytes made from
-// module lib (its path or file name; NULL: unknown) by the thread named
-// thread (NULL: unknown): the first route that matches, else the default
-// pool. lib= and thread= routes never match an unknown module or thread.
-unsigned config_route(const struct mmpool_config *c, size_t size,
-                      const char *lib, const char *thread);
 // Whether lib= route r matches the module at path: its file name, or the
 // whole path when the pattern holds a '/'.
 int config_route_lib_match(const struct config_route *r, const char *path);

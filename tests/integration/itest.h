@@ -1,8 +1,10 @@
 // itest.h: small helpers shared by the integration tests: a scratch
-// directory, whole-file reads and writes, and a deterministic generator.
+// directory, whole-file reads and writes, a deterministic generator, and
+// for the public-API tests (test_api_*.c) cmocka checks of mmpool.h calls
+// with the pools they open tracked for the teardown.
 //
 // Everything here is static inline so each test includes what it uses and
-// nothing else; none of it calls the mmpool API.
+// nothing else; only the last section calls the mmpool API.
 #ifndef MMPOOL_ITEST_H
 #define MMPOOL_ITEST_H
 
@@ -18,6 +20,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "mmpool.h"
 
 #ifndef MMPOOL_SANITIZED
 #define MMPOOL_SANITIZED 0
@@ -202,6 +212,142 @@ static inline uint64_t itest_hash(const void *p, size_t n, uint64_t h) {
     h *= 0x100000001b3ull;
   }
   return h;
+}
+
+// ---------------------------------------------------------------------------
+// The public-API tests: each runs its cases with itest_group_setup and, per
+// case, itest_teardown; a case opens its pools with itest_open and closes
+// them with itest_close.
+
+#define MiB ((size_t)1 << 20)
+#define GiB ((size_t)1 << 30)
+
+// expr (a pointer) must fail with errno e and leave a message.
+#define ITEST_FAILS_PTR(expr, e)                                               \
+  do {                                                                         \
+    errno = 0;                                                                 \
+    const void *r_ = (expr);                                                   \
+    int e_ = errno;                                                            \
+    if (r_ != NULL || e_ != (e))                                               \
+      print_error("%s: returned %p errno %d (%s), expected NULL errno %d; "    \
+                  "last error \"%s\"\n",                                       \
+                  #expr, r_, e_, strerror(e_), (e), mmpool_last_error());      \
+    assert_null(r_);                                                           \
+    assert_int_equal(e_, (e));                                                 \
+    assert_true(mmpool_last_error()[0] != '\0');                               \
+  } while (0)
+
+// expr (an int) must return -1 with errno e and leave a message.
+#define ITEST_FAILS_INT(expr, e)                                               \
+  do {                                                                         \
+    errno = 0;                                                                 \
+    int r_ = (expr);                                                           \
+    int e_ = errno;                                                            \
+    if (r_ != -1 || e_ != (e))                                                 \
+      print_error("%s: returned %d errno %d (%s), expected -1 errno %d; "      \
+                  "last error \"%s\"\n",                                       \
+                  #expr, r_, e_, strerror(e_), (e), mmpool_last_error());      \
+    assert_int_equal(r_, -1);                                                  \
+    assert_int_equal(e_, (e));                                                 \
+    assert_true(mmpool_last_error()[0] != '\0');                               \
+  } while (0)
+
+// Pools a test opened and has not closed yet: the teardown closes them, so
+// one failed test does not leave pools open for the next.
+static mmpool_t *itest_tracked[2 * MMPOOL_MAX_POOLS];
+static int itest_ntracked;
+
+static inline void itest_track(mmpool_t *p) {
+  if (p != NULL &&
+      itest_ntracked < (int)(sizeof itest_tracked / sizeof itest_tracked[0]))
+    itest_tracked[itest_ntracked++] = p;
+}
+
+static inline void itest_untrack(mmpool_t *p) {
+  for (int i = 0; i < itest_ntracked; i++)
+    if (itest_tracked[i] == p) {
+      itest_tracked[i] = itest_tracked[--itest_ntracked];
+      return;
+    }
+}
+
+// mmpool_open, asserted to succeed; the pool is tracked.
+static inline mmpool_t *itest_open(const char *name, const char *opts) {
+  errno = 0;
+  mmpool_t *p = mmpool_open(name, opts);
+  if (p == NULL)
+    print_error("mmpool_open(%s, %s): errno %d, \"%s\"\n", name,
+                opts ? opts : "NULL", errno, mmpool_last_error());
+  assert_non_null(p);
+  itest_track(p);
+  return p;
+}
+
+// mmpool_close, asserted to succeed.
+static inline void itest_close(mmpool_t *p) {
+  itest_untrack(p);
+  errno = 0;
+  int r = mmpool_close(p);
+  if (r != 0)
+    print_error("mmpool_close(%s): errno %d \"%s\"\n", mmpool_name(p), errno,
+                mmpool_last_error());
+  assert_int_equal(r, 0);
+}
+
+// A case's teardown: pops the current-pool stack and closes what the case
+// left open.
+static inline int itest_teardown(void **state) {
+  (void)state;
+  while (mmpool_pop() != NULL)
+    ;
+  while (itest_ntracked > 0)
+    mmpool_close(itest_tracked[--itest_ntracked]);
+  return 0;
+}
+
+// The group setup: opens the default pool, so the count of open pools is
+// known.
+static inline int itest_group_setup(void **state) {
+  (void)state;
+  void *b = mmpool_malloc(NULL, 1);
+  if (b == NULL) return -1;
+  mmpool_free(b);
+  return 0;
+}
+
+// mmpool_stats, asserted to succeed; *st is poisoned first.
+static inline void itest_stats(mmpool_t *pool, mmpool_stats_t *st) {
+  memset(st, 0xa5, sizeof *st);
+  assert_int_equal(mmpool_stats(pool, st), 0);
+}
+
+static inline mmpool_t *itest_default_pool(void) {
+  mmpool_t *d = mmpool_get("default");
+  assert_non_null(d);
+  return d;
+}
+
+// What an mmpool_walk callback saw: up to cap blocks' addresses and sizes,
+// n of them in all. With stop_after, the walk is stopped (7) at that call.
+struct itest_seen {
+  size_t n, cap;
+  uintptr_t *addr;
+  size_t *size;
+  int stop_after;
+  int calls;
+};
+
+// The callback of mmpool_walk that fills a struct itest_seen (arg).
+static inline int itest_record(void *block, size_t size, void *arg) {
+  struct itest_seen *s = arg;
+  s->calls++;
+  if (s->n < s->cap) {
+    s->addr[s->n] = (uintptr_t)block;
+    s->size[s->n] = size;
+  }
+  s->n++;
+  if (s->stop_after && s->calls == s->stop_after) return 7;
+  return 0;
 }
 
 #endif // MMPOOL_ITEST_H
