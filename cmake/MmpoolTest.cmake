@@ -12,6 +12,11 @@
 #   directory, with LABELS (unit, integration, preload, tool, stress, lint,
 #   example), ENV as its ENVIRONMENT and TIMEOUT (default 120 s).
 # - PRELOAD <target>: the test runs with LD_PRELOAD set to that library.
+# - Sanitizer flags (MMPOOL_SANITIZE; the top-level CMakeLists.txt,
+#   "Sanitizers"): a PRELOAD test is built with mmpool_sanitize_ub (UBSan
+#   only: ASan's malloc cannot sit under ours) and must link the API as
+#   ${MMPOOL_PRELOAD_API}, never the ASan engine; any other test with
+#   mmpool_sanitize_asan (ASan + UBSan).
 #
 # ENV is a CMake list, so a ';' inside a value splits it: write MMPOOL_CONFIG
 # statements separated by newlines ("\n") instead, which the grammar accepts.
@@ -37,10 +42,23 @@ function(mmpool_add_test)
     set(T_TIMEOUT 120)
   endif()
 
-  add_executable(${T_NAME} ${T_SOURCES})
-  if(T_LIBS)
-    target_link_libraries(${T_NAME} PRIVATE ${T_LIBS})
+  if(T_PRELOAD)
+    set(asan_engine mmpool_core mmpool_shared mmpool_static mmpool_config
+                    mmpool::mmpool mmpool::static)
+    foreach(lib IN LISTS T_LIBS)
+      if(MMPOOL_SANITIZE AND lib IN_LIST asan_engine)
+        message(FATAL_ERROR "mmpool_add_test(${T_NAME}): a PRELOAD test "
+          "cannot link ${lib} (built with ASan under MMPOOL_SANITIZE): link "
+          "\${MMPOOL_PRELOAD_API} (${MMPOOL_PRELOAD_API}) instead")
+      endif()
+    endforeach()
+    set(sanitize mmpool_sanitize_ub)
+  else()
+    set(sanitize mmpool_sanitize_asan)
   endif()
+
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} ${sanitize})
   if(NOT T_NO_CMOCKA)
     if(NOT TARGET PkgConfig::CMOCKA)
       message(FATAL_ERROR "mmpool_add_test(${T_NAME}): cmocka was not found "
