@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// FNV-1a over 8-byte little-endian words (the tail zero padded), then a
+// FNV-1a over 8-byte words in the machine's byte order (pool files record
+// theirs: only little-endian is accepted), the tail zero padded, then a
 // final mix; seed varies the result.
 uint64_t hash_bytes(const void *p, size_t n, uint64_t seed);
 

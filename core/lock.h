@@ -1,4 +1,4 @@
-// lock.h: how every lock of the engine is taken, a leaf of the engine.
+// lock.h: how every lock of the engine is taken (uses compiler.h only).
 //
 // Each lock is taken through engine_lock, which counts the locks this
 // thread holds or is acquiring (tl_locks). fork's prepare handler can run

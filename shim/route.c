@@ -1,12 +1,7 @@
 // route.c: the routes of the configuration applied to every allocation of
 // the preload library (see route.h for the fast path's side).
 //
-// Three kinds of state:
-//   - the module table: the executable segments of every loaded module,
-//     sorted, each with its class (the set of lib= routes its name
-//     matches). Rebuilt by one thread at a time from dl_iterate_phdr, then
-//     published under a sequence counter; readers never wait (a reader that
-//     meets a rebuild routes that one call as an unknown module).
+// Two kinds of state (the class of a caller's module comes from module.c):
 //   - per thread (tl_st): its name and thread= matches, its tables (one per
 //     class it has called from), and the counts of the slow path. Threads
 //     are registered under the engine's registry lock, so fork's handlers

@@ -1,6 +1,7 @@
 // shim.h: what the parts of the preload library share.
 //
-// The files, each above the ones it uses (no circles; tests/lint checks):
+// The files, leaves first: each uses only those listed before it (no
+// circles; the ctest lint_layers checks):
 //   settings.c  the configuration, loaded once before malloc works, and the
 //               configured pools, opened then; read-only after
 //   got.c       the lib= shortcut: GOT slots of malloc and calloc

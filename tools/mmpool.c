@@ -7,8 +7,9 @@
 // product contract that are not built yet are listed, with their usage, and
 // answer that they are not available (status 2). The tool
 // links the engine and the configuration parser statically and never the
-// preload library (STYLE: tools -> core): it is an ordinary program with
-// glibc's malloc, so it may use stdio and the heap freely.
+// preload library (the layers: tools -> shim -> config -> core; it runs
+// the shim in other programs, it does not link it): it is an ordinary
+// program with glibc's malloc, so it may use stdio and the heap freely.
 //
 // Keep `commands[]`, the help texts, docs/man/mmpool.1 and
 // docs/configuration.md's section on `mmpool run` saying the same.

@@ -2,7 +2,7 @@
 """check_layers.py: the house's layering rules, checked from the sources
 and the built objects.
 
-Rules (STYLE.md, DEVELOPERS.md "The house"):
+Rules (shared/STYLE.md, and the house issue):
   1. Layers read top-down: tools -> shim -> config -> core. A file may use
      its own directory and the ones below it, never one above.
   2. No circles between modules. A module is a file name without its

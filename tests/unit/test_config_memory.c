@@ -74,7 +74,7 @@ char *__wrap_secure_getenv(const char *n) {
 // Never allocates; leaves no mapping behind
 
 // The process's mapped size in pages (/proc/self/statm), read without
-// stdio: a scratch mapping left behind would grow it (a line count of
+// stdio: a work area (core/vmmap.c scratch memory) left behind would grow it (a line count of
 // /proc/self/maps would not see it, merged with a neighbour).
 static unsigned long vm_pages(void) {
   char buf[256];
@@ -87,7 +87,7 @@ static unsigned long vm_pages(void) {
   return strtoul(buf, NULL, 10);
 }
 
-// No address space for the scratch mapping: one line, the default.
+// No address space for the work area (vmmap_scratch): one line, the default.
 static void test_errors_no_memory(void **state) {
   (void)state;
   struct rlimit old, low;
