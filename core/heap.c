@@ -230,7 +230,7 @@ static void slab_init(struct mmpool *p, uint32_t idx, unsigned c,
   d->inited = d->used = 0;
   d->free = 0;
   d->thread_free = 0;
-  d->slack_off = so + sc->slack_rel - ((so >> sc->gshift) << 1);
+  d->slack_off = sc_slack_off(sc, so);
   d->owner = owner;
 }
 
@@ -400,8 +400,7 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
 
 size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   if (d->kind == PD_LARGE) return d->req;
-  uint32_t s =
-      *(uint16_t *)(p->base + d->slack_off + (((a - p->base) >> d->gshift) << 1));
+  uint32_t s = *pdesc_slack(p->base, d, a - p->base);
   return s <= d->bsize ? d->bsize - s : 0;  // checked on attach; cheap guard
 }
 
@@ -508,8 +507,7 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
   if (d->kind == PD_SLAB) {
     // Stay while the block is not more than twice what is needed.
     if (n > d->bsize || (n <= d->bsize / 2 && d->bsize > 16)) return -1;
-    *(uint16_t *)(p->base + d->slack_off + (((a - p->base) >> d->gshift) << 1)) =
-        (uint16_t)(d->bsize - n);
+    *pdesc_slack(p->base, d, a - p->base) = (uint16_t)(d->bsize - n);
     return 0;
   }
   // A large block never shrinks to a small one; nor grows past the pool.

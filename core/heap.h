@@ -110,8 +110,7 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
   d->used++;
   // The slack array is indexed by granule from a biased base (see
   // sizeclass.h), so usable_size needs neither a division nor the slab start.
-  *(uint16_t *)(base + d->slack_off + ((off >> d->gshift) << 1)) =
-      (uint16_t)(d->bsize - n);
+  *pdesc_slack(base, d, off) = (uint16_t)(d->bsize - n);
   return (void *)blk;
 }
 

@@ -339,7 +339,7 @@ static uint32_t live_span(struct mmpool *p, struct pdesc *d, uint32_t i,
   int ok = d->bsize == sc->bsize && d->nblocks == sc->nblocks &&
            d->npages == sc->npages && d->gshift == sc->gshift &&
            d->inited <= d->nblocks && sc->npages <= top - i &&
-           d->slack_off == so + sc->slack_rel - ((so >> sc->gshift) << 1);
+           d->slack_off == sc_slack_off(sc, so);
   return ok ? sc->npages : 0;
 }
 
@@ -464,7 +464,7 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   CHECK(d->inited <= d->nblocks, "page %u: inited %u out of range", idx,
         d->inited);
   uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
-  CHECK(d->slack_off == slab + sc->slack_rel - ((slab >> d->gshift) << 1),
+  CHECK(d->slack_off == sc_slack_off(sc, slab),
         "page %u: slack array offset out of range", idx);
   memset(bm, 0, BITMAP_WORDS * 8);
   uint32_t nfree = 0, nremote = 0;
@@ -481,7 +481,7 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   for (uint32_t b = 0; b < d->inited; b++) {
     if (bm[b / 64] >> (b % 64) & 1) continue;
     uint64_t off = slab + (uint64_t)b * d->bsize;
-    uint16_t s = *(uint16_t *)(p->base + d->slack_off + ((off >> d->gshift) << 1));
+    uint16_t s = *pdesc_slack(p->base, d, off);
     CHECK(s <= d->bsize, "page %u: block %u records a slack of %u bytes in a "
           "%u-byte block", idx, b, s, d->bsize);
   }
@@ -489,7 +489,7 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
 }
 
 static size_t slack_of(struct mmpool *p, struct pdesc *d, uint64_t off) {
-  return *(uint16_t *)(p->base + d->slack_off + ((off >> d->gshift) << 1));
+  return *pdesc_slack(p->base, d, off);
 }
 
 int page_check(struct mmpool *p, char *why, size_t why_len) {

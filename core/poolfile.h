@@ -87,6 +87,13 @@ struct pdesc {
   };
 };
 
+// The slack-array entry (block size - requested size) of the block at pool
+// offset off of slab d, in the pool mapped at base.
+static inline uint16_t *pdesc_slack(uintptr_t base, const struct pdesc *d,
+                                    uint64_t off) {
+  return (uint16_t *)(base + d->slack_off + ((off >> d->gshift) << 1));
+}
+
 // The part of the header that changes as the pool is used. Not covered by
 // the header checksum: its fields are range-checked one by one on attach.
 struct pool_state {

@@ -32,6 +32,13 @@ struct sizeclass {
 };
 
 extern const struct sizeclass sc_table[SC_COUNT];
+
+// pdesc.slack_off of a slab of class sc at pool offset so: the slack
+// array's offset, biased so that a block's entry is found from the block's
+// own offset (poolfile.h, pdesc_slack) without the slab's start.
+static inline uint64_t sc_slack_off(const struct sizeclass *sc, uint64_t so) {
+  return so + sc->slack_rel - ((so >> sc->gshift) << 1);
+}
 // Class of size n for n <= SC_DIRECT_MAX: sc_direct[(n + 15) >> 4].
 extern const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1];
 

@@ -147,13 +147,15 @@ int vmmap_sync(uintptr_t addr, size_t len) {
   OWNED_OP(addr, len, os_msync(addr, len));
 }
 
-int vmmap_release(uintptr_t base) {
+// Unmaps the own range of this kind starting at base and forgets it (a
+// pool's table entries too); -EFAULT when there is none.
+static int release(int kind, uintptr_t base) {
   int r = -EFAULT;
   vmmap_lock();
   for (unsigned i = 0; i < VM_MAX_RANGES; i++) {
     struct vm_range *rg = &ranges[i];
-    if (rg->kind == VR_POOL && rg->base == base) {
-      table_set(rg->base, rg->len, 0);
+    if (rg->kind == kind && rg->base == base) {
+      if (kind == VR_POOL) table_set(rg->base, rg->len, 0);
       r = os_unmap(rg->base, rg->len);
       memset(rg, 0, sizeof *rg);
       break;
@@ -162,6 +164,8 @@ int vmmap_release(uintptr_t base) {
   vmmap_unlock();
   return r;
 }
+
+int vmmap_release(uintptr_t base) { return release(VR_POOL, base); }
 
 // A committed read-write range of len bytes recorded as kind; NULL when no
 // ledger slot or no memory is left.
@@ -192,16 +196,5 @@ void *vmmap_scratch(size_t len) {
 }
 
 int vmmap_scratch_release(void *ptr) {
-  int r = -EFAULT;
-  vmmap_lock();
-  for (unsigned i = 0; i < VM_MAX_RANGES; i++) {
-    struct vm_range *rg = &ranges[i];
-    if (rg->kind == VR_SCRATCH && rg->base == (uintptr_t)ptr) {
-      r = os_unmap(rg->base, rg->len);
-      memset(rg, 0, sizeof *rg);
-      break;
-    }
-  }
-  vmmap_unlock();
-  return r;
+  return release(VR_SCRATCH, (uintptr_t)ptr);
 }

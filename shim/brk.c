@@ -192,7 +192,8 @@ static int setup(void) {
   log_print(LOG_INFO,
             "brk: the break is 0x%lx-0x%lx (%zu bytes), the "
             "default region",
-            (unsigned long)region.start, (unsigned long)region.end, BRK_DEFAULT);
+            (unsigned long)region.start, (unsigned long)region.end,
+            BRK_DEFAULT);
   return 0;
 }
 
@@ -214,10 +215,12 @@ static int enter(void) {
 static int move(uintptr_t nb) {
   uintptr_t old = region.cur;
   if (nb == old) return 0;
-  if (region.pool && region.pool->fork_frozen) return -1; // the parent's shared pool
+  if (region.pool && region.pool->fork_frozen)
+    return -1; // the parent's shared pool
   if (nb > old) {
     if (region.dirty_end > old)
-      memset((void *)old, 0, (nb < region.dirty_end ? nb : region.dirty_end) - old);
+      memset((void *)old, 0,
+             (nb < region.dirty_end ? nb : region.dirty_end) - old);
   } else if (region.anon) {
     zero_anon(nb, old);
   } else if (region.dirty_end < old) {
@@ -281,8 +284,8 @@ __attribute__((destructor)) static void brk_fini(void) {
   if (!__atomic_compare_exchange_n(&lock_word, &free_word, (int)getpid(), 0,
                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
     return;
-  if (region.block && region.pool->is_file && region.pool->state == POOL_OPEN &&
-      !region.pool->fork_frozen) {
+  struct mmpool *p = region.pool;
+  if (region.block && p->is_file && p->state == POOL_OPEN && !p->fork_frozen) {
     mmpool_free(region.block);
     region.block = NULL;
     region.end = region.cur;

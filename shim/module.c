@@ -202,7 +202,8 @@ static int repatch_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || r->ra < lo ||
         r->ra - lo >= ph->p_memsz)
       continue;
-    uint32_t unbound = (uint32_t)got_patch(info, module_name(info), r->cls, entries);
+    uint32_t unbound =
+        (uint32_t)got_patch(info, module_name(info), r->cls, entries);
     // Noted in the table as it is now; a table rebuilt meanwhile has
     // patched again itself (a flag cleared wrongly costs speed only).
     unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);

@@ -181,12 +181,9 @@ static inline struct rtable *table_now(uintptr_t ra) {
 // (first call, a class two routes cut, empty slab...).
 static inline __attribute__((always_inline)) void *lane(struct rtable *t,
                                                         size_t n) {
-  if (n <= SC_DIRECT_MAX) {
-    unsigned id = t->pid[n];
-    return id ? pop_direct(id, &t->count[n], n) : NULL;
-  }
+  // Id 0 (the slow path's) gives NULL: tl_heap[0] is the empty heap.
+  if (n <= SC_DIRECT_MAX) return pop_direct(t->pid[n], &t->count[n], n);
   unsigned c = sc_of(n), part = n > t->ccut[c];
-  // Id 0 (a class two routes cut) gives NULL: tl_heap[0] is the empty heap.
   void *b = heap_try_class(t->cpid[c][part], c, n);
   if (b) t->ccount[c][part]++;
   return b;

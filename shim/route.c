@@ -11,9 +11,7 @@
 // Never allocates: tables come from the engine's arena (heap_arena_alloc)
 // and are recycled.
 #define _GNU_SOURCE
-#include <link.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
