@@ -46,6 +46,8 @@ int (*heap_foreign_free_hook)(void *ptr);
 void (*heap_thread_exit_hook)(void);
 void (*heap_fork_child_hook)(void);
 static struct theap *registry;   // live heaps of all threads
+static struct heap_thread *threads; // linked thread records
+static __thread struct heap_thread tl_thread;
 static struct theap *free_heaps; // recycled heap memory (reg_next links)
 static char *arena_next, *arena_end;
 
@@ -117,6 +119,16 @@ static void set_cur(struct theap *h, unsigned c, struct pdesc *d) {
   for (unsigned s = lo; s <= b / 16; s++) h->direct[s] = d;
 }
 
+// Makes sure thread_exit runs when this thread exits. May allocate (keys
+// >= 32 in glibc): call with no lock of ours held. Set again by a thread
+// whose destructor already ran, it asks glibc for another destructor pass
+// (up to PTHREAD_DESTRUCTOR_ITERATIONS).
+static void arm_exit(void) {
+  if (tl_key_set || !__atomic_load_n(&init_done, __ATOMIC_ACQUIRE)) return;
+  tl_key_set = 1;
+  pthread_setspecific(exit_key, (void *)1);
+}
+
 // This thread's heap in p, made on first use; NULL if p is closed.
 static struct theap *heap_get(struct mmpool *p) {
   struct theap *h = tl_heap[p->id];
@@ -158,14 +170,39 @@ static struct theap *heap_get(struct mmpool *p) {
     return NULL;
   }
   tl_heap[p->id] = h;
-  if (!tl_key_set && init_done) {
-    // May allocate (keys >= 32 in glibc) outside any lock of ours. Set
-    // again by a thread whose destructor already ran, it asks glibc for
-    // another destructor pass (up to PTHREAD_DESTRUCTOR_ITERATIONS).
-    tl_key_set = 1;
-    pthread_setspecific(exit_key, (void *)1);
-  }
+  arm_exit();
   return h;
+}
+
+// ---------------------------------------------------------------------------
+// Threads
+
+struct heap_thread *heap_threads(void) { return threads; }
+
+// pre: registry lock.
+static void thread_unlink(struct heap_thread *t) {
+  if (!t->linked) return;
+  if (t->prev) t->prev->next = t->next;
+  else threads = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->next = t->prev = NULL;
+  t->linked = 0;
+}
+
+void heap_thread_join(void *client) {
+  heap_init_once();
+  struct heap_thread *t = &tl_thread;
+  heap_registry_lock();
+  t->client = client;
+  if (!t->linked) {
+    t->prev = NULL;
+    t->next = threads;
+    if (threads) threads->prev = t;
+    threads = t;
+    t->linked = 1;
+  }
+  heap_registry_unlock();
+  arm_exit();
 }
 
 // ---------------------------------------------------------------------------
@@ -555,6 +592,9 @@ static void thread_exit(void *arg) {
   (void)arg;
   tl_key_set = 0;
   if (heap_thread_exit_hook) heap_thread_exit_hook();
+  heap_registry_lock();
+  thread_unlink(&tl_thread);
+  heap_registry_unlock();
   tl_exiting = 1;
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
     struct theap *h = tl_heap[id];
@@ -592,6 +632,11 @@ void heap_forget_pool(struct mmpool *p) {
 void heap_fork_child(void) {
   pthread_mutex_init(&reg_lock, NULL);
   if (heap_fork_child_hook) heap_fork_child_hook();
+  // Only the forking thread lives on: the others' records (in their TLS,
+  // which no thread uses any more) are dropped.
+  struct heap_thread *me = &tl_thread;
+  threads = me->linked ? me : NULL;
+  me->next = me->prev = NULL;
   // Only the forking thread survives: the others' slabs become detached.
   for (struct theap *h = registry, *next; h; h = next) {
     next = h->reg_next;

@@ -90,9 +90,26 @@ void heap_fork_child(void) HIDDEN;
 // dropped). NULL when unused.
 extern void (*heap_thread_exit_hook)(void) HIDDEN;
 extern void (*heap_fork_child_hook)(void) HIDDEN;
-// The registry of thread heaps; also guards what the hooks above keep.
+// The registry lock: the thread heaps, the threads below, and what the
+// hooks above keep.
 void heap_registry_lock(void) HIDDEN;
 void heap_registry_unlock(void) HIDDEN;
+
+// The process's one registry of threads. A thread's record lives in its
+// own TLS; it is linked by heap_thread_join and unlinked when the thread
+// exits (after heap_thread_exit_hook) and, for every thread but the
+// forking one, in a fork child (after heap_fork_child_hook). Layers above
+// keep their per-thread state in client instead of a list of their own.
+struct heap_thread {
+  struct heap_thread *next, *prev; // registry lock
+  int linked;
+  void *client;                    // the preload library's state, or NULL
+};
+// Links the calling thread's record with client (once; a later call only
+// sets client), and arms the thread-exit hook. Takes the registry lock.
+void heap_thread_join(void *client) HIDDEN;
+// The first linked thread (follow next). pre: registry lock.
+struct heap_thread *heap_threads(void) HIDDEN;
 // Process-local memory (thread heaps, the preload library's routing
 // tables), 64-byte aligned, never given back; NULL when none is left.
 // pre: registry lock.

@@ -3,9 +3,11 @@
 //
 // Two kinds of state (the class of a caller's module comes from module.c):
 //   - per thread (tl_st): its name and thread= matches, its tables (one per
-//     class it has called from), and the counts of the slow path. Threads
-//     are registered under the engine's registry lock, so fork's handlers
-//     cover it, and leave at exit (heap_thread_exit_hook).
+//     class it has called from), and the counts of the slow path. It hangs
+//     on the thread's record in the engine's one registry of threads
+//     (heap_thread_join), whose lock fork's handlers take; the engine tells
+//     us when a thread exits (heap_thread_exit_hook) or a fork child starts
+//     (heap_fork_child_hook) and unlinks the record itself.
 //   - the counts of threads that have exited (gone), kept with atomics.
 //
 // Never allocates: tables come from the engine's arena (heap_arena_alloc)
@@ -148,12 +150,11 @@ static uint64_t block_bytes(size_t n, size_t align) {
 // Threads
 
 struct tstate {
-  int registered;
+  int registered;   // hangs on the engine's thread registry, counts there
   int exited;       // its exit hook ran: no tables any more
   int filled;       // the tables are made for name
   char name[16];
   uint64_t thread_mask; // bit i: thread= route i matches name
-  struct tstate *next, *prev;
   // By class; without lib= routes tab[0] is &tl_route.tab0, with them
   // every table comes from the table arena.
   struct rtable *tab[ROUTE_MAX_CLASSES];
@@ -161,7 +162,6 @@ struct tstate {
   struct route_totals c;                 // slow path, and folded tables
 };
 static __thread struct tstate tl_st;
-static struct tstate *threads;   // registered threads; registry lock
 static struct rtable *free_tabs; // registry lock
 
 // Adds t's fast-path and lane counts to c, by route. The owner thread may
@@ -207,14 +207,15 @@ static void refill_all(struct tstate *st, struct mmpool *def) {
 static void thread_register(struct tstate *st) {
   st->tab[0] = &tl_route.tab0; // class 0 (every caller without lib= routes)
   st->ra = tl_route.rc.ra;
-  heap_registry_lock();
-  st->prev = NULL;
-  st->next = threads;
-  if (threads) threads->prev = st;
-  threads = st;
+  heap_thread_join(st);
   st->registered = 1;
-  heap_registry_unlock();
 }
+
+// The routing state of each registered thread (not yet past its exit
+// hook). pre: registry lock.
+#define FOR_EACH_TSTATE(st)                                                  \
+  for (struct heap_thread *t_ = heap_threads(); t_; t_ = t_->next)          \
+    for (struct tstate *st = t_->client; st && st->registered; st = NULL)
 
 static uint64_t thread_mask_of(const char *name) {
   uint64_t m = 0;
@@ -263,13 +264,6 @@ static void move_to_gone(struct tstate *st) {
   memset(&st->c, 0, sizeof st->c);
 }
 
-static void unlink_thread(struct tstate *st) {
-  if (st->prev) st->prev->next = st->next;
-  else threads = st->next;
-  if (st->next) st->next->prev = st->prev;
-  st->registered = 0;
-}
-
 static struct rtable *table_new(void) {
   heap_registry_lock();
   struct rtable *t = free_tabs;
@@ -298,7 +292,7 @@ static void thread_exit_hook(void) {
   heap_registry_lock();
   move_to_gone(st);
   release_tables(st);
-  unlink_thread(st);
+  st->registered = 0; // the engine unlinks the record after this hook
   heap_registry_unlock();
   // Only this thread reads its tab0's pool ids and its tl_ctab.
   memset(tl_route.tab0.pid, 0, sizeof tl_route.tab0.pid);
@@ -311,12 +305,8 @@ static void thread_exit_hook(void) {
 // the child's report tells what the child allocated (its parent reports
 // the rest).
 static void fork_child_hook(void) {
-  for (struct tstate *st = threads, *next; st; st = next) {
-    next = st->next;
-    if (st == &tl_st) continue;
-    release_tables(st);
-    unlink_thread(st);
-  }
+  FOR_EACH_TSTATE(st) // the engine then drops the others' records
+    if (st != &tl_st) release_tables(st);
   memset(&gone, 0, sizeof gone);
   struct tstate *me = &tl_st;
   memset(&me->c, 0, sizeof me->c);
@@ -328,7 +318,7 @@ void route_modules_changed(void) {
   if (!route_by_lib) return;
   module_table_stale();
   heap_registry_lock();
-  for (struct tstate *st = threads; st; st = st->next)
+  FOR_EACH_TSTATE(st)
     for (unsigned i = 0; i < ROUTE_RA_CACHE; i++)
       __atomic_store_n(&st->ra[i], 0, __ATOMIC_RELAXED);
   heap_registry_unlock();
@@ -443,7 +433,7 @@ int route_totals(struct route_totals *out) {
   heap_registry_lock();
   // Other threads may still be counting: their figures are read as they
   // are at this moment (whole 64-bit words).
-  for (struct tstate *st = threads; st; st = st->next) {
+  FOR_EACH_TSTATE(st) {
     add_totals(out, &st->c);
     for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
       const struct rtable *t = __atomic_load_n(&st->tab[c], __ATOMIC_ACQUIRE);

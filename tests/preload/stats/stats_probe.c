@@ -13,9 +13,14 @@
 //              neither the private copy nor fd 2 is stderr any more
 //   closepool  frees nothing, closes pool big through the API
 //   api        opens a pool "extra" through the API, 5 blocks live in it
+//   threads    runs PROBE_THREADS threads one after another, each
+//              allocating PROBE_THREAD_BLOCKS blocks of 64 bytes (route
+//              small), freeing them and exiting: their counts must reach
+//              the report once each
 // The blocks of each range: 100 of 64 bytes, 10 of 8 KiB, 3 of 2 MiB.
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,18 @@
 #include "mmpool.h"
 
 static void *keep[113];
+
+#define PROBE_THREADS 8
+#define PROBE_THREAD_BLOCKS 50
+
+static void *thread_main(void *arg) {
+  (void)arg;
+  void *b[PROBE_THREAD_BLOCKS];
+  for (int i = 0; i < PROBE_THREAD_BLOCKS; i++)
+    if (!(b[i] = malloc(64))) return (void *)1;
+  for (int i = 0; i < PROBE_THREAD_BLOCKS; i++) free(b[i]);
+  return NULL;
+}
 
 static int alloc_in(unsigned from, unsigned n, size_t size, const char *pool) {
   for (unsigned i = from; i < from + n; i++) {
@@ -70,6 +87,14 @@ int main(int argc, char **argv) {
     if (!x) return 5;
     for (int i = 0; i < 5; i++)
       if (!mmpool_malloc(x, 1000)) return 5;
+  } else if (strcmp(mode, "threads") == 0) {
+    for (int k = 0; k < PROBE_THREADS; k++) {
+      pthread_t t;
+      void *r;
+      if (pthread_create(&t, NULL, thread_main, NULL) != 0 ||
+          pthread_join(t, &r) != 0 || r != NULL)
+        return 6;
+    }
   } else if (strcmp(mode, "keep") != 0) {
     return 2;
   }
