@@ -8,7 +8,8 @@
 //     (heap_thread_join), whose lock fork's handlers take; the engine tells
 //     us when a thread exits (heap_thread_exit_hook) or a fork child starts
 //     (heap_fork_child_hook) and unlinks the record itself.
-//   - the counts of threads that have exited (gone), kept with atomics.
+// The counts themselves (blocks and bytes per route, those of exited
+// threads) are route_stats.c's.
 //
 // Never allocates: tables come from the engine's arena (heap_arena_alloc)
 // and are recycled.
@@ -65,11 +66,6 @@ static unsigned eval(size_t n, uint64_t bits) {
   return eval_range(n, n, bits);
 }
 
-// Block size of the class that serves n <= SC_DIRECT_MAX bytes.
-static uint64_t direct_bytes(size_t n) {
-  return sc_table[sc_direct[(n + 15) >> 4]].bsize;
-}
-
 // The pool id a table holds for route r (0: ROUTE_NONE, the slow path).
 static uint8_t pid_of(unsigned r, struct mmpool *def) {
   return r == ROUTE_NONE ? 0 : (uint8_t)route_pool(r, def)->id;
@@ -123,30 +119,6 @@ static void fill(struct rtable *t, uint64_t bits, struct mmpool *def) {
 }
 
 // ---------------------------------------------------------------------------
-// Counts
-
-static struct route_totals gone; // exited threads; atomic adds
-
-static void add_gone(unsigned r, uint64_t n, uint64_t bytes, int fell_back) {
-  __atomic_fetch_add(&gone.n[r], n, __ATOMIC_RELAXED);
-  __atomic_fetch_add(&gone.bytes[r], bytes, __ATOMIC_RELAXED);
-  if (fell_back) {
-    __atomic_fetch_add(&gone.fb_n[r], n, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&gone.fb_bytes[r], bytes, __ATOMIC_RELAXED);
-  }
-}
-
-// The bytes counted for a block: its class's block size, or whole pages.
-static uint64_t block_bytes(size_t n, size_t align) {
-  if (n <= SC_SMALL_MAX) {
-    unsigned c = align > 16 ? sc_of_aligned(n, align) : sc_of(n ? n : 1);
-    if (c < SC_COUNT) return sc_table[c].bsize;
-  }
-  uint64_t page = (uint64_t)1 << PAGE_SHIFT;
-  return ((uint64_t)n + page - 1) & ~(page - 1);
-}
-
-// ---------------------------------------------------------------------------
 // Threads
 
 struct tstate {
@@ -164,41 +136,11 @@ struct tstate {
 static __thread struct tstate tl_st;
 static struct rtable *free_tabs; // registry lock
 
-// Adds t's fast-path and lane counts to c, by route. The owner thread may
-// be counting meanwhile (route_totals): each count is read once, whole.
-static void table_counts(const struct rtable *t, struct route_totals *c) {
-  for (unsigned n = 0; n < ROUTE_NSIZES; n++) {
-    uint64_t k = __atomic_load_n(&t->count[n], __ATOMIC_RELAXED);
-    if (!k || t->route[n] > ROUTE_DEFAULT) continue;
-    c->n[t->route[n]] += k;
-    c->bytes[t->route[n]] += k * direct_bytes(n);
-  }
-  for (unsigned k = 0; k < SC_COUNT; k++)
-    for (unsigned part = 0; part < 2; part++) {
-      uint64_t m = __atomic_load_n(&t->ccount[k][part], __ATOMIC_RELAXED);
-      unsigned r = t->croute[k][part];
-      if (!m || r > ROUTE_DEFAULT) continue;
-      c->n[r] += m;
-      c->bytes[r] += m * sc_table[k].bsize;
-    }
-}
-
-static void zero_counts(struct rtable *t) {
-  memset(t->count, 0, sizeof t->count);
-  memset(t->ccount, 0, sizeof t->ccount);
-}
-
-// Moves t's counts into c (t's routes are about to change).
-static void fold(struct rtable *t, struct route_totals *c) {
-  table_counts(t, c);
-  zero_counts(t);
-}
-
 static void refill_all(struct tstate *st, struct mmpool *def) {
   for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
     struct rtable *t = st->tab[c];
     if (!t) continue;
-    fold(t, &st->c);
+    route_stats_fold(t, &st->c);
     fill(t, st->thread_mask | t->lib_mask, def);
   }
   st->filled = 1;
@@ -254,14 +196,8 @@ static void release_tables(struct tstate *st) {
 
 static void move_to_gone(struct tstate *st) {
   for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++)
-    if (st->tab[c]) fold(st->tab[c], &st->c);
-  for (unsigned r = 0; r <= ROUTE_DEFAULT; r++) {
-    __atomic_fetch_add(&gone.n[r], st->c.n[r], __ATOMIC_RELAXED);
-    __atomic_fetch_add(&gone.bytes[r], st->c.bytes[r], __ATOMIC_RELAXED);
-    __atomic_fetch_add(&gone.fb_n[r], st->c.fb_n[r], __ATOMIC_RELAXED);
-    __atomic_fetch_add(&gone.fb_bytes[r], st->c.fb_bytes[r], __ATOMIC_RELAXED);
-  }
-  memset(&st->c, 0, sizeof st->c);
+    if (st->tab[c]) route_stats_fold(st->tab[c], &st->c);
+  route_stats_retire(&st->c);
 }
 
 static struct rtable *table_new(void) {
@@ -307,11 +243,11 @@ static void thread_exit_hook(void) {
 static void fork_child_hook(void) {
   FOR_EACH_TSTATE(st) // the engine then drops the others' records
     if (st != &tl_st) release_tables(st);
-  memset(&gone, 0, sizeof gone);
+  route_stats_forget_gone();
   struct tstate *me = &tl_st;
   memset(&me->c, 0, sizeof me->c);
   for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++)
-    if (me->tab[c]) zero_counts(me->tab[c]);
+    if (me->tab[c]) route_stats_zero(me->tab[c]);
 }
 
 void route_modules_changed(void) {
@@ -407,37 +343,21 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
 
 void route_count(unsigned r, size_t n, size_t align, int fell_back) {
   struct tstate *st = &tl_st;
-  uint64_t b = block_bytes(n, align);
-  if (!st->registered) {
-    add_gone(r, 1, b, fell_back);
-    return;
-  }
-  st->c.n[r]++;
-  st->c.bytes[r] += b;
-  if (fell_back) st->c.fb_n[r]++, st->c.fb_bytes[r] += b;
-}
-
-static void add_totals(struct route_totals *to, const struct route_totals *c) {
-  for (unsigned r = 0; r <= ROUTE_DEFAULT; r++) {
-    to->n[r] += __atomic_load_n(&c->n[r], __ATOMIC_RELAXED);
-    to->bytes[r] += __atomic_load_n(&c->bytes[r], __ATOMIC_RELAXED);
-    to->fb_n[r] += __atomic_load_n(&c->fb_n[r], __ATOMIC_RELAXED);
-    to->fb_bytes[r] += __atomic_load_n(&c->fb_bytes[r], __ATOMIC_RELAXED);
-  }
+  route_stats_add(st->registered ? &st->c : NULL, r, n, align, fell_back);
 }
 
 int route_totals(struct route_totals *out) {
   memset(out, 0, sizeof *out);
-  add_totals(out, &gone);
+  route_stats_gone(out);
   if (tl_locks) return 0;
   heap_registry_lock();
   // Other threads may still be counting: their figures are read as they
   // are at this moment (whole 64-bit words).
   FOR_EACH_TSTATE(st) {
-    add_totals(out, &st->c);
+    route_stats_sum(out, &st->c);
     for (unsigned c = 0; c < ROUTE_MAX_CLASSES; c++) {
       const struct rtable *t = __atomic_load_n(&st->tab[c], __ATOMIC_ACQUIRE);
-      if (t) table_counts(t, out);
+      if (t) route_stats_table(t, out);
     }
   }
   heap_registry_unlock();

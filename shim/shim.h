@@ -6,7 +6,9 @@
 //               configured pools, opened then; read-only after
 //   got.c       the lib= shortcut: GOT slots of malloc and calloc
 //   module.c    the module table: return address -> module -> lib= class
-//   route.c     per-thread routing tables, the routing slow path, counts
+//   rtable.h    a routing table's layout
+//   route_stats.c  the counts per route (blocks, bytes, exited threads')
+//   route.c     per-thread routing tables, the routing slow path
 //   stats.c     the MMPOOL_STATS report at exit
 //   preload.c   initialisation and the malloc family (the exported entry
 //               points), over core's fast path (core/heap.h)

@@ -1,0 +1,40 @@
+// route_stats.h: the counts behind the MMPOOL_STATS report's route lines
+// (route_stats.c).
+#ifndef MMPOOL_ROUTE_STATS_H
+#define MMPOOL_ROUTE_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rtable.h"
+#include "shim.h"
+
+// Cumulative counts since start, per route index (ROUTE_DEFAULT included):
+// blocks and bytes (in whole blocks of their class; large blocks in 64 KiB
+// pages), and those of them that the default pool took because the route's
+// pool was full.
+struct route_totals {
+  uint64_t n[ROUTE_DEFAULT + 1], bytes[ROUTE_DEFAULT + 1];
+  uint64_t fb_n[ROUTE_DEFAULT + 1], fb_bytes[ROUTE_DEFAULT + 1];
+};
+// route_stats.c: the arithmetic of the counts. c: a thread's slow-path
+// counts, or NULL for those of exited threads (kept with atomic adds).
+void route_stats_add(struct route_totals *c, unsigned r, size_t n,
+                     size_t align, int fell_back) SHIM_HIDDEN;
+// Adds t's fast-path and lane counts to c, by route (the owner may be
+// counting meanwhile: each count is read once, whole).
+void route_stats_table(const struct rtable *t, struct route_totals *c)
+    SHIM_HIDDEN;
+void route_stats_zero(struct rtable *t) SHIM_HIDDEN;
+// Moves t's counts into c (t's routes are about to change).
+void route_stats_fold(struct rtable *t, struct route_totals *c) SHIM_HIDDEN;
+void route_stats_sum(struct route_totals *to, const struct route_totals *c)
+    SHIM_HIDDEN;
+// Moves a thread's counts c to those of exited threads; zeroes c.
+void route_stats_retire(struct route_totals *c) SHIM_HIDDEN;
+// Adds the exited threads' counts to out; a fork child forgets them (its
+// report tells what the child allocated).
+void route_stats_gone(struct route_totals *out) SHIM_HIDDEN;
+void route_stats_forget_gone(void) SHIM_HIDDEN;
+
+#endif
