@@ -123,6 +123,9 @@ void *heap_arena_alloc(size_t n) HIDDEN;
 static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
                                   uint64_t off, size_t n) {
   uintptr_t blk = base + off;
+  // No block is at address 0: callers that test what heap_try_* returned
+  // need no second test after a pop (the compiler drops it).
+  if (blk == 0) __builtin_unreachable();
   d->free = *(uint64_t *)blk;
   d->used++;
   // The slack array is indexed by granule from a biased base (see

@@ -343,7 +343,11 @@ struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
 
 void route_count(unsigned r, size_t n, size_t align, int fell_back) {
   struct tstate *st = &tl_st;
-  route_stats_add(st->registered ? &st->c : NULL, r, n, align, fell_back);
+  uint64_t b = route_stats_bytes(n, align);
+  if (unlikely(!st->registered)) // exited, or not routing yet
+    route_stats_add_gone(r, b, fell_back);
+  else
+    route_stats_add(&st->c, r, b, fell_back);
 }
 
 int route_totals(struct route_totals *out) {

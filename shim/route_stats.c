@@ -10,16 +10,6 @@
 
 static struct route_totals gone;
 
-// The bytes counted for a block: its class's block size, or whole pages.
-static uint64_t block_bytes(size_t n, size_t align) {
-  if (n <= SC_SMALL_MAX) {
-    unsigned c = align > 16 ? sc_of_aligned(n, align) : sc_of(n ? n : 1);
-    if (c < SC_COUNT) return sc_table[c].bsize;
-  }
-  uint64_t page = (uint64_t)1 << PAGE_SHIFT;
-  return ((uint64_t)n + page - 1) & ~(page - 1);
-}
-
 // Block size of the class that serves n <= SC_DIRECT_MAX bytes.
 static uint64_t direct_bytes(size_t n) {
   return sc_table[sc_direct[(n + 15) >> 4]].bsize;
@@ -33,16 +23,8 @@ static void add_gone(unsigned r, uint64_t n, uint64_t bytes, uint64_t fb_n,
   __atomic_fetch_add(&gone.fb_bytes[r], fb_bytes, __ATOMIC_RELAXED);
 }
 
-void route_stats_add(struct route_totals *c, unsigned r, size_t n,
-                     size_t align, int fell_back) {
-  uint64_t b = block_bytes(n, align);
-  if (!c) {
-    add_gone(r, 1, b, fell_back ? 1 : 0, fell_back ? b : 0);
-    return;
-  }
-  c->n[r]++;
-  c->bytes[r] += b;
-  if (fell_back) c->fb_n[r]++, c->fb_bytes[r] += b;
+void route_stats_add_gone(unsigned r, uint64_t b, int fell_back) {
+  add_gone(r, 1, b, fell_back ? 1 : 0, fell_back ? b : 0);
 }
 
 void route_stats_table(const struct rtable *t, struct route_totals *c) {

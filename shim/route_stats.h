@@ -17,10 +17,28 @@ struct route_totals {
   uint64_t n[ROUTE_DEFAULT + 1], bytes[ROUTE_DEFAULT + 1];
   uint64_t fb_n[ROUTE_DEFAULT + 1], fb_bytes[ROUTE_DEFAULT + 1];
 };
-// route_stats.c: the arithmetic of the counts. c: a thread's slow-path
-// counts, or NULL for those of exited threads (kept with atomic adds).
-void route_stats_add(struct route_totals *c, unsigned r, size_t n,
-                     size_t align, int fell_back) SHIM_HIDDEN;
+// Counts one block of b bytes for route r into the exited threads' counts
+// (atomic adds).
+void route_stats_add_gone(unsigned r, uint64_t b, int fell_back) SHIM_HIDDEN;
+
+// The bytes counted for a block: its class's block size, or whole pages.
+static inline uint64_t route_stats_bytes(size_t n, size_t align) {
+  if (n <= SC_SMALL_MAX) {
+    unsigned c = align > 16 ? sc_of_aligned(n, align) : sc_of(n ? n : 1);
+    if (c < SC_COUNT) return sc_table[c].bsize;
+  }
+  return ((uint64_t)n + PAGE_BYTES - 1) & ~(uint64_t)(PAGE_BYTES - 1);
+}
+
+// Counts a block of b bytes (route_stats_bytes) for route r into a
+// thread's slow-path counts c. Inline: the slow path of every allocation
+// counts.
+static inline void route_stats_add(struct route_totals *c, unsigned r,
+                                   uint64_t b, int fell_back) {
+  c->n[r]++;
+  c->bytes[r] += b;
+  if (fell_back) c->fb_n[r]++, c->fb_bytes[r] += b;
+}
 // Adds t's fast-path and lane counts to c, by route (the owner may be
 // counting meanwhile: each count is read once, whole).
 void route_stats_table(const struct rtable *t, struct route_totals *c)
