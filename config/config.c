@@ -31,11 +31,14 @@ const struct config_option config_options[] = {
   {"MMPOOL_STATS", "0", "1: a per-pool report on stderr at exit"},
   {"MMPOOL_LOG", "warn", "verbosity: error, warn, info or debug"},
   {"MMPOOL_STRICT", "0", "1: a configuration error stops the program"},
+  {"MMPOOL_CHECK", "fast",
+   "misuse checks of free: fast (double frees, cheap), or full (every "
+   "free checked exactly)"},
 };
 // clang-format on
 const unsigned config_noptions =
     sizeof config_options / sizeof config_options[0];
-enum { OPT_CONFIG, OPT_FILE, OPT_STATS, OPT_LOG, OPT_STRICT };
+enum { OPT_CONFIG, OPT_FILE, OPT_STATS, OPT_LOG, OPT_STRICT, OPT_CHECK };
 
 enum { SRC_FILE, SRC_VAR };
 
@@ -471,6 +474,18 @@ static void load_options(struct mmpool_config *c, struct report *rep,
   bool_option(rep, OPT_STATS, val[OPT_STATS], &c->stats);
   bool_option(rep, OPT_STRICT, val[OPT_STRICT], &c->strict);
   static const char *const lv[] = {"error", "warn", "info", "debug"};
+  const char *ck = val[OPT_CHECK];
+  if (ck && *ck) {
+    // Applied by the engine itself (core/heap.c reads the variable before
+    // the first thread heap); here it is checked and shown.
+    if (strcmp(ck, "full") == 0 || strcmp(ck, "fast") == 0) {
+      c->check_full = ck[1] == 'u';
+    } else {
+      char shown[CONFIG_STMT_SHOWN + 1];
+      show_text(ck, strlen(ck), shown);
+      add_line(rep, "MMPOOL_CHECK: bad value '%s' (fast or full)", shown);
+    }
+  }
   const char *v = val[OPT_LOG];
   if (!v || !*v) return;
   for (int l = LOG_ERROR; l <= LOG_DEBUG; l++)
@@ -592,6 +607,7 @@ void config_default(struct mmpool_config *out) {
   out->stats = 0;
   out->log_level = LOG_WARN;
   out->strict = 0;
+  out->check_full = 0;
   struct config_pool *cp = &out->pools[0];
   memcpy(cp->name, "default", 8);
   cp->implicit = 1;
@@ -605,14 +621,14 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
   config_default(out);
   if (secure) return 0;
 
-  const char *val[OPT_STRICT + 1] = {0};
+  const char *val[OPT_CHECK + 1] = {0};
   _Static_assert(sizeof config_options / sizeof config_options[0] ==
-                     OPT_STRICT + 1,
+                     OPT_CHECK + 1,
                  "one value per option");
   for (char **e = envp; e && *e; e++) {
     const char *s = *e;
     if (strncmp(s, "MMPOOL_", 7) != 0) continue;
-    for (unsigned k = 0; k <= OPT_STRICT; k++) {
+    for (unsigned k = 0; k <= OPT_CHECK; k++) {
       size_t l = strlen(config_options[k].name);
       if (!val[k] && strncmp(s, config_options[k].name, l) == 0 && s[l] == '=')
         val[k] = s + l + 1;
@@ -641,8 +657,10 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
     }
     if (rep.bad) {
       int stats = out->stats, level = out->log_level, strict = out->strict;
+      int check = out->check_full;
       config_default(out);
       out->stats = stats, out->log_level = level, out->strict = strict;
+      out->check_full = check;
       out->fallback = 1;
     }
   }
@@ -805,6 +823,8 @@ size_t config_describe(const struct mmpool_config *c, char *buf, size_t n) {
   put(&o, lv[c->log_level >= 0 && c->log_level <= 3 ? c->log_level : 1]);
   put(&o, " MMPOOL_STRICT=");
   put(&o, c->strict ? "1" : "0");
+  put(&o, " MMPOOL_CHECK=");
+  put(&o, c->check_full ? "full" : "fast");
   put(&o, "\n");
   if (c->fallback)
     put(&o, "# the configuration had errors: the built-in default is used\n");

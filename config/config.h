@@ -121,6 +121,7 @@ struct mmpool_config {
   int stats;     // MMPOOL_STATS: 0 or 1
   int log_level; // MMPOOL_LOG: LOG_ERROR..LOG_DEBUG of core/log.h
   int strict;    // MMPOOL_STRICT: 0 or 1
+  int check_full; // MMPOOL_CHECK=full (the engine reads it too)
   struct config_route routes[CONFIG_MAX_ROUTES];
   struct config_pool pools[CONFIG_MAX_POOLS]; // last: mostly untouched
 };

@@ -205,6 +205,9 @@ void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
   const char *why = "not a block of any pool";
   struct pdesc *d = q ? heap_block(q, a, &why) : NULL;
   if (!d) {
+    // A pointer of no pool is another allocator's (refused); inside a pool
+    // it is a misuse (freed block, interior pointer): like free, abort.
+    if (q && !q->fork_frozen) heap_misuse(q, a, "realloc", why);
     log_fail(EINVAL, "realloc(%p): %s", ptr, why);
     return fail_null(EINVAL);
   }

@@ -20,6 +20,7 @@
 // allocates: thread heaps come from the engine's arena (vmmap_internal).
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "heap.h"
@@ -35,6 +36,9 @@ struct theap empty_heap = {
 __thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] = {
     [0 ... MMPOOL_MAX_POOLS] = &empty_heap};
 __thread uint32_t tl_tid = TID_NONE;
+__thread uint32_t tl_fast_tid = TID_NONE;
+int heap_check_full;
+const char heap_freed_why[] = "freed already";
 static __thread int tl_exiting;    // the thread-exit destructor has run
 static __thread int tl_key_set;    // pthread_setspecific done
 
@@ -62,6 +66,11 @@ void heap_init_once(void) {
   if (__atomic_load_n(&init_done, __ATOMIC_ACQUIRE)) return;
   heap_registry_lock();
   if (!init_done) {
+    // MMPOOL_CHECK=full: every free is checked exactly (see heap_free).
+    // The preload library's configuration reports a bad value; a setuid
+    // program's environment is not read (secure_getenv).
+    const char *check = secure_getenv("MMPOOL_CHECK");
+    heap_check_full = check && strcmp(check, "full") == 0;
     // pthread_key_create does not allocate; only the destructor matters.
     if (pthread_key_create(&exit_key, thread_exit) != 0)
       log_print(LOG_WARN, "no thread-exit hook: exiting threads keep their "
@@ -143,8 +152,10 @@ static struct theap *heap_get(struct mmpool *p) {
     return NULL;
   }
   heap_init_once();
-  if (tl_tid == TID_NONE)  // ids are never reused (4 billion threads)
+  if (tl_tid == TID_NONE) {  // ids are never reused (4 billion threads)
     tl_tid = __atomic_fetch_add(&next_tid, 1, __ATOMIC_RELAXED);
+    tl_fast_tid = heap_check_full ? TID_NONE : tl_tid;
+  }
   heap_registry_lock();
   if (h != &empty_heap) heap_free_mem(h);  // a heap of a closed pool
   // Closed meanwhile? (pool_close forgets heaps under this lock.)
@@ -243,10 +254,13 @@ static int extend(struct mmpool *p, struct pdesc *d) {
   if (k > left) k = left;
   uint64_t first = slab_off(p, page_index(p, d)) +
                    (uint64_t)d->inited * d->bsize;
-  for (uint32_t i = 0; i + 1 < k; i++)
-    *(uint64_t *)(p->base + first + (uint64_t)i * d->bsize) =
-        first + (uint64_t)(i + 1) * d->bsize;
-  *(uint64_t *)(p->base + first + (uint64_t)(k - 1) * d->bsize) = 0;
+  // Each block gets its link and the free mark (heap.h, heap_free), so
+  // that a free of a block never handed out is caught like a double free.
+  for (uint32_t i = 0; i < k; i++) {
+    uint64_t *b = (uint64_t *)(p->base + first + (uint64_t)i * d->bsize);
+    b[0] = i + 1 < k ? first + (uint64_t)(i + 1) * d->bsize : 0;
+    b[1] = (uintptr_t)d;
+  }
   // inited first: a fork (or a crash) between the two stores then leaks
   // the new blocks instead of threading them twice later.
   d->inited += k;
@@ -401,6 +415,28 @@ void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
   engine_unlock(&p->lock);
 }
 
+// 1 if the block at pool offset off is on slab d's free list or its list of
+// remote frees. The lists may belong to another thread, which changes them
+// meanwhile: every link is checked to be a block of the slab before it is
+// followed, and a walk stops after nblocks steps, so a racing or corrupt
+// list can hide a block but never crash the walk.
+static int slab_lists_hold(struct mmpool *p, struct pdesc *d, uint64_t off) {
+  uint64_t slab = slab_off(p, page_index(p, d));
+  uint64_t end = slab + (uint64_t)d->nblocks * d->bsize;
+  uint64_t head[2] = {
+      __atomic_load_n(&d->free, __ATOMIC_ACQUIRE),
+      __atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE) & ~TF_DETACHED};
+  for (int k = 0; k < 2; k++) {
+    uint64_t x = head[k];
+    for (uint32_t n = 0; x && n <= d->nblocks; n++) {
+      if (x < slab || x >= end || (x - slab) % d->bsize != 0) break;
+      if (x == off) return 1;
+      x = __atomic_load_n((uint64_t *)(p->base + x), __ATOMIC_RELAXED);
+    }
+  }
+  return 0;
+}
+
 struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
   if (!p) {
     *why = "not a block of any pool";
@@ -421,16 +457,23 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
   uint32_t head = page_index(p, d);
   uintptr_t start = page_addr(p, head);
   if (head >= p->hdr->st.top) {
-    *why = "not an allocated block (above the pool's top)";
+    *why = "not a live block: above the pool's top (freed already?)";
   } else if (d->kind == PD_SLAB) {
     uintptr_t off = a - start;
-    if (off % d->bsize == 0 && off / d->bsize < d->inited) return d;
-    *why = "not the start of a block";
+    if (off % d->bsize != 0 || off / d->bsize >= d->inited) {
+      *why = off / d->bsize >= d->inited ? "never handed out"
+                                         : "not the start of a block";
+    } else if (((uint64_t *)a)[1] == (uintptr_t)d &&
+               slab_lists_hold(p, d, a - p->base)) {
+      *why = HEAP_FREED;  // bears the free mark and is on a free list
+    } else {
+      return d;
+    }
   } else if (d->kind == PD_LARGE) {
     if (a == start) return d;
     *why = "not the start of a block";
   } else {
-    *why = "not an allocated block (freed twice?)";
+    *why = "not a live block: in free pages (freed already?)";
   }
   return NULL;
 }
@@ -441,27 +484,41 @@ size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) {
   return s <= d->bsize ? d->bsize - s : 0;  // checked on attach; cheap guard
 }
 
-static void report_invalid(struct mmpool *p, uintptr_t a, const char *why) {
+// A pointer no pool owns: another allocator's block (a library bound to
+// glibc's malloc by RTLD_DEEPBIND, PITFALLS 1.19), freed to the wrong one.
+// Leaked, and said a few times at most.
+static void report_foreign(uintptr_t a, const char *call) {
   static unsigned reported;
   if (__atomic_fetch_add(&reported, 1, __ATOMIC_RELAXED) < 16)
-    log_print(LOG_WARN, "free(%p) ignored: %s%s%s", (void *)a, why,
-              p ? " of pool " : "", p ? p->name : "");
+    log_print(LOG_WARN, "%s(%p) ignored: not a block of any pool", call,
+              (void *)a);
 }
 
-static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a);
+void heap_misuse(struct mmpool *p, uintptr_t a, const char *call,
+                 const char *why) {
+  if (why == HEAP_FREED && strcmp(call, "free") == 0)
+    log_fatal("free(): double free of %p in pool '%s'", (void *)a, p->name);
+  log_fatal("%s(): invalid pointer %p (%s) in pool '%s'", call, (void *)a,
+            why, p->name);
+}
+
+static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                      const char *call);
 
 // A slab freed into while detached: adopt it, or (exiting thread) free
 // into it under the lock.
-static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
+static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                          const char *call) {
   struct theap *h = tl_exiting ? NULL : heap_get(p);
   uint64_t off = a - p->base;
   engine_lock(&p->lock);
   if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != OWNER_DETACHED) {
     // Adopted by another thread meanwhile: back to the remote path.
     engine_unlock(&p->lock);
-    free_slow(p, d, a);
+    free_slow(p, d, a, call);
     return;
   }
+  ((uint64_t *)a)[1] = (uintptr_t)d;  // the free mark
   if (h) {
     adopt(p, h, d);
     engine_unlock(&p->lock);
@@ -483,58 +540,58 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a) {
 
 // free keeps errno (glibc's tst-free-errno): the slow path saves it, since
 // thread-heap creation and logging may set it.
-void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
+void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                    const char *call) {
   if (a == 0) return;
   int saved = errno;
-  free_slow(p, d, a);
+  free_slow(p, d, a, call);
   errno = saved;
 }
 
-static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) {
+static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                      const char *call) {
   const char *why = NULL;
-  if (!d && p->fork_frozen) return;  // inherited blocks: left to the parent
-  if (!d && !pool_of_addr(a) && heap_foreign_free_hook &&
-      heap_foreign_free_hook((void *)a))
-    return;
   if (!d) {
-    report_invalid(pool_of_addr(a), a,
-                   pool_of_addr(a) ? "inside the pool's header or unused area"
-                                   : "not a block of any pool");
+    // Outside the committed data of the pool of a's address-table entry.
+    if (p->fork_frozen) return;  // inherited blocks: left to the parent
+    struct mmpool *q = pool_of_addr(a);
+    if (q)
+      heap_misuse(q, a, call, "not a block: in the pool's header or "
+                  "unused area");
+    if (heap_foreign_free_hook && heap_foreign_free_hook((void *)a)) return;
+    report_foreign(a, call);
     return;
   }
-  if (d->kind == PD_SLAB) {
-    if (!heap_block(p, a, &why)) goto bad;
-    if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) == tl_tid) {
-      *(uint64_t *)a = d->free;  // reached through the API's slow path
-      d->free = a - p->base;
-      if (--d->used == 0) heap_slab_empty(p, d);
-      return;
-    }
-    uint64_t off = a - p->base;
-    uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
-    while (!(old & TF_DETACHED)) {
-      if (old == off) log_fatal("free(%p): freed twice", (void *)a);
-      *(uint64_t *)a = old;
-      if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
-                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-        return;
-    }
-    free_detached(p, d, a);
-    return;
-  }
-  if (d->kind == PD_LARGE && heap_block(p, a, &why)) {
+  // Checked exactly from the address (d came from an unchecked page).
+  d = heap_block(p, a, &why);
+  if (!d) heap_misuse(p, a, call, why);
+  if (d->kind == PD_LARGE) {
     engine_lock(&p->lock);
     page_span_free(p, page_index(p, d), d->npages);
     engine_unlock(&p->lock);
     return;
   }
-  if (!why) heap_block(p, a, &why);
-bad:
-  // Only a block freed twice (its pages are free now) is fatal; other bad
-  // pointers, above the top too, are reported and ignored.
-  if (d->kind == PD_FREE || d->kind == PD_FREE_LAST)
-    log_fatal("free(%p): %s of pool '%s'", (void *)a, why, p->name);
-  report_invalid(p, a, why);
+  uint64_t off = a - p->base;
+  uint64_t *b = (uint64_t *)a;
+  if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) == tl_tid) {
+    // This thread's slab: MMPOOL_CHECK=full, the API's slow path, or a
+    // block whose data looked like the free mark.
+    b[0] = d->free;
+    b[1] = (uintptr_t)d;
+    d->free = off;
+    if (--d->used == 0) heap_slab_empty(p, d);
+    return;
+  }
+  uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
+  while (!(old & TF_DETACHED)) {
+    if (old == off) heap_misuse(p, a, call, HEAP_FREED);
+    b[0] = old;
+    b[1] = (uintptr_t)d;
+    if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
+                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+      return;
+  }
+  free_detached(p, d, a, call);
 }
 
 // ---------------------------------------------------------------------------

@@ -48,6 +48,9 @@ extern __thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] HIDDEN;
 // This thread's id as a slab owner; TID_NONE matches no slab.
 #define TID_NONE 0xfffffffeu
 extern __thread uint32_t tl_tid HIDDEN;
+// The id the free fast path compares with a slab's owner: tl_tid, or
+// TID_NONE under MMPOOL_CHECK=full, so that every free takes the slow path.
+extern __thread uint32_t tl_fast_tid HIDDEN;
 
 // ---------------------------------------------------------------------------
 // Slow paths (heap.c). Failures return NULL with the reason left by
@@ -62,13 +65,26 @@ void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) HIDDEN;
 void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
                        int *dirty) HIDDEN;
 // Every free the fast path does not finish: other threads' slabs, large
-// blocks, detached slabs, NULL, foreign and invalid pointers. Keeps errno.
-void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
+// blocks, detached slabs, NULL, foreign and invalid pointers, blocks that
+// bear the free mark. Keeps errno. A pointer inside an open pool that is not
+// a live block there aborts the program with one line naming `call`, the
+// address and the pool; one that no pool owns is reported and ignored.
+void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                    const char *call) HIDDEN;
+// Aborts with "CALL(): double free of ADDR in pool 'NAME'" or "CALL():
+// invalid pointer ADDR (WHY) in pool 'NAME'", as heap_block described it.
+_Noreturn void heap_misuse(struct mmpool *p, uintptr_t a, const char *call,
+                           const char *why) HIDDEN;
+// MMPOOL_CHECK: 1 when every free is checked in full (set once, at start).
+extern int heap_check_full HIDDEN;
 // The last block of slab d was freed by its owner.
 void heap_slab_empty(struct mmpool *p, struct pdesc *d) HIDDEN;
-// The head descriptor of a live block at a, or NULL (message in why).
+// The head descriptor of a live block at a, or NULL with the reason in
+// why; a block on its slab's free lists gives HEAP_FREED.
 struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why)
     HIDDEN;
+extern const char heap_freed_why[] HIDDEN;
+#define HEAP_FREED heap_freed_why
 size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
 // Resizes in place if it can; 0 on success.
 int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,
@@ -127,6 +143,7 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
   // need no second test after a pop (the compiler drops it).
   if (blk == 0) __builtin_unreachable();
   d->free = *(uint64_t *)blk;
+  ((uint64_t *)blk)[1] = 0;  // the free mark (see heap_free)
   d->used++;
   // The slack array is indexed by granule from a biased base (see
   // sizeclass.h), so usable_size needs neither a division nor the slab start.
@@ -170,26 +187,51 @@ static inline void *heap_alloc(struct mmpool *p, size_t n, int *dirty) {
   return heap_alloc_large(p, n, 0, dirty);
 }
 
-// free: the pool from the address table, the slab from the page index; a
+// free, as called by `call` ("free", "realloc": named in the message of a
+// misuse): the pool from the address table, the slab from the page index; a
 // block of a slab this thread owns goes back on the slab's free list.
-static inline __attribute__((always_inline)) void heap_free(void *ptr) {
+//
+// Misuse checks (docs/engine.md, "Misuse"). A block on a free list holds
+// its slab's descriptor address in its second word (the free mark: blocks
+// are at least 16 bytes); heap_slab_pop clears it. A block that already
+// bears the mark is freed twice, or is live and holds that address as data
+// by chance: the slow path looks it up on the slab's free lists and aborts
+// only when it is there. Misaligned pointers and everything outside a slab
+// of this thread take the slow path, which checks exactly. Two cases pass
+// this path unchecked: a 16-aligned interior pointer of a block, and a block
+// of the slab never handed out; MMPOOL_CHECK=full sends every free to the
+// slow path (tl_fast_tid stays TID_NONE) and catches them too.
+static inline __attribute__((always_inline)) void heap_free_as(
+    void *ptr, const char *call) {
   uintptr_t a = (uintptr_t)ptr;
   struct mmpool *p = &pool_table[vmmap_pool_id(a)];
   uintptr_t rel = a - p->data;
   // Pool 0 has data_len 0: NULL and foreign pointers take the slow path.
-  if (unlikely(rel >= __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)))
-    return heap_free_slow(p, NULL, a);
+  // data_len only grows while a pool is open, and an aligned size_t load is
+  // atomic on every target we build for: a plain read, which the compiler
+  // folds into the compare (an __atomic_load_n costs two more instructions).
+  if (unlikely(rel >= p->data_len))
+    return heap_free_slow(p, NULL, a, call);
   struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
   d -= d->head_delta;
   // Only slabs carry thread ids. Blocks are 16-aligned: a misaligned
   // (interior) pointer goes to the slow path, which checks and reports it.
-  if (likely(d->owner == tl_tid && (a & 15) == 0)) {
-    *(uint64_t *)a = d->free;
+  if (likely(d->owner == tl_fast_tid && (a & 15) == 0)) {
+    uint64_t *b = (uint64_t *)a;
+    if (unlikely(b[1] == (uintptr_t)d)) return heap_free_slow(p, d, a, call);
+    b[0] = d->free;
+    // A relaxed atomic store is a plain mov, but keeps the compiler from
+    // pairing the two stores through vector registers (4 instructions).
+    __atomic_store_n(&b[1], (uintptr_t)d, __ATOMIC_RELAXED);
     d->free = a - p->base;
     if (unlikely(--d->used == 0)) heap_slab_empty(p, d);
     return;
   }
-  heap_free_slow(p, d, a);
+  heap_free_slow(p, d, a, call);
+}
+
+static inline __attribute__((always_inline)) void heap_free(void *ptr) {
+  heap_free_as(ptr, "free");
 }
 
 #endif

@@ -12,8 +12,8 @@
 //   BRK_FILE_MAX for a file pool, whose blocks are allocated in the file at
 //   once. A failed attempt is retried at half the size, down to BRK_MIN.
 //   The break starts one OS page into the block, so that no break address
-//   is the start of a block: a stray free() of one is reported and ignored
-//   instead of freeing the region.
+//   is the start of a block: a stray free() of one is a misuse that stops
+//   the program (core/heap.c) instead of freeing the region.
 // - Otherwise, or when that pool is not open: BRK_DEFAULT bytes of internal
 //   read-write memory (vmmap_internal, MAP_NORESERVE), in no pool.
 // Either way the region is disjoint from every block malloc hands out, by

@@ -346,7 +346,7 @@ static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
     return r;
   }
   if (n == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
-    heap_free(ptr);
+    heap_free_as(ptr, "realloc");
     return NULL;
   }
   if (!pool_of_addr((uintptr_t)ptr)) {

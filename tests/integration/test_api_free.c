@@ -1,7 +1,9 @@
 // test_api_free.c: freeing through include/mmpool.h: free keeps errno,
-// pointers that are no block of any pool are reported and ignored, a block
-// freed twice by another thread aborts, and blocks freed by a thread that
-// does not own them are counted at once and reused.
+// pointers that are no block of any pool are reported and ignored, pointers
+// inside a pool that are no block there abort, a block freed twice by
+// another thread aborts, and blocks freed by a thread that does not own
+// them are counted at once and reused. (test_misuse.c checks each misuse
+// and its message.)
 //
 // Cases that could take the whole process down if the engine got them wrong
 // (frees of foreign pointers) run in a forked child.
@@ -51,7 +53,9 @@ static void test_free_errno(void **state) {
   itest_close(p);
 }
 
-// Pointers that are no block of any pool, by kind.
+// Pointers that are no block of any pool, by kind. Those of no pool are
+// reported and ignored; those inside the pool abort (misuse_from below).
+enum { misuse_from = 2, misuse_to = 8 };  // kinds [from, to] abort
 static const char *const foreign_kinds[] = {
     "a stack address",
     "a glibc malloc block",
@@ -114,22 +118,36 @@ static int foreign_free(int which) {
   return 0;
 }
 
-// "A pointer that is no block of any pool is reported (one line on stderr)
-// and ignored": each kind in its own child, so one abort hides no other.
+// "A pointer that no pool owns is reported (one line on stderr) and
+// ignored; a pointer inside a pool that is no live block there stops the
+// program (SIGABRT, one line)": each kind in its own child, so one abort
+// hides no other.
 static void test_free_foreign(void **state) {
   (void)state;
   int failed = 0;
   for (size_t i = 0; i < sizeof foreign_kinds / sizeof foreign_kinds[0]; i++) {
     fflush(NULL);
     pid_t pid = fork();
-    if (pid == 0) _exit(foreign_free((int)i));
+    if (pid == 0) {
+      // The expected abort's line would clutter the test's output.
+      if (i >= misuse_from && i <= misuse_to) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) dup2(fd, 2);
+      }
+      _exit(foreign_free((int)i));
+    }
     assert_true(pid > 0);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      print_error("mmpool_free(%s): child %s %d\n", foreign_kinds[i],
+    int stop = i >= misuse_from && i <= misuse_to;
+    int ok = stop ? WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT
+                  : WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!ok) {
+      print_error("mmpool_free(%s): child %s %d (expected %s)\n",
+                  foreign_kinds[i],
                   WIFEXITED(st) ? "exited with code" : "killed by signal",
-                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                  stop ? "SIGABRT" : "exit 0");
       failed++;
     }
   }
@@ -148,9 +166,11 @@ static void child_default_signals(void) {
 // committed data ahead of the pages in use; the engine used to commit page
 // descriptors only for the pages in use (rounded up), so a free or
 // usable_size of an address in the committed data beyond them read an
-// unmapped descriptor (SIGSEGV) or a garbage one (abort). 0 when all is
-// well, another code says what went wrong.
-static int free_above_top(void) {
+// unmapped descriptor (SIGSEGV) or a garbage one (abort). Such a free is a
+// misuse now: it stops the program with SIGABRT and a message, never a
+// SIGSEGV. which = 0: usable_size only, 0 when all is well, another code
+// says what went wrong; which = 1..3: frees one of three addresses.
+static int free_above_top(int which) {
   mmpool_t *p = mmpool_open("top", "size=1G");
   if (p == NULL) return 10;
   char *base = mmpool_base(p);
@@ -176,17 +196,18 @@ static int free_above_top(void) {
   if (mmpool_stats(p, &before) != 0) return 13;
   // Two pages past the last block, then every page up to the committed
   // end (the last 16 bytes of it too).
-  errno = 1234;
   unsigned char *q = (unsigned char *)end + 2 * 65536;
-  if (mmpool_usable_size(q) != 0) return 14;
-  mmpool_free(q);
-  if (errno != 1234) return 15;
-  for (uintptr_t a = end; a < committed; a += 65536) {
-    if (mmpool_usable_size((void *)a) != 0) return 16;
-    mmpool_free((void *)a);
+  void *victim[] = {q, (void *)end, (void *)(committed - 16)};
+  if (which >= 1 && which <= 3) {
+    int fd = open("/dev/null", O_WRONLY);  // the expected abort's line
+    if (fd >= 0) dup2(fd, 2);
+    mmpool_free(victim[which - 1]);
+    return 15;  // not stopped
   }
+  if (mmpool_usable_size(q) != 0) return 14;
+  for (uintptr_t a = end; a < committed; a += 65536)
+    if (mmpool_usable_size((void *)a) != 0) return 16;
   if (mmpool_usable_size((void *)(committed - 16)) != 0) return 16;
-  mmpool_free((void *)(committed - 16));
   // Nothing changed.
   if (mmpool_stats(p, &after) != 0) return 17;
   if (after.in_use_blocks != before.in_use_blocks ||
@@ -205,22 +226,25 @@ static int free_above_top(void) {
 
 static void test_free_above_top(void **state) {
   (void)state;
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid == 0) {
-    child_default_signals();
-    alarm(MMPOOL_SANITIZED ? 60 : 20);
-    _exit(free_above_top());
+  for (int which = 0; which <= 3; which++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+      child_default_signals();
+      alarm(MMPOOL_SANITIZED ? 60 : 20);
+      _exit(free_above_top(which));
+    }
+    assert_true(pid > 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    int ok = which == 0 ? WIFEXITED(st) && WEXITSTATUS(st) == 0
+                        : WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+    if (!ok)
+      print_error("free/usable_size above the top (%d): child %s %d\n", which,
+                  WIFEXITED(st) ? "exited with code" : "killed by signal",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    assert_true(ok);
   }
-  assert_true(pid > 0);
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    print_error("free/usable_size above the top: child %s %d\n",
-                WIFEXITED(st) ? "exited with code" : "killed by signal",
-                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 static void *free_twice(void *arg) {

@@ -342,7 +342,8 @@ static void test_explain_good(void **state) {
   snprintf(want, sizeof want, "# preload library: %s\n", lib);
   assert_true(strncmp(r.out, want, strlen(want)) == 0);
   const char *body = r.out + strlen(want);
-  assert_string_equal(body, "# MMPOOL_STATS=0 MMPOOL_LOG=warn MMPOOL_STRICT=0\n"
+  assert_string_equal(body, "# MMPOOL_STATS=0 MMPOOL_LOG=warn MMPOOL_STRICT=0 "
+                            "MMPOOL_CHECK=fast\n"
                             "pool small anon size=1G base=auto full=fallback\n"
                             "pool big anon size=4G base=auto full=null\n"
                             "pool default anon size=64G base=auto full=null\n"
@@ -367,7 +368,7 @@ static void test_explain_good(void **state) {
   assert_int_equal(r3.status, 0);
   assert_string_equal(r3.err, "");
   assert_null(strstr(r3.out, "RAN"));
-  assert_contains(r3.out, "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0\n");
+  assert_contains(r3.out, "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n");
   assert_contains(r3.out, "route size>=1M -> big\nroute size=4K..8K -> big\n"
                           "default small\n");
   assert_null(strstr(r3.out, "pool default"));
@@ -377,7 +378,7 @@ static void test_explain_good(void **state) {
                           ENV("MMPOOL_STATS=0"));
   assert_int_equal(r4.status, 0);
   assert_string_equal(r4.err, "");
-  assert_contains(r4.out, "# MMPOOL_STATS=1 MMPOOL_LOG=warn MMPOOL_STRICT=0\n");
+  assert_contains(r4.out, "# MMPOOL_STATS=1 MMPOOL_LOG=warn MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n");
   res_free(&r4);
   res_free(&r);
 }

@@ -275,7 +275,7 @@ static void test_describe(void **state) {
                  NULL};
   OK(load_env(env));
   static const char want[] =
-      "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0\n"
+      "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n"
       "pool f file=/tmp/f.pool mode=private base=0x300000000000 full=abort "
       "recover\n"
       "pool g file=/tmp/g.pool base=auto full=fallback\n"
@@ -302,11 +302,11 @@ static void test_describe(void **state) {
   OK(load(again));
   n = config_describe(&cfg, buf, sizeof buf);
   assert_string_equal(buf + strlen("# MMPOOL_STATS=1 MMPOOL_LOG=info "
-                                   "MMPOOL_STRICT=0\n"),
+                                   "MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n"),
                       want + strlen("# MMPOOL_STATS=1 MMPOOL_LOG=info "
-                                    "MMPOOL_STRICT=0\n"));
-  assert_memory_equal(buf, "# MMPOOL_STATS=0 MMPOOL_LOG=warn MMPOOL_STRICT=0\n",
-                      49);
+                                    "MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n"));
+  assert_memory_equal(buf, "# MMPOOL_STATS=0 MMPOOL_LOG=warn MMPOOL_STRICT=0 "
+                      "MMPOOL_CHECK=fast\n", 67);
 
   // A small buffer: cut, NUL-terminated, and the whole length returned.
   char small[40];
@@ -336,14 +336,14 @@ static void test_describe(void **state) {
   config_default(&cfg);
   config_describe(&cfg, buf, sizeof buf);
   assert_string_equal(buf, "# MMPOOL_STATS=0 MMPOOL_LOG=warn "
-                           "MMPOOL_STRICT=0\n"
+                           "MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n"
                            "pool default anon size=64G base=auto full=null\n"
                            "default default\n");
   char *env2[] = {"MMPOOL_STRICT=1", "MMPOOL_CONFIG=bogus", NULL};
   assert_int_equal(load_env(env2), -EINVAL);
   config_describe(&cfg, buf, sizeof buf);
   assert_string_equal(buf, "# MMPOOL_STATS=0 MMPOOL_LOG=warn "
-                           "MMPOOL_STRICT=1\n"
+                           "MMPOOL_STRICT=1 MMPOOL_CHECK=fast\n"
                            "# the configuration had errors: the built-in "
                            "default is used\n"
                            "pool default anon size=64G base=auto full=null\n"
