@@ -121,6 +121,19 @@ static void test_options(void **state) {
   assert_string_equal(errs.line[0],
                       "MMPOOL_STRICT: bad value 'maybe' (0 or 1)");
   assert_int_equal(cfg.strict, 0);
+  char *e4[] = {"MMPOOL_CHECK=paranoid", NULL};
+  assert_int_equal(load_env(e4), 0);
+  assert_int_equal(errs.count, 1);
+  assert_string_equal(errs.line[0],
+                      "MMPOOL_CHECK: bad value 'paranoid' (fast or full)");
+  assert_int_equal(cfg.check_full, 0);
+  char *e5[] = {"MMPOOL_CHECK=full", NULL};
+  assert_int_equal(load_env(e5), 0);
+  assert_int_equal(errs.count, 0);
+  assert_int_equal(cfg.check_full, 1);
+  char *e6[] = {"MMPOOL_CHECK=fast", NULL};
+  assert_int_equal(load_env(e6), 0);
+  assert_int_equal(cfg.check_full, 0);
 }
 
 // ---------------------------------------------------------------------------
