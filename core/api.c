@@ -233,12 +233,17 @@ int mmpool_set_root(mmpool_t *pool, unsigned key, void *ptr) {
     return fail_int(-EINVAL);
   }
   uintptr_t a = (uintptr_t)ptr;
-  if (ptr && (a < pool->data || a - pool->base >= pool->capacity)) {
-    log_fail(EINVAL, "mmpool_set_root: %p is not inside pool '%s'", ptr,
-             pool->name);
+  // A root leads into a block handed out (any byte of it), so that the
+  // pool's next user can follow it: an address in the header, in free or
+  // never committed pages, or beyond the pool is refused. The attach checks
+  // again (committed data) what the file says.
+  engine_lock(&pool->lock);
+  if (ptr && !page_block_at(pool, a)) {
+    engine_unlock(&pool->lock);
+    log_fail(EINVAL, "mmpool_set_root: %p is not inside a block of pool "
+             "'%s'", ptr, pool->name);
     return fail_int(-EINVAL);
   }
-  engine_lock(&pool->lock);
   pool->hdr->roots[key] = a;
   pool_seal(pool);
   engine_unlock(&pool->lock);

@@ -213,9 +213,18 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
   struct pool_state *st = ST(p);
   struct pdesc *h = D(p, idx);
   p->pages_used -= n;
-  // A stale head must not look like a live slab to a later bogus free.
+  // A stale head must not look like a live slab to a later bogus free, nor
+  // a stale tail lead one to a slab that reuses the head's page later: the
+  // free fast path resolves any page through head_delta and trusts the
+  // owner it finds there (heap.h).
   h->kind = PD_FREE;
   h->owner = OWNER_NONE;
+  for (uint32_t i = 1; i < n; i++) {
+    struct pdesc *t = D(p, idx + i);
+    t->kind = PD_FREE_MID;
+    t->head_delta = 0;
+    t->owner = OWNER_NONE;
+  }
   uint32_t start = idx, end = idx + n;
   if (idx > 0) {
     struct pdesc *pd = D(p, idx - 1);
@@ -280,6 +289,20 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
 // ---------------------------------------------------------------------------
 // Attach
 
+// A descriptor that no span starts at and that a free may still reach (a
+// stray pointer into a free span, or into committed data above the top):
+// it must not send heap_free's fast path anywhere. The fast path follows
+// head_delta and then trusts an owner equal to the calling thread's id, so
+// a harmless one says "no head" and "not a slab". Written only when it
+// differs, so that a sound file's pages stay clean.
+static void make_inert(struct pdesc *d, uint8_t kind) {
+  if (d->kind == kind && d->head_delta == 0 && d->owner == OWNER_NONE)
+    return;
+  memset(d, 0, sizeof *d);
+  d->kind = kind;
+  d->owner = OWNER_NONE;
+}
+
 void page_detach_all(struct mmpool *p) {
   struct pool_state *st = ST(p);
   memset(st->avail, 0, sizeof st->avail);
@@ -287,10 +310,24 @@ void page_detach_all(struct mmpool *p) {
   // pages it believes clean): every committed page counts as dirty.
   st->hiwater = (uint32_t)((st->length - p->hdr->data_off) >> PAGE_SHIFT);
   p->pages_used = 0;
+  // page_check has passed: heads tile [0, top), tails point at their head.
   for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
     struct pdesc *d = D(p, i);
+    uint32_t n = d->npages;
+    // Only slab heads carry thread ids; a tail's owner is never read by
+    // the fast path (head_delta >= 1) but is cleared all the same.
+    for (uint32_t t = 1; t < n; t++) {
+      struct pdesc *x = D(p, i + t);
+      if (d->kind != PD_FREE) {
+        if (x->owner != OWNER_NONE) x->owner = OWNER_NONE;
+      } else if (t + 1 < n) {
+        make_inert(x, PD_FREE_MID);  // stale kinds inside a free span
+      } else if (x->owner != OWNER_NONE) {
+        x->owner = OWNER_NONE;       // PD_FREE_LAST, checked to point back
+      }
+    }
     if (d->kind == PD_FREE) d->flags |= PDF_DIRTY;
-    else p->pages_used += d->npages;
+    else p->pages_used += n;
     if (d->kind != PD_SLAB) continue;
     d->owner = OWNER_DETACHED;
     d->thread_free |= TF_DETACHED;
@@ -299,7 +336,33 @@ void page_detach_all(struct mmpool *p) {
     if (d->free || (d->thread_free & ~TF_DETACHED) || d->inited < d->nblocks)
       page_avail_push(p, d);
   }
+  // Above the top nothing is checked: every committed descriptor there
+  // (a free of an address in committed data reaches it, and so does one
+  // in data committed later, up to meta_committed) becomes inert. Never
+  // written by a sound pool but for stale spans, so this stays cheap.
+  uint64_t ndesc = st->meta_committed / sizeof(struct pdesc);
+  if (ndesc > p->hdr->npages) ndesc = p->hdr->npages;
+  for (uint64_t i = st->top; i < ndesc; i++) {
+    struct pdesc *d = D(p, i);
+    if (d->kind == PD_UNUSED && d->head_delta == 0 &&
+        (d->owner == OWNER_NONE || d->owner == OWNER_DETACHED))
+      continue;  // never used (zero) or already inert
+    make_inert(d, PD_UNUSED);
+  }
   p->pages_peak = p->pages_used;
+}
+
+int page_block_at(struct mmpool *p, uintptr_t a) {
+  if (a < p->data || a - p->data >= p->data_len) return 0;
+  uint32_t idx = (uint32_t)((a - p->data) >> PAGE_SHIFT);
+  struct pdesc *d = D(p, idx);
+  if (d->kind == PD_TAIL && d->head_delta <= idx) d -= d->head_delta;
+  uint32_t head = page_index(p, d);
+  uintptr_t off = a - page_addr(p, head);
+  if (head >= ST(p)->top || off >= (uintptr_t)d->npages << PAGE_SHIFT)
+    return 0;
+  if (d->kind == PD_LARGE) return off < (d->req ? d->req : 1);
+  return d->kind == PD_SLAB && off / d->bsize < d->inited;
 }
 
 // ---------------------------------------------------------------------------
@@ -511,8 +574,15 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
     CHECK(d->head_delta == 0, "page %u: head with head_delta %u", i,
           d->head_delta);
     uint32_t n = d->npages;
+    // Only slab heads may carry a thread id: heap_free's fast path pushes
+    // onto any head whose owner is the caller's id.
+    CHECK(d->kind == PD_SLAB || d->owner == OWNER_NONE,
+          "page %u: owner %u on a head of kind %u (not a slab)", i, d->owner,
+          d->kind);
     if (d->kind == PD_FREE) {
       CHECK(prev_kind != PD_FREE, "page %u: two free spans touch", i);
+      CHECK((d->flags & ~PDF_DIRTY) == 0, "page %u: free span with flags "
+            "0x%x", i, d->flags);
       CHECK(n == 1 || (D(p, i + n - 1)->kind == PD_FREE_LAST &&
                        D(p, i + n - 1)->head_delta == n - 1),
             "page %u: free span's last page does not point back", i);
@@ -529,9 +599,15 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
           listed++;
         }
       } else {
+        // usable_size and realloc's copy trust req: it fits the pages. It
+        // may be small (memalign), and need fewer pages than the block has
+        // (a resize in place cut short by a crash, repaired).
         CHECK(d->req <= (uint64_t)n << PAGE_SHIFT,
               "page %u: large block of %llu bytes in %u pages", i,
               (unsigned long long)d->req, n);
+        CHECK(d->cls == 0 && d->flags == 0 && d->next == 0 && d->prev == 0,
+              "page %u: large block with class %u, flags 0x%x, links %u/%u", i,
+              d->cls, d->flags, d->next, d->prev);
       }
     }
     prev_kind = d->kind;

@@ -53,8 +53,16 @@ void page_stats(struct mmpool *p, mmpool_stats_t *out) HIDDEN;
 // After a crash: rebuilds spans, bins and slab counts from the live heads.
 // -EUCLEAN (reason in why) when a descriptor is damaged, not half-written.
 int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
-// On attach: every slab becomes detached; avail lists are rebuilt.
+// On attach, after page_check: every slab becomes detached; avail lists
+// are rebuilt; every descriptor that is not a slab head gets owner
+// OWNER_NONE, those inside free spans and above the top (up to
+// meta_committed) are made inert (no head_delta), so that no free, stray
+// ones included, reaches a slab through a descriptor the file chose.
 void page_detach_all(struct mmpool *p) HIDDEN;
+// 1 when a lies inside a block handed out: a slab block below inited (any
+// byte of its block size) or a large block (any of its requested bytes).
+// A block already freed back to its slab is not told apart.
+int page_block_at(struct mmpool *p, uintptr_t a) HIDDEN;
 
 static inline uint32_t page_index(const struct mmpool *p,
                                   const struct pdesc *d) {

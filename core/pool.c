@@ -206,7 +206,8 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
       r = file_fail(p, EAGAIN, "changed while it was being attached");
     } else if (!unclean && poolfile_meta_hash(h) != h->meta_checksum) {
       r = file_fail(p, EUCLEAN, "metadata checksum mismatch: the page "
-                    "descriptors changed after the pool was closed");
+                    "descriptors or slack arrays changed after the pool was "
+                    "closed");
     } else if ((unclean && (r = page_repair(p, why, sizeof why))) ||
                (r = page_check(p, why, sizeof why))) {
       char msg[420];

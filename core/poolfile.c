@@ -57,8 +57,30 @@ void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
 }
 
 uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
-  const char *d = (const char *)h + h->desc_off;
-  return hash_bytes(d, (size_t)h->st.top * sizeof(struct pdesc), h->generation);
+  const char *base = (const char *)h;
+  const struct pdesc *d = (const struct pdesc *)(base + h->desc_off);
+  uint32_t top = h->st.top;
+  uint64_t sum = hash_bytes(d, (size_t)top * sizeof(struct pdesc),
+                            h->generation);
+  // Then the slack array of every slab: it lives in the slab's last bytes,
+  // among the data, and usable_size and realloc's copy trust it. The walk
+  // follows the heads as the descriptors tell them; where they do not tile
+  // (a damaged file, which page_check refuses) it stops, the same way at
+  // close and at attach. The class table, not the descriptor, gives where
+  // the array is.
+  for (uint32_t i = 0; i < top;) {
+    uint32_t n = d[i].npages;
+    if (n == 0 || n > top - i) break;
+    if (d[i].kind == PD_SLAB && d[i].cls < SC_COUNT &&
+        sc_table[d[i].cls].npages == n) {
+      const struct sizeclass *sc = &sc_table[d[i].cls];
+      const char *slab = base + h->data_off + ((uint64_t)i << PAGE_SHIFT);
+      sum = hash_bytes(slab + sc->slack_rel,
+                       ((size_t)n << PAGE_SHIFT) - sc->slack_rel, sum);
+    }
+    i += n;
+  }
+  return sum;
 }
 
 #define FAIL(err, ...) \
@@ -133,13 +155,6 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
   if (!name_ok(h->name, sizeof h->name))
     return FAIL(EUCLEAN, "name out of range (not 1..%d of [A-Za-z0-9_.-])",
                 MMPOOL_NAME_MAX);
-  for (unsigned k = 0; k < MMPOOL_ROOTS; k++) {
-    uint64_t r = h->roots[k];
-    if (r && (r < base + data_off || r >= base + cap))
-      return FAIL(EUCLEAN, "root %u (0x%llx) out of range", k,
-                  (unsigned long long)r);
-  }
-
   const struct pool_state *st = &h->st;
   if (st->length < data_off || st->length > cap || st->length % 4096 != 0)
     return FAIL(EUCLEAN, "length %llu out of range",
@@ -148,6 +163,18 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
     return FAIL(EUCLEAN, "truncated: the file has %llu bytes, its header "
                 "records %llu", (unsigned long long)file_size,
                 (unsigned long long)st->length);
+  // A root leads into the committed data (what is mapped), or the first use
+  // of it faults. It need not be a live block: a program may free the block
+  // a root names and leave the root, which must not make the file
+  // unattachable (mmpool_set_root only takes addresses in live blocks).
+  for (unsigned k = 0; k < MMPOOL_ROOTS; k++) {
+    uint64_t r = h->roots[k];
+    if (r && (r < base + data_off || r >= base + st->length))
+      return FAIL(EUCLEAN, "root %u (0x%llx) out of range (committed data is "
+                  "0x%llx-0x%llx)", k, (unsigned long long)r,
+                  (unsigned long long)(base + data_off),
+                  (unsigned long long)(base + st->length));
+  }
   if (st->top > npages || data_off + (uint64_t)st->top * PAGE_BYTES >
                               st->length)
     return FAIL(EUCLEAN, "top %u out of range", st->top);

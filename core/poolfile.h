@@ -124,8 +124,8 @@ struct poolfile_header {
   uint64_t desc_off;       // POOLFILE_HEADER_SIZE
   uint64_t data_off;       // first data page, 64 KiB aligned
   uint64_t npages;         // data pages that fit in capacity
-  uint64_t meta_checksum;  // descriptors [0, top), valid when CLEAN
-  uint64_t roots[MMPOOL_ROOTS]; // absolute addresses inside the pool, or 0
+  uint64_t meta_checksum;  // descriptors [0, top), slack arrays; if CLEAN
+  uint64_t roots[MMPOOL_ROOTS]; // addresses in the committed data, or 0
   char name[MMPOOL_NAME_MAX + 1];
   uint64_t checksum;       // of every byte before this field
   // --- allocator state ----------------------------------------------------
@@ -150,8 +150,10 @@ void poolfile_seal(struct poolfile_header *h);
 int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
                       char *why, size_t why_len);
 
-// The checksum of the descriptors of pages [0, h->st.top), as recorded in
-// meta_checksum at a clean close. pre: descriptors are mapped.
+// The checksum of the descriptors of pages [0, h->st.top) and of the slack
+// arrays of the slabs among them, as recorded in meta_checksum at a clean
+// close. pre: h passed poolfile_validate, and its descriptors and data are
+// mapped (or h is a whole file image).
 uint64_t poolfile_meta_hash(const struct poolfile_header *h);
 
 #endif

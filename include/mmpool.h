@@ -137,8 +137,12 @@ MMPOOL_API size_t mmpool_usable_size(const void *ptr);
 // ---------------------------------------------------------------------------
 // Roots: named entry points into a pool's data that survive a re-attach.
 
-// Stores ptr (NULL, or an address inside pool) under key (< MMPOOL_ROOTS).
-// EINVAL for a bad key or a pointer outside the pool.
+// Stores ptr under key (< MMPOOL_ROOTS): NULL, or an address inside a block
+// allocated from pool and not freed (its start or any byte of its size; a
+// block already freed back to a slab is not always told apart). EINVAL for
+// a bad key or any other pointer: outside the pool, in its header, in free
+// pages or past its committed data. A root whose block is freed later is
+// kept; on attach, roots are only checked to lie in the committed data.
 MMPOOL_API int mmpool_set_root(mmpool_t *pool, unsigned key, void *ptr);
 // The pointer stored under key, or NULL (unset, or EINVAL for a bad key).
 MMPOOL_API void *mmpool_get_root(mmpool_t *pool, unsigned key);

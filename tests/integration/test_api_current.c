@@ -67,6 +67,33 @@ static void test_roots(void **state) {
   itest_close(p);
 }
 
+// A root must lead into a block handed out (issue 11): not into the
+// header, free pages, or pages past the committed data (which were accepted,
+// and whose first use after a re-attach faulted).
+static void test_roots_live_blocks(void **state) {
+  (void)state;
+  mmpool_t *p = itest_open("roots3", "size=64M");
+  char *base = mmpool_base(p);
+  char *big = mmpool_malloc(p, MiB), *after = mmpool_malloc(p, 100);
+  char *large = mmpool_malloc(p, 300000);
+  assert_non_null(big);
+  assert_non_null(after);
+  assert_non_null(large);
+  assert_int_equal(mmpool_set_root(p, 0, big + MiB - 1), 0); // last byte
+  assert_int_equal(mmpool_set_root(p, 1, after + 99), 0);
+  assert_int_equal(mmpool_set_root(p, 2, large), 0);
+  mmpool_free(big);  // its pages are a free span now
+  ITEST_FAILS_INT(mmpool_set_root(p, 3, big), EINVAL);
+  ITEST_FAILS_INT(mmpool_set_root(p, 3, big + 4096), EINVAL);
+  ITEST_FAILS_INT(mmpool_set_root(p, 3, large + 300000), EINVAL); // past req
+  ITEST_FAILS_INT(mmpool_set_root(p, 3, base + 64), EINVAL);      // header
+  ITEST_FAILS_INT(mmpool_set_root(p, 3, base + 8192), EINVAL);    // descs
+  ITEST_FAILS_INT(mmpool_set_root(p, 3, base + 48 * MiB), EINVAL); // unused
+  assert_non_null(strstr(mmpool_last_error(), "roots3"));
+  assert_null(mmpool_get_root(p, 3));
+  itest_close(p);
+}
+
 // ---------------------------------------------------------------------------
 // The current pool
 
@@ -168,6 +195,7 @@ static void test_push_pop(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_roots, itest_teardown),
+      cmocka_unit_test_teardown(test_roots_live_blocks, itest_teardown),
       cmocka_unit_test_teardown(test_push_pop, itest_teardown),
   };
   return cmocka_run_group_tests(tests, itest_group_setup, NULL);

@@ -107,6 +107,16 @@ static int case_run(const char *name) {
     mmpool_free((char *)mmpool_base(pool) + 4096 + 64);
   } else if (strcmp(name, "unused_area") == 0) {
     mmpool_free((char *)mmpool_base(pool) + 200 * 1024 * 1024);
+  } else if (strcmp(name, "stale_tail") == 0) {
+    // A large block's pages freed, its first page taken by a new slab of
+    // this thread: a stray free into one of the block's old tail pages
+    // must not reach that slab through a stale descriptor.
+    char *big = must(mmpool_malloc(pool, 300000));  // 5 pages
+    must(mmpool_malloc(pool, 300000));              // big is not the top
+    mmpool_free(big);
+    char *s = must(mmpool_malloc(pool, 5000));  // a 1-page slab
+    if ((uintptr_t)s >> 16 != (uintptr_t)big >> 16) return 80;  // moot
+    mmpool_free(big + 2 * 65536 + 64);
   } else if (strcmp(name, "realloc_freed") == 0) {
     mmpool_free(c);
     must(mmpool_realloc(NULL, c, 500));
@@ -244,6 +254,7 @@ static void test_never_handed_out(void **state) {
   expect_stop("header", NULL, INVALID, "header");
   expect_stop("descriptors", NULL, INVALID, "header");
   expect_stop("unused_area", NULL, INVALID, "unused area");
+  expect_stop("stale_tail", NULL, INVALID, "in free pages");
 }
 
 static void test_realloc_misuse(void **state) {

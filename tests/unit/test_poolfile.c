@@ -172,7 +172,7 @@ static void test_fresh_accepted(void **state) {
   h->st.bins[POOL_NBINS - 1] = 1;
   h->st.avail[SC_COUNT - 1] = 10;
   h->roots[3] = BASE + h->data_off + 100;
-  h->roots[MMPOOL_ROOTS - 1] = BASE + GiB - 16;
+  h->roots[MMPOOL_ROOTS - 1] = BASE + h->st.length - 16; // last committed
   h->flags = POOLFILE_CLEAN;
   h->generation = 7;
   poolfile_seal(h);
@@ -353,7 +353,8 @@ static void test_ranges_after_seal(void **state) {
   poolfile_seal(h);
   REFUSED(h, fs, EUCLEAN, "name");
 
-  // Roots must point into the data area.
+  // Roots must point into the committed data (st.length), not only below
+  // the capacity: the rest is not mapped (issue 11).
   h = fresh(GiB, &fs);
   h->roots[5] = BASE + 8; // the header
   poolfile_seal(h);
@@ -362,6 +363,16 @@ static void test_ranges_after_seal(void **state) {
   h->roots[0] = BASE + GiB; // one past the end
   poolfile_seal(h);
   REFUSED(h, fs, EUCLEAN, "root 0");
+  h = fresh(GiB, &fs);
+  h->st.length = h->data_off + 2 * PAGE_BYTES;
+  h->st.meta_committed = 4096;
+  h->roots[1] = BASE + h->st.length; // one past the committed data
+  poolfile_seal(h);
+  REFUSED(h, h->st.length, EUCLEAN, "root 1");
+  h = fresh(GiB, &fs);
+  h->roots[2] = BASE + h->data_off; // a fresh pool has no data at all
+  poolfile_seal(h);
+  REFUSED(h, fs, EUCLEAN, "root 2");
 }
 
 static void test_state_ranges(void **state) {

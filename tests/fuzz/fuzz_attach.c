@@ -1,0 +1,207 @@
+// fuzz_attach.c: libFuzzer target for the checks a pool file passes on
+// attach (poolfile_validate, page_check, page_repair, page_detach_all).
+//
+// The seeds are small valid pool files made with the API at start-up (a
+// 1 MiB pool: its image is about 1 MiB, mostly zero data pages), so no
+// binary corpus is committed. An input is an edit of a seed:
+//
+//   byte 0      seed (of NSEEDS) and attach variant: bit 4 mode=shared (else
+//               private), bit 5 clears the clean flag and attaches with
+//               `recover`, bit 6 skips the re-sealing (so the checksums are
+//               exercised too, now and then)
+//   then edits  of 12 bytes each: u32 offset, u8 width (1, 2, 4 or 8 bytes),
+//               u8 region, u8 op (set, xor, add), u8 spare, u32 value;
+//               region 0-2 the header and the descriptors below top + 2,
+//               3 the whole image (data pages: free-list links, slack)
+//
+// After the edits both checksums are recomputed (when the header is in
+// range), so what is fuzzed is the validation behind them. The image is
+// written to a file and attached; an accepted pool is then used: its live
+// blocks walked and some freed, blocks allocated and written, the pool
+// checked (it must be sound), closed. A crash, a sanitizer report, or an
+// attached pool that mmpool_check calls damaged is a finding.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mmpool.h"
+#include "poolfile.h"
+
+#define NSEEDS 3
+#define SEED_BASE 0x340000000000ull
+
+static unsigned char *seed[NSEEDS];
+static size_t seed_len[NSEEDS];
+static unsigned char *img;
+static char path[256];
+
+static void die(const char *what) {
+  fprintf(stderr, "fuzz_attach: %s: %s\n", what, mmpool_last_error());
+  abort();
+}
+
+static int read_file(const char *p, unsigned char **buf, size_t *len) {
+  int fd = open(p, O_RDONLY);
+  if (fd < 0) return -1;
+  off_t n = lseek(fd, 0, SEEK_END);
+  *buf = malloc((size_t)n);
+  *len = (size_t)n;
+  ssize_t r = pread(fd, *buf, (size_t)n, 0);
+  close(fd);
+  return r == n ? 0 : -1;
+}
+
+// Seed k: a file pool with small blocks of several classes (some freed), a
+// large block, a free span between live blocks, and a root.
+static void make_seed(int k) {
+  char opts[400];
+  snprintf(opts, sizeof opts, "file=%s size=2M base=0x%llx", path,
+           (unsigned long long)SEED_BASE);
+  unlink(path);
+  mmpool_t *p = mmpool_open("seed", opts);
+  if (!p) die("seed open");
+  void *b[200];
+  for (int i = 0; i < 200; i++)
+    if (!(b[i] = mmpool_malloc(p, 8 + (size_t)((i * 37 + k * 11) % 200))))
+      die("seed malloc");
+  for (int i = k % 2; i < 200; i += 2 + k) mmpool_free(b[i]);
+  void *big = mmpool_malloc(p, 100000 + 70000 * (size_t)k);
+  void *large = mmpool_malloc(p, 140000);
+  if (!big || !large) die("seed large");
+  if (k != 1) mmpool_free(big);
+  if (k == 2) mmpool_free(large);
+  if (mmpool_set_root(p, 0, b[199]) || mmpool_check(p)) die("seed root");
+  if (mmpool_close(p)) die("seed close");
+  if (read_file(path, &seed[k], &seed_len[k])) abort();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  log_set_level(-1);  // refusals are the normal outcome: keep stderr quiet
+  const char *tmp = getenv("TMPDIR");
+  snprintf(path, sizeof path, "%s/fuzz_attach.%d.pool",
+           tmp && *tmp ? tmp : "/tmp", (int)getpid());
+  for (int k = 0; k < NSEEDS; k++) make_seed(k);
+  size_t max = 0;
+  for (int k = 0; k < NSEEDS; k++)
+    if (seed_len[k] > max) max = seed_len[k];
+  img = malloc(max);
+  return 0;
+}
+
+static uint64_t rd(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  memcpy(&v, p, (size_t)n);
+  return v;
+}
+
+static void edit(unsigned char *m, size_t len, const uint8_t *e) {
+  const struct poolfile_header *h = (const void *)m;
+  uint32_t off = (uint32_t)rd(e, 4), val = (uint32_t)rd(e + 8, 4);
+  int w = 1 << (e[4] & 3);
+  size_t at;
+  if (e[5] % 4 != 3) {
+    // The header, and the descriptors up to two past the top.
+    size_t top = h->st.top < 64 ? h->st.top : 64;
+    size_t nd = (top + 2) * sizeof(struct pdesc);
+    size_t desc_off = h->desc_off < len ? (size_t)h->desc_off : 4096;
+    size_t span = POOLFILE_HEADER_SIZE + nd;
+    at = off % span;
+    if (at >= POOLFILE_HEADER_SIZE) at = desc_off + at - POOLFILE_HEADER_SIZE;
+  } else {
+    at = off % len;
+  }
+  if (at + (size_t)w > len) return;
+  uint64_t old = rd(m + at, w), v = val;
+  if (w == 8) v = (uint64_t)val | (uint64_t)(val & 0x80000000u ? ~0u : 0) << 32;
+  switch (e[6] % 3) {
+  case 0: break;
+  case 1: v ^= old; break;
+  case 2: v += old; break;
+  }
+  memcpy(m + at, &v, (size_t)w);
+}
+
+static void use_pool(mmpool_t *p) {
+  // Roots lead into committed data: read them.
+  volatile unsigned char sink = 0;
+  for (unsigned k = 0; k < MMPOOL_ROOTS; k++) {
+    const unsigned char *r = mmpool_get_root(p, k);
+    if (r) sink ^= *r;
+  }
+  (void)sink;
+  void *blk[64];
+  static const size_t sizes[] = {16, 24, 100, 1000, 5000, 70000};
+  for (int i = 0; i < 64; i++) {
+    size_t s = sizes[i % 6];
+    blk[i] = mmpool_malloc(p, s);
+    if (blk[i]) memset(blk[i], 0xa5, s);
+  }
+  if (mmpool_check(p) != 0) {
+    fprintf(stderr, "fuzz_attach: attached pool unsound after use: %s\n",
+            mmpool_last_error());
+    abort();
+  }
+  for (int i = 0; i < 64; i += 2) mmpool_free(blk[i]);
+  for (int i = 0; i < 64; i += 3) {
+    void *q = mmpool_realloc(p, blk[i | 1], 300);
+    if (q) blk[i | 1] = q;
+  }
+  for (int i = 1; i < 64; i += 2) mmpool_free(blk[i]);
+}
+
+// The file's own live blocks: some are freed through the public free.
+struct walked {
+  void *b[16];
+  int n;
+};
+static int walk_cb(void *b, size_t n, void *arg) {
+  struct walked *w = arg;
+  (void)n;
+  if (w->n < 16) w->b[w->n++] = b;
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  int k = data[0] % NSEEDS;
+  size_t len = seed_len[k];
+  memcpy(img, seed[k], len);
+  for (size_t i = 1; i + 12 <= size; i += 12) edit(img, len, data + i);
+  struct poolfile_header *h = (struct poolfile_header *)img;
+  if (data[0] & 0x20) h->flags &= ~POOLFILE_CLEAN;
+  if (!(data[0] & 0x40)) {
+    char why[256];
+    poolfile_seal(h);  // first: the checks below need the identity intact
+    if (poolfile_validate(h, len, why, sizeof why) == 0)
+      h->meta_checksum = poolfile_meta_hash(h);
+    poolfile_seal(h);
+  }
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || write(fd, img, len) != (ssize_t)len) abort();
+  close(fd);
+  char opts[400];
+  snprintf(opts, sizeof opts, "file=%s%s%s", path,
+           data[0] & 0x10 ? "" : " mode=private",
+           data[0] & 0x20 ? " recover" : "");
+  mmpool_t *p = mmpool_open("fz", opts);
+  if (!p) return 0;  // refused: fine, as long as nothing crashed
+  struct walked w = {.n = 0};
+  mmpool_walk(p, walk_cb, &w);
+  for (int i = 0; i < w.n; i += 2) mmpool_free(w.b[i]);
+  use_pool(p);
+  if (mmpool_check(p) != 0) {
+    fprintf(stderr, "fuzz_attach: pool unsound at the end: %s\n",
+            mmpool_last_error());
+    abort();
+  }
+  mmpool_close(p);
+  return 0;
+}
