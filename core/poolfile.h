@@ -10,7 +10,10 @@
 //
 // Invariant: nothing in a pool holds an absolute address of allocator state;
 // every link is an offset from the base or a page index, so the bytes mean
-// the same wherever and whenever the pool is mapped. Every field read from a
+// the same wherever and whenever the pool is mapped. One exception, a hint
+// that nothing trusts: the free mark in the second word of a free block (the
+// address of its slab's descriptor, heap.h) is checked against the slab's
+// free lists before it means anything; after a move it simply never matches. Every field read from a
 // file is checked by poolfile_validate before any other code touches it.
 #ifndef MMPOOL_POOLFILE_H
 #define MMPOOL_POOLFILE_H
