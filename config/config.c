@@ -751,6 +751,7 @@ static void pool_line(struct out *o, const struct config_pool *p) {
   put(o, full[sp->full >= 0 && sp->full <= 2 ? sp->full : 0]);
   if (sp->brk) put(o, " brk");
   if (sp->recover) put(o, " recover");
+  if (sp->trust == SPEC_TRUST_ANY) put(o, " trust=any");
 }
 
 static void route_line(struct out *o, const struct mmpool_config *c,

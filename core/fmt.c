@@ -77,13 +77,14 @@ size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap) {
       break;
     }
     case 'u':
+    case 'o':
     case 'x': {
       unsigned long long v =
           sz ? (unsigned long long)va_arg(ap, size_t)
           : lng ? (lng > 1 ? va_arg(ap, unsigned long long)
                            : (unsigned long long)va_arg(ap, unsigned long))
                 : (unsigned long long)va_arg(ap, unsigned);
-      put_num(&o, v, *f == 'x' ? 16 : 10, 0, width, pad);
+      put_num(&o, v, *f == 'x' ? 16 : *f == 'o' ? 8 : 10, 0, width, pad);
       break;
     }
     case 'p':

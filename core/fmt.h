@@ -11,8 +11,8 @@
 
 // Formats into buf (always NUL-terminated when n > 0) and returns the length
 // written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
-// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx),
-// and a precision for strings (%.20s, %.*s).
+// %zx %o (octal: file modes) %p %%, with an optional '0' flag and width for
+// numbers (e.g. %016lx, %04o), and a precision for strings (%.20s, %.*s).
 size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap);
 size_t fmt_format(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -57,8 +57,13 @@ typedef struct mmpool mmpool_t;
 //   by blanks (see docs/configuration.md):
 //   anon            volatile memory (the default).
 //   file=PATH       the pool lives in PATH. A missing file is created (mode
-//                   0600); an existing one is attached after every field of
-//                   its header has been checked. Symbolic links are refused.
+//                   0600, O_EXCL); an existing one is attached after every
+//                   field of its header has been checked. An existing empty
+//                   file is refused (EINVAL), and so is a path with a
+//                   symbolic link in any component (ELOOP). A file that
+//                   group or others may write, or (without trust=any) that
+//                   another user owns, is refused with EACCES: root too
+//                   attaches only root's files by default.
 //   mode=shared     (default for files) the mapping is the file: stores reach
 //                   the file as the program runs.
 //   mode=private    the file is mapped copy-on-write: the program sees its
@@ -79,6 +84,9 @@ typedef struct mmpool mmpool_t;
 //                   pool is full.
 //   recover         attach a file that was not closed cleanly, after a full
 //                   check of its metadata (otherwise such a file is refused).
+//   trust=owner|any owner (default): attach only files the effective user
+//                   owns; any: any owner's file (still not one that group or
+//                   others may write).
 // A file pool can be attached by one process at a time (the file is locked).
 // fork: anonymous and mode=private pools are copied into the child (copy on
 // write) and work there as usual. A mode=shared pool stays shared memory: in

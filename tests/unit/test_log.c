@@ -84,6 +84,9 @@ static void test_conversions(void **state) {
   SAME("%016lx", 0x1234UL);
   SAME("%016lx", 0xffffffffffffffffUL);
   SAME("%08x", 0xabcu);
+  SAME("%o", 0u);
+  SAME("%04o", 0620u);
+  SAME("%o", 0100644u);
   SAME("%4u|", 7u);
   SAME("100%% %d%%", 5);
   SAME("0x%lx-0x%lx %s", 0x200000000000UL, 0x200040000000UL, "rw-p /a/b");
