@@ -371,6 +371,8 @@ int pool_open(const char *name, const struct pool_spec *sp,
   if (r == 0) {
     last_id = id;
     __atomic_store_n(&p->state, POOL_OPEN, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->handle, pool_handle_make(id, p->gen),
+                     __ATOMIC_RELEASE);
     *out = p;
     log_print(LOG_INFO, "pool '%s' open at 0x%lx, capacity %llu%s%s", name,
               (unsigned long)p->base, (unsigned long long)p->capacity,
@@ -419,6 +421,7 @@ int pool_close(struct mmpool *p) {
   }
   engine_lock(&p->lock);
   heap_forget_pool(p);
+  __atomic_store_n(&p->handle, 0, __ATOMIC_RELEASE);  // stale from here on
   __atomic_store_n(&p->state, POOL_CLOSED, __ATOMIC_RELEASE);
   int r = 0;
   if (p->is_file && p->shared && !p->fork_frozen) {

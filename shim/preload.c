@@ -124,9 +124,9 @@ __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 // caller's return address, for lib= routes.
 
 static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
-  return align ? mmpool_memalign(p, align, n)
-         : zero ? mmpool_calloc(p, 1, n)
-                : mmpool_malloc(p, n);
+  return align ? mmpool_memalign(pool_handle(p), align, n)
+         : zero ? mmpool_calloc(pool_handle(p), 1, n)
+                : mmpool_malloc(pool_handle(p), n);
 }
 
 static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
@@ -462,7 +462,7 @@ EXPORT int dlclose(void *handle) {
 static void default_stats(mmpool_stats_t *st) {
   memset(st, 0, sizeof *st);
   struct mmpool *p = pool_for();
-  if (p) mmpool_stats(p, st);
+  if (p) mmpool_stats(pool_handle(p), st);
 }
 
 EXPORT struct mallinfo2 mallinfo2(void) {
