@@ -100,6 +100,26 @@ size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap) {
   return o.len < n ? o.len : (n ? n - 1 : 0);
 }
 
+size_t fmt_escape(char *buf, size_t n, const char *src, size_t len) {
+  size_t o = 0;
+  if (!n) return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c >= 0x20 && c != 0x7f) {
+      if (o + 1 >= n) break;
+      buf[o++] = (char)c;
+      continue;
+    }
+    if (o + 4 >= n) break;
+    buf[o++] = '\\';
+    buf[o++] = 'x';
+    buf[o++] = "0123456789abcdef"[c >> 4];
+    buf[o++] = "0123456789abcdef"[c & 15];
+  }
+  buf[o] = 0;
+  return o;
+}
+
 size_t fmt_format(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

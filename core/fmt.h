@@ -17,4 +17,11 @@ size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap);
 size_t fmt_format(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+// Copies the len bytes of src into buf (NUL-terminated when n > 0) with
+// every control byte (below 0x20, and 0x7f) written as \xNN, so that text
+// from a user, a file or the environment that a message quotes cannot
+// drive the terminal it is shown on (ESC sequences) or forge a line. An
+// escape is never cut by the end of buf. Returns the length written.
+size_t fmt_escape(char *buf, size_t n, const char *src, size_t len);
+
 #endif

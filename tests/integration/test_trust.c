@@ -206,6 +206,28 @@ static void test_trust_word(void **state) {
   free(f);
 }
 
+// Control bytes a message quotes (an option word, a path) are escaped in
+// mmpool_last_error (issue 11, item 4): no raw ESC, "\x1b" instead.
+static void test_control_bytes_escaped(void **state) {
+  (void)state;
+  ITEST_FAILS_PTR(mmpool_open("t", "file=/tmp/x\x1b[31m size=bogus"), EINVAL);
+  const char *e = mmpool_last_error();
+  if (strchr(e, 0x1b) || !strstr(e, "\\x1b[31m"))
+    print_error("last error: \"%s\"\n", e);
+  assert_null(strchr(e, 0x1b));
+  assert_non_null(strstr(e, "size=bogus"));
+  // The path reaches a message when its file cannot be opened.
+  char *f = path_in("esc\x1b[2J\x07.pool");
+  char *bad = path_in("no-such-dir/esc\x1b[2J\x07.pool");
+  ITEST_FAILS_PTR(mmpool_open("t", opts_of(bad, NULL)), ENOENT);
+  e = mmpool_last_error();
+  assert_null(strchr(e, 0x1b));
+  assert_null(strchr(e, 0x07));
+  assert_non_null(strstr(e, "esc\\x1b[2J\\x07.pool"));
+  free(bad);
+  free(f);
+}
+
 static int setup(void **state) {
   (void)state;
   dir = itest_mkdtemp("trust");
@@ -228,6 +250,7 @@ int main(void) {
       cmocka_unit_test(test_symlinks),
       cmocka_unit_test(test_other_owner),
       cmocka_unit_test(test_trust_word),
+      cmocka_unit_test(test_control_bytes_escaped),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
