@@ -124,9 +124,16 @@ __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 // caller's return address, for lib= routes.
 
 static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
-  return align ? mmpool_memalign(pool_handle(p), align, n)
-         : zero ? mmpool_calloc(pool_handle(p), 1, n)
-                : mmpool_malloc(pool_handle(p), n);
+  // A pool closed meanwhile has handle 0, which the API would take for the
+  // current pool: refused here as the stale handle it is.
+  mmpool_t *h = pool_handle(p);
+  if (unlikely(h == NULL)) {
+    errno = EBADF;
+    return NULL;
+  }
+  return align ? mmpool_memalign(h, align, n)
+         : zero ? mmpool_calloc(h, 1, n)
+                : mmpool_malloc(h, n);
 }
 
 static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
