@@ -141,10 +141,14 @@ static void add_line(struct report *rep, const char *fmt, ...) {
   if (!e) return;
   e->total++;
   if (e->count == CONFIG_MAX_ERRORS) return;
+  // The line quotes the user's text (statements, paths): escaped, so a
+  // control byte in it reaches no terminal (fmt_escape).
+  char raw[CONFIG_ERROR_LEN];
   va_list ap;
   va_start(ap, fmt);
-  fmt_vformat(e->line[e->count++], CONFIG_ERROR_LEN, fmt, ap);
+  size_t n = fmt_vformat(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  fmt_escape(e->line[e->count++], CONFIG_ERROR_LEN, raw, n);
 }
 
 // A long path is shown by its tail, the part that tells files apart.
@@ -722,6 +726,16 @@ static void putn(struct out *o, const char *s, size_t l) {
 
 static void put(struct out *o, const char *s) { putn(o, s, strlen(s)); }
 
+// The user's text (a path, a pattern), its control bytes escaped as \xNN:
+// the description is printed (mmpool run --explain, MMPOOL_DEBUG).
+static void put_text(struct out *o, const char *s) {
+  for (; *s; s++) {
+    char esc[8];
+    size_t l = fmt_escape(esc, sizeof esc, s, 1);
+    putn(o, esc, l);
+  }
+}
+
 static void put_num(struct out *o, uint64_t v, unsigned radix) {
   char tmp[24];
   int i = sizeof tmp;
@@ -747,7 +761,7 @@ static void pool_line(struct out *o, const struct config_pool *p) {
   put(o, p->name);
   if (sp->file) {
     put(o, " file=");
-    put(o, sp->path);
+    put_text(o, sp->path);
     if (sp->mode_set)
       put(o, sp->mode == SPEC_PRIVATE ? " mode=private" : " mode=shared");
   } else {
@@ -769,6 +783,7 @@ static void pool_line(struct out *o, const struct config_pool *p) {
   put(o, full[sp->full >= 0 && sp->full <= 2 ? sp->full : 0]);
   if (sp->brk) put(o, " brk");
   if (sp->recover) put(o, " recover");
+  if (sp->trust == SPEC_TRUST_ANY) put(o, " trust=any");
 }
 
 static void route_line(struct out *o, const struct mmpool_config *c,
@@ -791,7 +806,7 @@ static void route_line(struct out *o, const struct mmpool_config *c,
     }
   } else {
     put(o, r->cond == CONFIG_LIB ? "lib=" : "thread=");
-    put(o, r->glob);
+    put_text(o, r->glob);
   }
   put(o, " -> ");
   put(o, r->pool < c->npools ? c->pools[r->pool].name : "?");

@@ -18,7 +18,7 @@
 //   '#' or ';'.
 //   pool NAME WORDS...   a pool; WORDS as core/spec.h (anon, file=PATH,
 //                        mode=, size=, base=, relocate=, full=, brk,
-//                        recover). NAME: 1..MMPOOL_NAME_MAX of
+//                        recover, trust=). NAME: 1..MMPOOL_NAME_MAX of
 //                        [A-Za-z0-9_.-], defined once.
 //   route COND -> NAME   routes are tried in order, the first match wins
 //                        (the preload library evaluates them, in

@@ -15,6 +15,8 @@
 
 #define MMPOOL_PUSH_MAX 16
 
+// The thread's pushed pools, as handles: one closed meanwhile (by another
+// thread) is then refused like any stale handle.
 static __thread mmpool_t *tl_stack[MMPOOL_PUSH_MAX];
 static __thread unsigned tl_depth;
 
@@ -28,15 +30,41 @@ static int fail_int(int r) {
   return -1;
 }
 
-static int pool_ok(const mmpool_t *p) {
-  return p && p >= &pool_table[1] && p <= &pool_table[MMPOOL_MAX_POOLS] &&
-         p->state == POOL_OPEN;
+static int bad_handle(const char *fn, const mmpool_t *h) {
+  return log_fail(EBADF, "%s: stale or invalid pool handle %p (its pool "
+                  "was closed, or it is not a handle)", fn, (const void *)h);
 }
 
-// NULL means the thread's current pool, else the default pool.
-static inline mmpool_t *resolve(mmpool_t *p) {
-  if (likely(p != NULL)) return p;
-  return tl_depth ? tl_stack[tl_depth - 1] : pool_default();
+// The pool a pool argument means: NULL is the thread's current pool, else
+// the default pool. NULL with the reason left by log_fail: EBADF for a
+// stale or invalid handle, ENOMEM when the default pool cannot be opened.
+static struct mmpool *resolve(mmpool_t *h, const char *fn) {
+  if (!h && tl_depth) h = tl_stack[tl_depth - 1];
+  if (!h) {
+    struct mmpool *d = pool_default();
+    if (!d) log_fail(ENOMEM, "%s: the default pool cannot be opened", fn);
+    return d;
+  }
+  struct mmpool *p = pool_from_handle(h);
+  if (!p) bad_handle(fn, h);
+  return p;
+}
+
+// After resolve (or any failing engine call): the errno of its reason.
+static void *fail_taken(void) {
+  int e = log_take_code();
+  return fail_null(e ? e : ENOMEM);
+}
+
+// A handle that must name an open pool (NULL: EINVAL); reason as resolve.
+static struct mmpool *handle_arg(const mmpool_t *h, const char *fn) {
+  if (!h) {
+    log_fail(EINVAL, "%s: NULL pool", fn);
+    return NULL;
+  }
+  struct mmpool *p = pool_from_handle(h);
+  if (!p) bad_handle(fn, h);
+  return p;
 }
 
 // ---------------------------------------------------------------------------
@@ -52,7 +80,7 @@ mmpool_t *mmpool_open(const char *name, const char *options) {
   }
   struct mmpool *p;
   r = pool_open(name, &sp, &p);
-  return r ? fail_null(-r) : p;
+  return r ? fail_null(-r) : pool_handle(p);
 }
 
 mmpool_t *mmpool_get(const char *name) {
@@ -62,7 +90,7 @@ mmpool_t *mmpool_get(const char *name) {
     log_fail(ENOENT, "no open pool named '%.60s'", name ? name : "(null)");
     return fail_null(ENOENT);
   }
-  return p;
+  return pool_handle(p);
 }
 
 mmpool_t *mmpool_of(const void *ptr) {
@@ -71,31 +99,28 @@ mmpool_t *mmpool_of(const void *ptr) {
     log_fail(ENOENT, "%p is in no pool", ptr);
     return fail_null(ENOENT);
   }
-  return p;
+  return pool_handle(p);
 }
 
 int mmpool_close(mmpool_t *pool) {
-  if (!pool_ok(pool)) {
-    log_fail(EINVAL, "mmpool_close: not an open pool");
-    return fail_int(-EINVAL);
-  }
+  log_take_code();
+  struct mmpool *p = handle_arg(pool, "mmpool_close");
+  if (!p) return fail_int(-log_take_code());
   for (unsigned i = 0; i < tl_depth; i++)
     if (tl_stack[i] == pool) {
       log_fail(EBUSY, "pool '%s' is pushed as this thread's current pool",
-               pool->name);
+               p->name);
       return fail_int(-EBUSY);
     }
-  int r = pool_close(pool);
+  int r = pool_close(p);
   return r ? fail_int(r) : 0;
 }
 
 int mmpool_sync(mmpool_t *pool) {
-  pool = resolve(pool);
-  if (!pool_ok(pool)) {
-    log_fail(EINVAL, "mmpool_sync: not an open pool");
-    return fail_int(-EINVAL);
-  }
-  int r = pool_sync(pool);
+  log_take_code();
+  struct mmpool *p = resolve(pool, "mmpool_sync");
+  if (!p) return fail_int(-log_take_code());
+  int r = pool_sync(p);
   return r ? fail_int(r) : 0;
 }
 
@@ -103,34 +128,30 @@ int mmpool_sync(mmpool_t *pool) {
 // Allocation
 
 // Every failing path below has left its reason with log_fail; its code is
-// the errno (ENOMEM: full; EINVAL: closed; EBUSY: frozen in a fork child).
-// Slow paths call log_take_code() first to drop a stale code.
-static void *alloc_fail(void) {
-  int e = log_take_code();
-  return fail_null(e ? e : ENOMEM);
-}
-
-static __attribute__((noinline)) void *malloc_slow(mmpool_t *p, size_t n) {
+// the errno (ENOMEM: full; EBADF: a stale handle; EBUSY: frozen in a fork
+// child). Slow paths call log_take_code() first to drop a stale code.
+static __attribute__((noinline)) void *malloc_slow(mmpool_t *h, size_t n) {
   log_take_code();
-  p = resolve(p);
-  if (!p) return fail_null(ENOMEM);
-  if (!pool_ok(p)) {
-    log_fail(EINVAL, "mmpool_malloc: not an open pool");
-    return fail_null(EINVAL);
-  }
+  struct mmpool *p = resolve(h, "mmpool_malloc");
+  if (!p) return fail_taken();
   int dirty;
   void *r = heap_alloc(p, n, &dirty);
-  return r ? r : alloc_fail();
+  return r ? r : fail_taken();
 }
 
-void *mmpool_malloc(mmpool_t *p, size_t size) {
-  // The fast path keeps no frame: a NULL pool, a bigger size or an empty
-  // slab is a tail call.
-  if (likely(p != NULL && size <= SC_DIRECT_MAX)) {
-    void *b = heap_try_direct(p->id, size);
+void *mmpool_malloc(mmpool_t *pool, size_t size) {
+  // The fast path keeps no frame: a NULL pool, a stale handle, a bigger
+  // size or an empty slab is a tail call. The handle holds the pool's id;
+  // one load of the entry's handle checks it is still this open's.
+  uintptr_t h = (uintptr_t)pool;
+  unsigned id = (unsigned)(h & POOL_HANDLE_ID_MASK);
+  if (likely(size <= SC_DIRECT_MAX && h != 0 &&
+             __atomic_load_n(&pool_table[id].handle, __ATOMIC_RELAXED) ==
+                 h)) {
+    void *b = heap_try_direct(id, size);
     if (likely(b != NULL)) return b;
   }
-  return malloc_slow(p, size);
+  return malloc_slow(pool, size);
 }
 
 void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size) {
@@ -140,15 +161,11 @@ void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size) {
     return fail_null(ENOMEM);
   }
   log_take_code();
-  mmpool_t *p = resolve(pool);
-  if (!p) return fail_null(ENOMEM);
-  if (!pool_ok(p)) {
-    log_fail(EINVAL, "mmpool_calloc: not an open pool");
-    return fail_null(EINVAL);
-  }
+  struct mmpool *p = resolve(pool, "mmpool_calloc");
+  if (!p) return fail_taken();
   int dirty;
   void *r = heap_alloc(p, total, &dirty);
-  if (!r) return alloc_fail();
+  if (!r) return fail_taken();
   if (dirty) memset(r, 0, total);
   return r;
 }
@@ -159,12 +176,8 @@ void *mmpool_memalign(mmpool_t *pool, size_t align, size_t size) {
     return fail_null(EINVAL);
   }
   log_take_code();
-  mmpool_t *p = resolve(pool);
-  if (!p) return fail_null(ENOMEM);
-  if (!pool_ok(p)) {
-    log_fail(EINVAL, "mmpool_memalign: not an open pool");
-    return fail_null(EINVAL);
-  }
+  struct mmpool *p = resolve(pool, "mmpool_memalign");
+  if (!p) return fail_taken();
   void *r;
   int dirty;
   if (align <= 16) {
@@ -180,7 +193,7 @@ void *mmpool_memalign(mmpool_t *pool, size_t align, size_t size) {
     else  // a page run, whatever the size, aligned by the page allocator
       r = heap_alloc_large(p, size, align, &dirty);
   }
-  return r ? r : alloc_fail();
+  return r ? r : fail_taken();
 }
 
 // errno: the fast path touches no errno; heap_free_slow restores it.
@@ -196,6 +209,11 @@ size_t mmpool_usable_size(const void *ptr) {
 
 void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
   if (!ptr) return mmpool_malloc(pool, size);
+  struct mmpool *target = NULL;
+  if (pool && !(target = pool_from_handle(pool))) {
+    bad_handle("mmpool_realloc", pool);
+    return fail_null(EBADF);
+  }
   if (size == 0) {
     mmpool_free(ptr);
     return NULL;
@@ -211,10 +229,10 @@ void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
     log_fail(EINVAL, "realloc(%p): %s", ptr, why);
     return fail_null(EINVAL);
   }
-  mmpool_t *target = pool ? pool : q;
+  if (!target) target = q;
   if (target == q && heap_resize(q, d, a, size) == 0) return ptr;
   size_t old = heap_usable(q, d, a);
-  void *r = mmpool_malloc(target, size);
+  void *r = mmpool_malloc(pool_handle(target), size);
   if (!r) return NULL;
   memcpy(r, ptr, old < size ? old : size);
   mmpool_free(ptr);
@@ -225,11 +243,11 @@ void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
 // Roots
 
 int mmpool_set_root(mmpool_t *pool, unsigned key, void *ptr) {
-  pool = resolve(pool);
-  if (!pool_ok(pool) || key >= MMPOOL_ROOTS) {
-    log_fail(EINVAL, "mmpool_set_root: %s", pool_ok(pool)
-                                               ? "key out of range"
-                                               : "not an open pool");
+  log_take_code();
+  struct mmpool *p = resolve(pool, "mmpool_set_root");
+  if (!p) return fail_int(-log_take_code());
+  if (key >= MMPOOL_ROOTS) {
+    log_fail(EINVAL, "mmpool_set_root: key out of range");
     return fail_int(-EINVAL);
   }
   uintptr_t a = (uintptr_t)ptr;
@@ -237,38 +255,36 @@ int mmpool_set_root(mmpool_t *pool, unsigned key, void *ptr) {
   // pool's next user can follow it: an address in the header, in free or
   // never committed pages, or beyond the pool is refused. The attach checks
   // again (committed data) what the file says.
-  engine_lock(&pool->lock);
-  if (ptr && !page_block_at(pool, a)) {
-    engine_unlock(&pool->lock);
+  engine_lock(&p->lock);
+  if (ptr && !page_block_at(p, a)) {
+    engine_unlock(&p->lock);
     log_fail(EINVAL, "mmpool_set_root: %p is not inside a block of pool "
-             "'%s'", ptr, pool->name);
+             "'%s'", ptr, p->name);
     return fail_int(-EINVAL);
   }
-  pool->hdr->roots[key] = a;
-  pool_seal(pool);
-  engine_unlock(&pool->lock);
+  p->hdr->roots[key] = a;
+  pool_seal(p);
+  engine_unlock(&p->lock);
   return 0;
 }
 
 void *mmpool_get_root(mmpool_t *pool, unsigned key) {
-  pool = resolve(pool);
-  if (!pool_ok(pool) || key >= MMPOOL_ROOTS) {
-    log_fail(EINVAL, "mmpool_get_root: %s", pool_ok(pool)
-                                               ? "key out of range"
-                                               : "not an open pool");
+  log_take_code();
+  struct mmpool *p = resolve(pool, "mmpool_get_root");
+  if (!p) return fail_taken();
+  if (key >= MMPOOL_ROOTS) {
+    log_fail(EINVAL, "mmpool_get_root: key out of range");
     return fail_null(EINVAL);
   }
-  return (void *)__atomic_load_n(&pool->hdr->roots[key], __ATOMIC_RELAXED);
+  return (void *)__atomic_load_n(&p->hdr->roots[key], __ATOMIC_RELAXED);
 }
 
 // ---------------------------------------------------------------------------
 // Current pool
 
 mmpool_t *mmpool_push(mmpool_t *pool) {
-  if (!pool_ok(pool)) {
-    log_fail(EINVAL, "mmpool_push: not an open pool");
-    return fail_null(EINVAL);
-  }
+  log_take_code();
+  if (!handle_arg(pool, "mmpool_push")) return fail_taken();
   if (tl_depth == MMPOOL_PUSH_MAX) {
     log_fail(EOVERFLOW, "mmpool_push: more than %d pushes", MMPOOL_PUSH_MAX);
     return fail_null(EOVERFLOW);
@@ -282,46 +298,60 @@ mmpool_t *mmpool_pop(void) {
   return tl_depth ? tl_stack[tl_depth - 1] : NULL;
 }
 
-mmpool_t *mmpool_current(void) { return resolve(NULL); }
+mmpool_t *mmpool_current(void) {
+  if (tl_depth) return tl_stack[tl_depth - 1];
+  struct mmpool *d = pool_default();
+  return d ? pool_handle(d) : NULL;
+}
 
 // ---------------------------------------------------------------------------
 // Facts, statistics, checks
 
+// A pool of the facts functions; NULL (errno EINVAL for NULL, EBADF for a
+// stale handle) when there is none.
+static struct mmpool *fact_pool(const mmpool_t *h, const char *fn) {
+  struct mmpool *p = handle_arg(h, fn);
+  if (!p) errno = log_take_code();
+  return p;
+}
+
 const char *mmpool_name(const mmpool_t *pool) {
-  return pool_ok(pool) ? pool->name : NULL;
+  struct mmpool *p = fact_pool(pool, "mmpool_name");
+  return p ? p->name : NULL;
 }
 void *mmpool_base(const mmpool_t *pool) {
-  return pool_ok(pool) ? (void *)pool->base : NULL;
+  struct mmpool *p = fact_pool(pool, "mmpool_base");
+  return p ? (void *)p->base : NULL;
 }
 size_t mmpool_capacity(const mmpool_t *pool) {
-  return pool_ok(pool) ? pool->capacity : 0;
+  struct mmpool *p = fact_pool(pool, "mmpool_capacity");
+  return p ? p->capacity : 0;
 }
 
 int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
-  pool = resolve(pool);
-  if (!pool_ok(pool) || !out) {
-    log_fail(EINVAL, "mmpool_stats: %s", out ? "not an open pool"
-                                             : "NULL output");
+  log_take_code();
+  struct mmpool *p = resolve(pool, "mmpool_stats");
+  if (!p) return fail_int(-log_take_code());
+  if (!out) {
+    log_fail(EINVAL, "mmpool_stats: NULL output");
     return fail_int(-EINVAL);
   }
-  engine_lock(&pool->lock);
-  page_stats(pool, out);
-  engine_unlock(&pool->lock);
+  engine_lock(&p->lock);
+  page_stats(p, out);
+  engine_unlock(&p->lock);
   return 0;
 }
 
 int mmpool_check(mmpool_t *pool) {
-  pool = resolve(pool);
-  if (!pool_ok(pool)) {
-    log_fail(EINVAL, "mmpool_check: not an open pool");
-    return fail_int(-EINVAL);
-  }
+  log_take_code();
+  struct mmpool *p = resolve(pool, "mmpool_check");
+  if (!p) return fail_int(-log_take_code());
   char why[256];
-  engine_lock(&pool->lock);
-  int r = page_check(pool, why, sizeof why);
-  engine_unlock(&pool->lock);
+  engine_lock(&p->lock);
+  int r = page_check(p, why, sizeof why);
+  engine_unlock(&p->lock);
   if (r) {
-    log_fail(EUCLEAN, "pool '%s': %s", pool->name, why);
+    log_fail(EUCLEAN, "pool '%s': %s", p->name, why);
     return fail_int(r);
   }
   return 0;
@@ -329,15 +359,16 @@ int mmpool_check(mmpool_t *pool) {
 
 int mmpool_walk(mmpool_t *pool, int (*fn)(void *, size_t, void *),
                 void *arg) {
-  pool = resolve(pool);
-  if (!pool_ok(pool) || !fn) {
-    log_fail(EINVAL, "mmpool_walk: %s", fn ? "not an open pool"
-                                           : "NULL callback");
+  log_take_code();
+  struct mmpool *p = resolve(pool, "mmpool_walk");
+  if (!p) return fail_int(-log_take_code());
+  if (!fn) {
+    log_fail(EINVAL, "mmpool_walk: NULL callback");
     return fail_int(-EINVAL);
   }
   // The callback may allocate or free: no lock is held while it runs, so
   // the caller must keep other threads out (documented).
-  return page_walk(pool, fn, arg);
+  return page_walk(p, fn, arg);
 }
 
 const char *mmpool_last_error(void) { return log_last_error(); }

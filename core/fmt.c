@@ -77,13 +77,14 @@ size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap) {
       break;
     }
     case 'u':
+    case 'o':
     case 'x': {
       unsigned long long v =
           sz ? (unsigned long long)va_arg(ap, size_t)
           : lng ? (lng > 1 ? va_arg(ap, unsigned long long)
                            : (unsigned long long)va_arg(ap, unsigned long))
                 : (unsigned long long)va_arg(ap, unsigned);
-      put_num(&o, v, *f == 'x' ? 16 : 10, 0, width, pad);
+      put_num(&o, v, *f == 'x' ? 16 : *f == 'o' ? 8 : 10, 0, width, pad);
       break;
     }
     case 'p':
@@ -97,6 +98,26 @@ size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap) {
   }
   if (n) buf[o.len < n ? o.len : n - 1] = 0;
   return o.len < n ? o.len : (n ? n - 1 : 0);
+}
+
+size_t fmt_escape(char *buf, size_t n, const char *src, size_t len) {
+  size_t o = 0;
+  if (!n) return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c >= 0x20 && c != 0x7f) {
+      if (o + 1 >= n) break;
+      buf[o++] = (char)c;
+      continue;
+    }
+    if (o + 4 >= n) break;
+    buf[o++] = '\\';
+    buf[o++] = 'x';
+    buf[o++] = "0123456789abcdef"[c >> 4];
+    buf[o++] = "0123456789abcdef"[c & 15];
+  }
+  buf[o] = 0;
+  return o;
 }
 
 size_t fmt_format(char *buf, size_t n, const char *fmt, ...) {

@@ -11,10 +11,17 @@
 
 // Formats into buf (always NUL-terminated when n > 0) and returns the length
 // written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
-// %zx %p %%, with an optional '0' flag and width for numbers (e.g. %016lx),
-// and a precision for strings (%.20s, %.*s).
+// %zx %o (octal: file modes) %p %%, with an optional '0' flag and width for
+// numbers (e.g. %016lx, %04o), and a precision for strings (%.20s, %.*s).
 size_t fmt_vformat(char *buf, size_t n, const char *fmt, va_list ap);
 size_t fmt_format(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+// Copies the len bytes of src into buf (NUL-terminated when n > 0) with
+// every control byte (below 0x20, and 0x7f) written as \xNN, so that text
+// from a user, a file or the environment that a message quotes cannot
+// drive the terminal it is shown on (ESC sequences) or forge a line. An
+// escape is never cut by the end of buf. Returns the length written.
+size_t fmt_escape(char *buf, size_t n, const char *src, size_t len);
 
 #endif

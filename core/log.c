@@ -51,10 +51,16 @@ static int sink(void) {
   return 2;
 }
 
+// Every line and every kept error is escaped (fmt_escape) after it is
+// formatted: messages quote paths, option words and configuration text,
+// and none of those may put a control byte (an ESC sequence, a newline
+// that forges a second line) on the program's stderr or in
+// mmpool_last_error.
 static void emit(const char *fmt, va_list ap) {
-  char line[512];
+  char raw[512], line[512];  // a line is at most 512 bytes, escapes included
+  size_t rn = fmt_vformat(raw, sizeof raw, fmt, ap);
   size_t n = fmt_format(line, sizeof line, "mmpool: ");
-  n += fmt_vformat(line + n, sizeof line - n - 1, fmt, ap);
+  n += fmt_escape(line + n, sizeof line - n - 1, raw, rn);
   line[n++] = '\n';
   int fd = sink();
   if (fd >= 0) os_write_all(fd, line, n);
@@ -82,10 +88,12 @@ int log_take_code(void) {
 
 int log_fail(int err, const char *fmt, ...) {
   last_code = err;
+  char raw[sizeof last_error];
   va_list ap;
   va_start(ap, fmt);
-  fmt_vformat(last_error, sizeof last_error, fmt, ap);
+  size_t n = fmt_vformat(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  fmt_escape(last_error, sizeof last_error, raw, n);
   if (log_level() >= LOG_DEBUG) log_print(LOG_DEBUG, "%s", last_error);
   return -err;
 }

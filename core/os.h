@@ -30,12 +30,32 @@ int os_msync(uintptr_t addr, size_t len);
 // Best effort: names an anonymous range in /proc/self/maps ("[anon:NAME]").
 void os_name_range(uintptr_t addr, size_t len, const char *name);
 
-// Files. os_open refuses symbolic links (O_NOFOLLOW) and sets O_CLOEXEC.
+// Files. os_open refuses a symbolic link as the last component
+// (O_NOFOLLOW) and sets O_CLOEXEC.
 int os_open(const char *path, int flags, int mode);
+// Like os_open, but no component of path may be a symbolic link (-ELOOP):
+// openat2 with RESOLVE_NO_SYMLINKS, or on kernels without openat2 a walk
+// of the path one component at a time (os_open_walk). Pool files.
+int os_open_nolinks(const char *path, int flags, int mode);
+// The fallback of os_open_nolinks, exposed for its unit test: every
+// directory is opened O_PATH|O_NOFOLLOW and checked, the last component is
+// opened O_NOFOLLOW. Fixed-size buffers only (-ENAMETOOLONG past them).
+int os_open_walk(const char *path, int flags, int mode);
 int os_close(int fd);
+int os_unlink(const char *path);
+struct os_stat {
+  uint64_t size;
+  uint64_t dev, ino;  // the file's identity
+  uint32_t uid;       // owner
+  uint32_t mode;      // st_mode: type and permission bits
+  int is_regular;
+};
+int os_file_stat(int fd, struct os_stat *st);
 // Size, whether it is a regular file, and its identity (device, inode).
 int os_file_size(int fd, uint64_t *size, int *is_regular, uint64_t *dev,
                  uint64_t *ino);
+// The effective user id of the process.
+uint32_t os_geteuid(void);
 int os_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int os_allocate(int fd, uint64_t off, uint64_t len);  // fallocate, mode 0
 int os_truncate(int fd, uint64_t len);

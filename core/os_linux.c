@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/openat2.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -22,6 +23,9 @@
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
 #endif
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
@@ -103,19 +107,110 @@ int os_open(const char *path, int flags, int mode) {
                    flags | O_NOFOLLOW | O_CLOEXEC, mode, 0, 0);
 }
 
+int os_open_walk(const char *path, int flags, int mode) {
+  // dir: the directory the next component is looked up in; owned (closed
+  // here) once it is not AT_FDCWD.
+  int dir = AT_FDCWD;
+  const char *s = path;
+  char comp[256];  // NAME_MAX + 1
+  if (!*s) return -ENOENT;
+  if (*s == '/') {
+    dir = (int)SYS6(SYS_openat, AT_FDCWD, "/",
+                    O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0, 0);
+    if (dir < 0) return dir;
+  }
+  for (;;) {
+    while (*s == '/') s++;
+    const char *e = s;
+    while (*e && *e != '/') e++;
+    size_t n = (size_t)(e - s);
+    const char *next = e;
+    while (*next == '/') next++;
+    int last = *next == 0;  // "a/b/" ends with b as its last component
+    long r;
+    if (n >= sizeof comp) {
+      r = -ENAMETOOLONG;
+    } else if (n == 0) {
+      r = -ENOENT;  // "/" or "" alone: no file to open
+    } else {
+      memcpy(comp, s, n);
+      comp[n] = 0;
+      if (last) {
+        r = SYS6(SYS_openat, dir, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode,
+                 0, 0);
+      } else {
+        // O_PATH|O_NOFOLLOW opens a link itself instead of failing, so the
+        // type is checked: a link is refused as openat2 would (ELOOP).
+        r = SYS6(SYS_openat, dir, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                 0, 0);
+        if (r >= 0) {
+          struct stat st;
+          long q = SYS3(SYS_fstat, r, &st, 0);
+          long bad = q < 0             ? q
+                     : S_ISLNK(st.st_mode) ? -ELOOP
+                     : !S_ISDIR(st.st_mode) ? -ENOTDIR
+                                            : 0;
+          if (bad) {
+            SYS3(SYS_close, r, 0, 0);
+            r = bad;
+          }
+        }
+      }
+    }
+    if (dir != AT_FDCWD) SYS3(SYS_close, dir, 0, 0);
+    if (r < 0 || last) return (int)r;
+    dir = (int)r;
+    s = next;
+  }
+}
+
+int os_open_nolinks(const char *path, int flags, int mode) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC);
+  how.mode = flags & O_CREAT ? (uint64_t)mode : 0;  // else EINVAL
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  long r = SYS6(SYS_openat2, AT_FDCWD, path, &how, sizeof how, 0, 0);
+  // No openat2 (before 5.6, or filtered by a seccomp policy, which may
+  // answer EPERM), or an open_how this kernel does not know (EINVAL): the
+  // walk does the same. Retrying a genuine EINVAL or EPERM only repeats it.
+  if (r == -ENOSYS || r == -EINVAL || r == -EPERM)
+    return os_open_walk(path, flags, mode);
+  return (int)r;
+}
+
 int os_close(int fd) { return (int)SYS3(SYS_close, fd, 0, 0); }
 
-int os_file_size(int fd, uint64_t *size, int *is_regular, uint64_t *dev,
-                 uint64_t *ino) {
+int os_unlink(const char *path) {
+  return (int)SYS3(SYS_unlinkat, AT_FDCWD, path, 0);
+}
+
+int os_file_stat(int fd, struct os_stat *out) {
   struct stat st;
   long r = SYS3(SYS_fstat, fd, &st, 0);
   if (r < 0) return (int)r;
-  *size = (uint64_t)st.st_size;
-  *is_regular = S_ISREG(st.st_mode);
-  *dev = (uint64_t)st.st_dev;
-  *ino = (uint64_t)st.st_ino;
+  out->size = (uint64_t)st.st_size;
+  out->is_regular = S_ISREG(st.st_mode);
+  out->dev = (uint64_t)st.st_dev;
+  out->ino = (uint64_t)st.st_ino;
+  out->uid = (uint32_t)st.st_uid;
+  out->mode = (uint32_t)st.st_mode;
   return 0;
 }
+
+int os_file_size(int fd, uint64_t *size, int *is_regular, uint64_t *dev,
+                 uint64_t *ino) {
+  struct os_stat st = {0};
+  int r = os_file_stat(fd, &st);
+  if (r < 0) return r;
+  *size = st.size;
+  *is_regular = st.is_regular;
+  *dev = st.dev;
+  *ino = st.ino;
+  return 0;
+}
+
+uint32_t os_geteuid(void) { return (uint32_t)SYS3(SYS_geteuid, 0, 0, 0); }
 
 int os_pread_full(int fd, void *buf, size_t len, uint64_t off) {
   char *p = buf;

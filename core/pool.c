@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/single_threaded.h>
+#include <sys/stat.h>
 
 #include "fmt.h"
 #include "heap.h"
@@ -233,45 +234,98 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   return 0;
 }
 
+// The attach checks of the file's owner and mode (docs/pool-file-format.md,
+// "Trust model"), made on the open descriptor before a byte is read: a file
+// that others may write, or (unless trust=any) that another user owns, can
+// hold anything, and attaching it would let its author steer this
+// process's allocator. Root is no exception: it attaches root's files only.
+static int check_trust(struct mmpool *p, const struct pool_spec *sp,
+                       const struct os_stat *st) {
+  uint32_t me = os_geteuid();
+  const char *why = NULL;
+  if (st->mode & (S_IWGRP | S_IWOTH))
+    why = "group or others may write it (refused: a pool file must be "
+          "writable by its owner only; chmod go-w)";
+  else if (st->uid != me && sp->trust != SPEC_TRUST_ANY)
+    why = "it is not owned by the effective user (refused: attach another "
+          "user's pool file with the option trust=any)";
+  if (!why) return 0;
+  return log_fail(EACCES, "pool '%s': %s: owner uid %u, mode %04o, "
+                  "effective uid %u: %s", p->name, p->path,
+                  (unsigned)st->uid, (unsigned)(st->mode & 07777),
+                  (unsigned)me, why);
+}
+
+// Opens the pool file, never through a symbolic link. A new file is made
+// only by an O_EXCL open (mode 0600: the umask can only remove bits), so
+// "created" means this open made it: an existing file, even an empty one,
+// is attached, never initialised.
+static int open_pool_fd(struct mmpool *p, int priv, int *created) {
+  *created = 0;
+  int fd = -EEXIST;
+  if (!priv) {
+    fd = os_open_nolinks(p->path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) *created = 1;
+  }
+  if (fd == -EEXIST)
+    fd = os_open_nolinks(p->path, priv ? O_RDONLY : O_RDWR, 0);
+  return fd;
+}
+
 static int open_file(struct mmpool *p, const struct pool_spec *sp) {
   int priv = sp->mode == SPEC_PRIVATE;
   char eb[32];
   memcpy(p->path, sp->path, sizeof p->path);
-  int fd = os_open(sp->path, priv ? O_RDONLY : O_RDWR | O_CREAT, 0600);
+  int created, fd = open_pool_fd(p, priv, &created);
   if (fd == -ELOOP)
-    return file_fail(p, ELOOP, "is a symbolic link (refused: pool files are "
-                     "opened without following links)");
+    return file_fail(p, ELOOP, "a component of the path is a symbolic link "
+                     "(refused: pool files are opened without following "
+                     "links)");
   if (fd < 0) return file_fail(p, -fd, os_strerror(-fd, eb, sizeof eb));
   p->fd = fd;
   p->is_file = 1;
   p->shared = !priv;
-  uint64_t size;
-  int reg, r = os_file_size(fd, &size, &reg, &p->dev, &p->ino);
+  struct os_stat st;
+  memset(&st, 0, sizeof st);
+  int r = os_file_stat(fd, &st);
+  p->dev = st.dev;
+  p->ino = st.ino;
   struct mmpool *twin = NULL;
   for (unsigned i = 1; !r && i <= MMPOOL_MAX_POOLS; i++)
     if (pool_table[i].state == POOL_OPEN && pool_table[i].is_file &&
         pool_table[i].dev == p->dev && pool_table[i].ino == p->ino)
       twin = &pool_table[i];
-  if (twin) {
+  if (r) {
+    r = file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
+  } else if (!st.is_regular) {
+    r = file_fail(p, EINVAL, "not a regular file");
+  } else if ((r = check_trust(p, sp, &st)) != 0) {
+  } else if (twin) {
     char msg[96];
     fmt_format(msg, sizeof msg, "is already attached in this process as "
                "pool '%s'", twin->name);
     r = file_fail(p, EBUSY, msg);
-  } else if (r) {
-    r = file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
-  } else if (!reg) {
-    r = file_fail(p, EINVAL, "not a regular file");
   } else if ((r = os_lock_file(fd, !priv)) != 0) {
     r = r == -EWOULDBLOCK
             ? file_fail(p, EBUSY, "is in use by another process")
             : file_fail(p, -r, os_strerror(-r, eb, sizeof eb));
-  } else if (size == 0 && priv) {
-    r = file_fail(p, ENOENT, "is empty (mode=private attaches an existing "
-                  "pool file)");
+  } else if (st.size == 0 && !created) {
+    // Not ours to initialise: it may be another process's pool being
+    // created, or a file someone placed there for us to fill.
+    r = file_fail(p, priv ? ENOENT : EINVAL,
+                  priv ? "is empty (mode=private attaches an existing pool "
+                         "file)"
+                       : "is empty and was not created by this open "
+                         "(refused: an existing file is attached, never "
+                         "initialised; remove it to create the pool)");
   } else {
-    r = size == 0 ? create_file(p, sp) : attach_file(p, sp, size);
+    r = created ? create_file(p, sp) : attach_file(p, sp, st.size);
   }
   if (r) {
+    // A file this open created and could not make a pool of goes again,
+    // so that the next open creates it afresh instead of refusing it as
+    // an empty file.
+    if (created) os_unlink(p->path);
     os_close(fd);  // also drops the lock
     p->fd = -1;
   }
@@ -318,6 +372,8 @@ int pool_open(const char *name, const struct pool_spec *sp,
   if (r == 0) {
     last_id = id;
     __atomic_store_n(&p->state, POOL_OPEN, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->handle, pool_handle_make(id, p->gen),
+                     __ATOMIC_RELEASE);
     *out = p;
     log_print(LOG_INFO, "pool '%s' open at 0x%lx, capacity %llu%s%s", name,
               (unsigned long)p->base, (unsigned long long)p->capacity,
@@ -366,6 +422,7 @@ int pool_close(struct mmpool *p) {
   }
   engine_lock(&p->lock);
   heap_forget_pool(p);
+  __atomic_store_n(&p->handle, 0, __ATOMIC_RELEASE);  // stale from here on
   __atomic_store_n(&p->state, POOL_CLOSED, __ATOMIC_RELEASE);
   int r = 0;
   if (p->is_file && p->shared && !p->fork_frozen) {

@@ -1,7 +1,10 @@
 // pooltable.h: the open pools of the process, by id and by address.
 //
-// An open pool is a struct mmpool (the public mmpool_t), process-local:
-// nothing of it is in the pool's memory. Pools live in pool_table[id], id
+// An open pool is a struct mmpool, process-local: nothing of it is in the
+// pool's memory. The public mmpool_t * is not a pointer to it but a handle
+// (pool_handle) that names the entry and the open it was made by, so a
+// handle kept past mmpool_close is refused (EBADF) even after another pool
+// reuses the entry. Pools live in pool_table[id], id
 // 1..MMPOOL_MAX_POOLS; the address-space ledger's table (vmmap.h) maps any
 // address to the id of the pool reserved there, so pool_of_addr is two
 // loads. Entry 0 is a permanent empty pool: an address no pool owns lands
@@ -32,6 +35,7 @@ struct mmpool {
   struct pdesc *desc;    // base + desc_off
   unsigned id;           // index in pool_table
   uint32_t gen;          // bumped at each open of this slot
+  uintptr_t handle;      // the public handle while open, else 0
   // --- everything else -------------------------------------------------
   int state;             // POOL_*
   struct poolfile_header *hdr;
@@ -51,6 +55,35 @@ struct mmpool {
 };
 
 extern struct mmpool pool_table[MMPOOL_MAX_POOLS + 1] HIDDEN;
+
+// Public handles. The value is POOL_HANDLE_TAG | gen << 6 | id: it compares
+// equal for every handle of one open (mmpool_get, mmpool_of, ...), differs
+// between two opens of one entry (until gen wraps after 2^32 opens of the
+// entry), and with bit 63 set it is a kernel address, so a program that
+// dereferences one faults at once instead of reading the table.
+#define POOL_HANDLE_TAG ((uintptr_t)1 << 63)
+#define POOL_HANDLE_ID_MASK ((uintptr_t)63)  // MMPOOL_MAX_POOLS + 1 entries
+
+static inline uintptr_t pool_handle_make(unsigned id, uint32_t gen) {
+  return POOL_HANDLE_TAG | (uintptr_t)gen << 6 | id;
+}
+
+// The public handle of an open pool.
+static inline mmpool_t *pool_handle(const struct mmpool *p) {
+  return (mmpool_t *)p->handle;
+}
+
+// The open pool a handle names, or NULL for a stale handle (its pool was
+// closed, even if its entry was opened again since) or any other value.
+// One load: entry 0 and closed entries have handle 0.
+static inline struct mmpool *pool_from_handle(const mmpool_t *h) {
+  uintptr_t v = (uintptr_t)h;
+  struct mmpool *p = &pool_table[v & POOL_HANDLE_ID_MASK];
+  return likely(v != 0 &&
+                __atomic_load_n(&p->handle, __ATOMIC_ACQUIRE) == v)
+             ? p
+             : NULL;
+}
 
 // The open pool that owns address a (its reservation), or NULL.
 static inline struct mmpool *pool_of_addr(uintptr_t a) {

@@ -73,7 +73,7 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
     int wi = (int)(wl > 200 ? 200 : wl);  // for messages
     static const char *const names[] = {"anon",     "file", "mode", "size",
                                         "base",     "relocate", "full",
-                                        "brk",      "recover"};
+                                        "brk",      "recover", "trust"};
     unsigned opt = 0;
     while (opt < sizeof names / sizeof *names && !key_is(w, kl, names[opt]))
       opt++;
@@ -141,12 +141,19 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
       break;
     case 7: sp->brk = 1; break;
     case 8: sp->recover = 1; break;
+    case 9:
+      if (vl == 5 && !memcmp(v, "owner", 5)) sp->trust = SPEC_TRUST_OWNER;
+      else if (vl == 3 && !memcmp(v, "any", 3)) sp->trust = SPEC_TRUST_ANY;
+      else return BAD("bad value in '%.*s' (owner or any)", wi, w);
+      break;
     }
   }
   if (sp->mode_set && !sp->file)
     return BAD("option 'mode' applies to file pools only (add file=PATH)");
   if (sp->recover && !sp->file)
     return BAD("option 'recover' applies to file pools only (add file=PATH)");
+  if (seen & (1u << 9) && !sp->file)
+    return BAD("option 'trust' applies to file pools only (add file=PATH)");
   if (sp->base && sp->size > POOL_USER_ADDR_END - sp->base)
     return BAD("base 0x%llx plus size %llu passes the end of the user "
                "address space", (unsigned long long)sp->base,

@@ -12,6 +12,9 @@
 #define SPEC_PATH_MAX 4096
 
 enum spec_mode { SPEC_SHARED = 0, SPEC_PRIVATE = 1 };
+// Whose pool files are attached: the effective user's only (the default),
+// or any owner's (trust=any). A file others may write is refused either way.
+enum spec_trust { SPEC_TRUST_OWNER = 0, SPEC_TRUST_ANY = 1 };
 enum spec_full { SPEC_FULL_FALLBACK = 0, SPEC_FULL_NULL = 1,
                  SPEC_FULL_ABORT = 2 };
 
@@ -29,6 +32,7 @@ struct pool_spec {
   int full;                   // spec_full
   int brk;                    // serves sbrk/brk
   int recover;                // attach a file not closed cleanly
+  int trust;                  // spec_trust
 };
 
 // Parses blank-separated words (NULL or "" gives the defaults). Returns 0, or

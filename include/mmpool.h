@@ -43,7 +43,11 @@ extern "C" {
 // Longest pool name, without the terminating NUL.
 #define MMPOOL_NAME_MAX 47
 
-typedef struct mmpool mmpool_t;
+// A pool handle: an opaque value, not a pointer to anything the program may
+// read. A handle stays valid until its pool is closed; after that every
+// function refuses it with EBADF, even when another pool has been opened
+// since. NULL as a pool argument means the current pool (see above).
+typedef struct mmpool_handle mmpool_t;
 
 // ---------------------------------------------------------------------------
 // Opening and closing pools
@@ -57,8 +61,13 @@ typedef struct mmpool mmpool_t;
 //   by blanks (see docs/configuration.md):
 //   anon            volatile memory (the default).
 //   file=PATH       the pool lives in PATH. A missing file is created (mode
-//                   0600); an existing one is attached after every field of
-//                   its header has been checked. Symbolic links are refused.
+//                   0600, O_EXCL); an existing one is attached after every
+//                   field of its header has been checked. An existing empty
+//                   file is refused (EINVAL), and so is a path with a
+//                   symbolic link in any component (ELOOP). A file that
+//                   group or others may write, or (without trust=any) that
+//                   another user owns, is refused with EACCES: root too
+//                   attaches only root's files by default.
 //   mode=shared     (default for files) the mapping is the file: stores reach
 //                   the file as the program runs.
 //   mode=private    the file is mapped copy-on-write: the program sees its
@@ -79,6 +88,9 @@ typedef struct mmpool mmpool_t;
 //                   pool is full.
 //   recover         attach a file that was not closed cleanly, after a full
 //                   check of its metadata (otherwise such a file is refused).
+//   trust=owner|any owner (default): attach only files the effective user
+//                   owns; any: any owner's file (still not one that group or
+//                   others may write).
 // A file pool can be attached by one process at a time (the file is locked).
 // fork: anonymous and mode=private pools are copied into the child (copy on
 // write) and work there as usual. A mode=shared pool stays shared memory: in
@@ -96,8 +108,9 @@ MMPOOL_API mmpool_t *mmpool_of(const void *ptr);
 
 // Closes a pool: a file pool is synced, marked clean, unlocked and unmapped;
 // an anonymous pool's memory is returned to the system. Every block of the
-// pool becomes invalid. pool must not be NULL (EINVAL); the default pool
-// and a pool this thread has pushed cannot be closed (EBUSY).
+// pool becomes invalid, and so does every handle of it (EBADF after). pool
+// must not be NULL (EINVAL); the default pool and a pool this thread has
+// pushed cannot be closed (EBUSY).
 MMPOOL_API int mmpool_close(mmpool_t *pool);
 
 // Writes a shared file pool's memory and header to its file (msync +
@@ -108,7 +121,8 @@ MMPOOL_API int mmpool_sync(mmpool_t *pool);
 // Allocation. Blocks are aligned to 16 bytes at least.
 
 // A block of size bytes in pool; size 0 gives a unique non-NULL block.
-// NULL with ENOMEM when the pool is full, EINVAL when it is closed.
+// NULL with ENOMEM when the pool is full, EBADF when it is closed (a stale
+// handle).
 MMPOOL_API void *mmpool_malloc(mmpool_t *pool, size_t size);
 // A zeroed block of n * size bytes; NULL with ENOMEM if that overflows.
 MMPOOL_API void *mmpool_calloc(mmpool_t *pool, size_t n, size_t size);
@@ -152,7 +166,8 @@ MMPOOL_API void *mmpool_get_root(mmpool_t *pool, unsigned key);
 
 // Makes pool the calling thread's current pool (what a NULL pool argument
 // means) until the matching mmpool_pop. Pushes nest up to 16 deep. Returns
-// pool, or NULL (EOVERFLOW when too deep, EINVAL for a closed pool).
+// pool, or NULL (EOVERFLOW when too deep, EINVAL for NULL, EBADF for a
+// closed pool).
 MMPOOL_API mmpool_t *mmpool_push(mmpool_t *pool);
 // Undoes the last mmpool_push of the thread and returns the pool that is now
 // current (NULL when none is pushed, meaning the default pool).
@@ -163,6 +178,8 @@ MMPOOL_API mmpool_t *mmpool_current(void);
 // ---------------------------------------------------------------------------
 // Facts and statistics
 
+// The pool's name, base address and capacity; NULL or 0 with errno EINVAL
+// for a NULL pool and EBADF for a stale handle.
 MMPOOL_API const char *mmpool_name(const mmpool_t *pool);
 MMPOOL_API void *mmpool_base(const mmpool_t *pool);
 MMPOOL_API size_t mmpool_capacity(const mmpool_t *pool);

@@ -124,9 +124,16 @@ __attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
 // caller's return address, for lib= routes.
 
 static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
-  return align ? mmpool_memalign(p, align, n)
-         : zero ? mmpool_calloc(p, 1, n)
-                : mmpool_malloc(p, n);
+  // A pool closed meanwhile has handle 0, which the API would take for the
+  // current pool: refused here as the stale handle it is.
+  mmpool_t *h = pool_handle(p);
+  if (unlikely(h == NULL)) {
+    errno = EBADF;
+    return NULL;
+  }
+  return align ? mmpool_memalign(h, align, n)
+         : zero ? mmpool_calloc(h, 1, n)
+                : mmpool_malloc(h, n);
 }
 
 static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
@@ -462,7 +469,7 @@ EXPORT int dlclose(void *handle) {
 static void default_stats(mmpool_stats_t *st) {
   memset(st, 0, sizeof *st);
   struct mmpool *p = pool_for();
-  if (p) mmpool_stats(p, st);
+  if (p) mmpool_stats(pool_handle(p), st);
 }
 
 EXPORT struct mallinfo2 mallinfo2(void) {

@@ -147,7 +147,7 @@ static void figures(struct rep *r, struct mmpool *p) {
   }
   mmpool_stats_t st;
   int saved = errno;
-  int rc = mmpool_stats(p, &st);
+  int rc = mmpool_stats(pool_handle(p), &st);
   errno = saved;
   if (rc != 0) {
     line(r, "  figures unavailable: %s", mmpool_last_error());

@@ -202,24 +202,94 @@ static void test_close(void **state) {
   // A closed pool cannot be pushed.
   mmpool_t *c = itest_open("cl2", "size=4M");
   itest_close(c);
-  ITEST_FAILS_PTR(mmpool_push(c), EINVAL);
+  ITEST_FAILS_PTR(mmpool_push(c), EBADF);
   assert_ptr_equal(mmpool_current(), itest_default_pool());
   itest_close(p);
 }
 
-// A handle of a closed pool allocates nothing.
+// A handle of a closed pool allocates nothing: every function refuses it
+// with EBADF.
 static void test_closed_handle(void **state) {
   (void)state;
   mmpool_t *p = itest_open("gone", "size=64M");
   void *b = mmpool_malloc(p, 64);
   assert_non_null(b);
   itest_close(p);
-  ITEST_FAILS_PTR(mmpool_malloc(p, 64), EINVAL);
-  ITEST_FAILS_PTR(mmpool_malloc(p, 100000), EINVAL);
-  ITEST_FAILS_PTR(mmpool_malloc(p, 64), EINVAL); // still, after the failures
+  ITEST_FAILS_PTR(mmpool_malloc(p, 64), EBADF);
+  assert_non_null(strstr(mmpool_last_error(), "stale or invalid pool handle"));
+  ITEST_FAILS_PTR(mmpool_malloc(p, 100000), EBADF);
+  ITEST_FAILS_PTR(mmpool_malloc(p, 64), EBADF); // still, after the failures
   // The other allocators of the family fail the same way.
-  ITEST_FAILS_PTR(mmpool_calloc(p, 1, 64), EINVAL);
-  ITEST_FAILS_PTR(mmpool_memalign(p, 4096, 64), EINVAL);
+  ITEST_FAILS_PTR(mmpool_calloc(p, 1, 64), EBADF);
+  ITEST_FAILS_PTR(mmpool_memalign(p, 4096, 64), EBADF);
+}
+
+// A stale handle never reaches the pool that reuses its entry (issue 11,
+// item 4). After a is closed, pools are opened until none more can be: one
+// of them has taken a's entry, whatever the order of reuse. The old handle
+// fails with EBADF everywhere, and every new pool is untouched.
+static void test_stale_handle_reused_slot(void **state) {
+  (void)state;
+  mmpool_t *a = itest_open("stale-a", "size=64M");
+  void *ab = mmpool_malloc(a, 16);
+  assert_non_null(ab);
+  mmpool_free(ab);
+  itest_close(a);
+  static mmpool_t *b[MMPOOL_MAX_POOLS];
+  int nb = 0;
+  for (; nb < MMPOOL_MAX_POOLS; nb++) {
+    char name[32];
+    snprintf(name, sizeof name, "stale-b%d", nb);
+    b[nb] = mmpool_open(name, "size=4M");
+    if (b[nb] == NULL) break;
+    itest_track(b[nb]);
+    assert_true(b[nb] != a);
+    assert_non_null(mmpool_set_root(b[nb], 0, mmpool_malloc(b[nb], 24)) == 0
+                        ? b[nb] : NULL);
+  }
+  assert_int_equal(errno, EMFILE);
+  assert_true(nb > 0);
+  mmpool_stats_t st;
+  ITEST_FAILS_PTR(mmpool_malloc(a, 16), EBADF);
+  assert_non_null(strstr(mmpool_last_error(), "stale or invalid pool handle"));
+  ITEST_FAILS_PTR(mmpool_malloc(a, 1 << 20), EBADF);
+  ITEST_FAILS_PTR(mmpool_calloc(a, 4, 4), EBADF);
+  ITEST_FAILS_PTR(mmpool_memalign(a, 64, 16), EBADF);
+  void *bb = mmpool_get_root(b[0], 0);
+  ITEST_FAILS_PTR(mmpool_realloc(a, bb, 64), EBADF);
+  ITEST_FAILS_INT(mmpool_close(a), EBADF);
+  ITEST_FAILS_INT(mmpool_sync(a), EBADF);
+  ITEST_FAILS_INT(mmpool_set_root(a, 0, NULL), EBADF);
+  ITEST_FAILS_PTR(mmpool_get_root(a, 0), EBADF);
+  ITEST_FAILS_INT(mmpool_stats(a, &st), EBADF);
+  ITEST_FAILS_INT(mmpool_check(a), EBADF);
+  ITEST_FAILS_INT(mmpool_walk(a, itest_record, NULL), EBADF);
+  ITEST_FAILS_PTR(mmpool_push(a), EBADF);
+  errno = 0;
+  assert_null(mmpool_name(a));
+  assert_int_equal(errno, EBADF);
+  errno = 0;
+  assert_null(mmpool_base(a));
+  assert_int_equal(errno, EBADF);
+  errno = 0;
+  assert_int_equal(mmpool_capacity(a), 0);
+  assert_int_equal(errno, EBADF);
+  // Values that were never a handle fail the same way, without a fault.
+  ITEST_FAILS_PTR(mmpool_malloc((mmpool_t *)(uintptr_t)0x1000, 16), EBADF);
+  ITEST_FAILS_INT(mmpool_close((mmpool_t *)&st), EBADF);
+  // Every new pool is untouched: one block (its root), sound, and still
+  // open under its name.
+  for (int i = 0; i < nb; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "stale-b%d", i);
+    assert_string_equal(mmpool_name(b[i]), name);
+    assert_ptr_equal(mmpool_get(name), b[i]);
+    itest_stats(b[i], &st);
+    assert_int_equal(st.in_use_blocks, 1);
+    assert_int_equal(mmpool_check(b[i]), 0);
+    assert_ptr_equal(mmpool_of(mmpool_get_root(b[i], 0)), b[i]);
+  }
+  for (int i = 0; i < nb; i++) itest_close(b[i]);
 }
 
 // ---------------------------------------------------------------------------
@@ -261,6 +331,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_get_and_of, itest_teardown),
       cmocka_unit_test_teardown(test_close, itest_teardown),
       cmocka_unit_test_teardown(test_closed_handle, itest_teardown),
+      cmocka_unit_test_teardown(test_stale_handle_reused_slot, itest_teardown),
       cmocka_unit_test_teardown(test_many_pools, itest_teardown),
   };
   return cmocka_run_group_tests(tests, itest_group_setup, NULL);

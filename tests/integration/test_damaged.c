@@ -503,37 +503,28 @@ static void test_not_closed_cleanly(void **state) {
   expect_refused_opts(&m, "unclean-top.pool", "recover", EUCLEAN, "top");
 }
 
-static void test_empty_file_is_new(void **state) {
+// An existing empty file is not a pool and is not made one: only an open
+// that creates the file (O_EXCL) initialises it (issue 11, item 1). The
+// file is left as it was, with or without size= and base=.
+static void test_empty_file_refused(void **state) {
   (void)state;
-  char *p = path_in("empty.pool");
-  assert_int_equal(itest_write_file(p, "", 0), 0);
-  int st;
-  char opts[64];
-  snprintf(opts, sizeof opts, "%s", NEWOPTS);
-  struct outcome o = attach(p, opts, &st);
-  if (!o.accepted) print_error("empty file: errno %d \"%s\"\n", o.err, o.msg);
-  assert_true(o.accepted);
-  assert_int_equal(o.check, 0);
-  assert_false(o.roots_ok);
-  assert_int_equal(o.blocks, 0);
-  assert_int_equal(o.closed, 0);
-  unsigned char *b = NULL;
-  size_t n = 0;
-  assert_int_equal(itest_read_file(p, &b, &n), 0);
-  assert_true(n >= POOLFILE_HEADER_SIZE);
-  char why[256] = "";
-  assert_int_equal(poolfile_validate((const void *)b, n, why, sizeof why), 0);
-  assert_true(((const struct poolfile_header *)b)->flags & POOLFILE_CLEAN);
-  free(b);
-  // Without size= or base= as well: defaults.
-  char *p2 = path_in("empty2.pool");
-  assert_int_equal(itest_write_file(p2, "", 0), 0);
-  o = attach(p2, NULL, &st);
-  if (!o.accepted)
-    print_error("empty file, defaults: errno %d \"%s\"\n", o.err, o.msg);
-  assert_true(o.accepted);
-  assert_int_equal(o.check, 0);
-  assert_int_equal(o.blocks, 0);
+  const char *names[] = {"empty.pool", "empty2.pool"};
+  for (int i = 0; i < 2; i++) {
+    char *p = path_in(names[i]);
+    assert_int_equal(itest_write_file(p, "", 0), 0);
+    int st;
+    struct outcome o = attach(p, i == 0 ? NEWOPTS : NULL, &st);
+    if (o.accepted || o.err != EINVAL || !strstr(o.msg, "is empty") ||
+        !strstr(o.msg, p))
+      print_error("empty file: accepted %d errno %d \"%s\"\n", o.accepted,
+                  o.err, o.msg);
+    assert_false(o.accepted);
+    assert_int_equal(o.err, EINVAL);
+    assert_non_null(strstr(o.msg, "is empty and was not created by this "
+                                  "open"));
+    assert_non_null(strstr(o.msg, p));
+    assert_int_equal(itest_file_size(p), 0);
+  }
 }
 
 // A child that holds the pool and allocates until it is killed.
@@ -895,7 +886,7 @@ int main(void) {
       cmocka_unit_test(test_metadata_checksum),
       cmocka_unit_test(test_out_of_range),
       cmocka_unit_test(test_not_closed_cleanly),
-      cmocka_unit_test(test_empty_file_is_new),
+      cmocka_unit_test(test_empty_file_refused),
       cmocka_unit_test(test_killed_holder),
       cmocka_unit_test(test_slack_damaged),
       cmocka_unit_test(test_slack_damaged_recover),

@@ -84,6 +84,9 @@ static void test_conversions(void **state) {
   SAME("%016lx", 0x1234UL);
   SAME("%016lx", 0xffffffffffffffffUL);
   SAME("%08x", 0xabcu);
+  SAME("%o", 0u);
+  SAME("%04o", 0620u);
+  SAME("%o", 0100644u);
   SAME("%4u|", 7u);
   SAME("100%% %d%%", 5);
   SAME("0x%lx-0x%lx %s", 0x200000000000UL, 0x200040000000UL, "rw-p /a/b");
@@ -278,8 +281,45 @@ static void test_fatal_aborts(void **state) {
   assert_string_equal(buf, "mmpool: corrupt block 0x200000010000 in pool.x\n");
 }
 
+// Control bytes in echoed text (issue 11, item 4) come out as \xNN, in
+// fmt_escape, in the kept error and on the sink; an escape is never cut.
+static void test_escape(void **state) {
+  (void)state;
+  char b[64];
+  const char in[] = "a\x1b[31mb\n\t\x7f\x01z\x80\xc3\xa9";
+  size_t n = fmt_escape(b, sizeof b, in, sizeof in - 1);
+  assert_string_equal(b, "a\\x1b[31mb\\x0a\\x09\\x7f\\x01z\x80\xc3\xa9");
+  assert_int_equal(n, strlen(b));
+  // Cut: "ab" then an escape that does not fit whole is left out.
+  assert_int_equal(fmt_escape(b, 5, "ab\x1b" "c", 4), 2);
+  assert_string_equal(b, "ab");
+  assert_int_equal(fmt_escape(b, 7, "ab\x1b" "c", 4), 6);
+  assert_string_equal(b, "ab\\x1b");
+  assert_int_equal(fmt_escape(b, 0, "x", 1), 0);
+
+  log_fail(EINVAL, "pool 'p': bad size in '%s'", "size=1\x1b[31mQ\n");
+  const char *e = log_last_error();
+  assert_null(strchr(e, 0x1b));
+  assert_null(strchr(e, '\n'));
+  assert_string_equal(e, "pool 'p': bad size in 'size=1\\x1b[31mQ\\x0a'");
+
+  int p[2];
+  assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+  log_set_fd(p[1]);
+  log_print(LOG_ERROR, "file %s", "/tmp/x\x1b]0;owned\x07");
+  log_set_fd(2);
+  char buf[256];
+  ssize_t r = read(p[0], buf, sizeof buf - 1);
+  assert_true(r > 0);
+  buf[r] = 0;
+  close(p[0]);
+  close(p[1]);
+  assert_string_equal(buf, "mmpool: file /tmp/x\\x1b]0;owned\\x07\n");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_escape),
       cmocka_unit_test(test_conversions),
       cmocka_unit_test(test_pointers_and_null),
       cmocka_unit_test(test_truncation),

@@ -191,6 +191,11 @@ static void test_every_option(void **state) {
   OK("file=f recover");
   assert_int_equal(sp.recover, 1);
   assert_int_equal(sp.file, 1);
+  assert_int_equal(sp.trust, SPEC_TRUST_OWNER);  // the default
+  OK("file=f trust=any");
+  assert_int_equal(sp.trust, SPEC_TRUST_ANY);
+  OK("trust=owner file=f");
+  assert_int_equal(sp.trust, SPEC_TRUST_OWNER);
 
   // All of them at once, separated by any blanks.
   OK(" file=/var/lib/app/heap.pool\tmode=private \n size=256M  "
@@ -274,6 +279,10 @@ static void test_bad_values(void **state) {
   BAD("mode=private", "mode", "file"); // mode without file=
   BAD("anon mode=shared", "mode", "file");
   BAD("recover", "recover", "file"); // recover without file=
+  BAD("trust=any", "trust", "file");  // trust without file=
+  BAD("file=f trust=root", "owner or any", "'trust=root'");
+  BAD("file=f trust", "needs a value", "'trust'");
+  BAD("file=f trust=any trust=owner", "twice", "'trust=owner'");
 }
 
 static void test_duplicates(void **state) {
