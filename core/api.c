@@ -142,12 +142,13 @@ static __attribute__((noinline)) void *malloc_slow(mmpool_t *h, size_t n) {
 void *mmpool_malloc(mmpool_t *pool, size_t size) {
   // The fast path keeps no frame: a NULL pool, a stale handle, a bigger
   // size or an empty slab is a tail call. The handle holds the pool's id;
-  // one load of the entry's handle checks it is still this open's.
+  // the calling thread's heap in that pool records the handle of the open
+  // it was made for (0 once its pool is closed), so one compare with what
+  // heap_try_direct loads anyway checks the handle. NULL needs no test: id
+  // 0's heap is the empty heap (handle 0), which has no free block.
   uintptr_t h = (uintptr_t)pool;
   unsigned id = (unsigned)(h & POOL_HANDLE_ID_MASK);
-  if (likely(size <= SC_DIRECT_MAX && h != 0 &&
-             __atomic_load_n(&pool_table[id].handle, __ATOMIC_RELAXED) ==
-                 h)) {
+  if (likely(size <= SC_DIRECT_MAX && tl_heap[id]->handle == h)) {
     void *b = heap_try_direct(id, size);
     if (likely(b != NULL)) return b;
   }

@@ -168,6 +168,7 @@ static struct theap *heap_get(struct mmpool *p) {
     h->base = p->base;
     h->pool = p;
     h->gen = p->gen;
+    h->handle = p->handle;
     h->tid = tl_tid;
     h->reg_next = registry;
     if (registry) registry->reg_prev = h;
@@ -678,6 +679,7 @@ void heap_forget_pool(struct mmpool *p) {
     // Its thread frees the memory when it next touches the pool's slot.
     for (unsigned c = 0; c < SC_COUNT; c++) set_cur(h, c, &empty_desc);
     h->gen = 0;
+    h->handle = 0;
     heap_unregister(h);
   }
   if (tl_heap[p->id] != &empty_heap && tl_heap[p->id]->pool == p) {

@@ -31,6 +31,7 @@ struct theap {
   uintptr_t base;          // the pool's base
   struct mmpool *pool;
   uint32_t gen;            // pool->gen when made; stale when different
+  uintptr_t handle;        // pool->handle when made; 0 once forgotten
   uint32_t tid;            // owner thread id
   uint32_t list[SC_COUNT]; // owned slabs of each class: page index + 1
   struct theap *reg_next, *reg_prev;  // registry of live heaps
