@@ -226,12 +226,16 @@ void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
   if (!d) {
     // A pointer of no pool is another allocator's (refused); inside a pool
     // it is a misuse (freed block, interior pointer): like free, abort.
-    if (q && !q->fork_frozen) heap_misuse(q, a, "realloc", why);
+    if (q && !q->frozen) heap_misuse(q, a, "realloc", why);
     log_fail(EINVAL, "realloc(%p): %s", ptr, why);
     return fail_null(EINVAL);
   }
-  if (!target) target = q;
-  if (target == q && heap_resize(q, d, a, size) == 0) return ptr;
+  // A frozen pool (its file let go at exit or exec) changes no byte: the
+  // block moves, to the default pool unless a pool was named.
+  if (!target) target = q->frozen ? pool_default() : q;
+  if (!target) return fail_null(ENOMEM);
+  if (target == q && !q->frozen && heap_resize(q, d, a, size) == 0)
+    return ptr;
   size_t old = heap_usable(q, d, a);
   void *r = mmpool_malloc(pool_handle(target), size);
   if (!r) return NULL;

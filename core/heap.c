@@ -138,6 +138,17 @@ static void arm_exit(void) {
   pthread_setspecific(exit_key, (void *)1);
 }
 
+static void *frozen_fail(struct mmpool *p) {
+  if (p->frozen == FROZEN_FORK)
+    log_fail(EBUSY, "pool '%s' is a shared file pool of the parent process "
+             "that this fork child could not copy: it does not allocate "
+             "from it", p->name);
+  else
+    log_fail(EBUSY, "pool '%s': its file was let go (exit or exec): it "
+             "serves no allocation", p->name);
+  return NULL;
+}
+
 // This thread's heap in p, made on first use; NULL if p is closed.
 static struct theap *heap_get(struct mmpool *p) {
   struct theap *h = tl_heap[p->id];
@@ -146,11 +157,7 @@ static struct theap *heap_get(struct mmpool *p) {
     log_fail(EINVAL, "pool %u is closed", p->id);
     return NULL;
   }
-  if (p->fork_frozen) {
-    log_fail(EBUSY, "pool '%s' is a shared file pool of the parent process: "
-             "a fork child does not allocate from it", p->name);
-    return NULL;
-  }
+  if (p->frozen) return frozen_fail(p);
   heap_init_once();
   if (tl_tid == TID_NONE) {  // ids are never reused (4 billion threads)
     tl_tid = __atomic_fetch_add(&next_tid, 1, __ATOMIC_RELAXED);
@@ -370,11 +377,7 @@ void *heap_alloc_slow(struct mmpool *p, size_t n) {
 
 void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
                        int *dirty) {
-  if (p->fork_frozen) {
-    log_fail(EBUSY, "pool '%s' is a shared file pool of the parent process: "
-             "a fork child does not allocate from it", p->name);
-    return NULL;
-  }
+  if (p->frozen) return frozen_fail(p);
   if (n > p->capacity) {
     log_fail(ENOMEM, "pool '%s': %zu bytes exceed its capacity (%llu)",
              p->name, n, (unsigned long long)p->capacity);
@@ -444,11 +447,10 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
     return NULL;
   }
   uintptr_t rel = a - p->data;
-  if (p->fork_frozen) {
-    *why = "in a shared pool that this fork child does not manage";
-    return NULL;
-  }
-  if (a < p->data || rel >= __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)) {
+  // A frozen pool's blocks stay readable: its length is kept aside.
+  size_t len = p->frozen ? p->frozen_len
+                         : __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
+  if (a < p->data || rel >= len) {
     *why = "inside the pool's header or unused area, not a block";
     return NULL;
   }
@@ -554,7 +556,7 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
   const char *why = NULL;
   if (!d) {
     // Outside the committed data of the pool of a's address-table entry.
-    if (p->fork_frozen) return;  // inherited blocks: left to the parent
+    if (p->frozen) return;  // the file's bytes are not ours to change
     struct mmpool *q = pool_of_addr(a);
     if (q)
       heap_misuse(q, a, call, "not a block: in the pool's header or "
@@ -627,6 +629,39 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
 // ---------------------------------------------------------------------------
 // Thread exit, pool close, fork
 
+// A slab's live count from its free list: inited less the blocks on it
+// (blocks on the thread-free list count as live until collected). Each
+// walk is bounded and a bad link ends its list. For a fork child, whose
+// other threads may have stopped between a list store and the count's
+// update. pre: no other thread touches d.
+static void recount(struct mmpool *p, struct pdesc *d) {
+  uint64_t slab = slab_off(p, page_index(p, d));
+  uint64_t end = slab + (uint64_t)d->nblocks * d->bsize;
+  uint64_t *link[2] = {&d->free, &d->thread_free};
+  uint32_t n[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    uint64_t *at = link[k];
+    uint64_t keep = k ? (*at & TF_DETACHED) : 0;
+    for (;;) {
+      uint64_t x = *at & ~TF_DETACHED;
+      if (!x) break;
+      if (x < slab || x >= end || (x - slab) % d->bsize != 0 ||
+          n[k] >= d->nblocks) {
+        *at = keep;  // cut the list before the bad link
+        break;
+      }
+      n[k]++;
+      at = (uint64_t *)(p->base + x);
+      keep = 0;
+    }
+  }
+  uint32_t used = d->inited >= n[0] ? d->inited - n[0] : 0;
+  if (used < n[1]) {  // cannot be: drop the remote list rather than trust it
+    d->thread_free &= TF_DETACHED;
+  }
+  d->used = used;
+}
+
 // Leaves every slab of h detached: on avail if it has room, freed if empty.
 static void abandon(struct mmpool *p, struct theap *h) {
   for (unsigned c = 0; c < SC_COUNT; c++) {
@@ -662,7 +697,7 @@ static void thread_exit(void *arg) {
     // The registry lock keeps the slot from being closed or reopened (its
     // mutex re-initialised) while we hold its pool lock.
     heap_registry_lock();
-    if (p->state == POOL_OPEN && h->gen == p->gen && !p->fork_frozen) {
+    if (p->state == POOL_OPEN && h->gen == p->gen && !p->frozen) {
       engine_lock(&p->lock);
       abandon(p, h);
       engine_unlock(&p->lock);
@@ -700,14 +735,28 @@ void heap_fork_child(void) {
   for (struct theap *h = registry, *next; h; h = next) {
     next = h->reg_next;
     struct mmpool *p = h->pool;
-    if (p->fork_frozen) {
+    if (p->frozen) {
       // Not ours to change (see pool_fork_child): forget, write nothing.
       if (tl_heap[p->id] == h) tl_heap[p->id] = &empty_heap;
       heap_free_mem(h);
       continue;
     }
     if (tl_heap[p->id] == h) continue;
+    // Its thread may have been inside the fast path at the fork, between
+    // the list store and the count update: recount first.
+    for (unsigned c = 0; c < SC_COUNT; c++)
+      for (uint32_t l = h->list[c]; l; l = p->desc[l - 1].next)
+        recount(p, &p->desc[l - 1]);
     abandon(p, h);
     heap_free_mem(h);
   }
+}
+
+void heap_release_pool(struct mmpool *p) {
+  for (struct theap *h = registry; h; h = h->reg_next)
+    if (h->pool == p && h->gen == p->gen) {
+      abandon(p, h);
+      h->gen = 0;  // heap_forget_pool below unregisters it
+    }
+  heap_forget_pool(p);
 }

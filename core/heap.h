@@ -96,6 +96,10 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,
 
 // Pool close: neutralise every thread's heap of p. pre: registry lock.
 void heap_forget_pool(struct mmpool *p) HIDDEN;
+// Exit or exec: every thread's slabs of p left detached (as at thread
+// exit), then the heaps forgotten. pre: registry and pool locks, and no
+// other thread running.
+void heap_release_pool(struct mmpool *p) HIDDEN;
 void heap_init_once(void) HIDDEN;
 // Called for a free of a pointer no pool owns; returns 1 when it knows the
 // pointer (the preload library's bootstrap blocks), else it is reported.

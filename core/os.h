@@ -72,6 +72,18 @@ int os_write_all(int fd, const void *buf, size_t len);
 // "an unknown mapping" when it cannot be read. Never allocates.
 void os_describe_mapping(uintptr_t addr, size_t len, char *out, size_t outlen);
 
+// Process life (fork children's private copies, exit, exec, path patterns).
+// Read-write anonymous memory anywhere (a temporary copy).
+int os_map_anon(size_t len, uintptr_t *out);
+// Moves the pages of [from, from+len) to [to, to+len), replacing whatever
+// was mapped there (mremap MAYMOVE|FIXED); from is unmapped after.
+int os_move(uintptr_t from, size_t len, uintptr_t to);
+int os_getpid(void);
+// Threads of this process (/proc/self/stat), or a negative errno.
+int os_thread_count(void);
+// The program's name (/proc/self/comm, at most 15 bytes); its length.
+int os_program_name(char *buf, size_t len);
+
 // A few words for an errno value ("errno N" for the rare ones).
 const char *os_strerror(int err, char *buf, size_t len);
 

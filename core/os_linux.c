@@ -363,3 +363,66 @@ const char *os_strerror(int err, char *buf, size_t len) {
   }
   return buf;
 }
+
+// ---------------------------------------------------------------------------
+// Process life: fork children's private copies, exit and exec
+
+int os_map_anon(size_t len, uintptr_t *out) {
+  long r = do_mmap(0, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mmap_failed(r)) return (int)r;
+  *out = (uintptr_t)r;
+  return 0;
+}
+
+int os_move(uintptr_t from, size_t len, uintptr_t to) {
+  long r = SYS6(SYS_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+                to, 0);
+  return mmap_failed(r) ? (int)r : 0;
+}
+
+int os_getpid(void) { return (int)SYS3(SYS_getpid, 0, 0, 0); }
+
+// Reads the small /proc file at path into buf (NUL-terminated); its length.
+static long read_proc(const char *path, char *buf, size_t len) {
+  int fd = (int)SYS6(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0, 0,
+                     0);
+  if (fd < 0) return fd;
+  long n = 0, r;
+  while ((size_t)n + 1 < len &&
+         (r = SYS3(SYS_read, fd, buf + n, len - 1 - (size_t)n)) != 0) {
+    if (r == -EINTR) continue;
+    if (r < 0) {
+      n = r;
+      break;
+    }
+    n += r;
+  }
+  SYS3(SYS_close, fd, 0, 0);
+  if (n >= 0) buf[n] = 0;
+  return n;
+}
+
+int os_thread_count(void) {
+  // Field 20 of /proc/self/stat; field 2 (the name, in parentheses) may
+  // hold blanks and parentheses: count from the last ')'.
+  char buf[1024];
+  long n = read_proc("/proc/self/stat", buf, sizeof buf);
+  if (n < 0) return (int)n;
+  const char *s = strrchr(buf, ')');
+  if (!s) return -EIO;
+  for (int field = 2; field < 20; field++) {
+    s = strchr(s + 1, ' ');
+    if (!s) return -EIO;
+  }
+  int v = 0;
+  for (s++; *s >= '0' && *s <= '9'; s++) v = v * 10 + (*s - '0');
+  return v > 0 ? v : -EIO;
+}
+
+int os_program_name(char *buf, size_t len) {
+  long n = read_proc("/proc/self/comm", buf, len);
+  if (n < 0) return (int)n;
+  while (n > 0 && buf[n - 1] == '\n') buf[--n] = 0;
+  return (int)n;
+}

@@ -76,7 +76,7 @@ void page_avail_remove(struct mmpool *p, struct pdesc *d) {
 
 static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
                     size_t len) {
-  if (p->is_file && p->shared && !p->fork_frozen) {
+  if (p->is_file && p->shared && !p->frozen) {
     // Blocks first: a write fault into a hole on a full disk is SIGBUS.
     int r = os_allocate(p->fd, off, len);
     if (r) return r;

@@ -272,10 +272,49 @@ static int open_pool_fd(struct mmpool *p, int priv, int *created) {
   return fd;
 }
 
+// The file's path from the pattern of file=: %p the process id, %e the
+// program's name (/proc/self/comm), %% a '%', as in core_pattern; so that
+// processes that inherit one configuration can each have their own file.
+static int expand_path(struct mmpool *p, const char *in) {
+  char *out = p->path;
+  size_t n = 0, cap = sizeof p->path;
+  for (; *in; in++) {
+    char tmp[32];
+    const char *add = tmp;
+    if (*in != '%') {
+      tmp[0] = *in, tmp[1] = 0;
+    } else if (in[1] == 'p') {
+      fmt_format(tmp, sizeof tmp, "%d", os_getpid());
+      in++;
+    } else if (in[1] == 'e') {
+      if (os_program_name(tmp, sizeof tmp) <= 0)
+        fmt_format(tmp, sizeof tmp, "unknown");
+      for (char *c = tmp; *c; c++)  // a name is one path component
+        if (*c == '/') *c = '_';
+      in++;
+    } else if (in[1] == '%') {
+      tmp[0] = '%', tmp[1] = 0;
+      in++;
+    } else {
+      return log_fail(EINVAL, "pool '%s': file=: unknown '%%%c' in the path "
+                      "(%%p, %%e or %%%%)", p->name, in[1] ? in[1] : ' ');
+    }
+    size_t l = strlen(add);
+    if (n + l >= cap)
+      return log_fail(ENAMETOOLONG, "pool '%s': file=: the expanded path is "
+                      "longer than %zu bytes", p->name, cap - 1);
+    memcpy(out + n, add, l);
+    n += l;
+  }
+  out[n] = 0;
+  return 0;
+}
+
 static int open_file(struct mmpool *p, const struct pool_spec *sp) {
   int priv = sp->mode == SPEC_PRIVATE;
   char eb[32];
-  memcpy(p->path, sp->path, sizeof p->path);
+  int er = expand_path(p, sp->path);
+  if (er) return er;
   int created, fd = open_pool_fd(p, priv, &created);
   if (fd == -ELOOP)
     return file_fail(p, ELOOP, "a component of the path is a symbolic link "
@@ -389,7 +428,7 @@ out:
 
 // Writes a shared file pool out. pre: p->lock.
 static int sync_locked(struct mmpool *p) {
-  if (!p->is_file || !p->shared || p->fork_frozen) return 0;
+  if (!p->is_file || !p->shared || p->frozen) return 0;
   int r = vmmap_sync(p->base, p->hdr->desc_off + p->meta_mapped);
   if (!r && p->data_len) r = vmmap_sync(p->data, p->data_len);
   if (!r) r = os_fsync(p->fd);
@@ -425,7 +464,7 @@ int pool_close(struct mmpool *p) {
   __atomic_store_n(&p->handle, 0, __ATOMIC_RELEASE);  // stale from here on
   __atomic_store_n(&p->state, POOL_CLOSED, __ATOMIC_RELEASE);
   int r = 0;
-  if (p->is_file && p->shared && !p->fork_frozen) {
+  if (p->is_file && p->shared && !p->frozen) {
     struct poolfile_header *h = p->hdr;
     h->meta_checksum = poolfile_meta_hash(h);
     h->flags |= POOLFILE_CLEAN;
@@ -436,7 +475,7 @@ int pool_close(struct mmpool *p) {
   if (p->fd >= 0) {
     // A fork child shares the parent's open file description (and so its
     // lock): it closes its descriptor without unlocking.
-    if (!p->fork_frozen) os_unlock_file(p->fd);
+    if (!p->frozen) os_unlock_file(p->fd);
     os_close(p->fd);
   }
   __atomic_store_n(&p->data_len, 0, __ATOMIC_RELEASE);
@@ -477,9 +516,18 @@ struct mmpool *pool_default(void) {
 // path is half done in the child. The fast paths (heap.h) take no lock: a
 // parent thread that was inside one at the fork, popping or pushing a block
 // of its own slab, can leave that slab's free list and count half updated
-// in the child, whose copy of the slab is then detached with them. Closing
-// that gap needs the "inside the allocator" mark of the consistent-instant
-// work (ENGINE.md), which will live on the one fast path.
+// in the child; heap_fork_child recounts those slabs from their lists.
+//
+// A fork child never shares pool memory with its parent. Anonymous and
+// mode=private pools are private mappings: fork copies them on write. A
+// shared file pool's mapping is MAP_SHARED, so the child replaces it with
+// a private anonymous copy of its committed bytes and from then on uses it
+// as an anonymous pool: it allocates and frees normally, and neither its
+// stores nor the parent's later ones reach the other. The file, its lock
+// and its consistency stay the parent's. The copy costs the committed size
+// of the pool, in time and memory, in every fork child (docs/engine.md).
+
+static int owner_pid;  // the process that owns the pools' files
 
 static int fork_locked;
 
@@ -492,21 +540,63 @@ extern void _IO_list_lock(void);
 extern void _IO_list_unlock(void);
 extern void _IO_list_resetlock(void);
 
+// The copies the child of this fork takes over (see above). They are
+// made in the parent before the fork: a child copying the shared pages
+// itself would race with the parent, which goes on changing them.
+// pre: the pools' locks, when other threads run.
+static void fork_copies_make(void) {
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *p = &pool_table[i];
+    p->fork_meta = p->fork_data = 0;
+    if (p->state != POOL_OPEN || !p->is_file || !p->shared || p->frozen)
+      continue;
+    size_t meta = p->hdr->desc_off + p->meta_mapped;
+    if (vmmap_copy_out(p->base, meta, &p->fork_meta) != 0) {
+      p->fork_meta = 0;
+      continue;
+    }
+    if (p->data_len &&
+        vmmap_copy_out(p->data, p->data_len, &p->fork_data) != 0) {
+      vmmap_copy_drop(p->fork_meta, meta);
+      p->fork_meta = p->fork_data = 0;
+    }
+  }
+}
+
+static void fork_copies_drop(void) {
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *p = &pool_table[i];
+    if (!p->fork_meta) continue;
+    vmmap_copy_drop(p->fork_meta, p->hdr->desc_off + p->meta_mapped);
+    if (p->fork_data) vmmap_copy_drop(p->fork_data, p->data_len);
+    p->fork_meta = p->fork_data = 0;
+  }
+}
+
 void pool_fork_prepare(void) {
   // No lock when the process is single-threaded (fork from a signal
   // handler, as glibc does), nor when this thread is inside one of our
-  // critical sections (then only a signal handler can be forking here).
+  // critical sections (then only a signal handler can be forking here,
+  // and it makes no copy either: the child's shared file pools freeze).
   fork_locked = !__libc_single_threaded && tl_locks == 0;
-  if (!fork_locked) return;
+  if (!fork_locked) {
+    if (tl_locks == 0) fork_copies_make();
+    return;
+  }
   _IO_list_lock();
   heap_registry_lock();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
     if (pool_table[i].state == POOL_OPEN) engine_lock(&pool_table[i].lock);
+  fork_copies_make();
   vmmap_lock();
 }
 
 void pool_fork_parent(void) {
-  if (!fork_locked) return;
+  if (!fork_locked) {
+    fork_copies_drop();
+    return;
+  }
+  fork_copies_drop();
   vmmap_unlock();
   for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
     if (pool_table[i].state == POOL_OPEN) engine_unlock(&pool_table[i].lock);
@@ -514,30 +604,140 @@ void pool_fork_parent(void) {
   _IO_list_unlock();
 }
 
+// The child's own copy of shared file pool p (see above); on failure the
+// pool is frozen here: readable, serving nothing.
+static void fork_copy(struct mmpool *p) {
+  int r = -ENOMEM;  // no copy was made (see fork_copies_make)
+  if (p->fork_meta) {
+    r = vmmap_copy_in(p->fork_meta, p->hdr->desc_off + p->meta_mapped,
+                      p->base);
+    if (p->fork_data) {
+      if (!r)
+        r = vmmap_copy_in(p->fork_data, p->data_len, p->data);
+      else
+        vmmap_copy_drop(p->fork_data, p->data_len);
+    }
+    p->fork_meta = p->fork_data = 0;
+  }
+  if (r) {
+    char eb[32];
+    log_print(LOG_WARN, "pool '%s': this fork child cannot copy %s (%s): "
+              "it is read-only here", p->name, p->path,
+              os_strerror(-r, eb, sizeof eb));
+    p->frozen = FROZEN_FORK;
+    p->frozen_len = p->data_len;
+    __atomic_store_n(&p->data_len, 0, __ATOMIC_RELAXED);
+    return;
+  }
+  // An anonymous pool from now on. The descriptor is the parent's open
+  // file description, and with it the parent's lock: closed, not unlocked.
+  p->is_file = 0;
+  p->shared = 0;
+  p->fork_copy = 1;
+  os_close(p->fd);
+  p->fd = -1;
+}
+
 void pool_fork_child(void) {
   if (fork_locked) _IO_list_resetlock();
   vmmap_child_reset();
   pthread_mutex_init(&default_lock, NULL);
+  owner_pid = os_getpid();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN) continue;
     pthread_mutex_init(&p->lock, NULL);
-    if (p->is_file && p->shared && !p->fork_frozen) {
-      // Parent and child would allocate in one shared heap, and a private
-      // remap would still show the parent's later stores on every page the
-      // child has not written. So the child leaves the allocator state of
-      // the pool alone: its memory stays mapped (shared, as MAP_SHARED
-      // memory is after fork), allocations fail, frees are ignored; the
-      // file's lock and contents stay the parent's. data_len 0 sends every
-      // free of the pool to the slow path.
-      p->fork_frozen = 1;
-      __atomic_store_n(&p->data_len, 0, __ATOMIC_RELAXED);
+    if (p->is_file && p->shared && !p->frozen) fork_copy(p);
+    else if (p->is_file && p->fd >= 0 && p->frozen == FROZEN_RELEASED) {
+      os_close(p->fd);  // let go by the parent: never this child's
+      p->fd = -1;
+      p->is_file = 0;
     }
   }
   heap_fork_child();
 }
 
+// ---------------------------------------------------------------------------
+// Exit and exec
+
+// 1 when no other thread runs, 0 when some do (*n: how many threads), -1
+// when it cannot be told.
+static int alone(int *n) {
+  *n = __libc_single_threaded ? 1 : os_thread_count();
+  return *n == 1 ? 1 : *n > 1 ? 0 : -1;
+}
+
+unsigned pool_release_files(const char *when) {
+  if (!owner_pid || os_getpid() != owner_pid) return 0;  // vfork child
+  int threads, solo = alone(&threads);
+  unsigned n = 0;
+  char eb[32];
+  heap_registry_lock();
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *p = &pool_table[i];
+    if (p->state != POOL_OPEN || !p->is_file || !p->shared || p->frozen)
+      continue;
+    if (solo != 1) {
+      // Another thread may be inside the fast path of this pool: no
+      // instant is consistent.
+      if (solo == 0)
+        log_print(LOG_WARN, "pool '%s': %s stays marked unclean at %s: %d "
+                  "other threads are still running (attach it with "
+                  "'recover')", p->name, p->path, when, threads - 1);
+      else
+        log_print(LOG_WARN, "pool '%s': %s stays marked unclean at %s: the "
+                  "threads of the process cannot be counted (%s)", p->name,
+                  p->path, when, os_strerror(-threads, eb, sizeof eb));
+      continue;
+    }
+    engine_lock(&p->lock);
+    heap_release_pool(p);
+    struct poolfile_header *h = p->hdr;
+    h->meta_checksum = poolfile_meta_hash(h);
+    h->flags |= POOLFILE_CLEAN;
+    poolfile_seal(h);
+    int r = sync_locked(p);
+    if (r) {
+      h->flags &= ~POOLFILE_CLEAN;
+      poolfile_seal(h);
+      log_print(LOG_WARN, "%s; it stays marked unclean at %s",
+                log_last_error(), when);
+    } else {
+      p->frozen = FROZEN_RELEASED;
+      p->frozen_len = p->data_len;
+      __atomic_store_n(&p->data_len, 0, __ATOMIC_RELEASE);
+      os_unlock_file(p->fd);
+      n++;
+    }
+    engine_unlock(&p->lock);
+  }
+  heap_registry_unlock();
+  return n;
+}
+
+void pool_reclaim_files(void) {
+  heap_registry_lock();
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *p = &pool_table[i];
+    if (p->state != POOL_OPEN || p->frozen != FROZEN_RELEASED) continue;
+    engine_lock(&p->lock);
+    if (os_lock_file(p->fd, 1) == 0) {
+      p->hdr->flags &= ~POOLFILE_CLEAN;
+      poolfile_seal(p->hdr);
+      p->frozen = FROZEN_NONE;
+      __atomic_store_n(&p->data_len, p->frozen_len, __ATOMIC_RELEASE);
+    } else {
+      log_print(LOG_WARN, "pool '%s': %s was taken by another process while "
+                "this one tried to exec: it is read-only here", p->name,
+                p->path);
+    }
+    engine_unlock(&p->lock);
+  }
+  heap_registry_unlock();
+}
+
 __attribute__((constructor)) static void pool_ctor(void) {
+  owner_pid = os_getpid();
   heap_init_once();
   pthread_atfork(pool_fork_prepare, pool_fork_parent, pool_fork_child);
 }

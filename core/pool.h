@@ -24,6 +24,16 @@ struct mmpool *pool_by_name(const char *name) HIDDEN;
 size_t pool_room(struct mmpool *p) HIDDEN;
 // Root updates re-seal the header. pre: p->lock.
 void pool_seal(struct mmpool *p) HIDDEN;
+// Exit and exec (docs/engine.md, "Exit, exec and fork"): every shared file
+// pool this process owns is made consistent in its file (thread heaps
+// given up, metadata checksum, marked clean, written and synced) and let
+// go (unlocked, then frozen: readable, serving nothing). when: "exit" or
+// "exec", for the one line said when a pool cannot be made consistent
+// (other threads still running, a failed write): it stays marked unclean.
+// Does nothing in a vfork child. Returns the pools let go.
+unsigned pool_release_files(const char *when) HIDDEN;
+// After an exec that failed: takes back the pools pool_release_files let go.
+void pool_reclaim_files(void) HIDDEN;
 void pool_fork_prepare(void) HIDDEN;
 void pool_fork_parent(void) HIDDEN;
 void pool_fork_child(void) HIDDEN;

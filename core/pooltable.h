@@ -27,6 +27,15 @@
 
 enum { POOL_CLOSED = 0, POOL_OPEN = 1 };
 
+// Why a pool is frozen: its memory stays mapped and readable, but it serves
+// no allocation (EBUSY) and ignores frees (data_len is 0, so every free
+// takes the slow path), because the file is not this process's to change.
+enum {
+  FROZEN_NONE = 0,
+  FROZEN_FORK = 1,     // a fork child that could not copy a shared file pool
+  FROZEN_RELEASED = 2, // the file was let go at exit or before an exec
+};
+
 struct mmpool {
   // --- read by the fast paths -----------------------------------------
   uintptr_t base;        // address of the header
@@ -42,7 +51,10 @@ struct mmpool {
   pthread_mutex_t lock;  // spans, avail lists, growth, roots
   int fd;                // file pools, else -1
   int is_file, shared;   // file pool; mapped MAP_SHARED
-  int fork_frozen;       // a shared file pool seen from a fork child
+  int frozen;            // FROZEN_*: no allocation, no byte changed
+  int fork_copy;         // a fork child's copy of a shared file pool
+  uintptr_t fork_meta, fork_data; // during a fork: the child's copies
+  size_t frozen_len;     // data_len when frozen (blocks stay readable)
   int spec_full, spec_brk;
   uint64_t capacity;
   uint64_t dev, ino;      // file pools: the file's identity

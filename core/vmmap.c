@@ -198,3 +198,30 @@ void *vmmap_scratch(size_t len) {
 int vmmap_scratch_release(void *ptr) {
   return release(VR_SCRATCH, (uintptr_t)ptr);
 }
+
+// ---------------------------------------------------------------------------
+// Fork children
+
+int vmmap_copy_out(uintptr_t addr, size_t len, uintptr_t *copy) {
+  int r = os_map_anon(len, copy);
+  if (r) return r;
+  vmmap_lock();
+  if (owning(addr, len)) {
+    memcpy((void *)*copy, (const void *)addr, len);
+  } else {
+    r = -EFAULT;
+  }
+  vmmap_unlock();
+  if (r) os_unmap(*copy, len);
+  return r;
+}
+
+int vmmap_copy_in(uintptr_t copy, size_t len, uintptr_t addr) {
+  vmmap_lock();
+  int r = owning(addr, len) ? os_move(copy, len, addr) : -EFAULT;
+  vmmap_unlock();
+  if (r) os_unmap(copy, len);
+  return r;
+}
+
+void vmmap_copy_drop(uintptr_t copy, size_t len) { os_unmap(copy, len); }

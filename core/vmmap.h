@@ -58,6 +58,15 @@ void *vmmap_scratch(size_t len);
 // Unmaps a range vmmap_scratch returned; -EFAULT if it is not one.
 int vmmap_scratch_release(void *ptr);
 
+// A fork child's own copy of shared file pages [addr, addr+len) of an own
+// range: vmmap_copy_out copies them, in the parent before the fork, into
+// fresh private anonymous memory (*copy); the child moves that copy over
+// the range (vmmap_copy_in, which also drops it on failure); the parent
+// drops its copy after the fork (vmmap_copy_drop).
+int vmmap_copy_out(uintptr_t addr, size_t len, uintptr_t *copy);
+int vmmap_copy_in(uintptr_t copy, size_t len, uintptr_t addr);
+void vmmap_copy_drop(uintptr_t copy, size_t len);
+
 // Fork: the child inherits the ledger; its lock is re-initialised.
 void vmmap_lock(void);
 void vmmap_unlock(void);

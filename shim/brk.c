@@ -34,9 +34,10 @@
 // - The kernel's break is never touched: code that measures its heap as
 //   [&end, sbrk(0)) sees a jump to a far address. A program calling
 //   syscall(SYS_brk) directly, or a static binary, bypasses us.
-// - A fork child keeps a private copy of the break, except in a mode=shared
-//   file pool, which the child does not manage (core/pool.c): there the
-//   child's break cannot move (ENOMEM).
+// - A fork child keeps a private copy of the break, in every pool (a
+//   mode=shared file pool is copied for the child, core/pool.c); the break
+//   cannot move in a pool that is frozen (its file let go at exit or exec,
+//   or a fork child that could not copy it): ENOMEM.
 // - A file pool's region is freed back to the pool at exit, so that a
 //   persistent pool does not keep a dead break block from run to run.
 #define _GNU_SOURCE
@@ -134,7 +135,7 @@ static void zero_anon(uintptr_t lo, uintptr_t hi) {
 
 // The region as one large block of pool p. pre: lock held.
 static int region_from_pool(struct mmpool *p) {
-  if (p->state != POOL_OPEN || p->fork_frozen) return -1;
+  if (p->state != POOL_OPEN || p->frozen) return -1;
   size_t want = pool_room(p);
   if (conf_pool_mallocs) want /= 2;
   if (!conf_pool_sized && want > BRK_DEFAULT) want = BRK_DEFAULT;
@@ -215,8 +216,8 @@ static int enter(void) {
 static int move(uintptr_t nb) {
   uintptr_t old = region.cur;
   if (nb == old) return 0;
-  if (region.pool && region.pool->fork_frozen)
-    return -1; // the parent's shared pool
+  if (region.pool && region.pool->frozen)
+    return -1; // a frozen pool changes no byte
   if (nb > old) {
     if (region.dirty_end > old)
       memset((void *)old, 0,
@@ -285,7 +286,7 @@ __attribute__((destructor)) static void brk_fini(void) {
                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
     return;
   struct mmpool *p = region.pool;
-  if (region.block && p->is_file && p->state == POOL_OPEN && !p->fork_frozen) {
+  if (region.block && p->is_file && p->state == POOL_OPEN && !p->frozen) {
     mmpool_free(region.block);
     region.block = NULL;
     region.end = region.cur;

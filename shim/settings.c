@@ -4,8 +4,9 @@
 // (config/ parses without allocating); read-only after. A configuration
 // error is one line each on the log, and the program then runs on the
 // built-in default (or stops, with MMPOOL_STRICT=1). A configured pool that
-// cannot be opened is reported and left out; without its default pool the
-// program runs on the built-in anonymous default.
+// cannot be opened is reported and left out (a file pool in use by another
+// process, quietly: see below); without its default pool the program runs
+// on the built-in anonymous default.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 struct mmpool_config shim_cfg;
 static struct config_errors cfg_errs;
 struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
+int shim_cfg_open_error[CONFIG_MAX_POOLS];        // errno of a failed open
 
 void settings_load(void) {
   extern char **environ;
@@ -38,8 +40,13 @@ void settings_load(void) {
   struct mmpool *def = NULL;
   for (unsigned i = 0; i < shim_cfg.npools; i++) {
     struct mmpool *p = NULL;
-    if (pool_open(shim_cfg.pools[i].name, &shim_cfg.pools[i].spec, &p) != 0) {
-      log_print(LOG_ERROR, "%s", log_last_error());
+    int r = pool_open(shim_cfg.pools[i].name, &shim_cfg.pools[i].spec, &p);
+    if (r != 0) {
+      // A file pool held by another process is what a configuration that
+      // children inherit makes normal (the parent holds it): said at
+      // MMPOOL_LOG=info and in the MMPOOL_STATS report, not as an error.
+      shim_cfg_open_error[i] = -r;
+      log_print(r == -EBUSY ? LOG_INFO : LOG_ERROR, "%s", log_last_error());
       continue;
     }
     shim_cfg_pool[i] = p;

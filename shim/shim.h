@@ -13,6 +13,7 @@
 //   preload.c   initialisation and the malloc family (the exported entry
 //               points), over core's fast path (core/heap.h)
 //   brk.c       the emulated program break
+//   life.c      exit and exec: the file pools let go, consistent
 // The shim decides which pool a block goes to; core allocates in it.
 #ifndef MMPOOL_SHIM_H
 #define MMPOOL_SHIM_H
@@ -27,6 +28,8 @@ extern struct mmpool_config shim_cfg SHIM_HIDDEN;
 // The open pool of each configured pool (index as in shim_cfg.pools), or
 // NULL where it could not be opened.
 extern struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS] SHIM_HIDDEN;
+// The errno of each configured pool that could not be opened (0: open).
+extern int shim_cfg_open_error[CONFIG_MAX_POOLS] SHIM_HIDDEN;
 
 // settings.c: loads the configuration into shim_cfg and opens its pools
 // (shim_cfg_pool), the configured default becoming the default pool.

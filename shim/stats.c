@@ -226,8 +226,13 @@ static void pool_block(struct rep *r, unsigned i,
          sp->mode == SPEC_PRIVATE ? "private" : "shared");
   else
     line(r, "pool %s%s: anon", cp->name, role);
-  if (!p) {
-    line(r, "  not open: it could not be opened at start-up");
+  if (!p && shim_cfg_open_error[i] == EBUSY) {
+    line(r, "  not open: its file is in use by another process (the parent "
+            "of a child that inherits the configuration?)");
+  } else if (!p) {
+    char eb[32];
+    line(r, "  not open: it could not be opened at start-up (%s)",
+         os_strerror(shim_cfg_open_error[i], eb, sizeof eb));
   } else {
     pool_counts(r, t, i, have);
     if (!route_pool_ok(p))

@@ -142,6 +142,8 @@ static void say(const char *msg) {
 
 // The child after a fork from a multithreaded parent. Exit codes say what
 // failed.
+static int child_rounds = 2, child_blocks = 1500;  // fork_many: fewer
+
 static int child_main(unsigned seed) {
   alarm(MMPOOL_SANITIZED ? 60 : 20);
   // Blocks the workers held at the fork: intact, and freeable here.
@@ -161,15 +163,15 @@ static int child_main(unsigned seed) {
   enum { N = 1500 };
   static struct blkhdr *mine[N];
   uint64_t rng = seed;
-  for (int round = 0; round < 2; round++) {
-    for (int i = 0; i < N; i++) {
+  for (int round = 0; round < child_rounds; round++) {
+    for (int i = 0; i < child_blocks; i++) {
       mine[i] = blk_new(i % 2 ? pool : NULL, pick_size(&rng), seed * N + i);
       if (mine[i] == NULL) {
         say("child: allocation failed\n");
         return 12;
       }
     }
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < child_blocks; i++) {
       if (!blk_ok(mine[i])) return 13;
       mmpool_free(mine[i]);
     }
@@ -213,9 +215,10 @@ static void expect_clean_exit(int st, int round) {
   assert_int_equal(WEXITSTATUS(st), 0);
 }
 
-// Forks `forks` times while the workers run; each child must exit 0.
-static void fork_rounds(int forks) {
-  pool = mmpool_open("forkpool", "size=1G");
+// Forks `forks` times while the workers run (in the pool opened with opts
+// and the default pool); each child must exit 0.
+static void fork_rounds_in(int forks, const char *opts) {
+  pool = mmpool_open("forkpool", opts);
   if (pool == NULL) print_error("mmpool_open: \"%s\"\n", mmpool_last_error());
   assert_non_null(pool);
   start_workers(pool);
@@ -247,6 +250,27 @@ static void fork_rounds(int forks) {
   assert_int_equal(st.in_use_blocks, 0);
   assert_int_equal(mmpool_close(pool), 0);
   pool = NULL;
+}
+
+static void fork_rounds(int forks) { fork_rounds_in(forks, "size=1G"); }
+
+// A thousand forks while 4 threads allocate and free (in an anonymous pool
+// and the default pool): each child finds the workers' blocks intact, frees
+// them, allocates, and passes mmpool_check on both pools, whatever the
+// threads were doing at the fork (heap_fork_child recounts their slabs).
+// (A shared file pool that other threads change during the fork is copied
+// for the child before the fork, not at its instant: docs/engine.md says
+// what that leaves open. test_fork_shared_file covers file pools.)
+static int fork_count(void) {
+  const char *e = getenv("MMPOOL_TEST_FORKS");
+  return e && atoi(e) > 0 ? atoi(e) : 1000;
+}
+
+static void test_fork_thousand(void **state) {
+  (void)state;
+  child_rounds = 1, child_blocks = 20;
+  fork_rounds_in(MMPOOL_SANITIZED ? 200 : fork_count(), "size=1G");
+  child_rounds = 2, child_blocks = 1500;
 }
 
 static void test_fork_once(void **state) {
@@ -303,12 +327,12 @@ static void test_fork_isolation(void **state) {
 }
 
 // ---------------------------------------------------------------------------
-// A mode=shared file pool across fork: the child sees the parent's memory
-// (the mapping is shared) but must not manage the pool. Before the fix the
-// child allocated from the shared heap (and got back blocks the parent had
-// freed meanwhile, or blocks the parent still held), its frees changed the
-// parent's metadata, and a grandchild forked after the child had grown the
-// pool died of SIGBUS reading inherited blocks.
+// A mode=shared file pool across fork: the child gets its own copy of the
+// pool (core/pool.c: an anonymous pool from then on). It reads what the
+// parent had, allocates, frees and grows normally, and nothing it does
+// reaches the parent or the file; nothing the parent does after the fork
+// reaches the child. (Before, the child's allocations failed with EBUSY,
+// its frees were ignored, and its stores showed in the parent.)
 
 // In a forked child: a crash ends the child with its signal (cmocka's
 // handlers would otherwise resume the test runner inside the child).
@@ -321,15 +345,15 @@ static void child_default_signals(void) {
 // What a fork child of a shared file pool found wrong, as exit status bits.
 enum {
   SH_READ = 1,   // an inherited block does not hold the parent's data
-  SH_ERRNO = 2,  // an allocation failed, but not with EBUSY and a message
-  SH_FREE = 4,   // freeing an inherited block changed it
-  SH_ALLOC = 8,  // an allocation succeeded (in the parent's heap)
+  SH_ALLOC = 2,  // an allocation failed
+  SH_FREE = 4,   // a block handed out twice, or a bad free
+  SH_PARENT = 8, // a store the parent made after the fork shows here
   SH_GRAND = 16, // the grandchild did not exit 0
-  SH_CLOSE = 32, // closing the frozen pool failed
+  SH_CHECK = 32, // mmpool_check failed or closing failed
 };
 
 #define SH_KEEP "kept by the parent"
-#define SH_INH "inherited, freed by the child"
+#define SH_INH "inherited by the child"
 #define SH_BIG ((size_t)4 << 20)
 
 struct shared_blocks {
@@ -342,66 +366,6 @@ struct shared_blocks {
 static int shared_intact(const struct shared_blocks *s) {
   return strcmp(s->keep, SH_KEEP) == 0 && strcmp(s->inh, SH_INH) == 0 &&
          itest_check_pattern(s->big, SH_BIG, 41);
-}
-
-// The outcome of one allocation in the frozen pool: 0 when it failed as
-// documented, else SH_ALLOC or SH_ERRNO (each said once on stderr).
-static int frozen_outcome(const void *q, int e, const char *what,
-                          const void *x) {
-  static int said;
-  char buf[160];
-  if (q != NULL) {
-    if (!(said & SH_ALLOC)) {
-      snprintf(buf, sizeof buf,
-               "child: %s in the parent's shared pool "
-               "succeeded%s\n",
-               what, q == x ? " (with the block the parent freed)" : "");
-      say(buf);
-    }
-    said |= SH_ALLOC;
-    return SH_ALLOC;
-  }
-  if (e != EBUSY || strstr(mmpool_last_error(), "fork child") == NULL) {
-    if (!(said & SH_ERRNO)) {
-      snprintf(buf, sizeof buf,
-               "child: %s failed with errno %d, expected "
-               "EBUSY (%d) and \"fork child\" in: ",
-               what, e, EBUSY);
-      say(buf);
-      say(mmpool_last_error());
-      say("\n");
-    }
-    said |= SH_ERRNO;
-    return SH_ERRNO;
-  }
-  return 0;
-}
-
-// Allocations of every kind, small to large: all must fail with EBUSY.
-static int frozen_allocs(mmpool_t *p, const void *x) {
-  static const size_t sizes[] = {64, 48, 0, 1000, 100000, 200000, 4 << 20};
-  int bad = 0;
-  char what[64];
-  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-    errno = 0;
-    void *q = mmpool_malloc(p, sizes[i]);
-    snprintf(what, sizeof what, "malloc(%zu)", sizes[i]);
-    bad |= frozen_outcome(q, errno, what, x);
-    errno = 0;
-    q = mmpool_calloc(p, 1, sizes[i]);
-    snprintf(what, sizeof what, "calloc(1, %zu)", sizes[i]);
-    bad |= frozen_outcome(q, errno, what, x);
-  }
-  errno = 0;
-  void *q = mmpool_memalign(p, 4096, 100);
-  bad |= frozen_outcome(q, errno, "memalign(4096, 100)", x);
-  errno = 0;
-  q = mmpool_memalign(p, 1 << 20, 100);
-  bad |= frozen_outcome(q, errno, "memalign(1 MiB, 100)", x);
-  errno = 0;
-  q = mmpool_realloc(p, NULL, 64);
-  bad |= frozen_outcome(q, errno, "realloc(NULL, 64)", x);
-  return bad;
 }
 
 static int shared_grandchild(const struct shared_blocks *s,
@@ -418,34 +382,47 @@ static int shared_child(const struct shared_blocks *s) {
   alarm(MMPOOL_SANITIZED ? 60 : 20);
   int bad = 0;
   if (!shared_intact(s)) bad |= SH_READ;
-  errno = 0;
-  void *q = mmpool_malloc(s->pool, 64);
-  bad |= frozen_outcome(q, errno, "malloc(64)", s->x);
-  // A free of a block the parent allocated: returns, changes nothing.
-  char before[64];
-  memcpy(before, s->inh, sizeof before);
-  mmpool_free(s->inh);
-  if (memcmp(before, s->inh, sizeof before) != 0) bad |= SH_FREE;
-  // The parent frees x meanwhile; no allocation here may hand it out.
+  // The parent frees x and writes into keep meanwhile: neither shows here.
   usleep(200000);
-  for (int i = 0; i < 50; i++) {
-    errno = 0;
-    q = mmpool_malloc(s->pool, 64);
-    bad |= frozen_outcome(q, errno, "malloc(64)", s->x);
+  if (strcmp(s->x, "freed by the parent after the fork") != 0) bad |= SH_PARENT;
+  if (!shared_intact(s)) bad |= SH_PARENT;
+  // Allocations of every kind, small to large, and frees.
+  static const size_t sizes[] = {64, 48, 0, 1000, 100000, 200000, 4 << 20};
+  void *got[64];
+  int n = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    got[n] = mmpool_malloc(s->pool, sizes[i]);
+    if (got[n] == NULL) bad |= SH_ALLOC;
+    else memset(got[n], 0x5c, sizes[i]), n++;
+    got[n] = mmpool_calloc(s->pool, 1, sizes[i] + 1);
+    if (got[n] == NULL) bad |= SH_ALLOC;
+    else n++;
   }
-  bad |= frozen_allocs(s->pool, s->x);
-  // A large allocation would grow the pool's file (as the reviewer's
-  // reproduction did before forking again); it must fail too. Should it
-  // succeed, the grandchild reads it as well.
-  errno = 0;
+  for (int i = 0; i < 50 && n < 64; i++) {
+    got[n] = mmpool_malloc(s->pool, 64);
+    if (got[n] == NULL) bad |= SH_ALLOC;
+    else if (got[n] == s->x || got[n] == s->inh || got[n] == s->keep)
+      bad |= SH_FREE;  // a live block handed out again
+    else strcpy(got[n], "child's"), n++;
+  }
+  // Its own stores stay its own (checked by the parent), and a free of an
+  // inherited block frees it here only.
+  strcpy(s->keep, "written by the child");
+  mmpool_free(s->x);  // live here: the parent's free did not reach us
+  // Growth: a large block past the inherited data.
   unsigned char *grown = mmpool_malloc(s->pool, 32u << 20);
-  bad |= frozen_outcome(grown, errno, "malloc(32 MiB)", s->x);
   size_t grown_len = 0;
-  if (grown != NULL) {
-    grown_len = 32u << 20;
-    memset(grown, 7, grown_len);
+  if (grown == NULL) bad |= SH_ALLOC;
+  else memset(grown, 7, grown_len = 32u << 20);
+  if (mmpool_check(s->pool) != 0) {
+    say("child: mmpool_check: ");
+    say(mmpool_last_error());
+    say("\n");
+    bad |= SH_CHECK;
   }
-  // A grandchild reads the inherited blocks.
+  for (int i = 0; i < n; i++) mmpool_free(got[i]);
+  // A grandchild reads the inherited and the grown blocks.
+  strcpy(s->keep, SH_KEEP);
   fflush(NULL);
   pid_t g = fork();
   if (g == 0) _exit(shared_grandchild(s, grown, grown_len));
@@ -455,19 +432,13 @@ static int shared_child(const struct shared_blocks *s) {
     int st;
     while (waitpid(g, &st, 0) < 0)
       if (errno != EINTR) break;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      if (WIFSIGNALED(st))
-        say("child: the grandchild was killed by a signal\n");
-      bad |= SH_GRAND;
-    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) bad |= SH_GRAND;
   }
-  if (!shared_intact(s)) bad |= SH_READ;
-  // Closing the frozen pool only unmaps it here.
-  if (mmpool_close(s->pool) != 0) {
-    say("child: mmpool_close: ");
+  if (mmpool_check(s->pool) != 0 || mmpool_close(s->pool) != 0) {
+    say("child: check or close: ");
     say(mmpool_last_error());
     say("\n");
-    bad |= SH_CLOSE;
+    bad |= SH_CHECK;
   }
   return bad;
 }
@@ -519,20 +490,21 @@ static void test_fork_shared_file(void **state) {
   if (pid == 0) _exit(shared_child(&s));
   assert_true(pid > 0);
   // The parent goes on managing the pool: frees x, allocates.
+  memset(s.x, 'P', 32);
   mmpool_free(s.x);
   char *y = mmpool_malloc(p, 200);
   assert_non_null(y);
   strcpy(y, "allocated by the parent while the child runs");
   int st = wait_child(pid);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    print_error("shared-pool child %s %d (bits: 1 read, 2 allocation errno "
-                "or message, 4 free, 8 an allocation succeeded, 16 "
-                "grandchild, 32 close)\n",
+    print_error("shared-pool child %s %d (bits: 1 read, 2 allocation, 4 "
+                "block handed out twice, 8 saw the parent's stores, 16 "
+                "grandchild, 32 check or close)\n",
                 WIFEXITED(st) ? "exited with" : "killed by signal",
                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
   // (The child's status is asserted at the end, after the parent's side.)
 
-  // The child's free and close changed nothing of the parent's.
+  // The child's stores, frees and close changed nothing of the parent's.
   assert_true(shared_intact(&s));
   assert_int_equal(mmpool_usable_size(s.inh), 64);
   assert_int_equal(mmpool_usable_size(s.keep), 64);
@@ -574,6 +546,7 @@ int main(void) {
       cmocka_unit_test(test_fork_isolation),
       cmocka_unit_test(test_fork_once),
       cmocka_unit_test(test_fork_loop),
+      cmocka_unit_test(test_fork_thousand),
       cmocka_unit_test_teardown(test_fork_shared_file, shared_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

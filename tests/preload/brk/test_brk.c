@@ -349,11 +349,6 @@ static void test_stray_free(void **state) {
     if (strcmp(mode, "default") == 0) {
       assert_true(WIFEXITED(st));
       assert_int_equal(WEXITSTATUS(st), 0);
-    } else if (strcmp(mode, "file") == 0) {
-      // A fork child leaves a shared file pool to its parent (core/pool.c):
-      // its frees there are ignored, so the misuse goes unseen.
-      assert_true(WIFEXITED(st));
-      assert_int_equal(WEXITSTATUS(st), 3);
     } else {
       assert_true(WIFSIGNALED(st));
       assert_int_equal(WTERMSIG(st), SIGABRT);
@@ -540,18 +535,12 @@ static void test_threads(void **state) {
 }
 
 // ---------------------------------------------------------------------------
-// fork: the child's break is its own copy (a mode=shared file pool's break
-// cannot move in the child, as the child does not manage that pool).
+// fork: the child's break is its own copy, in every mode (a mode=shared
+// file pool included: the child has its own copy of the pool).
 
 static int child(char *p) {
   if (!all_byte(p, 4096, 'P')) return 10;
   if (cur() != p + 4096) return 11;
-  if (strcmp(mode, "file") == 0) {
-    errno = 0;
-    if (sbrk(4096) != (void *)-1 || errno != ENOMEM) return 12;
-    if (brk(p) != -1 || errno != ENOMEM) return 13;
-    return cur() == p + 4096 ? 0 : 14;
-  }
   char *q = sbrk(8192);
   if (q != p + 4096 || !all_zero(q, 8192)) return 15;
   memset(q, 'C', 8192);

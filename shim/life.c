@@ -1,0 +1,146 @@
+// life.c: the end of the program, and its replacement by exec.
+//
+// The file pools the preload library opened are let go, consistent, at
+// exit and before a successful exec replaces the program, so that the next
+// run (or the program exec starts, which inherits the configuration)
+// attaches them without `recover`: core/pool.c, pool_release_files, does
+// it in one routine (thread heaps given up, metadata checksum, clean flag,
+// msync and fsync, unlock), in the order docs/engine.md gives.
+//
+// - exit: a destructor of the lowest priority. The preload library is
+//   initialised first and finalised last, so it runs after the program's
+//   atexit handlers and destructors and every other library's; the report
+//   of MMPOOL_STATS (stats.c, a destructor of default priority) comes
+//   before it. What still allocates after it (a library finalised later,
+//   glibc's own frees) is served by the other pools; its frees of blocks
+//   in a pool let go are ignored.
+// - exec: each exec function of glibc is wrapped (they call the system
+//   call directly, not execve through the PLT): the pools are let go, the
+//   real function runs, and when it returns (it failed) they are taken
+//   back. A vfork child shares our memory and must not touch the pools:
+//   pool_release_files does nothing in it (its pid is not the owner's).
+//   posix_spawn's child runs no code of ours before its exec.
+// - _exit and _Exit: wrapped too (dash, the usual /bin/sh, ends with
+//   _exit; so do fork children): the pools are let go, then the process
+//   ends at once as _exit promises (no handler of the program runs).
+// - a signal, abort: nothing runs; the pool stays marked unclean and its
+//   next user attaches it with `recover`.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+__attribute__((destructor(101))) static void life_exit(void) {
+  pool_release_files("exit");
+}
+
+EXPORT _Noreturn void _exit(int status) {
+  pool_release_files("exit");
+  for (;;) syscall(SYS_exit_group, status);
+}
+
+EXPORT _Noreturn void _Exit(int status) { _exit(status); }
+
+// The C library's function name, found once (dlsym may allocate: it runs
+// before the pools are let go).
+static void *real(void **slot, const char *name) {
+  void *fn = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  if (!fn) {
+    fn = dlsym(RTLD_NEXT, name);
+    if (!fn) log_print(LOG_ERROR, "%s: the C library's %s is not found", name,
+                       name);
+    __atomic_store_n(slot, fn, __ATOMIC_RELEASE);
+  }
+  return fn;
+}
+
+// Runs the exec call `call` between letting the pools go and taking them
+// back; an exec that returns failed.
+#define EXEC_WRAP(name, type, call)                                          \
+  do {                                                                       \
+    static void *slot;                                                       \
+    type fn = (type)real(&slot, name);                                       \
+    if (!fn) {                                                               \
+      errno = ENOSYS;                                                        \
+      return -1;                                                             \
+    }                                                                        \
+    unsigned let_go = pool_release_files("exec");                            \
+    int r = call;                                                            \
+    int saved = errno;                                                       \
+    if (let_go) pool_reclaim_files();                                        \
+    errno = saved;                                                           \
+    return r;                                                                \
+  } while (0)
+
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[],
+                           int);
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+  EXEC_WRAP("execve", execve_fn, fn(path, argv, envp));
+}
+
+EXPORT int execv(const char *path, char *const argv[]) {
+  EXEC_WRAP("execv", execv_fn, fn(path, argv));
+}
+
+EXPORT int execvp(const char *file, char *const argv[]) {
+  EXEC_WRAP("execvp", execv_fn, fn(file, argv));
+}
+
+EXPORT int execvpe(const char *file, char *const argv[],
+                   char *const envp[]) {
+  EXEC_WRAP("execvpe", execve_fn, fn(file, argv, envp));
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
+  EXEC_WRAP("fexecve", fexecve_fn, fn(fd, argv, envp));
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[],
+                    char *const envp[], int flags) {
+  EXEC_WRAP("execveat", execveat_fn, fn(dirfd, path, argv, envp, flags));
+}
+
+// execl, execle, execlp: the arguments gathered on the stack (as glibc
+// does), then the v form above.
+#define GATHER(first, ap, argv, extra)                                       \
+  size_t n_ = 1;                                                             \
+  va_start(ap, first);                                                       \
+  while (va_arg(ap, char *)) n_++;                                           \
+  va_end(ap);                                                                \
+  char *argv[n_ + 1];                                                        \
+  argv[0] = (char *)(first);                                                 \
+  va_start(ap, first);                                                       \
+  for (size_t i_ = 1; i_ <= n_; i_++) argv[i_] = va_arg(ap, char *);         \
+  extra;                                                                     \
+  va_end(ap)
+
+EXPORT int execl(const char *path, const char *arg, ...) {
+  va_list ap;
+  GATHER(arg, ap, argv, (void)0);
+  return execv(path, argv);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...) {
+  va_list ap;
+  GATHER(arg, ap, argv, (void)0);
+  return execvp(file, argv);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...) {
+  va_list ap;
+  char **envp;
+  GATHER(arg, ap, argv, envp = va_arg(ap, char **));
+  return execve(path, argv, envp);
+}
