@@ -64,7 +64,9 @@ typedef struct mmpool_handle mmpool_t;
 //                   0600, O_EXCL); an existing one is attached after every
 //                   field of its header has been checked. An existing empty
 //                   file is refused (EINVAL), and so is a path with a
-//                   symbolic link in any component (ELOOP). A file that
+//                   symbolic link in any component (ELOOP). In PATH, %p
+//                   is the process id, %e the program's name, %% a '%'.
+//                   A file that
 //                   group or others may write, or (without trust=any) that
 //                   another user owns, is refused with EACCES: root too
 //                   attaches only root's files by default.
