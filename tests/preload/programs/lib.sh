@@ -4,7 +4,8 @@
 # A test script is called by ctest as
 #   bash run_PROG.sh PRELOAD_LIB
 # with two variables set by CMakeLists.txt:
-#   PROGRAMS_CONFIG  the MMPOOL_CONFIG of the shim run (empty: the default
+#   PROGRAMS_CONFIG  the MMPOOL_CONFIG of the shim run, @RUN@ standing for
+#                    the run's directory (empty: the default
 #                    configuration, one anonymous pool named 'default')
 #   PROGRAMS_POOLS   the pools the shim must open, space separated
 #
@@ -47,11 +48,12 @@ set -euo pipefail
 # Lines the shim prints at MMPOOL_LOG=info: one per pool opened, the
 # effective configuration, where the program break lives (processes that
 # call sbrk), also when git relays a child's stderr after "remote: ".
-# Extend this when the shim gains info-level lines: any other line the shim
+# Extend this when the shim gains info-level lines (a file pool held by
+# another process is one): any other line the shim
 # prints (a warning, an error) is a difference between the runs.
 # The MMPOOL_STATS report of each process at exit: its heading lines, one
 # "mmpool: pool NAME: anon|file ..." line per pool, indented lines.
-SHIM_INFO_RE="^(remote: +)?mmpool: (pool '[^']*' open at |config: |brk: the break is |stats of pid |allocated: blocks handed out |pool [A-Za-z0-9_.-]+( \(default pool\))?: (anon|file )|  )"
+SHIM_INFO_RE="^(remote: +)?mmpool: (pool '[^']*' open at |pool '[^']*': [^ ]*: is in use by another process$|config: |brk: the break is |stats of pid |allocated: blocks handed out |pool [A-Za-z0-9_.-]+( \(default pool\))?: (anon|file )|  )"
 
 RUN_LIMIT=${RUN_LIMIT:-100}
 
@@ -122,7 +124,8 @@ compare_runs() {
         cd "$RUN/work"
         if [[ $MODE == shim ]]; then
           export LD_PRELOAD=$PRELOAD MMPOOL_LOG=info MMPOOL_STATS=1
-          [[ -z $CONFIG ]] || export MMPOOL_CONFIG=$CONFIG
+          # @RUN@: the run directory (a file pool for this run)
+          [[ -z $CONFIG ]] || export MMPOOL_CONFIG=${CONFIG//@RUN@/$RUN}
         fi
         '"$fn" </dev/null >"$run/stdout" 2>"$run/stderr"
     rc=$?
