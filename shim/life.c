@@ -49,8 +49,7 @@ EXPORT _Noreturn void _exit(int status) {
 
 EXPORT _Noreturn void _Exit(int status) { _exit(status); }
 
-// The C library's function name, found once (dlsym may allocate: it runs
-// before the pools are let go).
+// The C library's function name, found once.
 static void *real(void **slot, const char *name) {
   void *fn = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
   if (!fn) {
@@ -62,12 +61,23 @@ static void *real(void **slot, const char *name) {
   return fn;
 }
 
+// The C library's exec functions, found at start-up: a vfork child (whose
+// exec is the common case: Python's subprocess) must not call dlsym, which
+// may allocate in its parent's heap.
+enum { X_EXECVE, X_EXECV, X_EXECVP, X_EXECVPE, X_FEXECVE, X_EXECVEAT, X_N };
+static void *slots[X_N];
+static const char *const names[X_N] = {"execve",  "execv",   "execvp",
+                                       "execvpe", "fexecve", "execveat"};
+
+__attribute__((constructor)) static void life_start(void) {
+  for (int i = 0; i < X_N; i++) real(&slots[i], names[i]);
+}
+
 // Runs the exec call `call` between letting the pools go and taking them
 // back; an exec that returns failed.
-#define EXEC_WRAP(name, type, call)                                          \
+#define EXEC_WRAP(k, type, call)                                             \
   do {                                                                       \
-    static void *slot;                                                       \
-    type fn = (type)real(&slot, name);                                       \
+    type fn = (type)real(&slots[k], names[k]);                               \
     if (!fn) {                                                               \
       errno = ENOSYS;                                                        \
       return -1;                                                             \
@@ -87,29 +97,29 @@ typedef int (*execveat_fn)(int, const char *, char *const[], char *const[],
                            int);
 
 EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
-  EXEC_WRAP("execve", execve_fn, fn(path, argv, envp));
+  EXEC_WRAP(X_EXECVE, execve_fn, fn(path, argv, envp));
 }
 
 EXPORT int execv(const char *path, char *const argv[]) {
-  EXEC_WRAP("execv", execv_fn, fn(path, argv));
+  EXEC_WRAP(X_EXECV, execv_fn, fn(path, argv));
 }
 
 EXPORT int execvp(const char *file, char *const argv[]) {
-  EXEC_WRAP("execvp", execv_fn, fn(file, argv));
+  EXEC_WRAP(X_EXECVP, execv_fn, fn(file, argv));
 }
 
 EXPORT int execvpe(const char *file, char *const argv[],
                    char *const envp[]) {
-  EXEC_WRAP("execvpe", execve_fn, fn(file, argv, envp));
+  EXEC_WRAP(X_EXECVPE, execve_fn, fn(file, argv, envp));
 }
 
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
-  EXEC_WRAP("fexecve", fexecve_fn, fn(fd, argv, envp));
+  EXEC_WRAP(X_FEXECVE, fexecve_fn, fn(fd, argv, envp));
 }
 
 EXPORT int execveat(int dirfd, const char *path, char *const argv[],
                     char *const envp[], int flags) {
-  EXEC_WRAP("execveat", execveat_fn, fn(dirfd, path, argv, envp, flags));
+  EXEC_WRAP(X_EXECVEAT, execveat_fn, fn(dirfd, path, argv, envp, flags));
 }
 
 // execl, execle, execlp: the arguments gathered on the stack (as glibc
