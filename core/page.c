@@ -92,9 +92,10 @@ static int reserve_to(struct mmpool *p, uint64_t end) {
 }
 
 // Reserves what page_grow(p, top) is about to commit: its growth step
-// (same arithmetic), or at least the pages asked for. So the reservation's
-// own failure is the one reported (page_grow's would say "cannot commit").
-static int reserve_for(struct mmpool *p, uint64_t top) {
+// (same arithmetic), or at least the pages asked for. When only the pages
+// asked for fit, *full keeps the message of the refusal, for grow().
+static int reserve_for(struct mmpool *p, uint64_t top, char *full,
+                       size_t full_len) {
   uint64_t data_off = p->hdr->data_off;
   size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len;
   if (need <= have) return 0;
@@ -104,7 +105,21 @@ static int reserve_for(struct mmpool *p, uint64_t top) {
   want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
   if (want > limit) want = limit;
   if (reserve_to(p, data_off + want) == 0) return 0;
+  fmt_format(full, full_len, "%s", log_last_error());
   return reserve_to(p, data_off + need);
+}
+
+// page_grow(p, top), with the reservation extended first: when the pool's
+// range cannot grow, the message says why (the mapping in the way, the
+// address-space limit), not only that the commit failed.
+static int grow(struct mmpool *p, uint64_t top) {
+  char full[400];
+  full[0] = 0;
+  int r = reserve_for(p, top, full, sizeof full);
+  if (r) return r;
+  r = page_grow(p, top);
+  if (r == -ENOMEM && full[0]) return log_fail(ENOMEM, "%s", full);
+  return r;
 }
 
 static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
@@ -213,9 +228,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   if ((uint64_t)st->top + pad + n > p->hdr->npages)
     return log_fail(ENOMEM, "pool '%s' is full (capacity %llu bytes)",
                     p->name, (unsigned long long)p->capacity);
-  int r = reserve_for(p, (uint64_t)st->top + pad + n);
-  if (r) return r;
-  r = page_grow(p, (uint64_t)st->top + pad + n);
+  int r = grow(p, (uint64_t)st->top + pad + n);
   if (r) return r;
   uint32_t idx = st->top + pad;
   if (pad) {
@@ -304,9 +317,7 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
   uint32_t j = idx + n;
   if (j == st->top) {
     if ((uint64_t)j + extra > p->hdr->npages) return -ENOMEM;
-    int r = reserve_for(p, (uint64_t)j + extra);
-    if (r) return r;
-    r = page_grow(p, (uint64_t)j + extra);
+    int r = grow(p, (uint64_t)j + extra);
     if (r) return r;
     st->top = j + extra;
     if (st->hiwater < st->top) st->hiwater = st->top;

@@ -105,7 +105,9 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
   uint64_t first = end > VM_FIRST ? end : VM_FIRST;
   first = (first + VM_GROW_UNIT - 1) & ~(uint64_t)(VM_GROW_UNIT - 1);
   if (first > cap) first = cap;
-  uint64_t min = (end + PAGE_BYTES - 1) & ~(uint64_t)(PAGE_BYTES - 1);
+  // At least: what is mapped, and room for a first growth (2 MiB).
+  uint64_t min = (end + ((uint64_t)2 << 20) + PAGE_BYTES - 1) &
+                 ~(uint64_t)(PAGE_BYTES - 1);
   if (min > cap) min = cap;
   size_t len = 0;
   int r = vmmap_reserve_pool(p->id, base, cap, first, min, got, &len, why,

@@ -213,8 +213,12 @@ int vmmap_grow_pool(uintptr_t base, size_t upto, size_t *reserved, char *why,
     if (need > rg->cap) need = rg->cap;
     if (want > rg->cap) want = rg->cap;
     uintptr_t at = rg->base + rg->len, got;
+    size_t exact = (upto + ((size_t)64 << 10) - 1) & ~(((size_t)64 << 10) - 1);
     r = os_reserve(at, want - rg->len, &got);
     if (r && want > need) r = os_reserve(at, (want = need) - rg->len, &got);
+    // Under an address-space limit, what is needed to the 64 KiB.
+    if (r == -ENOMEM && want > exact)
+      r = os_reserve(at, (want = exact) - rg->len, &got);
     if (r == -EEXIST) {
       char occ[256];
       os_describe_mapping(at, need - rg->len, occ, sizeof occ);

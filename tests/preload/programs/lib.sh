@@ -38,6 +38,7 @@
 # Each run is bounded by RUN_LIMIT seconds (timeout kills its whole process
 # group); a hang reads as status 124.
 #
+# PROGRAMS_ULIMIT_V=KIB runs both runs under `ulimit -v KIB`.
 # PROGRAMS_KEEP=1 keeps the scratch directory (its path is printed).
 # Generated inputs come from SEED, random unless PROGRAMS_SEED sets it; it
 # is printed, so a failure can be replayed with the same inputs.
@@ -120,6 +121,8 @@ compare_runs() {
       timeout -k 10 "$RUN_LIMIT" bash -c "$(declare -f)"'
         set -euo pipefail
         cd "$RUN/work"
+        # Both runs under the same address-space limit, when one is set.
+        [[ -z ${PROGRAMS_ULIMIT_V-} ]] || ulimit -v "$PROGRAMS_ULIMIT_V"
         if [[ $MODE == shim ]]; then
           export LD_PRELOAD=$PRELOAD MMPOOL_LOG=info MMPOOL_STATS=1
           [[ -z $CONFIG ]] || export MMPOOL_CONFIG=$CONFIG
