@@ -80,8 +80,9 @@ static void size_words(char *out, size_t outlen, uint64_t n) {
 }
 
 // Reserves the start of a pool's range (docs/engine.md, "Address space"):
-// what is mapped at once, up to `end` bytes from the base, and room to grow
-// (VM_FIRST at least), in whole growth units; never more than the capacity.
+// its header and page descriptors, what is mapped at once (up to `end`
+// bytes from the base) and 2 MiB to grow into, or VM_FIRST when that is
+// more; never more than the capacity.
 // When the kernel refuses (RLIMIT_AS), less is taken, down to end, and one
 // warning says so.
 static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
@@ -102,13 +103,12 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
   uint64_t hdr_off, data_off, npages;
   poolfile_layout(cap, &hdr_off, &data_off, &npages);
   if (end < data_off + PAGE_BYTES) end = data_off + PAGE_BYTES;
-  uint64_t first = end > VM_FIRST ? end : VM_FIRST;
-  first = (first + VM_GROW_UNIT - 1) & ~(uint64_t)(VM_GROW_UNIT - 1);
-  if (first > cap) first = cap;
   // At least: what is mapped, and room for a first growth (2 MiB).
   uint64_t min = (end + ((uint64_t)2 << 20) + PAGE_BYTES - 1) &
                  ~(uint64_t)(PAGE_BYTES - 1);
   if (min > cap) min = cap;
+  uint64_t first = min > VM_FIRST ? min : VM_FIRST;
+  if (first > cap) first = cap;
   size_t len = 0;
   int r = vmmap_reserve_pool(p->id, base, cap, first, min, got, &len, why,
                              sizeof why);

@@ -210,6 +210,10 @@ int vmmap_grow_pool(uintptr_t base, size_t upto, size_t *reserved, char *why,
     size_t ahead = rg->len < VM_GROW_MAX ? rg->len : VM_GROW_MAX;
     size_t want = rg->len + ahead > need ? rg->len + ahead : need;
     want = (want + VM_GROW_UNIT - 1) & ~(VM_GROW_UNIT - 1);
+    // Under an address-space limit, nothing ahead: what the pool does not
+    // use, the program's other mappings (thread stacks) may need.
+    if (os_as_limit()) want = need = (upto + VM_GROW_LIMITED - 1) &
+                                     ~(VM_GROW_LIMITED - 1);
     if (need > rg->cap) need = rg->cap;
     if (want > rg->cap) want = rg->cap;
     uintptr_t at = rg->base + rg->len, got;

@@ -37,6 +37,7 @@ static inline unsigned vmmap_pool_id(uintptr_t addr) {
 // end. The address table marks each GiB the reserved part touches.
 #define VM_GROW_UNIT ((size_t)64 << 20)  // reservations grow in these
 #define VM_GROW_MAX ((size_t)1 << 30)    // at most this much ahead
+#define VM_GROW_LIMITED ((size_t)2 << 20)  // ... under a finite RLIMIT_AS
 #define VM_FIRST ((size_t)64 << 20)      // a pool's first reservation
 
 // Reserves the first `first` bytes of a pool of capacity cap (multiples of
@@ -53,7 +54,8 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t cap, size_t first,
 // Extends the reserved part of the pool at base, in place, so that it covers
 // [base, base+upto) (upto <= its capacity); *reserved receives its new
 // length, which may be more (growth goes by VM_GROW_UNIT, ahead by up to
-// VM_GROW_MAX). Never maps over anything: -ENOMEM with why naming the
+// VM_GROW_MAX; under a finite RLIMIT_AS by VM_GROW_LIMITED, nothing
+// ahead). Never maps over anything: -ENOMEM with why naming the
 // mapping in the way, or the address-space limit that refused it.
 int vmmap_grow_pool(uintptr_t base, size_t upto, size_t *reserved, char *why,
                     size_t why_len);

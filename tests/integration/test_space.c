@@ -154,8 +154,8 @@ static size_t vmsize(void) {
   return kb << 10;
 }
 
-// Under an RLIMIT_AS that leaves less than the first part (128 MiB for a
-// 64 GiB pool, whose page descriptors take 64 MiB): a smaller first
+// Under an RLIMIT_AS that leaves less than the first part (64 MiB; a 4 GiB
+// pool's header and page descriptors take 4 MiB of it): a smaller first
 // reservation, one warning naming the limit; the pool works.
 static void test_rlimit_first_part(void **state) {
   (void)state;
@@ -167,9 +167,9 @@ static void test_rlimit_first_part(void **state) {
     close(fds[0]);
     log_set_fd(fds[1]);
     log_set_level(LOG_WARN);
-    struct rlimit rl = {vmsize() + 100 * MiB, RLIM_INFINITY};
+    struct rlimit rl = {vmsize() + 40 * MiB, RLIM_INFINITY};
     if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(2);
-    mmpool_t *p = mmpool_open("sp.limited", "size=64G");
+    mmpool_t *p = mmpool_open("sp.limited", "size=4G");
     if (p == NULL) {
       dprintf(fds[1], "open: %s\n", mmpool_last_error());
       _exit(3);
@@ -192,7 +192,7 @@ static void test_rlimit_first_part(void **state) {
     fail_msg("child status %#x, log: %s", st, out);
   if (strstr(out, "mmpool: pool 'sp.limited': RLIMIT_AS is ") == NULL ||
       strstr(out, " KiB: reserved ") == NULL ||
-      strstr(out, " of its 64 GiB\n") == NULL)
+      strstr(out, " of its 4 GiB\n") == NULL)
     fail_msg("no warning naming RLIMIT_AS: \"%s\"", out);
   // One line.
   assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);

@@ -1,9 +1,11 @@
 // rlimit_probe.c: a program that lowers RLIMIT_AS after it started, under
-// the preload library (issue 12, item 5). The limit is set to the current
-// VmSize plus 256 MiB (from /proc/self/status); then the program keeps
+// the preload library (issue 12, item 5). The limit is set, first thing in
+// main, to the current VmSize plus 256 MiB (from /proc/self/status), at
+// most 1 GiB; then the program keeps
 // creating threads (20, each allocating and freeing) and allocating in the
-// main thread. With the default pool's whole 64 GiB reserved at start the
-// allocator could not grow, nor the threads get their stacks; with a
+// main thread. With the default pool's whole 64 GiB reserved (before main:
+// the library allocates first), the limit was below VmSize and nothing
+// more could be mapped (pthread_create: EAGAIN); with a
 // reservation that grows with use, they do. Prints "rlimit ok" at the end.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -12,17 +14,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define MiB ((size_t)1 << 20)
 
+// VmSize in bytes, read with open and read into a stack buffer: no
+// allocation, so that the limit is set before the program's first malloc
+// (as a program that limits itself first thing in main does).
 static size_t vmsize(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  size_t kb = 0;
-  while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
-  if (f) fclose(f);
-  return kb << 10;
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char *v = strstr(buf, "VmSize:");
+  return v ? strtoull(v + 7, NULL, 10) << 10 : 0;
 }
 
 static void *worker(void *arg) {
@@ -47,7 +56,12 @@ int main(void) {
     fprintf(stderr, "cannot read VmSize\n");
     return 2;
   }
-  struct rlimit rl = {before + 256 * MiB, RLIM_INFINITY};
+  // VmSize + 256 MiB, within a budget of 1 GiB: a program with a small
+  // heap gets its 256 MiB of room; a whole 64 GiB reserved up front (as the
+  // pools did) would leave the program nothing to map.
+  size_t lim = before + 256 * MiB;
+  if (lim > 1024 * MiB) lim = 1024 * MiB;
+  struct rlimit rl = {lim, RLIM_INFINITY};
   if (setrlimit(RLIMIT_AS, &rl) != 0) {
     perror("setrlimit");
     return 2;
@@ -58,6 +72,11 @@ int main(void) {
     if (r) {
       fprintf(stderr, "pthread_create %zu: %s (VmSize %zu KiB, limit %zu KiB)\n",
               i, strerror(r), vmsize() >> 10, (size_t)rl.rlim_cur >> 10);
+      if (getenv("RLIMIT_PROBE_MAPS")) {
+        char line[512];
+        FILE *f = fopen("/proc/self/maps", "r");
+        while (f && fgets(line, sizeof line, f)) fputs(line, stderr);
+      }
       return 1;
     }
   }
