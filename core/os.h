@@ -84,6 +84,36 @@ int os_thread_count(void);
 // The program's name (/proc/self/comm, at most 15 bytes); its length.
 int os_program_name(char *buf, size_t len);
 
+// Like os_describe_mapping, for searches: 1 when a mapping overlaps
+// [addr, addr+len) (its line in out when outlen, its end in *end when end
+// is not NULL), 0 when none does, a negative errno value when
+// /proc/self/maps cannot be read.
+int os_find_mapping(uintptr_t addr, size_t len, uintptr_t *end, char *out,
+                    size_t outlen);
+
+// The soft RLIMIT_AS in bytes, or 0 when it is unlimited (or unreadable).
+uint64_t os_as_limit(void);
+
+// Fault injection, for tests (they link the static core): after
+// os_fault_arm(kinds, nth, err), the nth call of any of the kinds (counted
+// together) fails with -err without reaching the kernel; one failure, then
+// the seam disarms itself. os_fault_arm(0, 0, 0) disarms. Unarmed, each
+// wrapper pays one load and one predictable branch (os_fault_armed).
+enum {
+  OS_FAULT_MMAP = 1u << 0,      // os_reserve, os_map_file, internal maps
+  OS_FAULT_MREMAP = 1u << 1,    // os_move (a fork child's pool copy)
+  OS_FAULT_FTRUNCATE = 1u << 2, // os_truncate
+  OS_FAULT_FALLOCATE = 1u << 3, // os_allocate
+  OS_FAULT_OPEN = 1u << 4,      // os_open, os_open_nolinks, os_open_walk
+  OS_FAULT_FSYNC = 1u << 5,     // os_fsync
+  OS_FAULT_MPROTECT = 1u << 6,  // os_commit
+  OS_FAULT_ALL = (1u << 7) - 1,
+};
+void os_fault_arm(unsigned kinds, unsigned nth, int err)
+    __attribute__((visibility("hidden")));
+// How many injected failures happened since the last os_fault_arm.
+unsigned os_fault_fired(void) __attribute__((visibility("hidden")));
+
 // A few words for an errno value ("errno N" for the rare ones).
 const char *os_strerror(int err, char *buf, size_t len);
 

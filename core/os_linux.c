@@ -45,8 +45,42 @@ static long sys(long nr, long a, long b, long c, long d, long e, long f) {
   sys(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 #define SYS3(nr, a, b, c) SYS6(nr, a, b, c, 0, 0, 0)
 
+// ---------------------------------------------------------------------------
+// Fault injection (os.h). os_fault_armed is 0 in production: each wrapper
+// tests it once and goes on.
+
+static unsigned fault_kinds, fault_left, fault_fired;
+static int fault_err;
+static int os_fault_armed;
+
+void os_fault_arm(unsigned kinds, unsigned nth, int err) {
+  fault_kinds = kinds;
+  fault_left = nth;
+  fault_err = err;
+  fault_fired = 0;
+  __atomic_store_n(&os_fault_armed, kinds && nth, __ATOMIC_SEQ_CST);
+}
+
+unsigned os_fault_fired(void) { return fault_fired; }
+
+static __attribute__((noinline)) int fault_hit(unsigned kind) {
+  if (!(fault_kinds & kind) || !fault_left) return 0;
+  if (--fault_left) return 0;
+  __atomic_store_n(&os_fault_armed, 0, __ATOMIC_SEQ_CST);
+  fault_fired++;
+  return -fault_err;
+}
+
+// 0, or the injected failure of this call.
+#define FAULT(kind)                                                           \
+  (__builtin_expect(__atomic_load_n(&os_fault_armed, __ATOMIC_RELAXED), 0)   \
+       ? fault_hit(kind)                                                      \
+       : 0)
+
 static long do_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd,
                     uint64_t off) {
+  int f = FAULT(OS_FAULT_MMAP);
+  if (f) return f;
   return SYS6(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
@@ -70,6 +104,8 @@ int os_reserve(uintptr_t addr, size_t len, uintptr_t *out) {
 }
 
 int os_commit(uintptr_t addr, size_t len) {
+  int f = FAULT(OS_FAULT_MPROTECT);
+  if (f) return f;
   return (int)SYS3(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE);
 }
 
@@ -103,11 +139,21 @@ void os_name_range(uintptr_t addr, size_t len, const char *name) {
 // Files
 
 int os_open(const char *path, int flags, int mode) {
+  int f = FAULT(OS_FAULT_OPEN);
+  if (f) return f;
   return (int)SYS6(SYS_openat, AT_FDCWD, path,
                    flags | O_NOFOLLOW | O_CLOEXEC, mode, 0, 0);
 }
 
+static int open_walk(const char *path, int flags, int mode);
+
 int os_open_walk(const char *path, int flags, int mode) {
+  int f = FAULT(OS_FAULT_OPEN);
+  if (f) return f;
+  return open_walk(path, flags, mode);
+}
+
+static int open_walk(const char *path, int flags, int mode) {
   // dir: the directory the next component is looked up in; owned (closed
   // here) once it is not AT_FDCWD.
   int dir = AT_FDCWD;
@@ -165,6 +211,8 @@ int os_open_walk(const char *path, int flags, int mode) {
 }
 
 int os_open_nolinks(const char *path, int flags, int mode) {
+  int f = FAULT(OS_FAULT_OPEN);
+  if (f) return f;
   struct open_how how;
   memset(&how, 0, sizeof how);
   how.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC);
@@ -175,7 +223,7 @@ int os_open_nolinks(const char *path, int flags, int mode) {
   // answer EPERM), or an open_how this kernel does not know (EINVAL): the
   // walk does the same. Retrying a genuine EINVAL or EPERM only repeats it.
   if (r == -ENOSYS || r == -EINVAL || r == -EPERM)
-    return os_open_walk(path, flags, mode);
+    return open_walk(path, flags, mode);
   return (int)r;
 }
 
@@ -225,17 +273,33 @@ int os_pread_full(int fd, void *buf, size_t len, uint64_t off) {
 }
 
 int os_allocate(int fd, uint64_t off, uint64_t len) {
-  long r;
+  long r = FAULT(OS_FAULT_FALLOCATE);
+  if (r) return (int)r;
   do r = SYS6(SYS_fallocate, fd, 0, off, len, 0, 0);
   while (r == -EINTR);
   return (int)r;
 }
 
 int os_truncate(int fd, uint64_t len) {
+  int f = FAULT(OS_FAULT_FTRUNCATE);
+  if (f) return f;
   return (int)SYS3(SYS_ftruncate, fd, len, 0);
 }
 
-int os_fsync(int fd) { return (int)SYS3(SYS_fsync, fd, 0, 0); }
+int os_fsync(int fd) {
+  int f = FAULT(OS_FAULT_FSYNC);
+  if (f) return f;
+  return (int)SYS3(SYS_fsync, fd, 0, 0);
+}
+
+uint64_t os_as_limit(void) {
+  struct {
+    uint64_t cur, max;
+  } lim = {0, 0};
+  // prlimit64(0, RLIMIT_AS = 9, NULL, &old): getrlimit without libc.
+  if (SYS6(SYS_prlimit64, 0, 9, 0, &lim, 0, 0) < 0) return 0;
+  return lim.cur == ~(uint64_t)0 ? 0 : lim.cur;
+}
 
 int os_lock_file(int fd, int exclusive) {
   return (int)SYS3(SYS_flock, fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB,
@@ -295,37 +359,43 @@ static void format_line(const char *line, size_t n, char *out, size_t outlen) {
              pl ? f[5] : "[anon]");
 }
 
-void os_describe_mapping(uintptr_t addr, size_t len, char *out,
-                         size_t outlen) {
-  static const char unknown[] = "an unknown mapping";
+int os_find_mapping(uintptr_t addr, size_t len, uintptr_t *end, char *out,
+                    size_t outlen) {
   char buf[4096], line[512];
   size_t ln = 0;
   int found = 0;
   int fd = (int)SYS6(SYS_openat, AT_FDCWD, "/proc/self/maps",
                      O_RDONLY | O_CLOEXEC, 0, 0, 0);
-  if (fd >= 0) {
-    long r;
-    while (!found && (r = SYS3(SYS_read, fd, buf, sizeof buf)) > 0) {
-      for (long i = 0; i < r && !found; i++) {
-        if (buf[i] != '\n') {
-          if (ln < sizeof line - 1) line[ln++] = buf[i];
-          continue;
-        }
-        line[ln] = 0;
-        const char *s = line;
-        uintptr_t lo = parse_hex(&s);
-        s++;
-        uintptr_t hi = parse_hex(&s);
-        if (lo < addr + len && hi > addr) {
-          format_line(line, ln, out, outlen);
-          found = 1;
-        }
-        ln = 0;
+  if (fd < 0) return fd;
+  long r;
+  while (!found && (r = SYS3(SYS_read, fd, buf, sizeof buf)) > 0) {
+    for (long i = 0; i < r && !found; i++) {
+      if (buf[i] != '\n') {
+        if (ln < sizeof line - 1) line[ln++] = buf[i];
+        continue;
       }
+      line[ln] = 0;
+      const char *s = line;
+      uintptr_t lo = parse_hex(&s);
+      s++;
+      uintptr_t hi = parse_hex(&s);
+      if (lo < addr + len && hi > addr) {
+        if (outlen) format_line(line, ln, out, outlen);
+        if (end) *end = hi;
+        found = 1;
+      }
+      ln = 0;
     }
-    SYS3(SYS_close, fd, 0, 0);
   }
-  if (!found && outlen) {
+  SYS3(SYS_close, fd, 0, 0);
+  if (!found && r < 0) return (int)r;
+  return found;
+}
+
+void os_describe_mapping(uintptr_t addr, size_t len, char *out,
+                         size_t outlen) {
+  static const char unknown[] = "an unknown mapping";
+  if (os_find_mapping(addr, len, NULL, out, outlen) != 1 && outlen) {
     size_t n = sizeof unknown < outlen ? sizeof unknown : outlen;
     memcpy(out, unknown, n);
     out[n - 1] = 0;
@@ -376,6 +446,8 @@ int os_map_anon(size_t len, uintptr_t *out) {
 }
 
 int os_move(uintptr_t from, size_t len, uintptr_t to) {
+  int f = FAULT(OS_FAULT_MREMAP);
+  if (f) return f;
   long r = SYS6(SYS_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
                 to, 0);
   return mmap_failed(r) ? (int)r : 0;

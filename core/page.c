@@ -74,8 +74,58 @@ void page_avail_remove(struct mmpool *p, struct pdesc *d) {
 // ---------------------------------------------------------------------------
 // Commit
 
+// Extends the pool's reservation to cover `end` bytes from its base
+// (vmmap_grow_pool); "full" naming what is in the way when it cannot.
+static int reserve_to(struct mmpool *p, uint64_t end) {
+  size_t had = p->reserved, got = had;
+  if (end <= had) return 0;
+  char why[384];
+  int r = vmmap_grow_pool(p->base, end, &got, why, sizeof why);
+  if (got > had) {
+    char label[64];
+    fmt_format(label, sizeof label, "mmpool:%s", p->name);
+    os_name_range(p->base + had, got - had, label);
+    __atomic_store_n(&p->reserved, got, __ATOMIC_RELEASE);
+  }
+  if (r) return log_fail(-r, "pool '%s' is full: %s", p->name, why);
+  return 0;
+}
+
+// Reserves what page_grow(p, top) is about to commit: its growth step
+// (same arithmetic), or at least the pages asked for. When only the pages
+// asked for fit, *full keeps the message of the refusal, for grow().
+static int reserve_for(struct mmpool *p, uint64_t top, char *full,
+                       size_t full_len) {
+  uint64_t data_off = p->hdr->data_off;
+  size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len;
+  if (need <= have) return 0;
+  size_t step = have / 8 > GROW_MIN ? have / 8 : GROW_MIN;
+  size_t limit = (size_t)p->hdr->npages << PAGE_SHIFT;
+  size_t want = need > have + step ? need : have + step;
+  want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
+  if (want > limit) want = limit;
+  if (reserve_to(p, data_off + want) == 0) return 0;
+  fmt_format(full, full_len, "%s", log_last_error());
+  return reserve_to(p, data_off + need);
+}
+
+// page_grow(p, top), with the reservation extended first: when the pool's
+// range cannot grow, the message says why (the mapping in the way, the
+// address-space limit), not only that the commit failed.
+static int grow(struct mmpool *p, uint64_t top) {
+  char full[400];
+  full[0] = 0;
+  int r = reserve_for(p, top, full, sizeof full);
+  if (r) return r;
+  r = page_grow(p, top);
+  if (r == -ENOMEM && full[0]) return log_fail(ENOMEM, "%s", full);
+  return r;
+}
+
 static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
                     size_t len) {
+  int r0 = reserve_to(p, addr + len - p->base);
+  if (r0) return r0;
   if (p->is_file && p->shared && !p->frozen) {
     // Blocks first: a write fault into a hole on a full disk is SIGBUS.
     int r = os_allocate(p->fd, off, len);
@@ -178,7 +228,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   if ((uint64_t)st->top + pad + n > p->hdr->npages)
     return log_fail(ENOMEM, "pool '%s' is full (capacity %llu bytes)",
                     p->name, (unsigned long long)p->capacity);
-  int r = page_grow(p, (uint64_t)st->top + pad + n);
+  int r = grow(p, (uint64_t)st->top + pad + n);
   if (r) return r;
   uint32_t idx = st->top + pad;
   if (pad) {
@@ -267,7 +317,7 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
   uint32_t j = idx + n;
   if (j == st->top) {
     if ((uint64_t)j + extra > p->hdr->npages) return -ENOMEM;
-    int r = page_grow(p, (uint64_t)j + extra);
+    int r = grow(p, (uint64_t)j + extra);
     if (r) return r;
     st->top = j + extra;
     if (st->hiwater < st->top) st->hiwater = st->top;

@@ -70,8 +70,23 @@ static void bind(struct mmpool *p, uintptr_t base) {
   __atomic_store_n(&p->data_len, h->st.length - h->data_off, __ATOMIC_RELEASE);
 }
 
+static void size_words(char *out, size_t outlen, uint64_t n) {
+  if (n && n % ((uint64_t)1 << 30) == 0)
+    fmt_format(out, outlen, "%llu GiB", (unsigned long long)(n >> 30));
+  else if (n && n % ((uint64_t)1 << 20) == 0)
+    fmt_format(out, outlen, "%llu MiB", (unsigned long long)(n >> 20));
+  else
+    fmt_format(out, outlen, "%llu KiB", (unsigned long long)(n >> 10));
+}
+
+// Reserves the start of a pool's range (docs/engine.md, "Address space"):
+// its header and page descriptors, what is mapped at once (up to `end`
+// bytes from the base) and 2 MiB to grow into, or VM_FIRST when that is
+// more; never more than the capacity.
+// When the kernel refuses (RLIMIT_AS), less is taken, down to end, and one
+// warning says so.
 static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
-                   uintptr_t *got, const char *what) {
+                   uint64_t end, uintptr_t *got, const char *what) {
   char why[384];
   // A pool of our own in the way: name it (the maps line would not).
   for (unsigned i = 1; base && i <= MMPOOL_MAX_POOLS; i++) {
@@ -85,8 +100,33 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
                       (unsigned long)q->base,
                       (unsigned long)(q->base + q->capacity));
   }
-  int r = vmmap_reserve_pool(p->id, base, cap, got, why, sizeof why);
+  uint64_t hdr_off, data_off, npages;
+  poolfile_layout(cap, &hdr_off, &data_off, &npages);
+  if (end < data_off + PAGE_BYTES) end = data_off + PAGE_BYTES;
+  // At least: what is mapped, and room for a first growth (2 MiB).
+  uint64_t min = (end + ((uint64_t)2 << 20) + PAGE_BYTES - 1) &
+                 ~(uint64_t)(PAGE_BYTES - 1);
+  if (min > cap) min = cap;
+  uint64_t first = min > VM_FIRST ? min : VM_FIRST;
+  if (first > cap) first = cap;
+  size_t len = 0;
+  int r = vmmap_reserve_pool(p->id, base, cap, first, min, got, &len, why,
+                             sizeof why);
   if (r) return log_fail(-r, "pool '%s': cannot %s: %s", p->name, what, why);
+  __atomic_store_n(&p->reserved, len, __ATOMIC_RELEASE);
+  if (len < first) {
+    char a[32], b[32], c[32];
+    uint64_t as = os_as_limit();
+    size_words(a, sizeof a, len);
+    size_words(b, sizeof b, cap);
+    size_words(c, sizeof c, first);
+    if (as)
+      log_print(LOG_WARN, "pool '%s': RLIMIT_AS is %llu KiB: reserved %s of "
+                "its %s", p->name, (unsigned long long)(as >> 10), a, b);
+    else
+      log_print(LOG_WARN, "pool '%s': the kernel refused %s of address "
+                "space: reserved %s of its %s", p->name, c, a, b);
+  }
   return 0;
 }
 
@@ -96,7 +136,7 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
 static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
   uint64_t cap = round_cap(sp->size);
   uintptr_t base;
-  int r = reserve(p, sp->base, cap, &base, "reserve its address range");
+  int r = reserve(p, sp->base, cap, 0, &base, "reserve its address range");
   if (r) return r;
   r = vmmap_commit(base, POOLFILE_HEADER_SIZE);
   if (r) {
@@ -105,7 +145,7 @@ static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
   }
   char label[64];
   fmt_format(label, sizeof label, "mmpool:%s", p->name);
-  os_name_range(base, cap, label);
+  os_name_range(base, p->reserved, label);
   struct poolfile_header *h = (struct poolfile_header *)base;
   poolfile_init(h, p->name, base, cap);
   h->generation = 1;
@@ -127,7 +167,7 @@ static int file_fail(struct mmpool *p, int err, const char *why) {
 static int create_file(struct mmpool *p, const struct pool_spec *sp) {
   uint64_t cap = round_cap(sp->size);
   uintptr_t base;
-  int r = reserve(p, sp->base, cap, &base, "reserve its address range");
+  int r = reserve(p, sp->base, cap, 0, &base, "reserve its address range");
   if (r) return r;
   struct poolfile_header tmp;
   poolfile_init(&tmp, p->name, base, cap);
@@ -187,7 +227,10 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
                      "it");
   uintptr_t base;
   fmt_format(why, sizeof why, "attach %s at its base", p->path);
-  r = reserve(p, hb.base, hb.capacity, &base, why);
+  uint64_t end = hb.st.length > hb.desc_off + hb.st.meta_committed
+                     ? hb.st.length
+                     : hb.desc_off + hb.st.meta_committed;
+  r = reserve(p, hb.base, hb.capacity, end, &base, why);
   if (r) return r;
   // A file not closed cleanly is repaired before it is checked. The repair
   // first runs on a private (copy-on-write) mapping, so a file that is then
@@ -420,6 +463,7 @@ int pool_open(const char *name, const struct pool_spec *sp,
   } else {
     p->base = p->data = 0;
     p->capacity = 0;
+    p->reserved = 0;
   }
 out:
   heap_registry_unlock();

@@ -41,6 +41,7 @@ struct mmpool {
   uintptr_t base;        // address of the header
   uintptr_t data;        // base + data_off
   size_t data_len;       // committed data bytes (grows; relaxed atomic)
+  size_t reserved;       // reserved bytes from base (grows; relaxed atomic)
   struct pdesc *desc;    // base + desc_off
   unsigned id;           // index in pool_table
   uint32_t gen;          // bumped at each open of this slot
@@ -97,10 +98,15 @@ static inline struct mmpool *pool_from_handle(const mmpool_t *h) {
              : NULL;
 }
 
-// The open pool that owns address a (its reservation), or NULL.
+// The open pool that owns address a (the reserved part of its range), or
+// NULL. Past the reserved part, the rest of the capacity belongs to no pool
+// (another mapping may sit there, in the pool's last table GiB).
 static inline struct mmpool *pool_of_addr(uintptr_t a) {
   struct mmpool *p = &pool_table[vmmap_pool_id(a)];
-  return a - p->base < p->capacity && p->state == POOL_OPEN ? p : NULL;
+  return a - p->base < __atomic_load_n(&p->reserved, __ATOMIC_RELAXED) &&
+                 p->state == POOL_OPEN
+             ? p
+             : NULL;
 }
 
 #endif

@@ -17,7 +17,8 @@ enum { VR_FREE = 0, VR_POOL = 1, VR_INTERNAL = 2, VR_SCRATCH = 3 };
 
 struct vm_range {
   uintptr_t base;
-  size_t len;
+  size_t len;      // mapped (pools: the reserved part)
+  size_t cap;      // pools: the capacity, the most len may grow to
   int kind;
   unsigned owner;  // pool id
 };
@@ -59,10 +60,58 @@ static size_t gib_round(size_t len) {
   return (len + g - 1) & ~(g - 1);
 }
 
-int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
-                       uintptr_t *out, char *why, size_t why_len) {
+// Whether [a, a+len) meets the capacity of a pool in the ledger (whose
+// unreserved part is kept for it to grow into). pre: lock held.
+static int meets_pool(uintptr_t a, size_t len) {
+  for (unsigned i = 0; i < VM_MAX_RANGES; i++) {
+    struct vm_range *r = &ranges[i];
+    if (r->kind == VR_POOL && a < r->base + r->cap && r->base < a + len)
+      return 1;
+  }
+  return 0;
+}
+
+static void size_words(char *out, size_t outlen, uint64_t n) {
+  if (n && n % ((uint64_t)1 << 30) == 0)
+    fmt_format(out, outlen, "%llu GiB", (unsigned long long)(n >> 30));
+  else if (n && n % ((uint64_t)1 << 20) == 0)
+    fmt_format(out, outlen, "%llu MiB", (unsigned long long)(n >> 20));
+  else
+    fmt_format(out, outlen, "%llu KiB", (unsigned long long)(n >> 10));
+}
+
+// Why the kernel refused len bytes of address space.
+static void refusal(char *why, size_t why_len, uintptr_t at, size_t len) {
+  char sz[32];
+  uint64_t as = os_as_limit();
+  size_words(sz, sizeof sz, len);
+  if (as) {
+    fmt_format(why, why_len, "the kernel refused %s of address space at "
+               "0x%lx (RLIMIT_AS is %llu KiB)", sz, (unsigned long)at,
+               (unsigned long long)(as >> 10));
+  } else {
+    fmt_format(why, why_len, "the kernel refused %s of address space at "
+               "0x%lx (out of memory)", sz, (unsigned long)at);
+  }
+}
+
+// Reserves [a, a+len), halving len down to min on -ENOMEM. pre: lock held.
+static int reserve_shrinking(uintptr_t a, size_t *len, size_t min) {
+  for (;;) {
+    uintptr_t got;
+    int r = os_reserve(a, *len, &got);
+    if (r != -ENOMEM || *len <= min) return r;
+    size_t half = (*len / 2) & ~(((size_t)64 << 10) - 1);
+    *len = half > min ? half : min;
+  }
+}
+
+int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t cap, size_t first,
+                       size_t min_first, uintptr_t *out, size_t *got_len,
+                       char *why, size_t why_len) {
   int r = -ENOMEM;
   uintptr_t got = 0;
+  size_t len = first;
   vmmap_lock();
   struct vm_range *slot = slot_free();
   if (!slot) {
@@ -70,23 +119,31 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
     goto out;
   }
   if (base) {
-    r = os_reserve(base, len, &got);
+    char occ[256];
+    // The whole capacity must be free, though only its start is reserved.
+    if (os_find_mapping(base, cap, NULL, occ, sizeof occ) == 1) {
+      r = -EEXIST;
+    } else {
+      r = reserve_shrinking(base, &len, min_first);
+      if (r == -EEXIST) os_describe_mapping(base, len, occ, sizeof occ);
+    }
     if (r == -EEXIST) {
-      char occ[256];
-      os_describe_mapping(base, len, occ, sizeof occ);
       fmt_format(why, why_len,
                  "the range 0x%lx-0x%lx is occupied by %s", (unsigned long)base,
-                 (unsigned long)(base + len), occ);
+                 (unsigned long)(base + cap), occ);
+    } else if (r == -ENOMEM) {
+      refusal(why, why_len, base, len);
     } else if (r) {
       fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (errno %d)",
                  (unsigned long)base, (unsigned long)(base + len), -r);
     }
+    got = base;
   } else {
     // Walk the window in GiB steps from where the last search stopped;
     // whole GiBs, so that no other pool shares a table entry with this one.
-    size_t step = gib_round(len);
+    size_t step = gib_round(cap);
     uintptr_t start = auto_cursor, a = start;
-    r = -ENOMEM;
+    r = -ENOSPC;
     for (int wrapped = 0;;) {
       if (a + step > VM_AUTO_END) {
         if (wrapped) break;
@@ -94,26 +151,96 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
         a = VM_AUTO_START;
       }
       if (wrapped && a >= start) break;
-      unsigned busy = 0;
-      for (uintptr_t g = a; g < a + step; g += (uintptr_t)1 << VM_TABLE_SHIFT)
-        busy |= vm_table[(g >> VM_TABLE_SHIFT) & (VM_TABLE_SIZE - 1)];
-      if (!busy && (r = os_reserve(a, len, &got)) == 0) break;
-      a += (uintptr_t)1 << VM_TABLE_SHIFT;
+      uintptr_t next = a + ((uintptr_t)1 << VM_TABLE_SHIFT), end = 0;
+      if (!meets_pool(a, step)) {
+        int q = os_find_mapping(a, step, &end, NULL, 0);
+        if (q != 1) {
+          r = reserve_shrinking(a, &len, min_first);
+          if (r == 0) break;
+          if (r == -ENOMEM) {
+            refusal(why, why_len, a, len);
+            break;
+          }
+        } else if (end > next) {
+          // Past the occupant, on the next GiB boundary.
+          next = (uintptr_t)gib_round(end);
+        }
+      }
+      a = next;
     }
-    if (r) {
+    if (r == -ENOSPC) {
+      r = -ENOMEM;
       fmt_format(why, why_len,
-                 "no free %zu-byte range in 0x%lx-0x%lx for base=auto", len,
+                 "no free %zu-byte range in 0x%lx-0x%lx for base=auto", cap,
                  (unsigned long)VM_AUTO_START, (unsigned long)VM_AUTO_END);
-    } else {
+    } else if (r == 0) {
+      got = a;
       auto_cursor = got + step;
     }
   }
   if (r == 0) {
-    *slot = (struct vm_range){got, len, VR_POOL, id};
+    *slot = (struct vm_range){got, len, cap, VR_POOL, id};
     table_set(got, len, id);
     *out = got;
+    *got_len = len;
   }
 out:
+  vmmap_unlock();
+  return r;
+}
+
+int vmmap_grow_pool(uintptr_t base, size_t upto, size_t *reserved, char *why,
+                    size_t why_len) {
+  int r = 0;
+  vmmap_lock();
+  struct vm_range *rg = NULL;
+  for (unsigned i = 0; i < VM_MAX_RANGES && !rg; i++)
+    if (ranges[i].kind == VR_POOL && ranges[i].base == base) rg = &ranges[i];
+  if (!rg) {
+    fmt_format(why, why_len, "0x%lx is not a pool's base", (unsigned long)base);
+    r = -EFAULT;
+  } else if (upto > rg->cap) {
+    fmt_format(why, why_len, "%zu bytes are past its capacity", upto);
+    r = -ENOMEM;
+  } else if (upto > rg->len) {
+    // What is needed, in growth units; and, when the kernel agrees, as
+    // much again as is reserved (up to VM_GROW_MAX), so that a growing
+    // pool extends its reservation a logarithmic number of times.
+    size_t need = (upto + VM_GROW_UNIT - 1) & ~(VM_GROW_UNIT - 1);
+    size_t ahead = rg->len < VM_GROW_MAX ? rg->len : VM_GROW_MAX;
+    size_t want = rg->len + ahead > need ? rg->len + ahead : need;
+    want = (want + VM_GROW_UNIT - 1) & ~(VM_GROW_UNIT - 1);
+    // Under an address-space limit, nothing ahead: what the pool does not
+    // use, the program's other mappings (thread stacks) may need.
+    if (os_as_limit()) want = need = (upto + VM_GROW_LIMITED - 1) &
+                                     ~(VM_GROW_LIMITED - 1);
+    if (need > rg->cap) need = rg->cap;
+    if (want > rg->cap) want = rg->cap;
+    uintptr_t at = rg->base + rg->len, got;
+    size_t exact = (upto + ((size_t)64 << 10) - 1) & ~(((size_t)64 << 10) - 1);
+    r = os_reserve(at, want - rg->len, &got);
+    if (r && want > need) r = os_reserve(at, (want = need) - rg->len, &got);
+    // Under an address-space limit, what is needed to the 64 KiB.
+    if (r == -ENOMEM && want > exact)
+      r = os_reserve(at, (want = exact) - rg->len, &got);
+    if (r == -EEXIST) {
+      char occ[256];
+      os_describe_mapping(at, need - rg->len, occ, sizeof occ);
+      fmt_format(why, why_len, "its address range cannot grow past 0x%lx: "
+                 "0x%lx-0x%lx is occupied by %s", (unsigned long)at,
+                 (unsigned long)at, (unsigned long)(rg->base + need), occ);
+      r = -ENOMEM;
+    } else if (r == -ENOMEM) {
+      refusal(why, why_len, at, need - rg->len);
+    } else if (r) {
+      fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (errno %d)",
+                 (unsigned long)at, (unsigned long)(rg->base + need), -r);
+    } else {
+      rg->len = want;
+      table_set(rg->base, rg->len, rg->owner);
+    }
+  }
+  if (rg) *reserved = rg->len;
   vmmap_unlock();
   return r;
 }
@@ -176,7 +303,7 @@ static void *map_own(size_t len, int kind, const char *name) {
   struct vm_range *slot = slot_free();
   if (slot && os_reserve(0, len, &got) == 0) {
     if (os_commit(got, len) == 0) {
-      *slot = (struct vm_range){got, len, kind, 0};
+      *slot = (struct vm_range){got, len, len, kind, 0};
       os_name_range(got, len, name);
       res = (void *)got;
     } else {

@@ -31,12 +31,34 @@ static inline unsigned vmmap_pool_id(uintptr_t addr) {
                          __ATOMIC_RELAXED);
 }
 
-// Reserves len bytes (a multiple of 64 KiB) for pool id: at base when base
-// is not 0 (1 GiB aligned), else at the first free 1 GiB-aligned place in the
-// auto window. -EEXIST with the occupant described in why when base is
-// taken; -ENOMEM when the window is full.
-int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
-                       uintptr_t *out, char *why, size_t why_len);
+// Pools reserve their address range as they grow (docs/engine.md, "Address
+// space"): the ledger records each pool's capacity and the reserved part,
+// [base, base+reserved), which starts at the base and grows in place at its
+// end. The address table marks each GiB the reserved part touches.
+#define VM_GROW_UNIT ((size_t)64 << 20)  // reservations grow in these
+#define VM_GROW_MAX ((size_t)1 << 30)    // at most this much ahead
+#define VM_GROW_LIMITED ((size_t)2 << 20)  // ... under a finite RLIMIT_AS
+#define VM_FIRST ((size_t)64 << 20)      // a pool's first reservation
+
+// Reserves the first `first` bytes of a pool of capacity cap (multiples of
+// 64 KiB, first <= cap) for pool id: at base when base is not 0 (1 GiB
+// aligned), else at the first 1 GiB-aligned place of the auto window whose
+// whole capacity is free. When the kernel refuses (-ENOMEM: RLIMIT_AS, or
+// no address space), first is halved down to min_first before giving up;
+// *got_len receives the bytes reserved. -EEXIST with the occupant described
+// in why when something is mapped in [base, base+cap); -ENOMEM when the
+// window has no room or the kernel refused even min_first.
+int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t cap, size_t first,
+                       size_t min_first, uintptr_t *out, size_t *got_len,
+                       char *why, size_t why_len);
+// Extends the reserved part of the pool at base, in place, so that it covers
+// [base, base+upto) (upto <= its capacity); *reserved receives its new
+// length, which may be more (growth goes by VM_GROW_UNIT, ahead by up to
+// VM_GROW_MAX; under a finite RLIMIT_AS by VM_GROW_LIMITED, nothing
+// ahead). Never maps over anything: -ENOMEM with why naming the
+// mapping in the way, or the address-space limit that refused it.
+int vmmap_grow_pool(uintptr_t base, size_t upto, size_t *reserved, char *why,
+                    size_t why_len);
 // Read-write anonymous memory over [addr, addr+len) of an own reservation.
 int vmmap_commit(uintptr_t addr, size_t len);
 // File pages over [addr, addr+len) of an own reservation.
@@ -46,7 +68,7 @@ int vmmap_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
 int vmmap_purge(uintptr_t addr, size_t len);
 // Syncs a shared file range.
 int vmmap_sync(uintptr_t addr, size_t len);
-// Unmaps a whole reservation and forgets it (table entries too).
+// Unmaps a pool's reserved part and forgets it (table entries too).
 int vmmap_release(uintptr_t base);
 // A read-write anonymous range for process-local state (thread heaps),
 // never released; NULL on failure.

@@ -1,7 +1,7 @@
 // mmpool.h: the one public header of mmpool, the control API.
 //
-// A pool is one contiguous range of address space, reserved whole when the
-// pool is opened and committed as it fills. Everything the allocator knows
+// A pool is one contiguous range of address space (its capacity), reserved
+// as the pool grows and committed as it fills. Everything the allocator knows
 // about a pool lives inside that range as offsets from its base, so a pool
 // kept in a file can be closed, mapped again by a later process at the same
 // address, and used on where it was left off (GNU mmalloc's principle).
@@ -196,7 +196,7 @@ typedef struct mmpool_class_stats {
 } mmpool_class_stats_t;
 
 typedef struct mmpool_stats {
-  size_t capacity;      // reserved address space of the pool
+  size_t capacity;      // address space of the pool (reserved as it grows)
   size_t mapped;        // bytes mapped read-write: header, descriptors, data
   size_t metadata;      // header and page descriptors in use
   size_t in_use;        // bytes of live blocks, counted in whole blocks

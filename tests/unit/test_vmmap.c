@@ -23,7 +23,13 @@
 #include <cmocka.h>
 
 #include "mmpool.h"
+#include "pooltable.h"
 #include "vmmap.h"
+
+// The reserved part of an open pool's range (it grows with use).
+static size_t reserved_of(mmpool_t *p) {
+  return pool_from_handle(p)->reserved;
+}
 
 #define GiB ((uintptr_t)1 << 30)
 #define MiB ((uintptr_t)1 << 20)
@@ -33,6 +39,7 @@
 #define FIX_A ((uintptr_t)0x3f0000000000)
 #define FIX_B ((uintptr_t)0x3f0100000000)
 #define FIX_C ((uintptr_t)0x3f0200000000)
+#define FIX_D ((uintptr_t)0x3f0300000000)
 
 static char tmpdir[256];
 static char occ_path[320];
@@ -120,9 +127,13 @@ static void test_fixed_base_occupied(void **state) {
     if (p == NULL)
       fail_msg("mmpool_open(%s) after munmap: %s", opts, mmpool_last_error());
     assert_ptr_equal(mmpool_base(p), (void *)cases[i].base);
-    assert_ptr_equal(mmpool_of((void *)cases[i].occ), p);
-    // And now the test cannot map its file there either.
-    void *q = mmap((void *)cases[i].occ, 8192, PROT_READ,
+    assert_ptr_equal(mmpool_of((void *)cases[i].base), p);
+    // Only the first part of the range is reserved: an address past it
+    // belongs to no pool.
+    assert_true(reserved_of(p) < 512 * MiB - 65536);
+    assert_null(mmpool_of((void *)(FIX_B + 512 * MiB - 65536)));
+    // And now the test cannot map its file at the base either.
+    void *q = mmap((void *)cases[i].base, 8192, PROT_READ,
                    MAP_SHARED | MAP_FIXED_NOREPLACE, occ_fd, 0);
     assert_ptr_equal(q, MAP_FAILED);
     assert_int_equal(errno, EEXIST);
@@ -187,12 +198,15 @@ static void test_auto_base(void **state) {
                "the auto window",
                name, (unsigned long)base, cap);
     assert_true(base >= 0x200000000000ull && base + cap <= 0x400000000000ull);
-    // The first and last byte are the pool's; the byte after is not.
+    // The first and last byte of the reserved part are the pool's; the
+    // byte after is not (the rest of the capacity is reserved as it grows).
+    size_t res = reserved_of(p[i]);
+    assert_true(res > 0 && res <= cap && res <= 64 * MiB);
     assert_ptr_equal(mmpool_of((void *)base), p[i]);
-    assert_ptr_equal(mmpool_of((void *)(base + cap - 1)), p[i]);
-    mmpool_t *after = mmpool_of((void *)(base + cap));
+    assert_ptr_equal(mmpool_of((void *)(base + res - 1)), p[i]);
+    mmpool_t *after = mmpool_of((void *)(base + res));
     assert_ptr_not_equal(after, p[i]);
-    assert_int_equal(vmmap_pool_id(base), vmmap_pool_id(base + cap - 1));
+    assert_int_equal(vmmap_pool_id(base), vmmap_pool_id(base + res - 1));
     assert_int_not_equal(vmmap_pool_id(base), 0);
     // No two pools in one GiB.
     for (int j = 0; j < i; j++) {
@@ -230,7 +244,9 @@ static void test_ledger_refuses(void **state) {
   uint8_t *occ = map_occupant(FIX_A + 64 * 1024);
   char why[256] = "";
   uintptr_t got = 0;
-  int r = vmmap_reserve_pool(62, FIX_A, GiB, &got, why, sizeof why);
+  size_t len = 0;
+  int r = vmmap_reserve_pool(62, FIX_A, GiB, GiB, GiB, &got, &len, why,
+                             sizeof why);
   assert_int_equal(r, -EEXIST);
   assert_int_equal(got, 0);
   if (strstr(why, occ_path) == NULL)
@@ -251,7 +267,8 @@ static void test_ledger_refuses(void **state) {
 
   // A reservation of its own: the table says so, and commits inside work,
   // commits reaching out of it do not.
-  r = vmmap_reserve_pool(62, FIX_B, 2 * GiB, &got, why, sizeof why);
+  r = vmmap_reserve_pool(62, FIX_B, 2 * GiB, 2 * GiB, 2 * GiB, &got, &len,
+                         why, sizeof why);
   if (r != 0)
     fail_msg("vmmap_reserve_pool at %#lx: %d %s", (unsigned long)FIX_B, r, why);
   assert_int_equal(got, FIX_B);
@@ -264,7 +281,8 @@ static void test_ledger_refuses(void **state) {
   assert_int_equal(vmmap_purge(FIX_B + GiB, 65536), 0);
   assert_int_equal(((uint8_t *)(FIX_B + GiB))[100], 0); // reads as zeros
   // A second reservation over it fails and names... something.
-  r = vmmap_reserve_pool(61, FIX_B, GiB, &got, why, sizeof why);
+  r = vmmap_reserve_pool(61, FIX_B, GiB, GiB, GiB, &got, &len, why,
+                         sizeof why);
   assert_int_equal(r, -EEXIST);
   assert_true(strlen(why) > 0);
   assert_int_equal(vmmap_release(FIX_B), 0);
@@ -278,12 +296,65 @@ static void test_ledger_refuses(void **state) {
   assert_int_equal(munmap(occ, 8192), 0);
 }
 
+// A reservation that grows: only its first part is mapped and in the
+// table; vmmap_grow_pool extends it in place, a GiB's table entry at a
+// time; a mapping right after its reserved part stops it (-ENOMEM, the
+// occupant named, the occupant untouched), and the capacity is its limit.
+static void test_ledger_grows(void **state) {
+  (void)state;
+  char why[384] = "";
+  uintptr_t got = 0;
+  size_t len = 0, res = 0;
+  int r = vmmap_reserve_pool(60, FIX_D, 4 * GiB, 64 * MiB, 64 * MiB, &got,
+                             &len, why, sizeof why);
+  if (r != 0) fail_msg("vmmap_reserve_pool: %d %s", r, why);
+  assert_int_equal(got, FIX_D);
+  assert_int_equal(len, 64 * MiB);
+  assert_int_equal(vmmap_pool_id(FIX_D), 60);
+  assert_int_equal(vmmap_pool_id(FIX_D + GiB), 0);
+  // Only the first part is mapped: the next page is free for anyone.
+  void *q = mmap((void *)(FIX_D + 64 * MiB), 4096, PROT_READ,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  assert_ptr_equal(q, (void *)(FIX_D + 64 * MiB));
+  munmap(q, 4096);
+  assert_int_equal(vmmap_commit(FIX_D + 64 * MiB, 65536), -EFAULT);
+
+  // Growth in place, past a GiB boundary.
+  r = vmmap_grow_pool(FIX_D, GiB + 5 * MiB, &res, why, sizeof why);
+  if (r != 0) fail_msg("vmmap_grow_pool: %d %s", r, why);
+  assert_true(res >= GiB + 5 * MiB);
+  assert_int_equal(res % (64 * MiB), 0);
+  assert_int_equal(vmmap_pool_id(FIX_D + GiB), 60);
+  assert_int_equal(vmmap_commit(FIX_D + GiB, 65536), 0);
+  memset((void *)(FIX_D + GiB), 0x22, 65536);
+
+  // Something right after the reserved part: the pool cannot grow.
+  uint8_t *occ = map_occupant(FIX_D + res);
+  size_t before = res;
+  r = vmmap_grow_pool(FIX_D, res + 65536, &res, why, sizeof why);
+  assert_int_equal(r, -ENOMEM);
+  assert_int_equal(res, before);
+  if (strstr(why, occ_path) == NULL)
+    fail_msg("vmmap_grow_pool: the reason does not name %s: \"%s\"",
+             occ_path, why);
+  expect_occupant_intact(occ);
+  // Past the capacity: refused.
+  assert_int_equal(vmmap_grow_pool(FIX_D, 5 * GiB, &res, why, sizeof why),
+                   -ENOMEM);
+  assert_int_equal(vmmap_release(FIX_D), 0);
+  expect_occupant_intact(occ);
+  assert_int_equal(vmmap_pool_id(FIX_D), 0);
+  assert_int_equal(vmmap_pool_id(FIX_D + GiB), 0);
+  assert_int_equal(munmap(occ, 8192), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fixed_base_occupied),
       cmocka_unit_test(test_fixed_base_partial),
       cmocka_unit_test(test_auto_base),
       cmocka_unit_test(test_ledger_refuses),
+      cmocka_unit_test(test_ledger_grows),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

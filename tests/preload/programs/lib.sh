@@ -39,6 +39,7 @@
 # Each run is bounded by RUN_LIMIT seconds (timeout kills its whole process
 # group); a hang reads as status 124.
 #
+# PROGRAMS_ULIMIT_V=KIB runs both runs under `ulimit -v KIB`.
 # PROGRAMS_KEEP=1 keeps the scratch directory (its path is printed).
 # Generated inputs come from SEED, random unless PROGRAMS_SEED sets it; it
 # is printed, so a failure can be replayed with the same inputs.
@@ -122,6 +123,8 @@ compare_runs() {
       timeout -k 10 "$RUN_LIMIT" bash -c "$(declare -f)"'
         set -euo pipefail
         cd "$RUN/work"
+        # Both runs under the same address-space limit, when one is set.
+        [[ -z ${PROGRAMS_ULIMIT_V-} ]] || ulimit -v "$PROGRAMS_ULIMIT_V"
         if [[ $MODE == shim ]]; then
           export LD_PRELOAD=$PRELOAD MMPOOL_LOG=info MMPOOL_STATS=1
           # @RUN@: the run directory (a file pool for this run)
