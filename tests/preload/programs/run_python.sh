@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Python's own regression tests under the shim: 30 quick, deterministic
-# modules of libpython3.11-testsuite, run sequentially by Debian's
+# modules of libpython3.11-testsuite (and those of PY_EXTRA_MODULES), run
+# sequentially by Debian's
 # /usr/bin/python3 (not the first python3 on PATH, which may be another
 # build). Compared: the summary of `python3 -m test` (which tests ran, which
 # passed, failed or were skipped; not the timings) and the exit status.
@@ -23,7 +24,7 @@ export PY_MODULES="test_json test_re test_dict test_list test_set test_string
   test_heapq test_bisect test_struct test_math test_textwrap test_difflib
   test_csv test_base64 test_hashlib test_pickle test_decimal test_fractions
   test_operator test_sort test_binascii test_int test_copy test_ordered_dict
-  test_zlib"
+  test_zlib ${PY_EXTRA_MODULES:-}"
 
 workload() {
   local probe want=0 rc=0
