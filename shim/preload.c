@@ -28,6 +28,9 @@
 #include "shim.h"
 #include "log.h"
 #include "mmpool.h"
+#include "os.h"
+#include "route_stats.h"
+#include "spec.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -136,6 +139,89 @@ static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
                 : mmpool_malloc(h, n);
 }
 
+// The emergency pool: an anonymous pool opened on demand when the pool a
+// full=fallback sends blocks to (the default pool) cannot serve them either
+// (full, a shared file pool frozen in a fork child, a full file system...).
+// Opened once (the first thread to need it opens it, the others wait),
+// never closed; its own full= is null. NULL when it cannot be opened.
+#define EMERGENCY_NAME "mmpool.emergency"
+static struct mmpool *emergency;
+static int emergency_state;  // 0 none yet, 1 opening, 2 open, 3 failed
+
+static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
+  int st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE);
+  if (likely(st == 2)) return emergency;
+  if (st == 3) return NULL;
+  int expect = 0;
+  if (__atomic_compare_exchange_n(&emergency_state, &expect, 1, 0,
+                                  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    struct pool_spec sp;
+    char why[200], eb[64];
+    struct mmpool *p = NULL;
+    int saved = errno;
+    if (spec_parse("anon size=64G full=null", &sp, why, sizeof why) == 0 &&
+        pool_open(EMERGENCY_NAME, &sp, &p) == 0) {
+      log_print(LOG_WARN, "the default pool '%s' cannot serve (%s): blocks "
+                "of full=fallback pools go to the anonymous pool '%s' from "
+                "now on", def->name, os_strerror(err, eb, sizeof eb),
+                EMERGENCY_NAME);
+      emergency = p;
+    } else {
+      log_print(LOG_ERROR, "cannot open the emergency pool '%s': %s",
+                EMERGENCY_NAME, log_last_error());
+    }
+    errno = saved;
+    __atomic_store_n(&emergency_state, p ? 2 : 3, __ATOMIC_RELEASE);
+    return p;
+  }
+  while ((st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE)) == 1)
+    sched_yield();
+  return st == 2 ? emergency : NULL;
+}
+
+#define NO_ROUTE UINT32_MAX
+
+// The one answer to a pool p that failed to serve n bytes (err: the errno
+// of the failure, whatever it is: ENOMEM, ENOSPC, EDQUOT, EFBIG, EIO,
+// EBUSY, EBADF, EINVAL...), for malloc, calloc, realloc and the aligned
+// calls alike: p's full= policy. abort: a message and abort(); null: NULL
+// with ENOMEM; fallback: the block comes from the default pool, or, when p
+// is the default pool or the default pool fails too, from the emergency
+// pool. route: the route that chose p, counted as fallen back (NO_ROUTE: a
+// realloc move, which is no new allocation). errno0: the caller's errno,
+// restored on success.
+static __attribute__((noinline)) void *
+pool_failed(struct mmpool *p, int err, size_t n, size_t align, int zero,
+            struct mmpool *def, unsigned route, int errno0) {
+  char eb[64];
+  if (err == 0) err = ENOMEM;
+  if (p->spec_full == SPEC_FULL_ABORT) {
+    if (err == ENOMEM)
+      log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name,
+                n);
+    log_fatal("pool '%s' cannot serve %zu bytes: %s (full=abort)", p->name,
+              n, os_strerror(err, eb, sizeof eb));
+  }
+  if (p->spec_full != SPEC_FULL_FALLBACK) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *b = NULL;
+  if (p != def) b = alloc_in(def, n, align, zero);
+  if (!b) {
+    struct mmpool *em = emergency_pool(def, p != def ? errno : err);
+    if (em && em != p) b = alloc_in(em, n, align, zero);
+  }
+  if (!b) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  route_stats_fallback(p->id, err);
+  if (route != NO_ROUTE) route_count(route, n, align, 1);
+  errno = errno0;
+  return b;
+}
+
 static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
   struct mmpool *def = pool_for();
   if (!def) {
@@ -143,6 +229,7 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
     if (!b) errno = ENOMEM;
     return b;
   }
+  int errno0 = errno;
   unsigned r;
   struct mmpool *p = route_pick(n, ra, def, &r);
   void *b = alloc_in(p, n, align, zero);
@@ -150,13 +237,27 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
     route_count(r, n, align, 0);
     return b;
   }
-  if (errno != ENOMEM) return NULL;
-  if (p->spec_full == SPEC_FULL_ABORT)
-    log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name, n);
-  if (p->spec_full == SPEC_FULL_FALLBACK && p != def) {
-    b = alloc_in(def, n, align, zero);
-    if (b) route_count(r, n, align, 1);
-  }
+  return pool_failed(p, errno, n, align, zero, def, r, errno0);
+}
+
+// realloc of a block of a pool that could not grow it nor move it within
+// its pool (mmpool_realloc failed): the pool's full= policy decides where
+// the block goes. NULL (errno as mmpool_realloc left it) when ptr is not a
+// block.
+static __attribute__((noinline)) void *realloc_failed(void *ptr, size_t n,
+                                                      int errno0) {
+  int err = errno;
+  uintptr_t a = (uintptr_t)ptr;
+  struct mmpool *q = pool_of_addr(a);
+  const char *why;
+  struct pdesc *d = q ? heap_block(q, a, &why) : NULL;
+  if (!d) return NULL;  // not a block: mmpool_realloc said why
+  size_t old = heap_usable(q, d, a);
+  struct mmpool *def = pool_for();
+  void *b = pool_failed(q, err, n, 0, 0, def, NO_ROUTE, errno0);
+  if (!b) return NULL;
+  memcpy(b, ptr, old < n ? old : n);
+  heap_free(ptr);
   return b;
 }
 
@@ -362,7 +463,10 @@ static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
     errno = ENOMEM;
     return NULL;
   }
-  return mmpool_realloc(NULL, ptr, n);
+  int errno0 = errno;
+  void *r = mmpool_realloc(NULL, ptr, n);
+  if (likely(r != NULL)) return r;
+  return realloc_failed(ptr, n, errno0);
 }
 
 EXPORT void *realloc(void *ptr, size_t n) { return realloc_inline(ptr, n); }
