@@ -78,8 +78,10 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t len,
                  "the range 0x%lx-0x%lx is occupied by %s", (unsigned long)base,
                  (unsigned long)(base + len), occ);
     } else if (r) {
-      fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (errno %d)",
-                 (unsigned long)base, (unsigned long)(base + len), -r);
+      char eb[32];
+      fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (%s)",
+                 (unsigned long)base, (unsigned long)(base + len),
+                 os_strerror(-r, eb, sizeof eb));
     }
   } else {
     // Walk the window in GiB steps from where the last search stopped;

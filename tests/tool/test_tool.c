@@ -409,7 +409,7 @@ static void test_explain_bad(void **state) {
       tool(TOOL_ARGS("run", "--explain", "-c", "/nonexistent/mmpool.conf"));
   assert_int_equal(m.status, 2);
   assert_string_equal(m.err, "mmpool: MMPOOL_CONFIG_FILE: cannot open "
-                             "'/nonexistent/mmpool.conf': no such file or "
+                             "'/nonexistent/mmpool.conf': ENOENT: no such file or "
                              "directory\n");
   res_free(&m);
   struct res l = run_env(TOOL_ARGS("run", "--explain"), ENV("MMPOOL_LOG=loud"));
