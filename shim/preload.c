@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "route.h"
 #include "shim.h"
 #include "log.h"
@@ -568,24 +569,37 @@ EXPORT int dlclose(void *handle) {
 }
 
 // ---------------------------------------------------------------------------
-// Introspection: answered from the default pool's statistics
+// Introspection: every open pool (those of the configuration, those the
+// program opened through the API, the emergency pool)
 
-static void default_stats(mmpool_stats_t *st) {
-  memset(st, 0, sizeof *st);
-  struct mmpool *p = pool_for();
-  if (p) mmpool_stats(pool_handle(p), st);
+// The next open pool after slot *id (start with *id = 0), its statistics in
+// *st; NULL after the last. A pool closed meanwhile is skipped.
+static struct mmpool *next_pool(unsigned *id, mmpool_stats_t *st) {
+  (void)pool_for();  // the configured pools are open
+  while (++*id <= MMPOOL_MAX_POOLS) {
+    struct mmpool *p = &pool_table[*id];
+    if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != POOL_OPEN) continue;
+    mmpool_t *h = pool_handle(p);
+    int saved = errno;
+    int r = h ? mmpool_stats(h, st) : -1;
+    errno = saved;
+    if (r == 0) return p;
+  }
+  return NULL;
 }
 
+// The sums of every open pool.
 EXPORT struct mallinfo2 mallinfo2(void) {
   mmpool_stats_t st;
-  default_stats(&st);
   struct mallinfo2 m;
   memset(&m, 0, sizeof m);
-  m.arena = st.mapped;
-  m.ordblks = st.in_use_blocks;
-  m.hblks = st.large_blocks;
-  m.uordblks = st.in_use;
-  m.fordblks = st.free_bytes;
+  for (unsigned id = 0; next_pool(&id, &st);) {
+    m.arena += st.mapped;
+    m.ordblks += st.in_use_blocks;
+    m.hblks += st.large_blocks;
+    m.uordblks += st.in_use;
+    m.fordblks += st.free_bytes;
+  }
   m.keepcost = 0;
   return m;
 }
@@ -617,27 +631,57 @@ EXPORT int malloc_trim(size_t pad) {
   return 0;
 }
 
+// Like glibc's: on the stderr of the moment (fd 2 as it is now, whatever
+// it was at start-up), one line per open pool and the total. Written
+// without allocating, in one write per line.
 EXPORT void malloc_stats(void) {
   mmpool_stats_t st;
-  default_stats(&st);
-  log_print(LOG_ERROR, "default pool: %zu blocks in use (%zu bytes), %zu "
-            "bytes mapped, %zu free", st.in_use_blocks, st.in_use, st.mapped,
-            st.free_bytes);
+  size_t blocks = 0, in_use = 0, mapped = 0, free_b = 0;
+  char line[256];
+  int saved = errno;
+  for (unsigned id = 0; next_pool(&id, &st);) {
+    struct mmpool *p = &pool_table[id];
+    size_t n = fmt_format(line, sizeof line, "mmpool: pool %s%s: %zu blocks "
+                          "in use (%zu bytes), %zu bytes mapped, %zu free\n",
+                          p->name, p == shim_pool ? " (default pool)" : "",
+                          st.in_use_blocks, st.in_use, st.mapped,
+                          st.free_bytes);
+    os_write_all(2, line, n);
+    blocks += st.in_use_blocks, in_use += st.in_use;
+    mapped += st.mapped, free_b += st.free_bytes;
+  }
+  size_t n = fmt_format(line, sizeof line, "mmpool: all pools: %zu blocks in "
+                        "use (%zu bytes), %zu bytes mapped, %zu free\n",
+                        blocks, in_use, mapped, free_b);
+  os_write_all(2, line, n);
+  errno = saved;
 }
 
-// stdio may allocate: called with no lock of ours held (PITFALLS 1.6).
+// stdio may allocate: called with no lock of ours held (PITFALLS 1.6). One
+// <pool> element per open pool, then the sums.
 EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0) {
     errno = EINVAL;
     return -1;
   }
   mmpool_stats_t st;
-  default_stats(&st);
-  fprintf(fp, "<malloc version=\"mmpool-%d.%d\">\n<pool name=\"default\">\n"
-          "<total type=\"mapped\" size=\"%zu\"/>\n"
+  size_t blocks = 0, in_use = 0, mapped = 0, free_b = 0;
+  fprintf(fp, "<malloc version=\"mmpool-%d.%d\">\n", MMPOOL_VERSION_MAJOR,
+          MMPOOL_VERSION_MINOR);
+  for (unsigned id = 0; next_pool(&id, &st);) {
+    fprintf(fp, "<pool name=\"%s\"%s>\n"
+            "<total type=\"mapped\" size=\"%zu\"/>\n"
+            "<total type=\"in_use\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<total type=\"free\" size=\"%zu\"/>\n</pool>\n",
+            pool_table[id].name,
+            &pool_table[id] == shim_pool ? " default=\"yes\"" : "",
+            st.mapped, st.in_use_blocks, st.in_use, st.free_bytes);
+    blocks += st.in_use_blocks, in_use += st.in_use;
+    mapped += st.mapped, free_b += st.free_bytes;
+  }
+  fprintf(fp, "<total type=\"mapped\" size=\"%zu\"/>\n"
           "<total type=\"in_use\" count=\"%zu\" size=\"%zu\"/>\n"
-          "<total type=\"free\" size=\"%zu\"/>\n</pool>\n</malloc>\n",
-          MMPOOL_VERSION_MAJOR, MMPOOL_VERSION_MINOR, st.mapped,
-          st.in_use_blocks, st.in_use, st.free_bytes);
+          "<total type=\"free\" size=\"%zu\"/>\n</malloc>\n",
+          mapped, blocks, in_use, free_b);
   return 0;
 }
