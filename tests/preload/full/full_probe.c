@@ -9,6 +9,10 @@
 //           tiny cannot give (EINVAL there); valloc, pvalloc
 //   fork    (a shared file pool f, route size>=64K -> f) the same calls
 //           (realloc aside) in a fork child, where f is frozen (EBUSY)
+//   emergency  (pool tiny size=1M, route size>=64K -> tiny, the default
+//           pool d of 2M) tiny full, d full too: the blocks come from the
+//           emergency pool "mmpool.emergency", for malloc, calloc, realloc
+//           and the aligned calls
 //   fill N  allocates N MiB in blocks of 100 KiB (route to a file pool on a
 //           small file system: ENOSPC, or EFBIG under RLIMIT_FSIZE), writes
 //           every byte, then checks them
@@ -109,6 +113,23 @@ static int tiny(void) {
   return failed;
 }
 
+static int emergency(void) {
+  unsigned char *b = malloc(K64 * 3);
+  expect("malloc in tiny", b, "tiny");
+  if (!b) return 1;
+  memset(b, 9, K64 * 3);
+  void *fill[40];
+  for (unsigned n = 0; n < 40; n++) fill[n] = malloc(K64 * 3);
+  calls("mmpool.emergency");
+  unsigned char *g = realloc(b, 8 * MIB);
+  expect("realloc beyond tiny and d", g, "mmpool.emergency");
+  if (g && (g[0] != 9 || g[K64 * 3 - 1] != 9))
+    printf("FAIL realloc: bytes lost\n"), failed = 1;
+  free(g);
+  for (unsigned n = 0; n < 40; n++) free(fill[n]);
+  return failed;
+}
+
 static int forked(void) {
   // The parent allocates in f; the child, where f is frozen, cannot.
   unsigned char *b = malloc(K64 * 2);
@@ -159,9 +180,10 @@ int main(int argc, char **argv) {
   int r = 1;
   if (argc > 1 && strcmp(argv[1], "tiny") == 0) r = tiny();
   else if (argc > 1 && strcmp(argv[1], "fork") == 0) r = forked();
+  else if (argc > 1 && strcmp(argv[1], "emergency") == 0) r = emergency();
   else if (argc > 2 && strcmp(argv[1], "fill") == 0)
     r = fill(strtoull(argv[2], NULL, 0));
-  else fprintf(stderr, "usage: full_probe tiny|fork|fill MIB\n");
+  else fprintf(stderr, "usage: full_probe tiny|emergency|fork|fill MIB\n");
   if (!r) printf("ok\n");
   return r;
 }
