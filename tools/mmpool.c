@@ -143,12 +143,19 @@ static _Noreturn void usage_error(const char *fmt, ...) {
 // ---------------------------------------------------------------------------
 // Finding the preload library
 
-// The directory of the running tool, from /proc/self/exe; "" if unknown.
+// The directory of the running tool, from /proc/self/exe; "" if unknown,
+// which is said in one line (the search then skips the tool's own tree).
 static void self_dir(char *out, size_t n) {
   char exe[PATH_MAX];
   ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
   out[0] = 0;
-  if (len <= 0) return;
+  if (len <= 0) {
+    char eb[64];
+    fprintf(stderr, "mmpool: cannot read /proc/self/exe: %s (the preload "
+            "library is not looked for next to the tool)\n",
+            os_strerror(len < 0 ? errno : ENOENT, eb, sizeof eb));
+    return;
+  }
   exe[len] = 0;
   char *slash = strrchr(exe, '/');
   if (!slash) return;
