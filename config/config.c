@@ -648,7 +648,7 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
     struct work *x = vmmap_scratch(sizeof(struct work));
     if (!x) { // out of memory or address space
       rep.bad = 1;
-      add_line(&rep, "%s: cannot parse it: out of memory",
+      add_line(&rep, "%s: cannot parse it: ENOMEM: out of memory",
                have_file ? "MMPOOL_CONFIG_FILE" : "MMPOOL_CONFIG");
     } else { // zeroed by the kernel
       x->c = out;

@@ -403,23 +403,59 @@ void os_describe_mapping(uintptr_t addr, size_t len, char *out,
 }
 
 
+// Every errno the engine can see, as "NAME: text": a static table, since
+// strerror may consult locales and allocate.
+static const struct {
+  int err;
+  const char *text;
+} os_errors[] = {
+    {EPERM, "EPERM: operation not permitted"},
+    {ENOENT, "ENOENT: no such file or directory"},
+    {ESRCH, "ESRCH: no such process"},
+    {EINTR, "EINTR: interrupted system call"},
+    {EIO, "EIO: input/output error"},
+    {ENXIO, "ENXIO: no such device or address"},
+    {E2BIG, "E2BIG: argument list too long"},
+    {ENOEXEC, "ENOEXEC: exec format error"},
+    {EBADF, "EBADF: bad file descriptor"},
+    {ECHILD, "ECHILD: no child processes"},
+    {EAGAIN, "EAGAIN: resource temporarily unavailable"},
+    {ENOMEM, "ENOMEM: out of memory"},
+    {EACCES, "EACCES: permission denied"},
+    {EFAULT, "EFAULT: bad address"},
+    {EBUSY, "EBUSY: device or resource busy"},
+    {EEXIST, "EEXIST: file exists"},
+    {EXDEV, "EXDEV: invalid cross-device link"},
+    {ENODEV, "ENODEV: no such device"},
+    {ENOTDIR, "ENOTDIR: a path component is not a directory"},
+    {EISDIR, "EISDIR: is a directory"},
+    {EINVAL, "EINVAL: invalid argument"},
+    {ENFILE, "ENFILE: too many open files in system"},
+    {EMFILE, "EMFILE: too many open files"},
+    {ETXTBSY, "ETXTBSY: text file busy"},
+    {EFBIG, "EFBIG: file too large"},
+    {ENOSPC, "ENOSPC: no space left on device"},
+    {ESPIPE, "ESPIPE: illegal seek"},
+    {EROFS, "EROFS: read-only file system"},
+    {EMLINK, "EMLINK: too many links"},
+    {ERANGE, "ERANGE: result out of range"},
+    {EDEADLK, "EDEADLK: resource deadlock avoided"},
+    {ENAMETOOLONG, "ENAMETOOLONG: file name too long"},
+    {ENOLCK, "ENOLCK: no locks available"},
+    {ENOSYS, "ENOSYS: function not implemented"},
+    {ENOTEMPTY, "ENOTEMPTY: directory not empty"},
+    {ELOOP, "ELOOP: is a symbolic link"},
+    {EOVERFLOW, "EOVERFLOW: value too large for defined data type"},
+    {EOPNOTSUPP, "EOPNOTSUPP: operation not supported by the file system"},
+    {ETIMEDOUT, "ETIMEDOUT: connection timed out"},
+    {ESTALE, "ESTALE: stale file handle"},
+    {EDQUOT, "EDQUOT: disk quota exceeded"},
+    {EUCLEAN, "EUCLEAN: structure needs cleaning"},
+};
+
 const char *os_strerror(int err, char *buf, size_t len) {
-  // strerror may consult locales and allocate; these cover the file paths.
-  switch (err) {
-  case EACCES: return "permission denied";
-  case EPERM: return "operation not permitted";
-  case ENOENT: return "no such file or directory";
-  case EISDIR: return "is a directory";
-  case ENOTDIR: return "a path component is not a directory";
-  case ENOSPC: return "no space left on device";
-  case EDQUOT: return "disk quota exceeded";
-  case EROFS: return "read-only file system";
-  case ENOMEM: return "out of memory";
-  case EEXIST: return "file exists";
-  case ELOOP: return "is a symbolic link";
-  case EOPNOTSUPP: return "operation not supported by the file system";
-  case ENAMETOOLONG: return "file name too long";
-  }
+  for (size_t i = 0; i < sizeof os_errors / sizeof os_errors[0]; i++)
+    if (os_errors[i].err == err) return os_errors[i].text;
   if (len) {
     size_t i = 0;
     const char *pre = "errno ";

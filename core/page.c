@@ -135,17 +135,12 @@ static int map_more(struct mmpool *p, uintptr_t addr, uint64_t off,
   return vmmap_commit(addr, len);
 }
 
-int page_grow(struct mmpool *p, uint64_t top) {
+// Commits descriptors and data up to want data bytes (want >= have).
+static int grow_to(struct mmpool *p, size_t want, int *meta_failed) {
   struct pool_state *st = ST(p);
   uint64_t data_off = p->hdr->data_off, desc_off = p->hdr->desc_off;
-  size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len, want = have;
-  if (need > have) {
-    size_t step = have / 8 > GROW_MIN ? have / 8 : GROW_MIN;
-    size_t limit = (size_t)p->hdr->npages << PAGE_SHIFT;
-    want = need > have + step ? need : have + step;
-    want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
-    if (want > limit) want = limit;
-  }
+  size_t have = p->data_len;
+  *meta_failed = 0;
   // Descriptors first, for every committed data page (not only those below
   // top): any address in committed data must find a readable descriptor.
   size_t need_meta = (want >> PAGE_SHIFT) * sizeof(struct pdesc);
@@ -155,24 +150,53 @@ int page_grow(struct mmpool *p, uint64_t top) {
     if (m > room) m = room;
     size_t old = st->meta_committed;
     int r = map_more(p, p->base + desc_off + old, desc_off + old, m - old);
-    if (r)
-      return log_fail(-r, "pool '%s': cannot commit page descriptors "
-                      "(errno %d)", p->name, -r);
+    if (r) {
+      *meta_failed = 1;
+      return r;
+    }
     st->meta_committed = m;
     p->meta_mapped = m;
   }
   if (want > have) {
     int r = map_more(p, p->data + have, data_off + have, want - have);
-    if (r == -ENOSPC || r == -EDQUOT)
-      return log_fail(ENOSPC, "pool '%s': no space left for %s to grow "
-                      "to %zu bytes", p->name, p->path, want);
-    if (r)
-      return log_fail(-r, "pool '%s': cannot commit %zu bytes (errno %d)",
-                      p->name, want - have, -r);
+    if (r) return r;
     st->length = data_off + want;
     __atomic_store_n(&p->data_len, want, __ATOMIC_RELEASE);
   }
   return 0;
+}
+
+// Whether a failed commit may work with less: no room or no memory.
+static int grow_retry_err(int r) {
+  return r == -ENOSPC || r == -EDQUOT || r == -ENOMEM || r == -EFBIG;
+}
+
+int page_grow(struct mmpool *p, uint64_t top) {
+  size_t need = (size_t)top << PAGE_SHIFT, have = p->data_len, want = have;
+  if (need > have) {
+    size_t step = have / 8 > GROW_MIN ? have / 8 : GROW_MIN;
+    size_t limit = (size_t)p->hdr->npages << PAGE_SHIFT;
+    want = need > have + step ? need : have + step;
+    want = (want + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
+    if (want > limit) want = limit;
+  }
+  int meta_failed;
+  int r = grow_to(p, want, &meta_failed);
+  // The step is a guess: when it does not fit, the pages actually needed
+  // may (a file system almost full, a memory limit almost reached).
+  if (r && grow_retry_err(r) && need > have && want > need)
+    r = grow_to(p, need, &meta_failed);
+  if (!r) return 0;
+  char eb[64];
+  if (meta_failed)
+    return log_fail(-r, "pool '%s': cannot commit page descriptors (%s)",
+                    p->name, os_strerror(-r, eb, sizeof eb));
+  if (p->is_file && (r == -ENOSPC || r == -EDQUOT || r == -EFBIG))
+    return log_fail(-r, "pool '%s': no space for %s to grow to %zu bytes "
+                    "(%s)", p->name, p->path, need,
+                    os_strerror(-r, eb, sizeof eb));
+  return log_fail(-r, "pool '%s': cannot commit %zu bytes (%s)", p->name,
+                  need - have, os_strerror(-r, eb, sizeof eb));
 }
 
 // ---------------------------------------------------------------------------

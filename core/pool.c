@@ -194,7 +194,17 @@ static int map_file_pool(struct mmpool *p, uintptr_t base,
                          const struct poolfile_header *hb, int shared) {
   uint64_t meta = hb->desc_off + hb->st.meta_committed;
   uint64_t data = hb->st.length - hb->data_off;
-  int r = vmmap_map_file(base, meta, p->fd, 0, shared);
+  int r;
+  if (shared) {
+    // Blocks for every page a store may reach: a copied file may be sparse,
+    // and a write fault into a hole on a full disk is SIGBUS (page_grow
+    // allocates before it maps, for the same reason). Allocated ranges cost
+    // nothing; a file system without fallocate is left as it is.
+    r = os_allocate(p->fd, 0, meta);
+    if (!r && data) r = os_allocate(p->fd, hb->data_off, data);
+    if (r && r != -EOPNOTSUPP) return r;
+  }
+  r = vmmap_map_file(base, meta, p->fd, 0, shared);
   if (!r && data)
     r = vmmap_map_file(base + hb->data_off, data, p->fd, hb->data_off, shared);
   return r;

@@ -134,8 +134,10 @@ int vmmap_reserve_pool(unsigned id, uintptr_t base, size_t cap, size_t first,
     } else if (r == -ENOMEM) {
       refusal(why, why_len, base, len);
     } else if (r) {
-      fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (errno %d)",
-                 (unsigned long)base, (unsigned long)(base + len), -r);
+      char eb[32];
+      fmt_format(why, why_len, "cannot reserve 0x%lx-0x%lx (%s)",
+                 (unsigned long)base, (unsigned long)(base + len),
+                 os_strerror(-r, eb, sizeof eb));
     }
     got = base;
   } else {

@@ -24,10 +24,14 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "route.h"
 #include "shim.h"
 #include "log.h"
 #include "mmpool.h"
+#include "os.h"
+#include "route_stats.h"
+#include "spec.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -136,6 +140,89 @@ static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
                 : mmpool_malloc(h, n);
 }
 
+// The emergency pool: an anonymous pool opened on demand when the pool a
+// full=fallback sends blocks to (the default pool) cannot serve them either
+// (full, a shared file pool frozen in a fork child, a full file system...).
+// Opened once (the first thread to need it opens it, the others wait),
+// never closed; its own full= is null. NULL when it cannot be opened.
+#define EMERGENCY_NAME "mmpool.emergency"
+static struct mmpool *emergency;
+static int emergency_state;  // 0 none yet, 1 opening, 2 open, 3 failed
+
+static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
+  int st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE);
+  if (likely(st == 2)) return emergency;
+  if (st == 3) return NULL;
+  int expect = 0;
+  if (__atomic_compare_exchange_n(&emergency_state, &expect, 1, 0,
+                                  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    struct pool_spec sp;
+    char why[200], eb[64];
+    struct mmpool *p = NULL;
+    int saved = errno;
+    if (spec_parse("anon size=64G full=null", &sp, why, sizeof why) == 0 &&
+        pool_open(EMERGENCY_NAME, &sp, &p) == 0) {
+      log_print(LOG_WARN, "the default pool '%s' cannot serve (%s): blocks "
+                "of full=fallback pools go to the anonymous pool '%s' from "
+                "now on", def->name, os_strerror(err, eb, sizeof eb),
+                EMERGENCY_NAME);
+      emergency = p;
+    } else {
+      log_print(LOG_ERROR, "cannot open the emergency pool '%s': %s",
+                EMERGENCY_NAME, log_last_error());
+    }
+    errno = saved;
+    __atomic_store_n(&emergency_state, p ? 2 : 3, __ATOMIC_RELEASE);
+    return p;
+  }
+  while ((st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE)) == 1)
+    sched_yield();
+  return st == 2 ? emergency : NULL;
+}
+
+#define NO_ROUTE UINT32_MAX
+
+// The one answer to a pool p that failed to serve n bytes (err: the errno
+// of the failure, whatever it is: ENOMEM, ENOSPC, EDQUOT, EFBIG, EIO,
+// EBUSY, EBADF, EINVAL...), for malloc, calloc, realloc and the aligned
+// calls alike: p's full= policy. abort: a message and abort(); null: NULL
+// with ENOMEM; fallback: the block comes from the default pool, or, when p
+// is the default pool or the default pool fails too, from the emergency
+// pool. route: the route that chose p, counted as fallen back (NO_ROUTE: a
+// realloc move, which is no new allocation). errno0: the caller's errno,
+// restored on success.
+static __attribute__((noinline)) void *
+pool_failed(struct mmpool *p, int err, size_t n, size_t align, int zero,
+            struct mmpool *def, unsigned route, int errno0) {
+  char eb[64];
+  if (err == 0) err = ENOMEM;
+  if (p->spec_full == SPEC_FULL_ABORT) {
+    if (err == ENOMEM)
+      log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name,
+                n);
+    log_fatal("pool '%s' cannot serve %zu bytes: %s (full=abort)", p->name,
+              n, os_strerror(err, eb, sizeof eb));
+  }
+  if (p->spec_full != SPEC_FULL_FALLBACK) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *b = NULL;
+  if (p != def) b = alloc_in(def, n, align, zero);
+  if (!b) {
+    struct mmpool *em = emergency_pool(def, p != def ? errno : err);
+    if (em && em != p) b = alloc_in(em, n, align, zero);
+  }
+  if (!b) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  route_stats_fallback(p->id, err);
+  if (route != NO_ROUTE) route_count(route, n, align, 1);
+  errno = errno0;
+  return b;
+}
+
 static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
   struct mmpool *def = pool_for();
   if (!def) {
@@ -143,6 +230,7 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
     if (!b) errno = ENOMEM;
     return b;
   }
+  int errno0 = errno;
   unsigned r;
   struct mmpool *p = route_pick(n, ra, def, &r);
   void *b = alloc_in(p, n, align, zero);
@@ -150,13 +238,27 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
     route_count(r, n, align, 0);
     return b;
   }
-  if (errno != ENOMEM) return NULL;
-  if (p->spec_full == SPEC_FULL_ABORT)
-    log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name, n);
-  if (p->spec_full == SPEC_FULL_FALLBACK && p != def) {
-    b = alloc_in(def, n, align, zero);
-    if (b) route_count(r, n, align, 1);
-  }
+  return pool_failed(p, errno, n, align, zero, def, r, errno0);
+}
+
+// realloc of a block of a pool that could not grow it nor move it within
+// its pool (mmpool_realloc failed): the pool's full= policy decides where
+// the block goes. NULL (errno as mmpool_realloc left it) when ptr is not a
+// block.
+static __attribute__((noinline)) void *realloc_failed(void *ptr, size_t n,
+                                                      int errno0) {
+  int err = errno;
+  uintptr_t a = (uintptr_t)ptr;
+  struct mmpool *q = pool_of_addr(a);
+  const char *why;
+  struct pdesc *d = q ? heap_block(q, a, &why) : NULL;
+  if (!d) return NULL;  // not a block: mmpool_realloc said why
+  size_t old = heap_usable(q, d, a);
+  struct mmpool *def = pool_for();
+  void *b = pool_failed(q, err, n, 0, 0, def, NO_ROUTE, errno0);
+  if (!b) return NULL;
+  memcpy(b, ptr, old < n ? old : n);
+  heap_free(ptr);
   return b;
 }
 
@@ -362,7 +464,10 @@ static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
     errno = ENOMEM;
     return NULL;
   }
-  return mmpool_realloc(NULL, ptr, n);
+  int errno0 = errno;
+  void *r = mmpool_realloc(NULL, ptr, n);
+  if (likely(r != NULL)) return r;
+  return realloc_failed(ptr, n, errno0);
 }
 
 EXPORT void *realloc(void *ptr, size_t n) { return realloc_inline(ptr, n); }
@@ -464,24 +569,37 @@ EXPORT int dlclose(void *handle) {
 }
 
 // ---------------------------------------------------------------------------
-// Introspection: answered from the default pool's statistics
+// Introspection: every open pool (those of the configuration, those the
+// program opened through the API, the emergency pool)
 
-static void default_stats(mmpool_stats_t *st) {
-  memset(st, 0, sizeof *st);
-  struct mmpool *p = pool_for();
-  if (p) mmpool_stats(pool_handle(p), st);
+// The next open pool after slot *id (start with *id = 0), its statistics in
+// *st; NULL after the last. A pool closed meanwhile is skipped.
+static struct mmpool *next_pool(unsigned *id, mmpool_stats_t *st) {
+  (void)pool_for();  // the configured pools are open
+  while (++*id <= MMPOOL_MAX_POOLS) {
+    struct mmpool *p = &pool_table[*id];
+    if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != POOL_OPEN) continue;
+    mmpool_t *h = pool_handle(p);
+    int saved = errno;
+    int r = h ? mmpool_stats(h, st) : -1;
+    errno = saved;
+    if (r == 0) return p;
+  }
+  return NULL;
 }
 
+// The sums of every open pool.
 EXPORT struct mallinfo2 mallinfo2(void) {
   mmpool_stats_t st;
-  default_stats(&st);
   struct mallinfo2 m;
   memset(&m, 0, sizeof m);
-  m.arena = st.mapped;
-  m.ordblks = st.in_use_blocks;
-  m.hblks = st.large_blocks;
-  m.uordblks = st.in_use;
-  m.fordblks = st.free_bytes;
+  for (unsigned id = 0; next_pool(&id, &st);) {
+    m.arena += st.mapped;
+    m.ordblks += st.in_use_blocks;
+    m.hblks += st.large_blocks;
+    m.uordblks += st.in_use;
+    m.fordblks += st.free_bytes;
+  }
   m.keepcost = 0;
   return m;
 }
@@ -513,27 +631,57 @@ EXPORT int malloc_trim(size_t pad) {
   return 0;
 }
 
+// Like glibc's: on the stderr of the moment (fd 2 as it is now, whatever
+// it was at start-up), one line per open pool and the total. Written
+// without allocating, in one write per line.
 EXPORT void malloc_stats(void) {
   mmpool_stats_t st;
-  default_stats(&st);
-  log_print(LOG_ERROR, "default pool: %zu blocks in use (%zu bytes), %zu "
-            "bytes mapped, %zu free", st.in_use_blocks, st.in_use, st.mapped,
-            st.free_bytes);
+  size_t blocks = 0, in_use = 0, mapped = 0, free_b = 0;
+  char line[256];
+  int saved = errno;
+  for (unsigned id = 0; next_pool(&id, &st);) {
+    struct mmpool *p = &pool_table[id];
+    size_t n = fmt_format(line, sizeof line, "mmpool: pool %s%s: %zu blocks "
+                          "in use (%zu bytes), %zu bytes mapped, %zu free\n",
+                          p->name, p == shim_pool ? " (default pool)" : "",
+                          st.in_use_blocks, st.in_use, st.mapped,
+                          st.free_bytes);
+    os_write_all(2, line, n);
+    blocks += st.in_use_blocks, in_use += st.in_use;
+    mapped += st.mapped, free_b += st.free_bytes;
+  }
+  size_t n = fmt_format(line, sizeof line, "mmpool: all pools: %zu blocks in "
+                        "use (%zu bytes), %zu bytes mapped, %zu free\n",
+                        blocks, in_use, mapped, free_b);
+  os_write_all(2, line, n);
+  errno = saved;
 }
 
-// stdio may allocate: called with no lock of ours held (PITFALLS 1.6).
+// stdio may allocate: called with no lock of ours held (PITFALLS 1.6). One
+// <pool> element per open pool, then the sums.
 EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0) {
     errno = EINVAL;
     return -1;
   }
   mmpool_stats_t st;
-  default_stats(&st);
-  fprintf(fp, "<malloc version=\"mmpool-%d.%d\">\n<pool name=\"default\">\n"
-          "<total type=\"mapped\" size=\"%zu\"/>\n"
+  size_t blocks = 0, in_use = 0, mapped = 0, free_b = 0;
+  fprintf(fp, "<malloc version=\"mmpool-%d.%d\">\n", MMPOOL_VERSION_MAJOR,
+          MMPOOL_VERSION_MINOR);
+  for (unsigned id = 0; next_pool(&id, &st);) {
+    fprintf(fp, "<pool name=\"%s\"%s>\n"
+            "<total type=\"mapped\" size=\"%zu\"/>\n"
+            "<total type=\"in_use\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<total type=\"free\" size=\"%zu\"/>\n</pool>\n",
+            pool_table[id].name,
+            &pool_table[id] == shim_pool ? " default=\"yes\"" : "",
+            st.mapped, st.in_use_blocks, st.in_use, st.free_bytes);
+    blocks += st.in_use_blocks, in_use += st.in_use;
+    mapped += st.mapped, free_b += st.free_bytes;
+  }
+  fprintf(fp, "<total type=\"mapped\" size=\"%zu\"/>\n"
           "<total type=\"in_use\" count=\"%zu\" size=\"%zu\"/>\n"
-          "<total type=\"free\" size=\"%zu\"/>\n</pool>\n</malloc>\n",
-          MMPOOL_VERSION_MAJOR, MMPOOL_VERSION_MINOR, st.mapped,
-          st.in_use_blocks, st.in_use, st.free_bytes);
+          "<total type=\"free\" size=\"%zu\"/>\n</malloc>\n",
+          mapped, blocks, in_use, free_b);
   return 0;
 }

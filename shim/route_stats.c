@@ -4,6 +4,7 @@
 // that have exited ("gone", kept with atomic adds so that exiting threads
 // and the report need no lock between them). route.c owns the threads and
 // their tables; stats.c prints.
+#include <errno.h>
 #include <string.h>
 
 #include "route_stats.h"
@@ -71,4 +72,43 @@ void route_stats_retire(struct route_totals *c) {
 
 void route_stats_gone(struct route_totals *out) { route_stats_sum(out, &gone); }
 
-void route_stats_forget_gone(void) { memset(&gone, 0, sizeof gone); }
+// Fallbacks by pool slot and reason (route_stats.h).
+static uint64_t fallbacks[MMPOOL_MAX_POOLS + 1][FB_REASONS];
+
+const char *const route_fb_name[FB_REASONS] = {
+    "ENOMEM", "ENOSPC", "EDQUOT", "EFBIG", "EIO",
+    "EBUSY",  "EBADF",  "EINVAL", "other"};
+
+static unsigned fb_reason(int err) {
+  switch (err) {
+  case ENOMEM: return FB_ENOMEM;
+  case ENOSPC: return FB_ENOSPC;
+  case EDQUOT: return FB_EDQUOT;
+  case EFBIG: return FB_EFBIG;
+  case EIO: return FB_EIO;
+  case EBUSY: return FB_EBUSY;
+  case EBADF: return FB_EBADF;
+  case EINVAL: return FB_EINVAL;
+  }
+  return FB_OTHER;
+}
+
+void route_stats_fallback(unsigned id, int err) {
+  if (id > MMPOOL_MAX_POOLS) return;
+  __atomic_fetch_add(&fallbacks[id][fb_reason(err)], 1, __ATOMIC_RELAXED);
+}
+
+uint64_t route_stats_fallbacks(unsigned id, unsigned k) {
+  if (id > MMPOOL_MAX_POOLS) return 0;
+  if (k < FB_REASONS) return __atomic_load_n(&fallbacks[id][k],
+                                             __ATOMIC_RELAXED);
+  uint64_t n = 0;
+  for (k = 0; k < FB_REASONS; k++)
+    n += __atomic_load_n(&fallbacks[id][k], __ATOMIC_RELAXED);
+  return n;
+}
+
+void route_stats_forget_gone(void) {
+  memset(&gone, 0, sizeof gone);
+  memset(fallbacks, 0, sizeof fallbacks);
+}

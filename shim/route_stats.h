@@ -55,4 +55,20 @@ void route_stats_retire(struct route_totals *c) SHIM_HIDDEN;
 void route_stats_gone(struct route_totals *out) SHIM_HIDDEN;
 void route_stats_forget_gone(void) SHIM_HIDDEN;
 
+// Fallbacks per pool and reason: the blocks that a pool could not serve
+// and that its full=fallback sent elsewhere (the default pool, or the
+// emergency pool), by the errno of the failure. Off the fast path (only a
+// failed allocation counts), lock-free (relaxed atomic adds). A fork child
+// starts at zero, like the route counts.
+enum {
+  FB_ENOMEM, FB_ENOSPC, FB_EDQUOT, FB_EFBIG, FB_EIO, FB_EBUSY, FB_EBADF,
+  FB_EINVAL, FB_OTHER, FB_REASONS
+};
+// The name of reason k ("ENOSPC", "other").
+extern const char *const route_fb_name[FB_REASONS] SHIM_HIDDEN;
+// Counts one fallback of the pool in slot id, for errno err.
+void route_stats_fallback(unsigned id, int err) SHIM_HIDDEN;
+// The fallbacks of slot id for reason k (k == FB_REASONS: all of them).
+uint64_t route_stats_fallbacks(unsigned id, unsigned k) SHIM_HIDDEN;
+
 #endif

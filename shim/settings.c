@@ -4,9 +4,11 @@
 // (config/ parses without allocating); read-only after. A configuration
 // error is one line each on the log, and the program then runs on the
 // built-in default (or stops, with MMPOOL_STRICT=1). A configured pool that
-// cannot be opened is reported and left out (a file pool in use by another
-// process, quietly: see below); without its default pool the program runs
-// on the built-in anonymous default.
+// cannot be opened is reported and left out (or stops the program, with
+// MMPOOL_STRICT=1), except a file pool in use by another process, which is
+// normal for a child that inherits the configuration (said quietly: see
+// below); without its default pool the program runs on the built-in
+// anonymous default.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <unistd.h>
@@ -38,19 +40,28 @@ void settings_load(void) {
     log_print(LOG_WARN, "running on the default configuration (one "
               "anonymous pool) because of the errors above");
   struct mmpool *def = NULL;
+  unsigned failed = 0;
   for (unsigned i = 0; i < shim_cfg.npools; i++) {
     struct mmpool *p = NULL;
     int r = pool_open(shim_cfg.pools[i].name, &shim_cfg.pools[i].spec, &p);
     if (r != 0) {
       // A file pool held by another process is what a configuration that
       // children inherit makes normal (the parent holds it): said at
-      // MMPOOL_LOG=info and in the MMPOOL_STATS report, not as an error.
+      // MMPOOL_LOG=info and in the MMPOOL_STATS report, not as an error,
+      // and MMPOOL_STRICT does not stop for it.
       shim_cfg_open_error[i] = -r;
       log_print(r == -EBUSY ? LOG_INFO : LOG_ERROR, "%s", log_last_error());
+      if (r != -EBUSY) failed++;
       continue;
     }
     shim_cfg_pool[i] = p;
     if (i == shim_cfg.default_pool) def = p;
+  }
+  // A pool that cannot be opened is a configuration error that only shows
+  // now: under MMPOOL_STRICT it stops the program too.
+  if (failed && shim_cfg.strict) {
+    log_print(LOG_ERROR, "MMPOOL_STRICT is set: stopping");
+    _exit(127);
   }
   if (def) pool_set_default(def);
   if (log_level() >= LOG_INFO) {

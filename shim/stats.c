@@ -33,6 +33,7 @@
 #include "log.h"
 #include "os.h"
 #include "route.h"
+#include "route_stats.h"
 #include "shim.h"
 
 // ---------------------------------------------------------------------------
@@ -180,6 +181,23 @@ static void figures(struct rep *r, struct mmpool *p) {
     line(r, "  classes in use: none (no live block below the large size)");
 }
 
+// The blocks the pool in slot id could not serve and sent elsewhere
+// (full=fallback), by reason: "fallbacks: 12 (ENOSPC 10, EBUSY 2)". No
+// line for a pool that never fell back.
+static void fallback_line(struct rep *r, const struct mmpool *p) {
+  uint64_t total = route_stats_fallbacks(p->id, FB_REASONS);
+  if (!total) return;
+  char why[256];  // 9 reasons of at most 27 characters each
+  size_t n = 0;
+  for (unsigned k = 0; k < FB_REASONS; k++) {
+    uint64_t c = route_stats_fallbacks(p->id, k);
+    if (c)
+      n += fmt_format(why + n, sizeof why - n, "%s%s %llu", n ? ", " : "",
+                      route_fb_name[k], (unsigned long long)c);
+  }
+  line(r, "  fallbacks: %llu (%s)", (unsigned long long)total, why);
+}
+
 // Counts of route k, or of the default (k == ROUTE_DEFAULT).
 static void route_line(struct rep *r, const struct route_totals *t,
                        unsigned k, const char *what) {
@@ -239,6 +257,7 @@ static void pool_block(struct rep *r, unsigned i,
       line(r, "  closed by the program before exit");
     else
       figures(r, p);
+    fallback_line(r, p);
   }
   unsigned routes = 0;
   for (unsigned k = 0; k < shim_cfg.nroutes; k++) {
@@ -292,6 +311,7 @@ __attribute__((destructor)) static void stats_report(void) {
     else
       line(&r, "pool %s: anon, not in the configuration", p->name);
     figures(&r, p);
+    fallback_line(&r, p);
   }
   flush(&r);
 out:

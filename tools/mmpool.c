@@ -31,6 +31,8 @@
 
 #include "config.h"
 #include "mmpool.h"
+#include "os.h"
+#include "vmmap.h"
 
 // Set by tools/CMakeLists.txt.
 #ifndef MMPOOL_PRELOAD_NAME
@@ -141,12 +143,19 @@ static _Noreturn void usage_error(const char *fmt, ...) {
 // ---------------------------------------------------------------------------
 // Finding the preload library
 
-// The directory of the running tool, from /proc/self/exe; "" if unknown.
+// The directory of the running tool, from /proc/self/exe; "" if unknown,
+// which is said in one line (the search then skips the tool's own tree).
 static void self_dir(char *out, size_t n) {
   char exe[PATH_MAX];
   ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
   out[0] = 0;
-  if (len <= 0) return;
+  if (len <= 0) {
+    char eb[64];
+    fprintf(stderr, "mmpool: cannot read /proc/self/exe: %s (the preload "
+            "library is not looked for next to the tool)\n",
+            os_strerror(len < 0 ? errno : ENOENT, eb, sizeof eb));
+    return;
+  }
   exe[len] = 0;
   char *slash = strrchr(exe, '/');
   if (!slash) return;
@@ -316,6 +325,70 @@ static int help(int argc, char **args) {
 // ---------------------------------------------------------------------------
 // run
 
+// What can fail only when the program starts, tried here: each pool's
+// address range is reserved through the engine's ledger (core/vmmap.c), all
+// of them held at once as the program would hold them, then released; a
+// file pool's file must be openable (an existing file readable and
+// writable, a new one's directory writable). An attached file keeps the
+// capacity and base its header records: reserved with the size= asked for,
+// when there is one. One line per pool that would fail, on stderr; the
+// number of them. (The program's own address space may differ: its
+// libraries sit where the kernel put them, so this is a check, not a
+// promise.)
+static unsigned explain_open(const struct mmpool_config *cfg) {
+  uintptr_t got[CONFIG_MAX_POOLS] = {0};
+  unsigned bad = 0;
+  char eb[64];
+  for (unsigned i = 0; i < cfg->npools && i < CONFIG_MAX_POOLS; i++) {
+    const struct config_pool *cp = &cfg->pools[i];
+    const struct pool_spec *sp = &cp->spec;
+    int reserve = 1;
+    if (sp->file) {
+      struct stat st;
+      if (stat(sp->path, &st) == 0) {
+        int want = sp->mode == SPEC_PRIVATE ? R_OK : R_OK | W_OK;
+        if (access(sp->path, want) != 0) {
+          fprintf(stderr, "mmpool: pool '%s': %s: %s\n", cp->name, sp->path,
+                  os_strerror(errno, eb, sizeof eb));
+          bad++;
+          continue;
+        }
+        reserve = sp->size_set;  // else the file says how big
+      } else {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", sp->path);
+        char *slash = strrchr(dir, '/');
+        if (slash == dir) slash[1] = 0;
+        else if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        if (errno != ENOENT || access(dir, W_OK | X_OK) != 0) {
+          fprintf(stderr, "mmpool: pool '%s': %s: %s\n", cp->name, sp->path,
+                  os_strerror(errno, eb, sizeof eb));
+          bad++;
+          continue;
+        }
+      }
+    }
+    if (!reserve) continue;
+    char why[384];
+    uint64_t cap = (sp->size + 65535) & ~(uint64_t)65535;
+    // As the program will: the whole capacity must be free at its base,
+    // the first part is reserved (pools reserve the rest as they grow).
+    size_t first = cap < VM_FIRST ? cap : VM_FIRST, len = 0;
+    int r = vmmap_reserve_pool(i + 1, sp->base, cap, first, 65536, &got[i],
+                               &len, why, sizeof why);
+    if (r) {
+      fprintf(stderr, "mmpool: pool '%s': cannot reserve its address range "
+              "(%llu bytes): %s\n", cp->name, (unsigned long long)cap, why);
+      got[i] = 0;
+      bad++;
+    }
+  }
+  for (unsigned i = 0; i < cfg->npools && i < CONFIG_MAX_POOLS; i++)
+    if (got[i]) vmmap_release(got[i]);
+  return bad;
+}
+
 // Prints the configuration the program would get; the exit status.
 static int explain(void) {
   static struct mmpool_config cfg; // about 270 KiB: not on the stack
@@ -327,7 +400,8 @@ static int explain(void) {
   if (errs.total > errs.count)
     fprintf(stderr, "mmpool: %u more configuration errors\n",
             errs.total - errs.count);
-  if (errs.total && cfg.strict)
+  unsigned unopenable = explain_open(&cfg);
+  if ((errs.total || unopenable) && cfg.strict)
     fprintf(stderr, "mmpool: MMPOOL_STRICT is set: the program would stop "
                     "before main\n");
   size_t len = config_describe(&cfg, NULL, 0);
@@ -345,7 +419,7 @@ static int explain(void) {
   fputs(text, stdout);
   free(text);
   if (fflush(stdout) != 0) return EXIT_TOOL;
-  return errs.total ? EXIT_INVALID : 0;
+  return errs.total || unopenable ? EXIT_INVALID : 0;
 }
 
 static int run(int argc, char **argv) {

@@ -409,7 +409,7 @@ static void test_explain_bad(void **state) {
       tool(TOOL_ARGS("run", "--explain", "-c", "/nonexistent/mmpool.conf"));
   assert_int_equal(m.status, 2);
   assert_string_equal(m.err, "mmpool: MMPOOL_CONFIG_FILE: cannot open "
-                             "'/nonexistent/mmpool.conf': no such file or "
+                             "'/nonexistent/mmpool.conf': ENOENT: no such file or "
                              "directory\n");
   res_free(&m);
   struct res l = run_env(TOOL_ARGS("run", "--explain"), ENV("MMPOOL_LOG=loud"));
@@ -432,6 +432,49 @@ static void test_explain_bad(void **state) {
   assert_contains(d.out, "pool default anon size=64G base=auto full=null\n"
                          "default default\n");
   res_free(&d);
+}
+
+// What only fails when the program starts is tried by --explain too (issue
+// 12, item 6): three pools of 16T cannot all be reserved in the 32T window
+// of base=auto (the third, and then the default, are reported with the
+// reason), a pool file in a missing directory names ENOENT, a fixed base
+// that is taken names what holds it; each a line on stderr, status 2, and
+// the configuration still printed. Under MMPOOL_STRICT the program would
+// stop, which is said.
+static void test_explain_unopenable(void **state) {
+  (void)state;
+  struct res r = run_env(TOOL_ARGS("run", "--explain"),
+                         ENV("MMPOOL_CONFIG=pool a size=16T\npool b size=16T\n"
+                             "pool c size=16T"));
+  assert_int_equal(r.status, 2);
+  assert_contains(r.err, "mmpool: pool 'c': cannot reserve its address range "
+                         "(17592186044416 bytes): no free");
+  assert_true(strstr(r.err, "pool 'a'") == NULL);
+  assert_contains(r.out, "pool c anon size=16T base=auto full=fallback\n");
+  res_free(&r);
+  struct res f = run_env(TOOL_ARGS("run", "--explain"),
+                         ENV("MMPOOL_CONFIG=pool a file=/nonexistent/dir/x.pool",
+                             "MMPOOL_STRICT=1"));
+  assert_int_equal(f.status, 2);
+  assert_contains(f.err, "mmpool: pool 'a': /nonexistent/dir/x.pool: ENOENT: "
+                         "no such file or directory\n");
+  assert_contains(f.err, "MMPOOL_STRICT is set");
+  res_free(&f);
+  // A fixed base taken (by pool a, which base=auto put at the start of its
+  // window): the line names what holds it.
+  struct res b = run_env(TOOL_ARGS("run", "--explain"),
+                         ENV("MMPOOL_CONFIG=pool a size=4G\n"
+                             "pool b base=0x200000000000 size=1G"));
+  assert_int_equal(b.status, 2);
+  assert_contains(b.err, "mmpool: pool 'b': cannot reserve its address range");
+  assert_contains(b.err, "is occupied by");
+  res_free(&b);
+  // Pools that can be reserved: nothing on stderr, status 0.
+  struct res g = run_env(TOOL_ARGS("run", "--explain"),
+                         ENV("MMPOOL_CONFIG=pool a size=1G\npool b size=8T"));
+  assert_int_equal(g.status, 0);
+  assert_string_equal(g.err, "");
+  res_free(&g);
 }
 
 // ---------------------------------------------------------------------------
@@ -662,6 +705,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_help_commands), cmocka_unit_test(test_version),
       cmocka_unit_test(test_bad_usage),     cmocka_unit_test(test_explain_good),
       cmocka_unit_test(test_explain_bad),
+      cmocka_unit_test(test_explain_unopenable),
   };
   const struct CMUnitTest run[] = {
       cmocka_unit_test(test_run_echo),

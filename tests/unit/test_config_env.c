@@ -183,7 +183,7 @@ static void test_fallback_and_strict(void **state) {
   char *env5[] = {"MMPOOL_STRICT=1", "MMPOOL_CONFIG_FILE=/nonexistent/x", NULL};
   assert_int_equal(load_env(env5), -EINVAL);
   assert_string_equal(errs.line[0], "MMPOOL_CONFIG_FILE: cannot open "
-                                    "'/nonexistent/x': no such file or "
+                                    "'/nonexistent/x': ENOENT: no such file or "
                                     "directory");
   expect_builtin();
 }

@@ -231,7 +231,7 @@ static void test_errors_file(void **state) {
   snprintf(path, sizeof path, "%s/missing.conf", dir);
   char *env[] = {var(0, "MMPOOL_CONFIG_FILE", path), NULL};
   snprintf(line, sizeof line,
-           "MMPOOL_CONFIG_FILE: cannot open '%s': no such file or directory",
+           "MMPOOL_CONFIG_FILE: cannot open '%s': ENOENT: no such file or directory",
            path);
   expect_error(load_env(env), line);
   // A directory.
@@ -245,7 +245,7 @@ static void test_errors_file(void **state) {
   assert_int_equal(symlink(target, path), 0);
   var(0, "MMPOOL_CONFIG_FILE", path);
   snprintf(line, sizeof line,
-           "MMPOOL_CONFIG_FILE: cannot open '%s': is a symbolic link", path);
+           "MMPOOL_CONFIG_FILE: cannot open '%s': ELOOP: is a symbolic link", path);
   expect_error(load_env(env), line);
   // Unreadable: root reads it all the same.
   const char *locked = write_text("locked.conf", "pool l\n");
@@ -253,7 +253,7 @@ static void test_errors_file(void **state) {
   var(0, "MMPOOL_CONFIG_FILE", locked);
   if (geteuid() != 0) {
     snprintf(line, sizeof line,
-             "MMPOOL_CONFIG_FILE: cannot open '%s': permission denied", locked);
+             "MMPOOL_CONFIG_FILE: cannot open '%s': EACCES: permission denied", locked);
     expect_error(load_env(env), line);
   } else {
     OK(load_env(env));
@@ -314,7 +314,7 @@ static void test_errors_file(void **state) {
   snprintf(longp + n, sizeof longp - (size_t)n, "/cfg.conf");
   var(0, "MMPOOL_CONFIG_FILE", longp);
   snprintf(line, sizeof line,
-           "MMPOOL_CONFIG_FILE: cannot open '...%s': no such file or "
+           "MMPOOL_CONFIG_FILE: cannot open '...%s': ENOENT: no such file or "
            "directory",
            longp + strlen(longp) - 117);
   expect_error(load_env(env), line);
@@ -327,7 +327,7 @@ static void test_errors_file(void **state) {
                       "default from_file"),
                   NULL};
   snprintf(line, sizeof line,
-           "MMPOOL_CONFIG_FILE: cannot open '%s': no such file or directory",
+           "MMPOOL_CONFIG_FILE: cannot open '%s': ENOENT: no such file or directory",
            path);
   expect_error(load_env(env2), line);
 }

@@ -105,11 +105,11 @@ static void test_errors_no_memory(void **state) {
   assert_int_equal(r1, 0);
   assert_int_equal(first.count, 1);
   assert_string_equal(first.line[0],
-                      "MMPOOL_CONFIG: cannot parse it: out of memory");
+                      "MMPOOL_CONFIG: cannot parse it: ENOMEM: out of memory");
   assert_int_equal(r2, -EINVAL);
   assert_int_equal(errs.count, 1);
   assert_string_equal(errs.line[0],
-                      "MMPOOL_CONFIG_FILE: cannot parse it: out of memory");
+                      "MMPOOL_CONFIG_FILE: cannot parse it: ENOMEM: out of memory");
   expect_builtin();
   assert_int_equal(cfg.fallback, 1);
   assert_int_equal(cfg.strict, 1);

@@ -1,6 +1,7 @@
 // test_os.c: os_open_nolinks and its fallback os_open_walk (the path walk
 // used where the kernel has no openat2): no symbolic link in any component
-// of the path, the file created only with O_CREAT, O_CLOEXEC kept.
+// of the path, the file created only with O_CREAT, O_CLOEXEC kept; and
+// os_strerror's names of errno values.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -119,10 +120,41 @@ static int teardown(void **state) {
   return system(cmd) == 0 ? 0 : -1;
 }
 
+// os_strerror: every errno the engine can see as "NAME: text", from a
+// static table (no strerror, no allocation); "errno N" for unknown values.
+static void test_strerror(void **state) {
+  (void)state;
+  static const struct { int e; const char *name; } all[] = {
+      {EPERM, "EPERM"}, {ENOENT, "ENOENT"}, {EINTR, "EINTR"}, {EIO, "EIO"},
+      {ENXIO, "ENXIO"}, {E2BIG, "E2BIG"}, {EBADF, "EBADF"},
+      {EAGAIN, "EAGAIN"}, {ENOMEM, "ENOMEM"}, {EACCES, "EACCES"},
+      {EFAULT, "EFAULT"}, {EBUSY, "EBUSY"}, {EEXIST, "EEXIST"},
+      {ENODEV, "ENODEV"}, {ENOTDIR, "ENOTDIR"}, {EISDIR, "EISDIR"},
+      {EINVAL, "EINVAL"}, {ENFILE, "ENFILE"}, {EMFILE, "EMFILE"},
+      {ETXTBSY, "ETXTBSY"}, {EFBIG, "EFBIG"}, {ENOSPC, "ENOSPC"},
+      {ESPIPE, "ESPIPE"}, {EROFS, "EROFS"}, {EMLINK, "EMLINK"},
+      {ENAMETOOLONG, "ENAMETOOLONG"}, {ENOSYS, "ENOSYS"}, {ELOOP, "ELOOP"},
+      {EOVERFLOW, "EOVERFLOW"}, {EDQUOT, "EDQUOT"}, {EUCLEAN, "EUCLEAN"},
+      {ENOEXEC, "ENOEXEC"}, {EOPNOTSUPP, "EOPNOTSUPP"},
+      {ETIMEDOUT, "ETIMEDOUT"}};
+  char buf[32];
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    const char *t = os_strerror(all[i].e, buf, sizeof buf);
+    size_t n = strlen(all[i].name);
+    if (strncmp(t, all[i].name, n) != 0 || strncmp(t + n, ": ", 2) != 0 ||
+        strlen(t) < n + 4)
+      fail_msg("os_strerror(%s) = '%s'", all[i].name, t);
+  }
+  assert_string_equal(os_strerror(EMFILE, buf, sizeof buf),
+                      "EMFILE: too many open files");
+  assert_string_equal(os_strerror(4000, buf, sizeof buf), "errno 4000");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plain),
       cmocka_unit_test(test_links),
+      cmocka_unit_test(test_strerror),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
