@@ -660,6 +660,13 @@ static void recount(struct mmpool *p, struct pdesc *d) {
     d->thread_free &= TF_DETACHED;
   }
   d->used = used;
+  // A pop cut short before its slack store leaves a block live with an old
+  // slack entry (the block is lost: its thread is gone). Entries beyond the
+  // block size are made harmless; a free block's entry means nothing.
+  for (uint32_t b = 0; b < d->inited; b++) {
+    uint16_t *e = pdesc_slack(p->base, d, slab + (uint64_t)b * d->bsize);
+    if (*e > d->bsize) *e = 0;
+  }
 }
 
 // Leaves every slab of h detached: on avail if it has room, freed if empty.
