@@ -629,16 +629,21 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
 // ---------------------------------------------------------------------------
 // Thread exit, pool close, fork
 
-// A slab's live count from its free list: inited less the blocks on it
+// A slab's live count from its free list (seal: after dropping its lists):
+// inited less the blocks on it
 // (blocks on the thread-free list count as live until collected). Each
 // walk is bounded and a bad link ends its list. For a fork child, whose
 // other threads may have stopped between a list store and the count's
 // update. pre: no other thread touches d.
-static void recount(struct mmpool *p, struct pdesc *d) {
+static void recount(struct mmpool *p, struct pdesc *d, int seal) {
   uint64_t slab = slab_off(p, page_index(p, d));
   uint64_t end = slab + (uint64_t)d->nblocks * d->bsize;
   uint64_t *link[2] = {&d->free, &d->thread_free};
   uint32_t n[2] = {0, 0};
+  if (seal) {  // the lists are dropped: every block handed out is live
+    d->free = 0;
+    d->thread_free &= TF_DETACHED;
+  }
   for (int k = 0; k < 2; k++) {
     uint64_t *at = link[k];
     uint64_t keep = k ? (*at & TF_DETACHED) : 0;
@@ -750,10 +755,14 @@ void heap_fork_child(void) {
     }
     if (tl_heap[p->id] == h) continue;
     // Its thread may have been inside the fast path at the fork, between
-    // the list store and the count update: recount first.
+    // the list store and the count update: recount first. In a shared file
+    // pool copied for this child before the fork (pool.c), the thread went
+    // on changing its slabs while the copy was taken, so their free lists
+    // may name blocks it handed out meanwhile: they are not trusted at all
+    // (every block counts as live, a bounded leak in the child).
     for (unsigned c = 0; c < SC_COUNT; c++)
       for (uint32_t l = h->list[c]; l; l = p->desc[l - 1].next)
-        recount(p, &p->desc[l - 1]);
+        recount(p, &p->desc[l - 1], p->fork_copy);
     abandon(p, h);
     heap_free_mem(h);
   }
