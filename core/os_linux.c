@@ -394,12 +394,14 @@ int os_find_mapping(uintptr_t addr, size_t len, uintptr_t *end, char *out,
 
 void os_describe_mapping(uintptr_t addr, size_t len, char *out,
                          size_t outlen) {
-  static const char unknown[] = "an unknown mapping";
-  if (os_find_mapping(addr, len, NULL, out, outlen) != 1 && outlen) {
-    size_t n = sizeof unknown < outlen ? sizeof unknown : outlen;
-    memcpy(out, unknown, n);
-    out[n - 1] = 0;
-  }
+  int r = os_find_mapping(addr, len, NULL, out, outlen);
+  if (r == 1 || !outlen) return;
+  char eb[64];
+  if (r < 0)  // the reason the map could not be read goes with the answer
+    fmt_format(out, outlen, "an unknown mapping (/proc/self/maps: %s)",
+               os_strerror(-r, eb, sizeof eb));
+  else
+    fmt_format(out, outlen, "an unknown mapping");
 }
 
 
