@@ -148,12 +148,16 @@ static void *alloc_in(struct mmpool *p, size_t n, size_t align, int zero) {
 #define EMERGENCY_NAME "mmpool.emergency"
 static struct mmpool *emergency;
 static int emergency_state;  // 0 none yet, 1 opening, 2 open, 3 failed
+static int emergency_opener; // pid of the process whose thread opens it
 
 static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
   int st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE);
   if (likely(st == 2)) return emergency;
   if (st == 3) return NULL;
   int expect = 0;
+  // Every thread of the process stores the same pid, before the state
+  // says "opening", so a fork child always finds the opener's pid.
+  if (st == 0) __atomic_store_n(&emergency_opener, os_getpid(), __ATOMIC_RELEASE);
   if (__atomic_compare_exchange_n(&emergency_state, &expect, 1, 0,
                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     struct pool_spec sp;
@@ -175,8 +179,18 @@ static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
     __atomic_store_n(&emergency_state, p ? 2 : 3, __ATOMIC_RELEASE);
     return p;
   }
-  while ((st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE)) == 1)
+  while ((st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE)) == 1) {
+    int opener = __atomic_load_n(&emergency_opener, __ATOMIC_ACQUIRE);
+    if (opener && opener != os_getpid()) {
+      // A fork child whose parent's opening thread did not come along
+      // (the fork's locks kept pool_open itself whole): finish for it.
+      struct mmpool *q = pool_by_name(EMERGENCY_NAME);
+      emergency = q;
+      __atomic_store_n(&emergency_state, q ? 2 : 0, __ATOMIC_RELEASE);
+      return q ? q : emergency_pool(def, err);
+    }
     sched_yield();
+  }
   return st == 2 ? emergency : NULL;
 }
 
