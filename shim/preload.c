@@ -157,7 +157,8 @@ static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
   int expect = 0;
   // Every thread of the process stores the same pid, before the state
   // says "opening", so a fork child always finds the opener's pid.
-  if (st == 0) __atomic_store_n(&emergency_opener, os_getpid(), __ATOMIC_RELEASE);
+  if (st == 0)
+    __atomic_store_n(&emergency_opener, os_getpid(), __ATOMIC_RELEASE);
   if (__atomic_compare_exchange_n(&emergency_state, &expect, 1, 0,
                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     struct pool_spec sp;
