@@ -71,7 +71,8 @@ typedef struct mmpool_handle mmpool_t;
 //                   another user owns, is refused with EACCES: root too
 //                   attaches only root's files by default.
 //   mode=shared     (default for files) the mapping is the file: stores reach
-//                   the file as the program runs.
+//                   the file as the program runs. A fork child gets its own
+//                   copy of the pool; the file stays the parent's.
 //   mode=private    the file is mapped copy-on-write: the program sees its
 //                   contents, nothing it does is written back.
 //   size=SIZE       capacity (reserved address space), e.g. 64K, 512M, 8G, 1T.
