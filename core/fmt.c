@@ -127,3 +127,12 @@ size_t fmt_format(char *buf, size_t n, const char *fmt, ...) {
   va_end(ap);
   return r;
 }
+
+void fmt_size(char *out, size_t outlen, uint64_t n) {
+  if (n && n % ((uint64_t)1 << 30) == 0)
+    fmt_format(out, outlen, "%llu GiB", (unsigned long long)(n >> 30));
+  else if (n && n % ((uint64_t)1 << 20) == 0)
+    fmt_format(out, outlen, "%llu MiB", (unsigned long long)(n >> 20));
+  else
+    fmt_format(out, outlen, "%llu KiB", (unsigned long long)(n >> 10));
+}

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 // Formats into buf (always NUL-terminated when n > 0) and returns the length
 // written. Conversions: %s %c %d %u %ld %lu %lld %llu %zu %zd %x %lx %llx
@@ -23,5 +24,9 @@ size_t fmt_format(char *buf, size_t n, const char *fmt, ...)
 // drive the terminal it is shown on (ESC sequences) or forge a line. An
 // escape is never cut by the end of buf. Returns the length written.
 size_t fmt_escape(char *buf, size_t n, const char *src, size_t len);
+
+// A byte count in words: "64 GiB", "3 MiB", or in KiB when it is no whole
+// number of MiB.
+void fmt_size(char *out, size_t outlen, uint64_t n);
 
 #endif

@@ -70,15 +70,6 @@ static void bind(struct mmpool *p, uintptr_t base) {
   __atomic_store_n(&p->data_len, h->st.length - h->data_off, __ATOMIC_RELEASE);
 }
 
-static void size_words(char *out, size_t outlen, uint64_t n) {
-  if (n && n % ((uint64_t)1 << 30) == 0)
-    fmt_format(out, outlen, "%llu GiB", (unsigned long long)(n >> 30));
-  else if (n && n % ((uint64_t)1 << 20) == 0)
-    fmt_format(out, outlen, "%llu MiB", (unsigned long long)(n >> 20));
-  else
-    fmt_format(out, outlen, "%llu KiB", (unsigned long long)(n >> 10));
-}
-
 // Reserves the start of a pool's range (docs/engine.md, "Address space"):
 // its header and page descriptors, what is mapped at once (up to `end`
 // bytes from the base) and 2 MiB to grow into, or VM_FIRST when that is
@@ -117,9 +108,9 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
   if (len < first) {
     char a[32], b[32], c[32];
     uint64_t as = os_as_limit();
-    size_words(a, sizeof a, len);
-    size_words(b, sizeof b, cap);
-    size_words(c, sizeof c, first);
+    fmt_size(a, sizeof a, len);
+    fmt_size(b, sizeof b, cap);
+    fmt_size(c, sizeof c, first);
     if (as)
       log_print(LOG_WARN, "pool '%s': RLIMIT_AS is %llu KiB: reserved %s of "
                 "its %s", p->name, (unsigned long long)(as >> 10), a, b);

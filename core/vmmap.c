@@ -71,20 +71,11 @@ static int meets_pool(uintptr_t a, size_t len) {
   return 0;
 }
 
-static void size_words(char *out, size_t outlen, uint64_t n) {
-  if (n && n % ((uint64_t)1 << 30) == 0)
-    fmt_format(out, outlen, "%llu GiB", (unsigned long long)(n >> 30));
-  else if (n && n % ((uint64_t)1 << 20) == 0)
-    fmt_format(out, outlen, "%llu MiB", (unsigned long long)(n >> 20));
-  else
-    fmt_format(out, outlen, "%llu KiB", (unsigned long long)(n >> 10));
-}
-
 // Why the kernel refused len bytes of address space.
 static void refusal(char *why, size_t why_len, uintptr_t at, size_t len) {
   char sz[32];
   uint64_t as = os_as_limit();
-  size_words(sz, sizeof sz, len);
+  fmt_size(sz, sizeof sz, len);
   if (as) {
     fmt_format(why, why_len, "the kernel refused %s of address space at "
                "0x%lx (RLIMIT_AS is %llu KiB)", sz, (unsigned long)at,
