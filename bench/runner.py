@@ -111,6 +111,7 @@ def main():
             allocs.append((name, lib))
         allocs.append(("mmpool", a.preload))
     reps = 1 if a.q else a.n
+    info = sysinfo()  # at the start: the commit that was built and run
     tmp = tempfile.mkdtemp(prefix="mmpool-bench-")
     raw, med, failures = [], [], 0
     for w in names:
@@ -158,7 +159,7 @@ def main():
     mm = {(r[0], r[1]): r for r in med if r[2] == "mmpool"}
     with open(a.csv, "w") as f:
         f.write("# command: %s\n" % a.command)
-        for k, v in sysinfo():
+        for k, v in info:
             f.write("# %s: %s\n" % (k, v))
         f.write("# date: %s\n" % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         f.write("# repetitions: %d, allocators in alternation: %s; medians of wall time, "

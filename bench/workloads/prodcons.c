@@ -1,18 +1,23 @@
-/* prodcons: producer/consumer across threads. THREADS producers (at least
- * 1) each allocate SCALE*1000 messages of 16..2048 bytes, fill them and
- * push them on a queue (mutex + condition variable, in batches of 64); as
- * many consumers pop them, check their contents and free them. */
+/* prodcons: producer/consumer across threads. THREADS/2 producers (at least
+ * 1) share SCALE*1000 messages of 16..2048 bytes: allocate, fill and
+ * push them on a queue (mutex + condition variable, in batches of 64); the
+ * other threads (at least 1) pop them, check and free them. The queue
+ * holds at most 64 batches: a producer waits when it is full, so the
+ * figures measure the allocator and not how long the queue grows. */
 #include "wl.h"
 
 typedef struct msg { struct msg *next; uint32_t len; uint32_t seq; unsigned char data[]; } msg;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static msg *head;
-static int producers_left;
+static int producers_left, batches;
+static pthread_cond_t room = PTHREAD_COND_INITIALIZER;
 typedef struct { int id; int producer; long n; uint64_t sum; long got; } arg_t;
 
 static void push(msg *first, msg *last) {
   pthread_mutex_lock(&mu);
+  while (batches >= 64) pthread_cond_wait(&room, &mu);
+  batches++;
   last->next = head; head = first;
   pthread_cond_signal(&cv);
   pthread_mutex_unlock(&mu);
@@ -42,7 +47,8 @@ static void *work(void *p) {
     for (;;) {
       pthread_mutex_lock(&mu);
       while (!head && producers_left) pthread_cond_wait(&cv, &mu);
-      msg *m = head; head = NULL;
+      msg *m = head; head = NULL; batches = 0;
+      pthread_cond_broadcast(&room);
       pthread_mutex_unlock(&mu);
       if (!m) break;
       while (m) {
