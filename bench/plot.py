@@ -100,7 +100,7 @@ def main():
                     v = gmean([ratio[(kk, p)][idx] for kk in keys if (kk, p) in ratio])
                 else:
                     v = ratio.get((k, p), (float("nan"),) * 3)[idx]
-                cells.append("%.2f" % v)
+                cells.append("fail" if v != v else "%.2f" % v)  # nan: no run
         lines.append("| %s | %s |" % ("**geomean**" if k == "geomean" else k, " | ".join(cells)))
     open(base + "-summary.md", "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -80,9 +80,15 @@ def sysinfo():
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
                             "--untracked-files=no"], capture_output=True,
                            text=True).stdout.strip()
+    peers = []
+    for pkg in ("libjemalloc2", "libtcmalloc-minimal4", "libmimalloc2.0"):
+        v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                           capture_output=True, text=True).stdout.strip()
+        peers.append("%s %s" % (pkg, v or "?"))
     return [("commit", commit + (" (with uncommitted changes)" if dirty else "")),
             ("cpu", cpu), ("cores", str(os.cpu_count())),
-            ("kernel", platform.release()), ("glibc", glibc)]
+            ("kernel", platform.release()), ("glibc", glibc),
+            ("peers", ", ".join(peers))]
 
 
 def main():
