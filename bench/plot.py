@@ -66,9 +66,15 @@ def svg(path, keys, peers, ratio, title):
                 elif (k, p) in ratio:
                     v = ratio[(k, p)][idx]
                 else:
+                    o.append('<text x="%.1f" y="%d" font-size="7" fill="%s">%s: no run</text>' % (
+                        x(1, x0) + 3, y0 + 9 + 7 * j, COLORS.get(p, "#888"), p))
                     continue
                 if v != v:
                     continue
+                if v > hi or v < lo:  # clipped at the axis: say the value
+                    o.append('<text x="%.1f" y="%d" font-size="7" fill="#fff" font-weight="bold" text-anchor="%s">%.2f</text>' % (
+                        x(v, x0) + (-2 if v > hi else 2), y0 + 9 + 7 * j,
+                        "end" if v > hi else "start", v))
                 x1, x2 = sorted((x(1, x0), x(v, x0)))
                 o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s">'
                          '<title>%s %s: %.3f</title></rect>' % (
