@@ -5,7 +5,7 @@
 #include "wl.h"
 #include <malloc.h>
 
-typedef struct { int id; long n; uint64_t sum; } arg_t;
+typedef wl_arg arg_t;
 
 static void *work(void *p) {
   arg_t *a = p;
@@ -37,15 +37,5 @@ static void *work(void *p) {
 }
 
 int main(int argc, char **argv) {
-  int t; long scale;
-  wl_args(argc, argv, &t, &scale, 300);
-  arg_t *a = calloc((size_t)t, sizeof *a);
-  for (int i = 0; i < t; i++) { a[i].id = i; a[i].n = scale * 1000 / t; }
-  wl_run_threads(t, work, a, sizeof *a);
-  uint64_t h = 0;
-  for (int i = 0; i < t; i++) h = wl_mix(h, a[i].sum);
-  printf("OK aligned threads=%d scale=%ld checksum=%016llx\n", t, scale,
-         (unsigned long long)h);
-  free(a);
-  return 0;
+  return wl_main_split("aligned", argc, argv, 300, 1000, work);
 }

@@ -6,7 +6,7 @@
 #include "wl.h"
 
 typedef struct node { struct node *next; uint64_t v; size_t len; char key[]; } node;
-typedef struct { int id; long n; uint64_t sum; } arg_t;
+typedef wl_arg arg_t;
 
 static uint64_t hkey(const char *k, size_t n) {
   uint64_t h = 1469598103934665603ULL;
@@ -67,15 +67,5 @@ static void *work(void *p) {
 }
 
 int main(int argc, char **argv) {
-  int t; long scale;
-  wl_args(argc, argv, &t, &scale, 200);
-  arg_t *a = calloc((size_t)t, sizeof *a);
-  for (int i = 0; i < t; i++) { a[i].id = i; a[i].n = scale * 1000 / t; }
-  wl_run_threads(t, work, a, sizeof *a);
-  uint64_t h = 0;
-  for (int i = 0; i < t; i++) h = wl_mix(h, a[i].sum);
-  printf("OK hashtab threads=%d scale=%ld checksum=%016llx\n", t, scale,
-         (unsigned long long)h);
-  free(a);
-  return 0;
+  return wl_main_split("hashtab", argc, argv, 200, 1000, work);
 }

@@ -4,7 +4,7 @@
  * frees the block it replaces. */
 #include "wl.h"
 
-typedef struct { int id; long n; uint64_t sum; } arg_t;
+typedef wl_arg arg_t;
 
 static void *work(void *p) {
   arg_t *a = p;
@@ -30,15 +30,5 @@ static void *work(void *p) {
 }
 
 int main(int argc, char **argv) {
-  int t; long scale;
-  wl_args(argc, argv, &t, &scale, 400);
-  arg_t *a = calloc((size_t)t, sizeof *a);
-  for (int i = 0; i < t; i++) { a[i].id = i; a[i].n = scale / t > 0 ? scale / t : 1; }
-  wl_run_threads(t, work, a, sizeof *a);
-  uint64_t h = 0;
-  for (int i = 0; i < t; i++) h = wl_mix(h, a[i].sum);
-  printf("OK large threads=%d scale=%ld checksum=%016llx\n", t, scale,
-         (unsigned long long)h);
-  free(a);
-  return 0;
+  return wl_main_split("large", argc, argv, 400, 1, work);
 }

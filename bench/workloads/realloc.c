@@ -4,7 +4,7 @@
  * 16 Ki elements, then checks and frees them. */
 #include "wl.h"
 
-typedef struct { int id; long n; uint64_t sum; } arg_t;
+typedef wl_arg arg_t;
 
 static void *work(void *p) {
   arg_t *a = p;
@@ -43,15 +43,5 @@ static void *work(void *p) {
 }
 
 int main(int argc, char **argv) {
-  int t; long scale;
-  wl_args(argc, argv, &t, &scale, 200);
-  arg_t *a = calloc((size_t)t, sizeof *a);
-  for (int i = 0; i < t; i++) { a[i].id = i; a[i].n = scale / t > 0 ? scale / t : 1; }
-  wl_run_threads(t, work, a, sizeof *a);
-  uint64_t h = 0;
-  for (int i = 0; i < t; i++) h = wl_mix(h, a[i].sum);
-  printf("OK realloc threads=%d scale=%ld checksum=%016llx\n", t, scale,
-         (unsigned long long)h);
-  free(a);
-  return 0;
+  return wl_main_split("realloc", argc, argv, 200, 1, work);
 }

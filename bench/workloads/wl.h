@@ -57,4 +57,29 @@ static inline void wl_run_threads(int threads, void *(*fn)(void *),
   for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
   free(t);
 }
+/* What most workloads give each thread: its index, its share of the work
+   and the sum it computes over its blocks (the checksum's part). */
+typedef struct { int id; long n; uint64_t sum; } wl_arg;
+
+/* The main of a workload whose threads share scale * unit operations and
+   each leave a sum: runs them, prints the OK line with the checksum. */
+static inline int wl_main_split(const char *name, int argc, char **argv,
+                                long def_scale, long unit,
+                                void *(*work)(void *)) {
+  int t; long scale;
+  wl_args(argc, argv, &t, &scale, def_scale);
+  wl_arg *a = calloc((size_t)t, sizeof *a);
+  if (!a) WL_FAIL("calloc");
+  for (int i = 0; i < t; i++) {
+    a[i].id = i;
+    a[i].n = scale * unit / t > 0 ? scale * unit / t : 1;
+  }
+  wl_run_threads(t, work, a, sizeof *a);
+  uint64_t h = 0;
+  for (int i = 0; i < t; i++) h = wl_mix(h, a[i].sum);
+  printf("OK %s threads=%d scale=%ld checksum=%016llx\n", name, t, scale,
+         (unsigned long long)h);
+  free(a);
+  return 0;
+}
 #endif
