@@ -79,6 +79,11 @@ int os_map_anon(size_t len, uintptr_t *out);
 // was mapped there (mremap MAYMOVE|FIXED); from is unmapped after.
 int os_move(uintptr_t from, size_t len, uintptr_t to);
 int os_getpid(void);
+// Seconds since 1970 (CLOCK_REALTIME).
+uint64_t os_time(void);
+// len random bytes (getrandom); unique but predictable bytes when the
+// kernel has none to give.
+void os_random(void *buf, size_t len);
 // Threads of this process (/proc/self/stat), or a negative errno.
 int os_thread_count(void);
 // The program's name (/proc/self/comm, at most 15 bytes); its length.

@@ -17,8 +17,10 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -492,6 +494,26 @@ int os_move(uintptr_t from, size_t len, uintptr_t to) {
 }
 
 int os_getpid(void) { return (int)SYS3(SYS_getpid, 0, 0, 0); }
+
+uint64_t os_time(void) {
+  struct timespec ts = {0, 0};
+  SYS3(SYS_clock_gettime, CLOCK_REALTIME, &ts, 0);
+  return (uint64_t)ts.tv_sec;
+}
+
+void os_random(void *buf, size_t len) {
+  long r = SYS3(SYS_getrandom, buf, len, GRND_NONBLOCK);
+  if (r == (long)len) return;
+  // No entropy yet (early boot) or no getrandom: unique, not secret.
+  struct timespec ts = {0, 0};
+  SYS3(SYS_clock_gettime, CLOCK_MONOTONIC, &ts, 0);
+  uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+               ((uint64_t)os_getpid() << 48) ^ (uintptr_t)buf;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    ((unsigned char *)buf)[i] = (unsigned char)x;
+  }
+}
 
 // Reads the small /proc file at path into buf (NUL-terminated); its length.
 static long read_proc(const char *path, char *buf, size_t len) {

@@ -124,6 +124,25 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
 // ---------------------------------------------------------------------------
 // Anonymous pools
 
+// The fields of a new header that poolfile_init leaves to the caller: the
+// first generation, the creation time and the lineage's uuid.
+static void stamp_new(struct poolfile_header *h) {
+  h->generation = 1;
+  h->created = os_time();
+  os_random(h->uuid, sizeof h->uuid);
+  h->st.length = h->data_off;
+  poolfile_seal(h);
+}
+
+// The clean mark, with what it vouches for: the metadata checksum and the
+// time. pre: no thread changes the pool's metadata.
+static void mark_clean(struct poolfile_header *h) {
+  h->meta_checksum = poolfile_meta_hash(h);
+  h->closed = os_time();
+  h->flags |= POOLFILE_CLEAN;
+  poolfile_seal(h);
+}
+
 static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
   uint64_t cap = round_cap(sp->size);
   uintptr_t base;
@@ -139,9 +158,7 @@ static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
   os_name_range(base, p->reserved, label);
   struct poolfile_header *h = (struct poolfile_header *)base;
   poolfile_init(h, p->name, base, cap);
-  h->generation = 1;
-  h->st.length = h->data_off;
-  poolfile_seal(h);
+  stamp_new(h);
   bind(p, base);
   return 0;
 }
@@ -172,9 +189,7 @@ static int create_file(struct mmpool *p, const struct pool_spec *sp) {
   }
   struct poolfile_header *h = (struct poolfile_header *)base;
   *h = tmp;
-  h->generation = 1;
-  h->st.length = h->data_off;
-  poolfile_seal(h);
+  stamp_new(h);
   bind(p, base);
   return 0;
 }
@@ -221,6 +236,12 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
                "(relocation is not supported yet)",
                (unsigned long long)hb.base, (unsigned long long)sp->base);
     return file_fail(p, EINVAL, why);
+  }
+  if (poolfile_ro_unknown(&hb) && sp->mode != SPEC_PRIVATE) {
+    fmt_format(why, sizeof why, "it uses features this build may read but "
+               "not write (read-only-compatible bits 0x%x): open it with "
+               "mode=private", poolfile_ro_unknown(&hb));
+    return file_fail(p, EROFS, why);
   }
   if (!(hb.flags & POOLFILE_CLEAN) && !sp->recover)
     return file_fail(p, EUCLEAN, "not closed cleanly (did its process die?); "
@@ -511,9 +532,7 @@ int pool_close(struct mmpool *p) {
   int r = 0;
   if (p->is_file && p->shared && !p->frozen) {
     struct poolfile_header *h = p->hdr;
-    h->meta_checksum = poolfile_meta_hash(h);
-    h->flags |= POOLFILE_CLEAN;
-    poolfile_seal(h);
+    mark_clean(h);
     r = sync_locked(p);
   }
   vmmap_release(p->base);
@@ -738,9 +757,7 @@ unsigned pool_release_files(const char *when) {
     engine_lock(&p->lock);
     heap_release_pool(p);
     struct poolfile_header *h = p->hdr;
-    h->meta_checksum = poolfile_meta_hash(h);
-    h->flags |= POOLFILE_CLEAN;
-    poolfile_seal(h);
+    mark_clean(h);
     int r = sync_locked(p);
     if (r) {
       h->flags &= ~POOLFILE_CLEAN;

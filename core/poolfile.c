@@ -40,7 +40,8 @@ void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
   memset(h, 0, sizeof *h);
   memcpy(h->magic, POOLFILE_MAGIC, 8);
   h->version = POOLFILE_VERSION;
-  h->header_size = sizeof *h;
+  h->header_size = POOLFILE_HEADER_SIZE;
+  h->ident_size = POOLFILE_IDENT_SIZE;
   h->word_size = sizeof(void *);
   h->byte_order = POOLFILE_BYTE_ORDER_LE;
   h->page_shift = PAGE_SHIFT;
@@ -54,6 +55,10 @@ void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
   size_t nl = strlen(name);
   memcpy(h->name, name, nl < MMPOOL_NAME_MAX ? nl : MMPOOL_NAME_MAX);
   poolfile_seal(h);
+}
+
+uint32_t poolfile_ro_unknown(const struct poolfile_header *h) {
+  return h->feature_ro_compat & ~POOLFILE_RO_COMPAT_KNOWN;
 }
 
 uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
@@ -106,12 +111,17 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
   if (file_size < POOLFILE_HEADER_SIZE)
     return FAIL(EUCLEAN, "truncated: %llu bytes, a pool file has at least %u",
                 (unsigned long long)file_size, POOLFILE_HEADER_SIZE);
+  if (h->version == 1)
+    return FAIL(ENOEXEC, "format version 1, which this build does not "
+                "attach: convert it with 'mmpool upgrade FILE'");
   if (h->version != POOLFILE_VERSION)
     return FAIL(ENOEXEC, "unsupported format version %u (this build reads %u)",
                 h->version, POOLFILE_VERSION);
-  if (h->header_size != sizeof *h)
-    return FAIL(ENOEXEC, "unsupported header size %u (this build: %zu)",
-                h->header_size, sizeof *h);
+  if (h->header_size != POOLFILE_HEADER_SIZE ||
+      h->ident_size != POOLFILE_IDENT_SIZE)
+    return FAIL(ENOEXEC, "unsupported header layout (%u bytes, identity %u; "
+                "this build: %u, %u)", h->header_size, h->ident_size,
+                POOLFILE_HEADER_SIZE, POOLFILE_IDENT_SIZE);
   const char *abi = h->word_size != sizeof(void *)          ? "word size"
                     : h->byte_order != POOLFILE_BYTE_ORDER_LE ? "byte order"
                     : h->page_shift != PAGE_SHIFT            ? "page size"
@@ -129,6 +139,13 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
     return FAIL(EUCLEAN,
                 "header checksum mismatch (stored %016llx, computed %016llx)",
                 (unsigned long long)h->checksum, (unsigned long long)sum);
+
+  // Features this build does not know (the read-only ones are the
+  // caller's to judge: poolfile_ro_unknown).
+  if (h->feature_incompat & ~POOLFILE_INCOMPAT_KNOWN)
+    return FAIL(ENOEXEC, "uses features this build does not know "
+                "(incompatible feature bits 0x%x)",
+                h->feature_incompat & ~POOLFILE_INCOMPAT_KNOWN);
 
   // From here the header is intact; check each field as if it were hostile.
   uint64_t cap = h->capacity, base = h->base;
@@ -196,5 +213,14 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
     if (st->avail[i] > st->top || (i >= SC_COUNT && st->avail[i]))
       return FAIL(EUCLEAN, "slab list avail[%u] = %u out of range", i,
                   st->avail[i]);
+  // The break: both or neither, in the data below the top. That they name a
+  // live block is checked where they are used (pool_brk_get).
+  uint64_t top_end = data_off + ((uint64_t)st->top << PAGE_SHIFT);
+  if ((st->brk_start == 0) != (st->brk_cur == 0) ||
+      (st->brk_start && (st->brk_start < data_off || st->brk_cur < st->brk_start ||
+                         st->brk_cur > top_end)))
+    return FAIL(EUCLEAN, "program break 0x%llx-0x%llx out of range",
+                (unsigned long long)st->brk_start,
+                (unsigned long long)st->brk_cur);
   return 0;
 }

@@ -25,8 +25,9 @@
 #include "sizeclass.h"  // PAGE_SHIFT, SC_COUNT
 
 #define POOLFILE_MAGIC "MMPOOL\n\032"  // 8 bytes, no NUL
-#define POOLFILE_VERSION 1u
+#define POOLFILE_VERSION 2u
 #define POOLFILE_HEADER_SIZE 4096u     // bytes reserved for the header
+#define POOLFILE_IDENT_SIZE 2048u      // the part the header checksum covers
 #define POOLFILE_BYTE_ORDER_LE 1u
 
 
@@ -42,6 +43,19 @@
 
 // header.flags
 #define POOLFILE_CLEAN 1u    // closed cleanly: metadata checksum is valid
+
+// Feature bits, ext4's scheme. A reader that finds a bit it does not know in
+// - feature_compat: attaches the file as usual (the feature adds
+//   information an older reader may ignore);
+// - feature_ro_compat: attaches it only without writing it (mode=private;
+//   the tool reads it);
+// - feature_incompat: refuses it.
+// This build knows the bits of the *_KNOWN masks. A feature that changes the
+// meaning of existing bytes takes an incompat bit, one that adds bytes in the
+// reserved areas a compat or ro_compat bit.
+#define POOLFILE_COMPAT_KNOWN 0u
+#define POOLFILE_RO_COMPAT_KNOWN 0u
+#define POOLFILE_INCOMPAT_KNOWN 0u
 
 // Page descriptor kinds (pdesc.kind).
 enum {
@@ -106,13 +120,26 @@ struct pool_state {
   uint32_t hiwater;        // pages at and above this were never used
   uint32_t bins[POOL_NBINS];         // free spans: page index + 1
   uint32_t avail[POOL_NCLASSES_MAX]; // detached slabs with room
+  // The program break kept in this pool (the preload library's brk pool):
+  // pool offsets of its start and of the break, 0 when none. Checked
+  // against the block that holds them before use (pool_brk_get).
+  uint64_t brk_start;
+  uint64_t brk_cur;
 };
 
+// The header page. Its first POOLFILE_IDENT_SIZE bytes are the identity
+// and layout, sealed by `checksum` (their last 8 bytes); the rest is the
+// allocator state, range-checked field by field. Both parts end in reserved
+// bytes, zero in this version, for fields that feature bits will announce.
 struct poolfile_header {
   // --- identity and layout: covered by checksum -------------------------
   uint8_t magic[8];        // POOLFILE_MAGIC
   uint32_t version;        // POOLFILE_VERSION
-  uint32_t header_size;    // sizeof(struct poolfile_header)
+  uint32_t header_size;    // POOLFILE_HEADER_SIZE
+  uint32_t ident_size;     // POOLFILE_IDENT_SIZE
+  uint32_t feature_compat;    // POOLFILE_COMPAT_*
+  uint32_t feature_ro_compat; // POOLFILE_RO_COMPAT_*
+  uint32_t feature_incompat;  // POOLFILE_INCOMPAT_*
   uint8_t word_size;       // sizeof(void *)
   uint8_t byte_order;      // POOLFILE_BYTE_ORDER_LE
   uint8_t page_shift;      // PAGE_SHIFT
@@ -123,17 +150,32 @@ struct poolfile_header {
   uint64_t layout_hash;    // hash of the size-class table
   uint64_t base;           // address the pool is mapped at
   uint64_t capacity;       // bytes reserved
-  uint64_t generation;     // attaches so far
+  uint64_t generation;     // attaches so far (1 at creation)
   uint64_t desc_off;       // POOLFILE_HEADER_SIZE
   uint64_t data_off;       // first data page, 64 KiB aligned
   uint64_t npages;         // data pages that fit in capacity
   uint64_t meta_checksum;  // descriptors [0, top), slack arrays; if CLEAN
+  uint64_t created;        // creation time, seconds since 1970
+  uint64_t closed;         // time of the last clean close or sync, or 0
+  uint64_t uuid[2];        // random at creation; names the pool's lineage
   uint64_t roots[MMPOOL_ROOTS]; // addresses in the committed data, or 0
   char name[MMPOOL_NAME_MAX + 1];
+  // (144: the bytes of the fields before roots; the asserts below check)
+  uint8_t ident_reserved[POOLFILE_IDENT_SIZE - 144 - 8 * MMPOOL_ROOTS -
+                         (MMPOOL_NAME_MAX + 1) - 8];
   uint64_t checksum;       // of every byte before this field
   // --- allocator state ----------------------------------------------------
   struct pool_state st;
+  uint8_t state_reserved[POOLFILE_HEADER_SIZE - POOLFILE_IDENT_SIZE -
+                         sizeof(struct pool_state)];
 };
+_Static_assert(sizeof(struct poolfile_header) == POOLFILE_HEADER_SIZE,
+               "the header is one page");
+_Static_assert(__builtin_offsetof(struct poolfile_header, checksum) ==
+                   POOLFILE_IDENT_SIZE - 8, "the checksum ends the identity");
+_Static_assert(__builtin_offsetof(struct poolfile_header, st) ==
+                   POOLFILE_IDENT_SIZE, "the state follows the identity");
+
 
 // Layout arithmetic shared by the engine, the checks and the tool.
 // pre: capacity is a multiple of PAGE_BYTES.
@@ -152,6 +194,10 @@ void poolfile_seal(struct poolfile_header *h);
 // a one-line reason in why[0..why_len).
 int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
                       char *why, size_t why_len);
+
+// The read-only-compatible feature bits of h this build does not know: a
+// file with any is attached only without writing it (mode=private).
+uint32_t poolfile_ro_unknown(const struct poolfile_header *h);
 
 // The checksum of the descriptors of pages [0, h->st.top) and of the slack
 // arrays of the slabs among them, as recorded in meta_checksum at a clean

@@ -74,6 +74,10 @@ static void test_header_fits(void **state) {
   // The checksum covers everything before it and nothing of the state.
   assert_true(offsetof(struct poolfile_header, checksum) <
               offsetof(struct poolfile_header, st));
+  // Version 2: one page, the identity sealed in its first half.
+  assert_int_equal(sizeof(struct poolfile_header), POOLFILE_HEADER_SIZE);
+  assert_int_equal(offsetof(struct poolfile_header, checksum) + 8,
+                   POOLFILE_IDENT_SIZE);
 }
 
 static void test_layout(void **state) {
@@ -115,7 +119,8 @@ static void test_init(void **state) {
   struct poolfile_header *h = fresh(GiB, &fs);
   assert_memory_equal(h->magic, POOLFILE_MAGIC, 8);
   assert_int_equal(h->version, POOLFILE_VERSION);
-  assert_int_equal(h->header_size, sizeof *h);
+  assert_int_equal(h->header_size, POOLFILE_HEADER_SIZE);
+  assert_int_equal(h->ident_size, POOLFILE_IDENT_SIZE);
   assert_int_equal(h->word_size, sizeof(void *));
   assert_int_equal(h->page_shift, PAGE_SHIFT);
   assert_int_equal(h->nclasses, SC_COUNT);
@@ -214,7 +219,66 @@ static void test_bad_version(void **state) {
   h = fresh(GiB, &fs);
   h->header_size += 8;
   poolfile_seal(h);
-  REFUSED(h, fs, ENOEXEC, "header size");
+  REFUSED(h, fs, ENOEXEC, "header layout");
+  h = fresh(GiB, &fs);
+  h->ident_size = 1024;
+  poolfile_seal(h);
+  REFUSED(h, fs, ENOEXEC, "header layout");
+  // A version 1 file is named as such, with the way to convert it.
+  h = fresh(GiB, &fs);
+  h->version = 1;
+  REFUSED(h, fs, ENOEXEC, "format version 1");
+  REFUSED(h, fs, ENOEXEC, "mmpool upgrade");
+}
+
+// ext4's scheme: unknown incompatible bits refuse the file; unknown
+// compatible and read-only-compatible bits do not (the read-only ones are
+// reported for the caller to refuse a writing attach).
+static void test_features(void **state) {
+  (void)state;
+  uint64_t fs;
+  struct poolfile_header *h = fresh(GiB, &fs);
+  assert_int_equal(h->feature_compat, 0);
+  assert_int_equal(h->feature_ro_compat, 0);
+  assert_int_equal(h->feature_incompat, 0);
+  assert_int_equal(poolfile_ro_unknown(h), 0);
+  h->feature_incompat = 0x80000000u;
+  poolfile_seal(h);
+  REFUSED(h, fs, ENOEXEC, "incompatible feature bits 0x80000000");
+  h = fresh(GiB, &fs);
+  h->feature_compat = 0x40u;
+  poolfile_seal(h);
+  ACCEPTED(h, fs);
+  h = fresh(GiB, &fs);
+  h->feature_ro_compat = 0x100u;
+  poolfile_seal(h);
+  ACCEPTED(h, fs);
+  assert_int_equal(poolfile_ro_unknown(h), 0x100u);
+  // Each is under the checksum.
+  h = fresh(GiB, &fs);
+  h->feature_compat = 1;
+  REFUSED(h, fs, EUCLEAN, "header checksum");
+}
+
+// The program break's record: both fields or neither, inside the data up
+// to the top.
+static void test_brk_record(void **state) {
+  (void)state;
+  uint64_t fs;
+  struct poolfile_header *h = fresh(GiB, &fs);
+  uint64_t top_end = h->data_off + ((uint64_t)h->st.top << PAGE_SHIFT);
+  h->st.brk_start = h->data_off;
+  h->st.brk_cur = 0;
+  REFUSED(h, fs, EUCLEAN, "program break");
+  h->st.brk_cur = h->data_off + 4096;
+  if (top_end >= h->st.brk_cur) ACCEPTED(h, fs);
+  h->st.brk_cur = top_end + 4096;
+  REFUSED(h, fs, EUCLEAN, "program break");
+  h->st.brk_start = 4096;  // in the descriptors
+  h->st.brk_cur = 8192;
+  REFUSED(h, fs, EUCLEAN, "program break");
+  h->st.brk_start = h->st.brk_cur = 0;
+  ACCEPTED(h, fs);
 }
 
 static void test_other_machine(void **state) {
@@ -565,6 +629,8 @@ int main(void) {
       cmocka_unit_test(test_fresh_accepted),
       cmocka_unit_test(test_bad_magic),
       cmocka_unit_test(test_bad_version),
+      cmocka_unit_test(test_features),
+      cmocka_unit_test(test_brk_record),
       cmocka_unit_test(test_other_machine),
       cmocka_unit_test(test_checksum),
       cmocka_unit_test(test_ranges_after_seal),
