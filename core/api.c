@@ -144,12 +144,12 @@ void *mmpool_malloc(mmpool_t *pool, size_t size) {
   // size or an empty slab is a tail call. The handle holds the pool's id;
   // the calling thread's heap in that pool records the handle of the open
   // it was made for (0 once its pool is closed), so one compare with what
-  // heap_try_direct loads anyway checks the handle. NULL needs no test: id
-  // 0's heap is the empty heap (handle 0), which has no free block.
+  // heap_try_direct_handle loads anyway checks the handle. NULL needs no
+  // test: id 0's heap is the empty heap (handle 0), which has no free block.
   uintptr_t h = (uintptr_t)pool;
   unsigned id = (unsigned)(h & POOL_HANDLE_ID_MASK);
-  if (likely(size <= SC_DIRECT_MAX && tl_heap[id]->handle == h)) {
-    void *b = heap_try_direct(id, size);
+  if (likely(size <= SC_DIRECT_MAX)) {
+    void *b = heap_try_direct_handle(id, h, size);
     if (likely(b != NULL)) return b;
   }
   return malloc_slow(pool, size);

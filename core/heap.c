@@ -25,6 +25,7 @@
 
 #include "heap.h"
 #include "log.h"
+#include "os.h"
 #include "page.h"
 #include "vmmap.h"
 
@@ -33,19 +34,37 @@ struct theap empty_heap = {
     .direct = {[0 ... SC_DIRECT_MAX / 16] = &empty_desc},
     .cur = {[0 ... SC_COUNT - 1] = &empty_desc},
 };
-__thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] = {
-    [0 ... MMPOOL_MAX_POOLS] = &empty_heap};
+__thread struct heap_tls tl_fast = {
+    .heap = {[0 ... MMPOOL_MAX_POOLS] = &empty_heap},
+    .fast_tid = TID_NONE,
+};
 __thread uint32_t tl_tid = TID_NONE;
-__thread uint32_t tl_fast_tid = TID_NONE;
+// The thread's own heaps and fast id: what tl_fast holds when not poisoned
+// (heap.h). Only the thread itself writes them.
+static __thread struct theap *tl_own[MMPOOL_MAX_POOLS + 1] = {
+    [0 ... MMPOOL_MAX_POOLS] = &empty_heap};
+static __thread uint32_t tl_own_fast_tid = TID_NONE;
 int heap_check_full;
 const char heap_freed_why[] = "freed already";
 static __thread int tl_exiting;    // the thread-exit destructor has run
 static __thread int tl_key_set;    // pthread_setspecific done
 
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
 static uint32_t next_tid = 1;
 static pthread_key_t exit_key;
 static int init_done;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+// The freeze (heap_freeze): held by the freezing thread from freeze to
+// thaw; linking and unlinking a thread record also takes it, so the list
+// of threads stands still while a freeze reads their marks.
+static pthread_mutex_t freeze_lock = PTHREAD_MUTEX_INITIALIZER;
+static int freezing;               // 1 from freeze to thaw
+static __thread int tl_freezer;    // this thread holds the freeze
 int (*heap_foreign_free_hook)(void *ptr);
 void (*heap_thread_exit_hook)(void);
 void (*heap_fork_child_hook)(void);
@@ -61,6 +80,7 @@ void heap_registry_lock(void) { engine_lock(&reg_lock); }
 void heap_registry_unlock(void) { engine_unlock(&reg_lock); }
 
 static void thread_exit(void *arg);
+static void set_own(unsigned id, struct theap *h);
 
 void heap_init_once(void) {
   if (__atomic_load_n(&init_done, __ATOMIC_ACQUIRE)) return;
@@ -151,7 +171,7 @@ static void *frozen_fail(struct mmpool *p) {
 
 // This thread's heap in p, made on first use; NULL if p is closed.
 static struct theap *heap_get(struct mmpool *p) {
-  struct theap *h = tl_heap[p->id];
+  struct theap *h = tl_own[p->id];
   if (likely(h != &empty_heap && h->gen == p->gen && h->pool == p)) return h;
   if (p->state != POOL_OPEN) {
     log_fail(EINVAL, "pool %u is closed", p->id);
@@ -161,7 +181,7 @@ static struct theap *heap_get(struct mmpool *p) {
   heap_init_once();
   if (tl_tid == TID_NONE) {  // ids are never reused (4 billion threads)
     tl_tid = __atomic_fetch_add(&next_tid, 1, __ATOMIC_RELAXED);
-    tl_fast_tid = heap_check_full ? TID_NONE : tl_tid;
+    tl_own_fast_tid = heap_check_full ? TID_NONE : tl_tid;
   }
   heap_registry_lock();
   if (h != &empty_heap) heap_free_mem(h);  // a heap of a closed pool
@@ -185,10 +205,10 @@ static struct theap *heap_get(struct mmpool *p) {
   heap_registry_unlock();
   if (!h) {
     log_fail(ENOMEM, "no memory for a thread heap");
-    tl_heap[p->id] = &empty_heap;
+    set_own(p->id, &empty_heap);
     return NULL;
   }
-  tl_heap[p->id] = h;
+  set_own(p->id, h);
   arm_exit();
   return h;
 }
@@ -197,6 +217,144 @@ static struct theap *heap_get(struct mmpool *p) {
 // Threads
 
 struct heap_thread *heap_threads(void) { return threads; }
+
+// ---------------------------------------------------------------------------
+// The freeze (heap.h)
+
+static __thread int tl_freeze_depth;  // nested heap_freeze calls
+static __thread int tl_exit_held;     // heap_enter took freeze_lock (below)
+
+// Makes t's fast path fail into the slow paths. The stores race with the
+// thread's own (publish): both sides are atomic, and see publish for who
+// wins.
+static void poison(struct heap_tls *t) {
+  for (unsigned i = 0; i <= MMPOOL_MAX_POOLS; i++)
+    __atomic_store_n(&t->heap[i], &empty_heap, __ATOMIC_RELAXED);
+  __atomic_store_n(&t->fast_tid, TID_NONE, __ATOMIC_RELAXED);
+  __atomic_store_n(&t->poisoned, 1, __ATOMIC_RELAXED);
+}
+
+// Copies this thread's own heaps and id into tl_fast. pre: the thread is
+// inside (a freeze that begins now waits for it to leave) or holds the
+// freeze. A freeze may have poisoned tl_fast between the copy and now:
+// the fence and the test after the copy make sure that this thread then
+// poisons itself again before it leaves (a store-load pair, so a full
+// fence; this runs once per thread after each thaw).
+static void publish(void) {
+  for (unsigned i = 0; i <= MMPOOL_MAX_POOLS; i++)
+    __atomic_store_n(&tl_fast.heap[i], tl_own[i], __ATOMIC_RELAXED);
+  __atomic_store_n(&tl_fast.fast_tid, tl_own_fast_tid, __ATOMIC_RELAXED);
+  __atomic_store_n(&tl_fast.poisoned, 0, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&freezing, __ATOMIC_RELAXED) && !tl_freezer)
+    poison(&tl_fast);
+}
+
+// This thread's heap in pool id is h from now on.
+static void set_own(unsigned id, struct theap *h) {
+  tl_own[id] = h;
+  if (!__atomic_load_n(&tl_fast.poisoned, __ATOMIC_RELAXED)) publish();
+}
+
+// Links the calling thread's record (the freeze reads the marks of the
+// linked threads). pre: no engine lock held; not inside.
+static void thread_link(void *client, int set_client) {
+  struct heap_thread *t = &tl_thread;
+  engine_lock(&freeze_lock);
+  heap_registry_lock();
+  if (set_client) t->client = client;
+  // Not once its exit destructor unlinked it: it might not run again.
+  if (!t->linked && !tl_exiting) {
+    t->fast = &tl_fast;
+    t->prev = NULL;
+    t->next = threads;
+    if (threads) threads->prev = t;
+    threads = t;
+    t->linked = 1;
+  }
+  heap_registry_unlock();
+  engine_unlock(&freeze_lock);
+  // A linked record must be unlinked before its thread's TLS goes away.
+  arm_exit();
+}
+
+void heap_enter(void) {
+  if (tl_fast.inside || tl_freezer) {
+    // Inside already (a signal handler, or a nested slow path), or the
+    // freezing thread: waiting would wait for ourselves.
+    tl_fast.inside++;
+    return;
+  }
+  if (unlikely(!tl_thread.linked)) {
+    if (tl_exiting) {
+      // Unlinked for good (a destructor that frees after ours ran): the
+      // freeze cannot see this thread's mark, so it holds the freeze lock
+      // instead while inside.
+      engine_lock(&freeze_lock);
+      tl_exit_held = 1;
+      tl_fast.inside++;
+      return;
+    }
+    heap_init_once();
+    thread_link(NULL, 0);
+  }
+  for (;;) {
+    // The same mark as the fast path's, and no fence either: a freeze
+    // stores `freezing` before its membarrier, and reads the marks after.
+    heap_in();
+    if (likely(!__atomic_load_n(&freezing, __ATOMIC_RELAXED))) break;
+    heap_out();
+    while (__atomic_load_n(&freezing, __ATOMIC_ACQUIRE))
+      os_wait_while(&freezing, 1);
+  }
+  if (unlikely(__atomic_load_n(&tl_fast.poisoned, __ATOMIC_RELAXED)))
+    publish();
+}
+
+void heap_leave(void) {
+  heap_out();
+  if (unlikely(tl_exit_held) && tl_fast.inside == 0) {
+    tl_exit_held = 0;
+    engine_unlock(&freeze_lock);
+  }
+}
+
+void heap_freeze(void) {
+  if (tl_freezer) {
+    tl_freeze_depth++;
+    return;
+  }
+  heap_init_once();
+  engine_lock(&freeze_lock);
+  tl_freezer = 1;
+  tl_freeze_depth = 1;
+  __atomic_store_n(&freezing, 1, __ATOMIC_RELAXED);
+  // The list stands still: linking and unlinking take freeze_lock.
+  for (struct heap_thread *t = threads; t; t = t->next)
+    if (t != &tl_thread) poison(t->fast);
+  // Every thread of the process executes a full barrier: from here, a
+  // thread that had not marked itself inside sees the poison and
+  // `freezing`, and one that had is seen marked below.
+  os_barrier_all();
+  for (struct heap_thread *t = threads; t; t = t->next) {
+    if (t == &tl_thread) continue;
+    for (unsigned spin = 0; __atomic_load_n(&t->fast->inside,
+                                            __ATOMIC_ACQUIRE); spin++) {
+      // Inside for a few instructions, unless it was preempted there.
+      if (spin < 64) cpu_relax();
+      else os_yield();
+    }
+  }
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
+void heap_thaw(void) {
+  if (--tl_freeze_depth > 0) return;
+  __atomic_store_n(&freezing, 0, __ATOMIC_RELEASE);
+  os_wake_all(&freezing);
+  tl_freezer = 0;
+  engine_unlock(&freeze_lock);
+}
 
 // pre: registry lock.
 static void thread_unlink(struct heap_thread *t) {
@@ -210,18 +368,7 @@ static void thread_unlink(struct heap_thread *t) {
 
 void heap_thread_join(void *client) {
   heap_init_once();
-  struct heap_thread *t = &tl_thread;
-  heap_registry_lock();
-  t->client = client;
-  if (!t->linked) {
-    t->prev = NULL;
-    t->next = threads;
-    if (threads) threads->prev = t;
-    threads = t;
-    t->linked = 1;
-  }
-  heap_registry_unlock();
-  arm_exit();
+  thread_link(client, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -363,7 +510,7 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
   return d;
 }
 
-void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) {
+static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
   struct theap *h = heap_get(p);
   if (!h) return NULL;
   struct pdesc *d = h->cur[c];
@@ -371,12 +518,20 @@ void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) {
   return heap_slab_pop(h->base, d, d->free, n);
 }
 
+// The slow paths' entry points run between heap_enter and heap_leave.
+void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) {
+  heap_enter();
+  void *b = alloc_class(p, c, n);
+  heap_leave();
+  return b;
+}
+
 void *heap_alloc_slow(struct mmpool *p, size_t n) {
   return heap_alloc_class(p, sc_of(n), n);
 }
 
-void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
-                       int *dirty) {
+static void *alloc_large(struct mmpool *p, size_t n, size_t align,
+                         int *dirty) {
   if (p->frozen) return frozen_fail(p);
   if (n > p->capacity) {
     log_fail(ENOMEM, "pool '%s': %zu bytes exceed its capacity (%llu)",
@@ -397,11 +552,21 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   return idx >= 0 ? (void *)page_addr(p, (uint32_t)idx) : NULL;
 }
 
+void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
+                       int *dirty) {
+  heap_enter();
+  void *b = alloc_large(p, n, align, dirty);
+  heap_leave();
+  return b;
+}
+
 // ---------------------------------------------------------------------------
 // Free
 
-void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
-  struct theap *h = tl_heap[p->id];
+static void slab_empty(struct mmpool *p, struct pdesc *d) {
+  // tl_own, not tl_fast: a freeze may have poisoned the latter since this
+  // thread entered.
+  struct theap *h = tl_own[p->id];
   struct pdesc *cur = h->cur[d->cls];
   if (cur == d) return;  // keep one slab per class at hand
   if (cur != &empty_desc && cur->used != 0) {
@@ -417,6 +582,11 @@ void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
   engine_lock(&p->lock);
   page_span_free(p, page_index(p, d), d->npages);
   engine_unlock(&p->lock);
+}
+
+void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
+  slab_empty(p, d);
+  heap_out();
 }
 
 // 1 if the block at pool offset off is on slab d's free list or its list of
@@ -527,7 +697,7 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
     engine_unlock(&p->lock);
     *(uint64_t *)a = d->free;
     d->free = off;
-    if (--d->used == 0) heap_slab_empty(p, d);
+    if (--d->used == 0) slab_empty(p, d);
     return;
   }
   *(uint64_t *)a = d->free;
@@ -547,7 +717,12 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
                     const char *call) {
   if (a == 0) return;
   int saved = errno;
-  free_slow(p, d, a, call);
+  heap_enter();
+  // Frozen while this thread waited (its file let go at exit): d was read
+  // before, and the pool's bytes are not ours to change any more.
+  if (!p->frozen) free_slow(p, d, a, call);
+  else if (!d) free_slow(p, NULL, a, call);  // a foreign pointer's report
+  heap_leave();
   errno = saved;
 }
 
@@ -582,7 +757,7 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
     b[0] = d->free;
     b[1] = (uintptr_t)d;
     d->free = off;
-    if (--d->used == 0) heap_slab_empty(p, d);
+    if (--d->used == 0) slab_empty(p, d);
     return;
   }
   uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
@@ -600,7 +775,16 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
 // ---------------------------------------------------------------------------
 // Resize in place
 
+static int resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n);
+
 int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
+  heap_enter();
+  int r = p->frozen ? -1 : resize(p, d, a, n);
+  heap_leave();
+  return r;
+}
+
+static int resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
   if (d->kind == PD_SLAB) {
     // Stay while the block is not more than twice what is needed.
     if (n > d->bsize || (n <= d->bsize / 2 && d->bsize > 16)) return -1;
@@ -697,14 +881,12 @@ static void thread_exit(void *arg) {
   (void)arg;
   tl_key_set = 0;
   if (heap_thread_exit_hook) heap_thread_exit_hook();
-  heap_registry_lock();
-  thread_unlink(&tl_thread);
-  heap_registry_unlock();
   tl_exiting = 1;
+  heap_enter();
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
-    struct theap *h = tl_heap[id];
+    struct theap *h = tl_own[id];
     if (h == &empty_heap) continue;
-    tl_heap[id] = &empty_heap;
+    set_own(id, &empty_heap);
     struct mmpool *p = h->pool;
     // The registry lock keeps the slot from being closed or reopened (its
     // mutex re-initialised) while we hold its pool lock.
@@ -717,6 +899,14 @@ static void thread_exit(void *arg) {
     heap_free_mem(h);
     heap_registry_unlock();
   }
+  heap_leave();
+  // From here a free (a later destructor's) holds the freeze's lock while
+  // inside: the freeze no longer sees this thread (heap_enter).
+  engine_lock(&freeze_lock);
+  heap_registry_lock();
+  thread_unlink(&tl_thread);
+  heap_registry_unlock();
+  engine_unlock(&freeze_lock);
 }
 
 void heap_forget_pool(struct mmpool *p) {
@@ -729,14 +919,20 @@ void heap_forget_pool(struct mmpool *p) {
     h->handle = 0;
     heap_unregister(h);
   }
-  if (tl_heap[p->id] != &empty_heap && tl_heap[p->id]->pool == p) {
-    heap_free_mem(tl_heap[p->id]);
-    tl_heap[p->id] = &empty_heap;
+  if (tl_own[p->id] != &empty_heap && tl_own[p->id]->pool == p) {
+    heap_free_mem(tl_own[p->id]);
+    set_own(p->id, &empty_heap);
   }
 }
 
-void heap_fork_child(void) {
+void heap_fork_child(int quiet) {
   pthread_mutex_init(&reg_lock, NULL);
+  // The freeze the parent took for the fork (pool.c) is over here: the
+  // forking thread is the only one.
+  pthread_mutex_init(&freeze_lock, NULL);
+  freezing = 0;
+  tl_freezer = 0;
+  tl_freeze_depth = 0;
   if (heap_fork_child_hook) heap_fork_child_hook();
   // Only the forking thread lives on: the others' records (in their TLS,
   // which no thread uses any more) are dropped.
@@ -749,20 +945,23 @@ void heap_fork_child(void) {
     struct mmpool *p = h->pool;
     if (p->frozen) {
       // Not ours to change (see pool_fork_child): forget, write nothing.
-      if (tl_heap[p->id] == h) tl_heap[p->id] = &empty_heap;
+      if (tl_own[p->id] == h) set_own(p->id, &empty_heap);
       heap_free_mem(h);
       continue;
     }
-    if (tl_heap[p->id] == h) continue;
-    // Its thread may have been inside the fast path at the fork, between
-    // the list store and the count update: recount first. In a shared file
-    // pool copied for this child before the fork (pool.c), the thread went
-    // on changing its slabs while the copy was taken, so their free lists
-    // may name blocks it handed out meanwhile: they are not trusted at all
+    if (tl_own[p->id] == h) continue;
+    // After a freeze (quiet), no thread was inside the allocator at the
+    // fork: the slabs are as their owners left them. Without one (a fork
+    // from a signal handler that interrupted the allocator, pool.c), a
+    // thread may have stopped between a list store and the count's
+    // update: recount first. A shared file pool copied for this child
+    // then went on changing while the copy was taken, so its free lists
+    // may name blocks handed out meanwhile: they are not trusted at all
     // (every block counts as live, a bounded leak in the child).
-    for (unsigned c = 0; c < SC_COUNT; c++)
-      for (uint32_t l = h->list[c]; l; l = p->desc[l - 1].next)
-        recount(p, &p->desc[l - 1], p->fork_copy);
+    if (!quiet)
+      for (unsigned c = 0; c < SC_COUNT; c++)
+        for (uint32_t l = h->list[c]; l; l = p->desc[l - 1].next)
+          recount(p, &p->desc[l - 1], p->fork_copy);
     abandon(p, h);
     heap_free_mem(h);
   }

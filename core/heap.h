@@ -38,20 +38,77 @@ struct theap {
   int registered;
 };
 
-// The empty heap and slab: every thread starts with tl_heap[i] = &empty_heap,
-// whose slabs have no free block, so the fast path needs no NULL test.
-// Pool id 0 names no pool: tl_heap[0] stays the empty heap forever (the
+// The empty heap and slab: every thread starts with all its heaps the empty
+// heap, whose slabs have no free block, so the fast path needs no NULL test.
+// Pool id 0 names no pool: its heap stays the empty heap forever (the
 // preload library's routing tables rely on it: id 0 there means "slow
 // path").
 extern struct theap empty_heap HIDDEN;
 extern struct pdesc empty_desc HIDDEN;
-extern __thread struct theap *tl_heap[MMPOOL_MAX_POOLS + 1] HIDDEN;
 // This thread's id as a slab owner; TID_NONE matches no slab.
 #define TID_NONE 0xfffffffeu
 extern __thread uint32_t tl_tid HIDDEN;
-// The id the free fast path compares with a slab's owner: tl_tid, or
-// TID_NONE under MMPOOL_CHECK=full, so that every free takes the slow path.
-extern __thread uint32_t tl_fast_tid HIDDEN;
+
+// What the fast path reads of its thread, in one TLS object (one address
+// computation serves all three fields):
+// - heap[id]: the thread's heap in pool id;
+// - fast_tid: the id the free fast path compares with a slab's owner:
+//   tl_tid, or TID_NONE under MMPOOL_CHECK=full, so that every free takes
+//   the slow path;
+// - inside: more than 0 while the thread is inside the allocator (a count,
+//   not a flag: a signal handler may allocate while its thread is inside).
+// While the allocator is frozen (heap_freeze), another thread has replaced
+// heap[] by the empty heap and fast_tid by TID_NONE ("poisoned"), so that
+// every call goes to a slow path, which waits for the thaw; the thread
+// restores its own fields from its private copy when it next passes there.
+struct heap_tls {
+  struct theap *heap[MMPOOL_MAX_POOLS + 1];
+  uint32_t fast_tid;
+  uint8_t inside;
+  uint8_t poisoned;
+};
+extern __thread struct heap_tls tl_fast HIDDEN;
+
+// The fast path's "inside" mark: one add to thread-local memory on the way
+// in and one on the way out, no fence and no atomic read-modify-write.
+// heap_freeze pays for it: it stores the poison, then makes every running
+// thread execute a full barrier (membarrier), then reads the marks. A thread
+// whose mark it reads as 0 either had not entered yet (it will load the
+// poison, since the barrier ordered its later loads after the poison
+// store) or has left (its stores are visible before the mark's clear).
+static inline __attribute__((always_inline)) void heap_in(void) {
+  tl_fast.inside++;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);  // for the compiler only
+}
+
+static inline __attribute__((always_inline)) void heap_out(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  // TSO: no store passes an older one, so the clear is seen after the
+  // stores of the operation; the compiler must keep them before it.
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  tl_fast.inside--;
+#else
+  __atomic_store_n(&tl_fast.inside, (uint8_t)(tl_fast.inside - 1),
+                   __ATOMIC_RELEASE);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// One instant (heap.c): the freeze.
+//
+// heap_freeze returns when no other thread is inside the allocator, and
+// holds every thread that tries to enter (fast or slow path) until
+// heap_thaw; between the two, the pools' metadata does not change, except by
+// the freezing thread itself. One freeze at a time (a lock); it may be
+// taken with no engine lock held (lock order: the freeze, then the registry
+// lock, then a pool's lock). Sync, close, exit and fork use it.
+void heap_freeze(void) HIDDEN;
+void heap_thaw(void) HIDDEN;
+// Every slow path that reads or changes a pool's metadata runs between
+// these two: the first waits while the allocator is frozen (unless this
+// thread froze it, or is inside already) and restores a poisoned thread.
+void heap_enter(void) HIDDEN;
+void heap_leave(void) HIDDEN;
 
 // ---------------------------------------------------------------------------
 // Slow paths (heap.c). Failures return NULL with the reason left by
@@ -78,7 +135,8 @@ _Noreturn void heap_misuse(struct mmpool *p, uintptr_t a, const char *call,
                            const char *why) HIDDEN;
 // MMPOOL_CHECK: 1 when every free is checked in full (set once, at start).
 extern int heap_check_full HIDDEN;
-// The last block of slab d was freed by its owner.
+// The last block of slab d was freed by its owner. pre: inside (heap_in);
+// returns outside (heap_out).
 void heap_slab_empty(struct mmpool *p, struct pdesc *d) HIDDEN;
 // The head descriptor of a live block at a, or NULL with the reason in
 // why; a block on its slab's free lists gives HEAP_FREED.
@@ -104,7 +162,8 @@ void heap_init_once(void) HIDDEN;
 // Called for a free of a pointer no pool owns; returns 1 when it knows the
 // pointer (the preload library's bootstrap blocks), else it is reported.
 extern int (*heap_foreign_free_hook)(void *ptr) HIDDEN;
-void heap_fork_child(void) HIDDEN;
+// In a fork child; quiet: the parent froze the allocator for the fork.
+void heap_fork_child(int quiet) HIDDEN;
 // The preload library's per-thread routing state: told when a thread exits
 // (before its heaps are given up; no lock held) and in a fork child (after
 // the registry lock is re-initialised, before the other threads' heaps are
@@ -122,12 +181,15 @@ void heap_registry_unlock(void) HIDDEN;
 // forking one, in a fork child (after heap_fork_child_hook). Layers above
 // keep their per-thread state in client instead of a list of their own.
 struct heap_thread {
-  struct heap_thread *next, *prev; // registry lock
+  struct heap_thread *next, *prev; // registry lock and the freeze's lock
   int linked;
   void *client;                    // the preload library's state, or NULL
+  struct heap_tls *fast;           // the thread's tl_fast
 };
 // Links the calling thread's record with client (once; a later call only
-// sets client), and arms the thread-exit hook. Takes the registry lock.
+// sets client), and arms the thread-exit hook. Takes the freeze's lock and
+// the registry lock. (heap_enter links every thread that enters a slow
+// path, with no client.)
 void heap_thread_join(void *client) HIDDEN;
 // The first linked thread (follow next). pre: registry lock.
 struct heap_thread *heap_threads(void) HIDDEN;
@@ -163,21 +225,44 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
 // is the empty heap. Two table loads and a pop.
 static inline __attribute__((always_inline)) void *
 heap_try_direct(unsigned id, size_t n) {
-  struct theap *h = tl_heap[id];
+  heap_in();
+  struct theap *h = tl_fast.heap[id];
   struct pdesc *d = h->direct[(n + 15) >> 4];
   uint64_t off = d->free;
-  if (unlikely(off == 0)) return NULL;
-  return heap_slab_pop(h->base, d, off, n);
+  void *b = NULL;
+  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, n);
+  heap_out();
+  return b;
+}
+
+// heap_try_direct for the control API: NULL also when this thread's heap
+// in pool id was not made for the open of `handle` (heap.handle: 0 for the
+// empty heap and once its pool is closed), so a stale handle takes the slow
+// path. One load serves both tests.
+static inline __attribute__((always_inline)) void *
+heap_try_direct_handle(unsigned id, uintptr_t handle, size_t n) {
+  heap_in();
+  struct theap *h = tl_fast.heap[id];
+  struct pdesc *d = h->direct[(n + 15) >> 4];
+  uint64_t off = d->free;
+  void *b = NULL;
+  if (likely(h->handle == handle && off != 0))
+    b = heap_slab_pop(h->base, d, off, n);
+  heap_out();
+  return b;
 }
 
 // The same for a size of class c, SC_DIRECT_MAX < n <= SC_SMALL_MAX.
 static inline __attribute__((always_inline)) void *
 heap_try_class(unsigned id, unsigned c, size_t n) {
-  struct theap *h = tl_heap[id];
+  heap_in();
+  struct theap *h = tl_fast.heap[id];
   struct pdesc *d = h->cur[c];
   uint64_t off = d->free;
-  if (unlikely(off == 0)) return NULL;
-  return heap_slab_pop(h->base, d, off, n);
+  void *b = NULL;
+  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, n);
+  heap_out();
+  return b;
 }
 
 // malloc of any size from p; *dirty = 1 when the block may hold old bytes
@@ -205,7 +290,7 @@ static inline void *heap_alloc(struct mmpool *p, size_t n, int *dirty) {
 // of this thread take the slow path, which checks exactly. Two cases pass
 // this path unchecked: a 16-aligned interior pointer of a block, and a block
 // of the slab never handed out; MMPOOL_CHECK=full sends every free to the
-// slow path (tl_fast_tid stays TID_NONE) and catches them too.
+// slow path (tl_fast.fast_tid stays TID_NONE) and catches them too.
 static inline __attribute__((always_inline)) void heap_free_as(
     void *ptr, const char *call) {
   uintptr_t a = (uintptr_t)ptr;
@@ -215,24 +300,36 @@ static inline __attribute__((always_inline)) void heap_free_as(
   // data_len only grows while a pool is open, and an aligned size_t load is
   // atomic on every target we build for: a plain read, which the compiler
   // folds into the compare (an __atomic_load_n costs two more instructions).
-  if (unlikely(rel >= p->data_len))
-    return heap_free_slow(p, NULL, a, call);
-  struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
-  d -= d->head_delta;
-  // Only slabs carry thread ids. Blocks are 16-aligned: a misaligned
-  // (interior) pointer goes to the slow path, which checks and reports it.
-  if (likely(d->owner == tl_fast_tid && (a & 15) == 0)) {
-    uint64_t *b = (uint64_t *)a;
-    if (unlikely(b[1] == (uintptr_t)d)) return heap_free_slow(p, d, a, call);
-    b[0] = d->free;
-    // A relaxed atomic store is a plain mov, but keeps the compiler from
-    // pairing the two stores through vector registers (4 instructions).
-    __atomic_store_n(&b[1], (uintptr_t)d, __ATOMIC_RELAXED);
-    d->free = a - p->base;
-    if (unlikely(--d->used == 0)) heap_slab_empty(p, d);
-    return;
+  if (likely(rel < p->data_len)) {
+    struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
+    d -= d->head_delta;
+    // The mark goes before the load of fast_tid, which a freeze poisons
+    // (heap_in); what was read before it is either still true or, after a
+    // freeze that changed it, behind a poisoned fast_tid.
+    heap_in();
+    // Only slabs carry thread ids. Blocks are 16-aligned: a misaligned
+    // (interior) pointer goes to the slow path, which checks and reports
+    // it.
+    if (likely(d->owner == tl_fast.fast_tid && (a & 15) == 0)) {
+      uint64_t *b = (uint64_t *)a;
+      if (likely(b[1] != (uintptr_t)d)) {
+        b[0] = d->free;
+        // A relaxed atomic store is a plain mov, but keeps the compiler
+        // from pairing the two stores through vector registers (4
+        // instructions).
+        __atomic_store_n(&b[1], (uintptr_t)d, __ATOMIC_RELAXED);
+        d->free = a - p->base;
+        // The slab's last block: heap_slab_empty leaves the allocator
+        // itself (a tail call: no register is kept across a call here).
+        if (unlikely(--d->used == 0)) return heap_slab_empty(p, d);
+        heap_out();
+        return;
+      }
+    }
+    heap_out();
+    return heap_free_slow(p, d, a, call);
   }
-  heap_free_slow(p, d, a, call);
+  heap_free_slow(p, NULL, a, call);
 }
 
 static inline __attribute__((always_inline)) void heap_free(void *ptr) {

@@ -79,6 +79,16 @@ int os_map_anon(size_t len, uintptr_t *out);
 // was mapped there (mremap MAYMOVE|FIXED); from is unmapped after.
 int os_move(uintptr_t from, size_t len, uintptr_t to);
 int os_getpid(void);
+// Every running thread of the process executes a full memory barrier
+// before this returns (membarrier PRIVATE_EXPEDITED; where the kernel
+// refuses it, a TLB shootdown forced by mprotect, which interrupts every
+// CPU running the process the same way).
+void os_barrier_all(void);
+void os_yield(void);
+// Sleeps while *addr == val (a private futex; may wake early: callers
+// loop); wakes every thread sleeping on addr.
+void os_wait_while(int *addr, int val);
+void os_wake_all(int *addr);
 // Seconds since 1970 (CLOCK_REALTIME).
 uint64_t os_time(void);
 // len random bytes (getrandom); unique but predictable bytes when the

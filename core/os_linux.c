@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/futex.h>
 #include <linux/openat2.h>
 #include <string.h>
 #include <sys/file.h>
@@ -494,6 +495,49 @@ int os_move(uintptr_t from, size_t len, uintptr_t to) {
 }
 
 int os_getpid(void) { return (int)SYS3(SYS_getpid, 0, 0, 0); }
+
+void os_yield(void) { SYS3(SYS_sched_yield, 0, 0, 0); }
+
+void os_wait_while(int *addr, int val) {
+  SYS6(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, 0, 0, 0);
+}
+
+void os_wake_all(int *addr) {
+  SYS6(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
+}
+
+// membarrier commands (linux/membarrier.h)
+#define MB_PRIVATE_EXPEDITED (1 << 3)
+#define MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+
+void os_barrier_all(void) {
+  static int state;  // 0 untried, 1 membarrier works, 2 use the fallback
+  static char *page;
+  int st = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+  if (st == 0) {
+    // Registration is per process and idempotent: racing callers are fine.
+    long r = SYS3(SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+    st = r == 0 ? 1 : 2;
+    __atomic_store_n(&state, st, __ATOMIC_RELEASE);
+  }
+  if (st == 1 && SYS3(SYS_membarrier, MB_PRIVATE_EXPEDITED, 0, 0) == 0)
+    return;
+  // The fallback: lowering the protection of a page that is present makes
+  // the kernel flush it from the TLB of every CPU that may run this
+  // process, with an interrupt, which serialises each of them.
+  if (!page) {
+    long r = SYS6(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mmap_failed(r)) {
+      __atomic_thread_fence(__ATOMIC_SEQ_CST);
+      return;
+    }
+    page = (char *)r;
+  }
+  *(volatile char *)page = 1;
+  SYS3(SYS_mprotect, page, 4096, PROT_READ);
+  SYS3(SYS_mprotect, page, 4096, PROT_READ | PROT_WRITE);
+}
 
 uint64_t os_time(void) {
   struct timespec ts = {0, 0};

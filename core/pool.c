@@ -507,15 +507,36 @@ static int sync_locked(struct mmpool *p) {
 }
 
 int pool_sync(struct mmpool *p) {
+  // Most dirty pages are written while the program runs on; then, at one
+  // instant (no thread inside the allocator), what was dirtied meanwhile,
+  // and the fsync. The pause is the second pass, not the whole write.
+  // (A failure of the first pass shows again in the second, which says it.)
+  engine_lock(&p->lock);
+  if (p->is_file && p->shared && !p->frozen && p->data_len)
+    (void)vmmap_sync(p->data, p->data_len);
+  engine_unlock(&p->lock);
+  heap_freeze();
   engine_lock(&p->lock);
   int r = sync_locked(p);
   engine_unlock(&p->lock);
+  heap_thaw();
   return r;
 }
 
 void pool_seal(struct mmpool *p) { poolfile_seal(p->hdr); }
 
+// At one instant: no thread is inside the allocator while the heaps are
+// forgotten and the file is marked clean.
+static int close_frozen(struct mmpool *p);
+
 int pool_close(struct mmpool *p) {
+  heap_freeze();
+  int r = close_frozen(p);
+  heap_thaw();
+  return r;
+}
+
+static int close_frozen(struct mmpool *p) {
   heap_registry_lock();
   if (p->state != POOL_OPEN) {
     heap_registry_unlock();
@@ -647,7 +668,12 @@ void pool_fork_prepare(void) {
     if (tl_locks == 0) fork_copies_make();
     return;
   }
+  // One instant: no other thread is inside the allocator from here until
+  // the fork is done, so the child's pools (and the copies of shared file
+  // pools made below) hold no half-done operation. After the stdio lock: a
+  // thread that holds it may be about to allocate.
   _IO_list_lock();
+  heap_freeze();
   heap_registry_lock();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
     if (pool_table[i].state == POOL_OPEN) engine_lock(&pool_table[i].lock);
@@ -665,6 +691,7 @@ void pool_fork_parent(void) {
   for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
     if (pool_table[i].state == POOL_OPEN) engine_unlock(&pool_table[i].lock);
   heap_registry_unlock();
+  heap_thaw();
   _IO_list_unlock();
 }
 
@@ -703,7 +730,10 @@ static void fork_copy(struct mmpool *p) {
 }
 
 void pool_fork_child(void) {
-  if (fork_locked) _IO_list_resetlock();
+  if (fork_locked) {
+    _IO_list_resetlock();
+    tl_locks = 0;  // every lock the prepare handler took is made anew below
+  }
   vmmap_child_reset();
   pthread_mutex_init(&default_lock, NULL);
   owner_pid = os_getpid();
@@ -718,40 +748,32 @@ void pool_fork_child(void) {
       p->is_file = 0;
     }
   }
-  heap_fork_child();
+  heap_fork_child(fork_locked);
 }
 
 // ---------------------------------------------------------------------------
 // Exit and exec
 
-// 1 when no other thread runs, 0 when some do (*n: how many threads), -1
-// when it cannot be told.
-static int alone(int *n) {
-  *n = __libc_single_threaded ? 1 : os_thread_count();
-  return *n == 1 ? 1 : *n > 1 ? 0 : -1;
-}
-
 unsigned pool_release_files(const char *when) {
   if (!owner_pid || os_getpid() != owner_pid) return 0;  // vfork child
-  int threads, solo = alone(&threads);
   unsigned n = 0;
-  char eb[32];
-  heap_registry_lock();
+  // Exit (or exec) from a signal handler that interrupted the allocator in
+  // this very thread: its operation is half done, and stays so.
+  int interrupted = tl_fast.inside != 0 || tl_locks != 0;
+  // Otherwise the pools are let go at one instant: other threads may run
+  // on, but none is inside the allocator until they are.
+  if (!interrupted) {
+    heap_freeze();
+    heap_registry_lock();
+  }
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || !p->is_file || !p->shared || p->frozen)
       continue;
-    if (solo != 1) {
-      // Another thread may be inside the fast path of this pool: no
-      // instant is consistent.
-      if (solo == 0)
-        log_print(LOG_WARN, "pool '%s': %s stays marked unclean at %s: %d "
-                  "other threads are still running (attach it with "
-                  "'recover')", p->name, p->path, when, threads - 1);
-      else
-        log_print(LOG_WARN, "pool '%s': %s stays marked unclean at %s: the "
-                  "threads of the process cannot be counted (%s)", p->name,
-                  p->path, when, os_strerror(-threads, eb, sizeof eb));
+    if (interrupted) {
+      log_print(LOG_WARN, "pool '%s': %s stays marked unclean at %s: it "
+                "was called from inside the allocator (a signal handler?); "
+                "attach it with 'recover'", p->name, p->path, when);
       continue;
     }
     engine_lock(&p->lock);
@@ -773,7 +795,10 @@ unsigned pool_release_files(const char *when) {
     }
     engine_unlock(&p->lock);
   }
-  heap_registry_unlock();
+  if (!interrupted) {
+    heap_registry_unlock();
+    heap_thaw();
+  }
   return n;
 }
 

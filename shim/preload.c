@@ -305,7 +305,7 @@ static inline struct rtable *table_now(uintptr_t ra) {
 // (first call, a class two routes cut, empty slab...).
 static inline __attribute__((always_inline)) void *lane(struct rtable *t,
                                                         size_t n) {
-  // Id 0 (the slow path's) gives NULL: tl_heap[0] is the empty heap.
+  // Id 0 (the slow path's) gives NULL: the heap of id 0 is the empty heap.
   if (n <= SC_DIRECT_MAX) return pop_direct(t->pid[n], &t->count[n], n);
   unsigned c = sc_of(n), part = n > t->ccut[c];
   void *b = heap_try_class(t->cpid[c][part], c, n);
@@ -339,7 +339,7 @@ static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {
 //    would merge the two copies of pop_direct's tail again.
 static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
   if (__builtin_expect_with_probability(n < route_tab0_limit, 1, 0.5)) {
-    // Id 0 ("ask the slow path") needs no test: tl_heap[0] is the empty
+    // Id 0 ("ask the slow path") needs no test: the heap of id 0 is the empty
     // heap, whose slabs have no free block.
     void *b = pop_direct(tl_route.tab0.pid[n], &tl_route.tab0.count[n], n);
     if (likely(b != NULL)) return b;
