@@ -167,7 +167,10 @@ static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
     int saved = errno;
     if (spec_parse("anon size=64G full=null", &sp, why, sizeof why) == 0 &&
         pool_open(EMERGENCY_NAME, &sp, &p) == 0) {
-      log_print(LOG_WARN, "the default pool '%s' cannot serve (%s): blocks "
+      // A default pool let go at exit, while other threads still
+      // allocate, is the normal end of a program: said at info level.
+      log_print(def->frozen == FROZEN_RELEASED ? LOG_INFO : LOG_WARN,
+                "the default pool '%s' cannot serve (%s): blocks "
                 "of full=fallback pools go to the anonymous pool '%s' from "
                 "now on", def->name, os_strerror(err, eb, sizeof eb),
                 EMERGENCY_NAME);
@@ -211,14 +214,19 @@ pool_failed(struct mmpool *p, int err, size_t n, size_t align, int zero,
             struct mmpool *def, unsigned route, int errno0) {
   char eb[64];
   if (err == 0) err = ENOMEM;
-  if (p->spec_full == SPEC_FULL_ABORT) {
+  // A pool frozen for good (its file let go at exit while other threads
+  // run on, or a fork child's uncopied shared pool) is not full: the
+  // program may not know it is ending. Its blocks come from elsewhere,
+  // whatever full= says.
+  int gone = p->frozen != FROZEN_NONE;
+  if (p->spec_full == SPEC_FULL_ABORT && !gone) {
     if (err == ENOMEM)
       log_fatal("pool '%s' is full (%zu bytes asked; full=abort)", p->name,
                 n);
     log_fatal("pool '%s' cannot serve %zu bytes: %s (full=abort)", p->name,
               n, os_strerror(err, eb, sizeof eb));
   }
-  if (p->spec_full != SPEC_FULL_FALLBACK) {
+  if (p->spec_full != SPEC_FULL_FALLBACK && !gone) {
     errno = ENOMEM;
     return NULL;
   }
