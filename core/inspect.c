@@ -5,9 +5,10 @@
 // and page_walk skips a slab it cannot scan. Each value read from the file
 // is checked before it is used as an offset, an index or a count: offsets
 // stay inside the mapping, list walks are bounded by what they could hold.
-// Its bitmaps are anonymous memory from os_map_anon, not the heap, because
-// the core may run where malloc is its own (the preload library); this file
-// never runs there, but keeps the rule.
+// Its bitmaps are the ledger's scratch memory, not the heap, because the
+// core may run where malloc is its own (the preload library); this file
+// never runs there, but keeps the rule. The file's mapping is the ledger's
+// too (vmmap_view), as every mapping is.
 #include "inspect.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include "os.h"
 #include "page.h"
 #include "poolfile_v1.h"
+#include "vmmap.h"
 
 #define MAX_BLOCKS 4096u  // the most blocks a slab holds (16-byte class)
 #define BM_WORDS (MAX_BLOCKS / 64)
@@ -185,7 +187,7 @@ int inspect_open(struct inspect *in, const char *path, unsigned flags,
   if (r) goto fail;
   // Only a version 1 image is written to, in memory: its header page.
   in->map_len = in->hdr.st.length;
-  r = os_map_copy(fd, in->map_len, in->version == 1, &in->map);
+  r = vmmap_view(fd, in->map_len, in->version == 1, &in->map);
   if (r) {
     fmt_format(why, why_len, "cannot map it: %s",
                os_strerror(-r, eb, sizeof eb));
@@ -213,14 +215,14 @@ int inspect_open(struct inspect *in, const char *path, unsigned flags,
   memcpy(p->name, in->hdr.name, sizeof p->name);
   return 0;
 fail:
-  if (in->map) os_unmap(in->map, in->map_len);
+  if (in->map) vmmap_view_release(in->map);
   in->map = 0;
   os_close(fd);  // also drops the lock
   return r;
 }
 
 void inspect_close(struct inspect *in) {
-  if (in->map) os_unmap(in->map, in->map_len);
+  if (in->map) vmmap_view_release(in->map);
   in->map = 0;
   if (in->fd >= 0) os_close(in->fd);
   in->fd = -1;
@@ -595,7 +597,7 @@ unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
   size_t words = ((size_t)w.top + 63) / 64;
   w.bits_len = (2 * words * 8 + 4095) & ~(size_t)4095;
   uintptr_t bits = 0;
-  if (w.bits_len && os_map_anon(w.bits_len, &bits) != 0) {
+  if (w.bits_len && !(bits = (uintptr_t)vmmap_scratch(w.bits_len))) {
     report(&w, -1, 0, "cannot map %zu bytes for the walk", w.bits_len);
     return w.problems;
   }
@@ -603,7 +605,7 @@ unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
   w.listed = w.heads + words;
   walk_spans(&w);
   walk_lists(&w);
-  if (bits) os_unmap(bits, w.bits_len);
+  if (bits) vmmap_scratch_release((void *)bits);
   // A clean file vouches for its metadata with the checksum.
   if (in->hdr.flags & POOLFILE_CLEAN) {
     uint64_t sum = poolfile_meta_hash(in->pool.hdr);

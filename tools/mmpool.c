@@ -3,19 +3,23 @@
 // `mmpool run` starts a program under the preload library of this very
 // build or installation, so users need not know where it lives; `--stats`
 // asks for the per-pool report at exit, `--explain` shows what the
-// configuration means without running anything. The commands of the
-// product contract that are not built yet are listed, with their usage, and
-// answer that they are not available (status 2). The tool
+// configuration means without running anything. `info`, `check`, `map` and
+// `upgrade` read pool files (poolcmd.c, over core/inspect.c). The commands
+// of the product contract that are not built yet are listed, with their
+// usage, and answer that they are not available (status 2). The tool
 // links the engine and the configuration parser statically and never the
 // preload library (the layers: tools -> shim -> config -> core; it runs
 // the shim in other programs, it does not link it): it is an ordinary
 // program with glibc's malloc, so it may use stdio and the heap freely.
 //
 // Keep `commands[]`, the help texts, docs/man/mmpool.1 and
-// docs/configuration.md's section on `mmpool run` saying the same.
+// docs/configuration.md's sections on the tool saying the same.
 //
 // Exit status: bad usage 2 (one line on stderr), and so a command that is
-// not available yet; `run --explain` 0 when
+// not available yet; `check` 0 when the file is sound, 1 when not; `info`,
+// `map` 0 when the file was read; `upgrade` 0 when converted or already
+// version 2; each of these 1 when the file cannot be read as a pool file
+// or (upgrade) is refused; `run --explain` 0 when
 // the configuration is valid, else 2; `run` the program's own status (it
 // replaces the tool), or 125 when mmpool itself fails (no preload library),
 // 126 when PROG cannot be executed, 127 when it is not found (as env(1)).

@@ -377,7 +377,7 @@ int poolcmd_info(const char *path, int json) {
   else
     info_text(path, problems);
   inspect_close(&in);
-  return fflush(stdout) == 0 ? POOLCMD_OK : POOLCMD_BAD;
+  return fflush(stdout) == 0 ? POOLCMD_OK : POOLCMD_TOOL;
 }
 
 // ---------------------------------------------------------------------------
@@ -432,7 +432,7 @@ int poolcmd_check(const char *path) {
     fprintf(stderr, "mmpool: %s: sound (version %u, clean, %u pages below "
             "the top checked)\n", p, in.version, in.hdr.st.top);
   inspect_close(&in);
-  if (fflush(stdout) != 0) return POOLCMD_BAD;
+  if (fflush(stdout) != 0) return POOLCMD_TOOL;
   return l.n ? POOLCMD_BAD : POOLCMD_OK;
 }
 
@@ -668,7 +668,7 @@ int poolcmd_upgrade(const char *path) {
   if (in.version != 1) {
     printf("%s: already version %u: nothing to do\n", p, in.version);
     inspect_close(&in);
-    return POOLCMD_OK;
+    return fflush(stdout) == 0 ? POOLCMD_OK : POOLCMD_TOOL;
   }
   // Nothing is written unless the whole file checks.
   struct lines l = {p, 0};
@@ -783,5 +783,6 @@ int poolcmd_upgrade(const char *path) {
   printf("%s: converted from version 1 to version %u (generation %u, uuid "
          "%s, %s)\n", p, POOLFILE_VERSION, gen, uu,
          clean ? "clean" : "not clean: attach it with 'recover'");
-  return fflush(stdout) == 0 && !r ? POOLCMD_OK : POOLCMD_BAD;
+  if (fflush(stdout) != 0) return POOLCMD_TOOL;
+  return r ? POOLCMD_BAD : POOLCMD_OK;
 }

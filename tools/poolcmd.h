@@ -7,6 +7,7 @@
 enum {
   POOLCMD_OK = 0,
   POOLCMD_BAD = 1,  // not sound, not a readable pool file, or not done
+  POOLCMD_TOOL = 125, // standard output cannot be written
 };
 
 int poolcmd_info(const char *path, int json);
