@@ -86,14 +86,17 @@ static void jstr(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-// A path as it can be printed in one line: control bytes as \xNN.
+// A path as it can be printed in one line: control bytes as \xNN. (Two
+// buffers in turn: one message may show two paths.)
 static const char *shown(const char *path) {
-  static char buf[PATH_MAX * 4 + 1];
+  static char bufs[2][PATH_MAX * 4 + 1];
+  static unsigned turn;
+  char *buf = bufs[turn++ % 2];
   size_t n = 0;
   for (const unsigned char *c = (const unsigned char *)path;
-       *c && n + 5 < sizeof buf; c++) {
+       *c && n + 5 < sizeof bufs[0]; c++) {
     if (*c < 0x20 || *c == 0x7f)
-      n += (size_t)snprintf(buf + n, sizeof buf - n, "\\x%02x", *c);
+      n += (size_t)snprintf(buf + n, sizeof bufs[0] - n, "\\x%02x", *c);
     else
       buf[n++] = (char)*c;
   }
@@ -397,7 +400,8 @@ static void print_problem(void *arg, int64_t page, uint64_t addr,
 
 int poolcmd_check(const char *path) {
   char why[512];
-  const char *p = shown(path);
+  static char p[PATH_MAX * 4 + 1];  // shown() reuses its buffers
+  snprintf(p, sizeof p, "%s", shown(path));
   int r = inspect_open(&in, path, 0, why, sizeof why);
   if (r) {
     // Not readable as a pool: that is the one problem (stdout, as the
@@ -492,10 +496,13 @@ static void rgb_of(int kind, char *out, size_t n) {
     snprintf(out, n, "%s", fixed[kind]);
     return;
   }
-  // Classes around the hue circle (skipping the reds of large and bad),
-  // small classes blue, large ones orange.
-  double hue = 200.0 - 170.0 * (kind - K_CLASS0) / (SC_COUNT - 1), s = 0.65,
-         l = 0.55;
+  // Neighbouring classes far apart on the hue circle (the golden angle),
+  // in two lightnesses, away from the reds of large and damaged pages.
+  int k = kind - K_CLASS0;
+  double hue = 200.0 + 137.508 * k;
+  hue -= 360.0 * (int)(hue / 360.0);
+  if (hue < 20 || hue > 340) hue += hue < 20 ? 25 : -25;
+  double s = 0.6, l = k % 2 ? 0.62 : 0.48;
   double c = (1 - (2 * l - 1 < 0 ? 1 - 2 * l : 2 * l - 1)) * s;
   double hp = hue / 60.0, x = c * (1 - (hp - 2 * (int)(hp / 2) - 1 < 0
                                             ? -(hp - 2 * (int)(hp / 2) - 1)
@@ -514,8 +521,8 @@ static void rgb_of(int kind, char *out, size_t n) {
 
 static void kind_label(int kind, char *out, size_t n) {
   static const char *fixed[] = {
-      "metadata (header, page descriptors)", "free span",
-      "committed, above the top (never used)",
+      "metadata (header, page descriptors)", "free spans",
+      "committed, above the top",
       "not in the file (reserved when attached)", "large blocks",
       "damaged (no valid span)"};
   if (kind < K_CLASS0)
@@ -663,7 +670,8 @@ static int fsync_dir(const char *dir) {
 }
 
 int poolcmd_upgrade(const char *path) {
-  const char *p = shown(path);
+  static char p[PATH_MAX * 4 + 1];  // shown() reuses its buffers
+  snprintf(p, sizeof p, "%s", shown(path));
   if (open_file(path, INSPECT_EXCLUSIVE)) return POOLCMD_BAD;
   if (in.version != 1) {
     printf("%s: already version %u: nothing to do\n", p, in.version);

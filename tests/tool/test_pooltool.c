@@ -567,6 +567,35 @@ static void test_resealed(void **state) {
   res_free(&r);
 }
 
+// Feature bits this build does not know: ro_compat is read (and attaches
+// with mode=private only), incompat refused.
+static void test_features(void **state) {
+  (void)state;
+  struct img m = img_copy();
+  hdr(&m)->feature_ro_compat = 0x4;
+  reseal(&m);
+  char *p = img_save(&m, "rocompat.pool");
+  struct res r = TOOL_RUN("check", p);
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.out, "");
+  assert_contains(r.err, "uses read-only-compatible features this build "
+                         "does not know (0x4): it attaches with mode=private "
+                         "only");
+  res_free(&r);
+  r = TOOL_RUN("info", p);
+  assert_int_equal(r.status, 0);
+  assert_contains(r.out, "features    compat 0x0, ro_compat 0x4, incompat "
+                         "0x0 (unknown read-only-compatible bits: attach "
+                         "with mode=private only)\n");
+  res_free(&r);
+  m = img_copy();
+  hdr(&m)->feature_incompat = 0x10;
+  reseal(&m);
+  p = img_save(&m, "incompat.pool");
+  assert_int_equal(check_bad(p, ": uses features this build does not know "
+                                "(incompatible feature bits 0x10)\n"), 1);
+}
+
 static void test_foreign_empty(void **state) {
   (void)state;
   char *p = pth("foreign.pool");
@@ -690,7 +719,7 @@ static const char *svg_check =
     "if big: sys.exit(0)\n"
     "assert any(l.startswith('slabs of 16 B blocks') for l in labels), labels\n"
     "assert any(l.startswith('large blocks') for l in labels), labels\n"
-    "assert any(l.startswith('free span') for l in labels), labels\n"
+    "assert any(l.startswith('free spans') for l in labels), labels\n"
     "fills={r.get('fill') for r in cells.findall(ns+'rect')}\n"
     "assert len(fills)>=5, fills\n";
 
@@ -956,7 +985,8 @@ int main(int argc, char **argv) {
   const struct CMUnitTest damaged[] = {
       cmocka_unit_test(test_sound_check), cmocka_unit_test(test_unclean),
       cmocka_unit_test(test_truncated), cmocka_unit_test(test_bitflip),
-      cmocka_unit_test(test_resealed), cmocka_unit_test(test_foreign_empty)};
+      cmocka_unit_test(test_resealed), cmocka_unit_test(test_features),
+      cmocka_unit_test(test_foreign_empty)};
   const struct CMUnitTest fuzz[] = {cmocka_unit_test(test_sound_check),
                                     cmocka_unit_test(test_fuzz)};
   const struct CMUnitTest map[] = {cmocka_unit_test(test_sound_check),
