@@ -268,8 +268,12 @@ static void report(struct walker *w, int64_t page, uint64_t off,
     w->cb->problem(w->cb->arg, page, off ? base + off : 0, line);
 }
 
-static int bit(const uint64_t *bm, uint64_t i) { return bm[i / 64] >> (i % 64) & 1; }
-static void set_bit(uint64_t *bm, uint64_t i) { bm[i / 64] |= (uint64_t)1 << (i % 64); }
+static int bit(const uint64_t *bm, uint64_t i) {
+  return bm[i / 64] >> (i % 64) & 1;
+}
+static void set_bit(uint64_t *bm, uint64_t i) {
+  bm[i / 64] |= (uint64_t)1 << (i % 64);
+}
 
 static unsigned bin_of(uint32_t n) {  // as page.c
   if (n <= 16) return n - 1;

@@ -284,10 +284,12 @@ static void info_text(const char *path, unsigned problems) {
   printf("  slabs       %.1f%% (of the slab pages' bytes, the share not in "
          "live blocks)\n", 100 * g.frag_slabs);
   printf("  free spans  %.1f%% (1 - largest free span / all free spans below "
-         "the top; %" PRIu64 " spans, largest %s)\n", 100 * g.frag_spans,
-         stats.free_spans, HS(stats.largest_free << PAGE_SHIFT));
+         "the top; %" PRIu64 " span%s, largest %s)\n", 100 * g.frag_spans,
+         stats.free_spans, stats.free_spans == 1 ? "" : "s",
+         HS(stats.largest_free << PAGE_SHIFT));
   if (problems)
-    printf("\ncheck       %u problems: run 'mmpool check FILE'\n", problems);
+    printf("\ncheck       %u problem%s: run 'mmpool check FILE'\n", problems,
+           problems == 1 ? "" : "s");
   else
     printf("\ncheck       no problem found by the walk\n");
 }

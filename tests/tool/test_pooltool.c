@@ -562,7 +562,8 @@ static void test_resealed(void **state) {
   struct pdesc *d = desc(&m, s);
   uint64_t off = hdr(&m)->data_off + ((uint64_t)s << 16) +
                  0;  // block 0: root 1, live
-  uint16_t *slack = (uint16_t *)(m.b + d->slack_off + ((off >> d->gshift) << 1));
+  uint16_t *slack =
+      (uint16_t *)(m.b + d->slack_off + ((off >> d->gshift) << 1));
   *slack = (uint16_t)(d->bsize + 1);
   reseal(&m);
   p = img_save(&m, "slack.pool");
@@ -571,7 +572,7 @@ static void test_resealed(void **state) {
   // info describes a file with problems, and counts them.
   struct res r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 0);
-  assert_contains(r.out, "check       1 problems: run 'mmpool check FILE'");
+  assert_contains(r.out, "check       1 problem: run 'mmpool check FILE'");
   res_free(&r);
 }
 
@@ -826,7 +827,8 @@ static int attach_and_read(const char *path, const char *extra) {
       fprintf(stderr, "%s\n", mmpool_last_error());
       _exit(10);
     }
-    unsigned char *r1 = mmpool_get_root(pool, 1), *r2 = mmpool_get_root(pool, 2);
+    unsigned char *r1 = mmpool_get_root(pool, 1);
+    unsigned char *r2 = mmpool_get_root(pool, 2);
     if (!r1 || !r2) _exit(11);
     for (unsigned i = 0; i < ROOT1_LEN; i++)
       if (r1[i] != 0x11) _exit(12);
