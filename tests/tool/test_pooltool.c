@@ -921,6 +921,31 @@ static void test_upgrade_refused(void **state) {
   free(before);
   free(after);
 
+  // A version 1 header of another size, and one with a field out of
+  // range, each with its checksum made right.
+  m = img_copy();
+  to_v1(&m);
+  struct poolfile_header_v1 *o = (struct poolfile_header_v1 *)m.b;
+  o->header_size = 888;
+  o->checksum = hash_bytes(o, offsetof(struct poolfile_header_v1, checksum),
+                           0);
+  p = img_save(&m, "v1size.pool");
+  r = TOOL_RUN("upgrade", p);
+  assert_int_equal(r.status, 1);
+  assert_contains(r.err, ": not a version 1 header (version 1, header size "
+                         "888; version 1 has 880)\n");
+  res_free(&r);
+  m = img_copy();
+  to_v1(&m);
+  o = (struct poolfile_header_v1 *)m.b;
+  o->st.top = (uint32_t)o->npages + 1;
+  p = img_save(&m, "v1top.pool");
+  r = TOOL_RUN("upgrade", p);
+  assert_int_equal(r.status, 1);
+  assert_contains(r.err, " out of range\n");
+  res_free(&r);
+  assert_int_equal(check_bad(p, "top "), 1);
+
   // A version 1 file whose structure does not check (a slab's count), the
   // metadata checksum recomputed: refused with the problem's line.
   m = img_copy();
