@@ -17,14 +17,16 @@
 #include "pool_brk.h"
 
 // pre: p->lock.
-static int check(struct mmpool *p, uint64_t s, uint64_t c,
-                 struct pool_brk *out, char *why, size_t why_len) {
+static int check(struct mmpool *p, uint64_t s, uint64_t c, struct pool_brk *out,
+                 char *why, size_t why_len) {
   if (s == 0 && c == 0) return -ENOENT;
   // Offsets first, so that no sum below can wrap.
   if (s < POOL_BRK_SKIP || s > p->capacity || c > p->capacity) {
-    fmt_format(why, why_len, "the break record 0x%llx-0x%llx lies outside "
-               "the pool (capacity 0x%llx)", (unsigned long long)s,
-               (unsigned long long)c, (unsigned long long)p->capacity);
+    fmt_format(why, why_len,
+               "the break record 0x%llx-0x%llx lies outside "
+               "the pool (capacity 0x%llx)",
+               (unsigned long long)s, (unsigned long long)c,
+               (unsigned long long)p->capacity);
     return -EUCLEAN;
   }
   uintptr_t blk = p->base + (uintptr_t)s - POOL_BRK_SKIP;
@@ -32,7 +34,8 @@ static int check(struct mmpool *p, uint64_t s, uint64_t c,
   struct pdesc *d = heap_block(p, blk, &w);
   if (d && d->kind != PD_LARGE) w = "a small block, not a large block";
   if (!d || d->kind != PD_LARGE) {
-    fmt_format(why, why_len, "the recorded start of the break, offset 0x%llx, "
+    fmt_format(why, why_len,
+               "the recorded start of the break, offset 0x%llx, "
                "is not %u bytes into a live large block (0x%lx: %s)",
                (unsigned long long)s, (unsigned)POOL_BRK_SKIP,
                (unsigned long)blk, w);
@@ -41,7 +44,8 @@ static int check(struct mmpool *p, uint64_t s, uint64_t c,
   uintptr_t end = blk + ((uintptr_t)d->npages << PAGE_SHIFT);
   uintptr_t cur = p->base + (uintptr_t)c;
   if (cur < blk + POOL_BRK_SKIP || cur > end) {
-    fmt_format(why, why_len, "the recorded break, offset 0x%llx, lies outside "
+    fmt_format(why, why_len,
+               "the recorded break, offset 0x%llx, lies outside "
                "the region 0x%lx-0x%lx of its block",
                (unsigned long long)c, (unsigned long)(blk + POOL_BRK_SKIP),
                (unsigned long)end);

@@ -108,7 +108,8 @@ int main(int argc, char **argv) {
     perror("legacy_sbrk: sbrk");
     return 1;
   }
-  for (uint64_t i = 0; i < NUMBERS; i++) numbers[i] = h->runs * 1000000 + i;
+  for (uint64_t i = 0; i < NUMBERS; i++)
+    numbers[i] = h->runs * 1000000 + i;
   *n = (struct note){NULL, h->runs, numbers};
   strcpy(n->text, text);
   if (h->last)

@@ -71,7 +71,8 @@ static uint64_t hash(uint64_t k) {
 
 static struct entry *find(const struct table *t, uint64_t key) {
   struct entry *e = t->buckets[hash(key) & (t->nbuckets - 1)];
-  while (e && e->key != key) e = e->next;
+  while (e && e->key != key)
+    e = e->next;
   return e;
 }
 
@@ -85,7 +86,8 @@ static struct table *build(uint64_t n) {
   struct table *t = mmpool_calloc(pool, 1, sizeof *t);
   if (!t) fail("calloc");
   t->nbuckets = 1;
-  while (t->nbuckets < n) t->nbuckets <<= 1;
+  while (t->nbuckets < n)
+    t->nbuckets <<= 1;
   t->buckets = mmpool_calloc(pool, t->nbuckets, sizeof *t->buckets);
   if (!t->buckets) fail("calloc");
   for (uint64_t i = 0; i < n; i++) {
@@ -112,7 +114,8 @@ static uint64_t checksum(const struct table *t, uint64_t *seen) {
     for (const struct entry *e = t->buckets[b]; e; e = e->next) {
       uint64_t words[2] = {e->key, e->value};
       const unsigned char *p = (const unsigned char *)words;
-      for (size_t i = 0; i < sizeof words; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+      for (size_t i = 0; i < sizeof words; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
       for (const char *c = e->name; *c; c++)
         h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
       (*seen)++;
@@ -155,7 +158,8 @@ int main(int argc, char **argv) {
     printf("built %" PRIu64 " entries in %.1f ms\n", t->count, ready_ms);
   } else {
     printf("attached %" PRIu64 " entries in %.1f ms (built in %.1f ms by "
-           "the first run: %.0fx faster)\n", t->count, ready_ms, t->build_ms,
+           "the first run: %.0fx faster)\n",
+           t->count, ready_ms, t->build_ms,
            t->build_ms / (ready_ms > 0.001 ? ready_ms : 0.001));
   }
 

@@ -85,7 +85,8 @@ int main(int argc, char **argv) {
   long keys = argc > 1 ? atol(argv[1]) : 200000;
   struct node *root = NULL;
   long distinct = 0;
-  for (long i = 0; i < keys; i++) distinct += insert(&root, next_key());
+  for (long i = 0; i < keys; i++)
+    distinct += insert(&root, next_key());
   unsigned height = 0;
   uint64_t sum = walk(root, 0, 1, &height);
   printf("%ld keys, %ld distinct, tree height %u, checksum %016llx\n", keys,

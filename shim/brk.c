@@ -223,9 +223,8 @@ static int setup(void) {
               "brk: the break resumes at 0x%lx in 0x%lx-0x%lx (%zu bytes) "
               "of pool '%s', as %s recorded it",
               (unsigned long)region.cur, (unsigned long)region.start,
-              (unsigned long)region.end,
-              (size_t)(region.end - region.start), region.pool->name,
-              region.pool->path);
+              (unsigned long)region.end, (size_t)(region.end - region.start),
+              region.pool->name, region.pool->path);
     return 0;
   }
   if (got == 0) {

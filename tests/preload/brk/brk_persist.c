@@ -72,15 +72,15 @@ int main(int argc, char **argv) {
   if (rec != start + n * REC) fail("sbrk(REC) did not return the break", rec);
   for (size_t i = 0; i < REC; i++)
     if (rec[i]) fail("a growth of the break read a non-zero byte", rec + i);
-  for (size_t i = 0; i < REC; i++) rec[i] = (char)byte_of(n, i);
+  for (size_t i = 0; i < REC; i++)
+    rec[i] = (char)byte_of(n, i);
   n++;
   struct footer f = {MAGIC, n, (uint64_t)(uintptr_t)start, 0};
   f.check = f.magic ^ f.nrec ^ f.start;
   char *at = sbrk(sizeof f);
   if (at != rec + REC) fail("sbrk(footer) did not return the break", at);
   memcpy(at, &f, sizeof f);
-  printf("region %p break %p records %" PRIu64 "\n", (void *)start, sbrk(0),
-         n);
+  printf("region %p break %p records %" PRIu64 "\n", (void *)start, sbrk(0), n);
   fflush(stdout);
 
   pid_t pid = fork();
