@@ -31,8 +31,9 @@
 // fails the check costs one warning (the file and the fault) and a fresh
 // region; the block it named, if any, stays in the file. In mode=private
 // the run starts from the file's record and bytes, and its changes, the
-// record's included, stay in its copy-on-write mapping. A program exec
-// starts with the same configuration resumes the break as a next run does.
+// record's included, stay in its copy-on-write mapping. A program that an
+// exec starts with the same configuration resumes the break as a next run
+// does.
 // Anonymous pools and the default region start empty in every process.
 //
 // Semantics (glibc's, PITFALLS 1.12): sbrk(0) is the break; sbrk(n) moves

@@ -1,7 +1,7 @@
 // brk_persist.c: a program break that outlives the process (shim/brk.c, a
 // file pool marked brk). Run by persist.sh, several times on one file.
 //
-// Usage: brk_persist new|N
+// Usage: brk_persist new|N [exec|kill]
 // The heap is laid out from the break down, as a legacy program that keeps
 // nothing else would find it: N records of REC bytes from the region's
 // start, then a footer that ends at the break and says where the records
@@ -11,10 +11,16 @@
 // appends one record (the growth must read zeros), moves the footer above
 // it, and prints "region START break BREAK records M". A fork child then
 // moves the break and scribbles over the footer: its copy is its own, so
-// the next run finds this one's heap. Exit status 1, with one line on
-// stderr, when anything is not as expected.
+// the next run finds this one's heap. With `exec`, the program then execs
+// itself as `brk_persist M`: the new program must find the break this one
+// left (the preload library lets the file go before the exec, and the new
+// image attaches it as a next run would). With `kill` it dies of SIGKILL
+// instead of exiting: the file stays unclean, and the header's record is
+// where the break was. Exit status 1, with one line on stderr, when
+// anything is not as expected.
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +48,9 @@ static unsigned char byte_of(uint64_t rec, size_t i) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: brk_persist new|N\n");
+  if (argc != 2 && !(argc == 3 && (strcmp(argv[2], "exec") == 0 ||
+                                   strcmp(argv[2], "kill") == 0))) {
+    fprintf(stderr, "usage: brk_persist new|N [exec|kill]\n");
     return 2;
   }
   char *brk0 = sbrk(0);
@@ -96,5 +103,12 @@ int main(int argc, char **argv) {
     fail("the fork child failed", NULL);
   if (sbrk(0) != at + sizeof f || memcmp(at, &f, sizeof f) != 0)
     fail("the fork child's break reached the parent", at);
+  if (argc == 3 && strcmp(argv[2], "kill") == 0) kill(getpid(), SIGKILL);
+  if (argc == 3) {
+    char m[32];
+    snprintf(m, sizeof m, "%" PRIu64, n);
+    execl("/proc/self/exe", argv[0], m, (char *)NULL);
+    fail("exec failed", NULL);
+  }
   return 0;
 }

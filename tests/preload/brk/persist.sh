@@ -6,6 +6,11 @@
 #      file clean);
 #   2. mode=private resumes from the file and changes nothing in it (cmp with
 #      a copy); the next shared run does not see the private run's record;
+#   2b. a run that execs itself: the new program resumes the break the old
+#      one left;
+#   2c. a run killed by SIGKILL: the file is refused without `recover` (the
+#      break then uses the default region), and with it the break resumes
+#      where the killed run had moved it;
 #   3. a record that names no region (start not one page into a live large
 #      block: edited in the header) gives one warning naming the file and a
 #      fresh break in the pool, which the next run resumes;
@@ -26,21 +31,25 @@ shared="pool legacy file=$pool size=64M brk
 default legacy"
 private="pool legacy file=$pool size=64M mode=private brk
 default legacy"
+recover="pool legacy file=$pool size=64M recover brk
+default legacy"
 
 fail() {
   echo "persist: FAILED: $*" >&2
   exit 1
 }
 
-# run CONFIG ARG: runs brk_persist; its stdout in $out, its stderr in $err.
+# run CONFIG ARGS...: runs brk_persist; its stdout in $out, its stderr in
+# $err.
 run() {
-  local rc=0
-  out=$(env "LD_PRELOAD=$lib" "MMPOOL_CONFIG=$1" "$exe" "$2" 2>"$dir/err") ||
+  local rc=0 cfg=$1
+  shift
+  out=$(env "LD_PRELOAD=$lib" "MMPOOL_CONFIG=$cfg" "$exe" "$@" 2>"$dir/err") ||
     rc=$?
   err=$(cat "$dir/err")
-  echo "$ brk_persist $2  ->  $out"
+  echo "$ brk_persist $*  ->  $out"
   [[ -z $err ]] || echo "$err" | sed 's/^/  stderr: /'
-  ((rc == 0)) || fail "brk_persist $2 exited with status $rc"
+  ((rc == 0)) || fail "brk_persist $* exited with status $rc"
 }
 
 # field NAME OFFSET [VALUE]: reads (or writes) a u64 of the header.
@@ -83,6 +92,28 @@ cmp "$pool" "$dir/copy.pool" || fail "mode=private changed the pool file"
 run "$shared" 3
 [[ $out == "region $first break "*" records 4" ]] ||
   fail "the shared run after the private one: '$out'"
+
+# 2b. exec: the second program resumes the first one's break.
+run "$shared" 4 exec
+[[ $out == "region $first break "*" records 5"$'\n'"region $first break "*" records 6" ]] ||
+  fail "exec: '$out'"
+[[ -z $err ]] || fail "the exec run printed on stderr"
+run "$shared" 6
+[[ $out == "region $first break "*" records 7" ]] || fail "after exec: '$out'"
+
+# 2c. A run that dies: the header holds the break it had.
+# (Through sh, whose "Killed" line is dropped with its stderr.)
+rc=$(sh -c '"$@" >"$0"; echo $?' "$dir/out" env "LD_PRELOAD=$lib" \
+  "MMPOOL_CONFIG=$shared" "$exe" 7 kill 2>/dev/null)
+echo "$ brk_persist 7 kill  ->  $(cat "$dir/out") (status $rc)"
+((rc == 128 + 9)) || fail "brk_persist 7 kill: status $rc, not 137"
+run "$shared" new
+[[ $err == *"$pool: not closed cleanly"* ]] ||
+  fail "the killed run's file was attached without recover"
+run "$recover" 8
+[[ $out == "region $first break "*" records 9" ]] || fail "recover: '$out'"
+[[ $err == *"was not closed cleanly; its metadata checked sound"* ]] ||
+  fail "no line saying the file was recovered"
 
 # 3. A record in range whose start is not one page into a block.
 field start 2520 $((start_off + 16))
