@@ -1,8 +1,8 @@
 // pool_brk.c: the program break recorded in a pool's header (pool_brk.h).
 //
 // The record is two pool offsets in the header's state, which the header
-// checksum does not cover and poolfile_validate only range-checks (both or
-// neither, in the data below the top). Here it is held against the pool's
+// checksum does not cover and poolfile_validate leaves alone (a damaged
+// record must not cost the pool). Here it is held against the pool's
 // descriptors, which the attach checked in full: the start must be exactly
 // POOL_BRK_SKIP into a live large block, the break inside that block. A
 // record that passes names memory of the pool that nothing else owns (a
@@ -72,7 +72,7 @@ int pool_brk_get(struct mmpool *p, struct pool_brk *out, char *why,
 // Two stores, not one. A move of the break changes brk_cur alone, so only
 // the first record of a region (once per file, or after a damaged record)
 // has an instant where a process killed by a signal would leave one field
-// of the two set, which poolfile_validate refuses.
+// of the two set, which check() refuses (a warning and a fresh break).
 void pool_brk_set(struct mmpool *p, uintptr_t start, uintptr_t cur) {
   if (p->frozen || !p->hdr) return;
   struct pool_state *st = &p->hdr->st;
