@@ -22,6 +22,10 @@ int os_reserve(uintptr_t addr, size_t len, uintptr_t *out);
 int os_commit(uintptr_t addr, size_t len);
 // Maps file fd at [off, off+len) over [addr, addr+len) of an own reservation.
 int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off, int shared);
+// Maps [0, len) of file fd privately (copy-on-write: nothing reaches the
+// file) wherever the kernel likes, read-only unless writable; for reading
+// pool files that are not attached (vmmap_view). Unmap with os_unmap.
+int os_map_copy(int fd, size_t len, int writable, uintptr_t *out);
 // Drops the pages of a private anonymous range; it reads as zeros after.
 int os_purge(uintptr_t addr, size_t len);
 int os_unmap(uintptr_t addr, size_t len);

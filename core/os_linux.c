@@ -121,6 +121,14 @@ int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
   return 0;
 }
 
+int os_map_copy(int fd, size_t len, int writable, uintptr_t *out) {
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  long r = do_mmap(0, len, prot, MAP_PRIVATE, fd, 0);
+  if (mmap_failed(r)) return (int)r;
+  *out = (uintptr_t)r;
+  return 0;
+}
+
 int os_purge(uintptr_t addr, size_t len) {
   return (int)SYS3(SYS_madvise, addr, len, MADV_DONTNEED);
 }

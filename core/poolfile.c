@@ -213,14 +213,8 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
     if (st->avail[i] > st->top || (i >= SC_COUNT && st->avail[i]))
       return FAIL(EUCLEAN, "slab list avail[%u] = %u out of range", i,
                   st->avail[i]);
-  // The break: both or neither, in the data below the top. That they name a
-  // live block is checked where they are used (pool_brk_get).
-  uint64_t top_end = data_off + ((uint64_t)st->top << PAGE_SHIFT);
-  if ((st->brk_start == 0) != (st->brk_cur == 0) ||
-      (st->brk_start && (st->brk_start < data_off || st->brk_cur < st->brk_start ||
-                         st->brk_cur > top_end)))
-    return FAIL(EUCLEAN, "program break 0x%llx-0x%llx out of range",
-                (unsigned long long)st->brk_start,
-                (unsigned long long)st->brk_cur);
+  // The program break's record (st.brk_*) is not checked here: a damaged
+  // one must not cost the user the pool. pool_brk_get checks it where it
+  // is used, and a bad one starts the break afresh.
   return 0;
 }

@@ -13,7 +13,7 @@
 
 #define VM_MAX_RANGES 256
 
-enum { VR_FREE = 0, VR_POOL = 1, VR_INTERNAL = 2, VR_SCRATCH = 3 };
+enum { VR_FREE = 0, VR_POOL = 1, VR_INTERNAL = 2, VR_SCRATCH = 3, VR_VIEW = 4 };
 
 struct vm_range {
   uintptr_t base;
@@ -318,6 +318,17 @@ void *vmmap_scratch(size_t len) {
 int vmmap_scratch_release(void *ptr) {
   return release(VR_SCRATCH, (uintptr_t)ptr);
 }
+
+int vmmap_view(int fd, size_t len, int writable, uintptr_t *out) {
+  vmmap_lock();
+  struct vm_range *slot = slot_free();
+  int r = slot ? os_map_copy(fd, len, writable, out) : -ENOMEM;
+  if (!r) *slot = (struct vm_range){*out, len, len, VR_VIEW, 0};
+  vmmap_unlock();
+  return r;
+}
+
+int vmmap_view_release(uintptr_t addr) { return release(VR_VIEW, addr); }
 
 // ---------------------------------------------------------------------------
 // Fork children

@@ -11,13 +11,30 @@
 //   per 64 KiB of a block (region/1024 bytes of memory); at most
 //   BRK_FILE_MAX for a file pool, whose blocks are allocated in the file at
 //   once. A failed attempt is retried at half the size, down to BRK_MIN.
-//   The break starts one OS page into the block, so that no break address
-//   is the start of a block: a stray free() of one is a misuse that stops
-//   the program (core/heap.c) instead of freeing the region.
+//   The break starts one OS page (POOL_BRK_SKIP) into the block, so that no
+//   break address is the start of a block: a stray free() of one is a
+//   misuse that stops the program (core/heap.c) instead of freeing the
+//   region.
 // - Otherwise, or when that pool is not open: BRK_DEFAULT bytes of internal
 //   read-write memory (vmmap_internal, MAP_NORESERVE), in no pool.
 // Either way the region is disjoint from every block malloc hands out, by
 // construction: it is a live block of its pool, or memory of no pool.
+//
+// A file pool keeps its break from run to run. Its header records the
+// region's start and the break (st.brk_start, st.brk_cur: core/pool_brk.h),
+// written when the region is set up and at every move, and the block stays
+// live at exit. The first call of the next run on that file finds the
+// record, checks it (its start POOL_BRK_SKIP into a live large block of the
+// pool, the break inside that block: pool_brk_get) and resumes there:
+// sbrk(0) is where the last run left it, the bytes below it what that run
+// wrote, and the region keeps the size it was made with. A record that
+// fails the check costs one warning (the file and the fault) and a fresh
+// region; the block it named, if any, stays in the file. In mode=private
+// the run starts from the file's record and bytes, and its changes, the
+// record's included, stay in its copy-on-write mapping. A program that an
+// exec starts with the same configuration resumes the break as a next run
+// does.
+// Anonymous pools and the default region start empty in every process.
 //
 // Semantics (glibc's, PITFALLS 1.12): sbrk(0) is the break; sbrk(n) moves
 // it by n (negative shrinks) and returns the old one; brk(addr) sets it,
@@ -30,16 +47,21 @@
 //   zeros once the break grows over it. Anonymous memory is zeroed when the
 //   break shrinks (the partial page by memset, whole pages by purging them);
 //   file memory cannot be purged to zeros, so bytes in [cur, dirty_end) may
-//   hold old data and are cleared when the break grows over them.
+//   hold old data and are cleared when the break grows over them (a region
+//   resumed from a file is dirty up to its end).
+// - A file pool's header records start and cur (`keep`), so that a process
+//   that dies leaves the break it had: its file, unclean, is attached with
+//   `recover`, and the record is checked as at any attach.
 // - The kernel's break is never touched: code that measures its heap as
 //   [&end, sbrk(0)) sees a jump to a far address. A program calling
 //   syscall(SYS_brk) directly, or a static binary, bypasses us.
 // - A fork child keeps a private copy of the break, in every pool (a
-//   mode=shared file pool is copied for the child, core/pool.c); the break
-//   cannot move in a pool that is frozen (its file let go at exit or exec,
-//   or a fork child that could not copy it): ENOMEM.
-// - A file pool's region is freed back to the pool at exit, so that a
-//   persistent pool does not keep a dead break block from run to run.
+//   mode=shared file pool is copied for the child, header and record
+//   included, core/pool.c: the child's moves never reach the file); the
+//   break cannot move in a pool that is frozen (its file let go at exit or
+//   exec, or a fork child that could not copy it): ENOMEM. At exit and exec
+//   the record is already current: core/pool.c's pool_release_files writes
+//   the header out with the rest of the pool.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -50,6 +72,7 @@
 
 #include "log.h"
 #include "os.h"
+#include "pool_brk.h"
 #include "shim.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -73,6 +96,7 @@ static struct brk_region {
   void *block;               // the pool block holding the region, or NULL
   struct mmpool *pool;       // its pool; NULL for the default region
   int anon;                  // purging gives zeros
+  int keep;                  // a file pool's: its header records the break
 } region;
 
 // ---------------------------------------------------------------------------
@@ -133,9 +157,37 @@ static void zero_anon(uintptr_t lo, uintptr_t hi) {
     memset((void *)mid, 0, hi - mid);
 }
 
-// The region as one large block of pool p. pre: lock held.
+// The region a file pool's header records, checked; 1 when there is one.
+// pre: lock held, p a file pool or a fork child's copy of one.
+static int region_resume(struct mmpool *p) {
+  struct pool_brk b;
+  char why[256];
+  int r = pool_brk_get(p, &b, why, sizeof why);
+  if (r == -ENOENT) return 0;
+  if (r != 0) {
+    log_print(LOG_WARN, "brk: pool '%s': %s: %s; the break starts afresh",
+              p->name, p->path, why);
+    return 0;
+  }
+  region.block = (void *)b.block;
+  region.pool = p;
+  region.anon = 0;
+  region.keep = 1;
+  region.start = b.start;
+  region.cur = b.cur;
+  region.end = b.end;
+  region.dirty_end = b.end; // what the file holds above the break
+  return 1;
+}
+
+// The region as one large block of pool p: 1 resumed from p's file, 0 new,
+// -1 none. pre: lock held.
 static int region_from_pool(struct mmpool *p) {
   if (p->state != POOL_OPEN || p->frozen) return -1;
+  // A fork child whose parent had not set the break up yet resumes from
+  // its own copy of the pool, as the parent would have.
+  int file = p->is_file || p->fork_copy;
+  if (file && region_resume(p)) return 1;
   size_t want = pool_room(p);
   if (conf_pool_mallocs) want /= 2;
   if (!conf_pool_sized && want > BRK_DEFAULT) want = BRK_DEFAULT;
@@ -148,13 +200,15 @@ static int region_from_pool(struct mmpool *p) {
     region.block = blk;
     region.pool = p;
     region.anon = !p->is_file;
-    region.start = region.cur = (uintptr_t)blk + OS_PAGE;
+    region.keep = file;
+    region.start = region.cur = (uintptr_t)blk + POOL_BRK_SKIP;
     region.end = (uintptr_t)blk + want;
     region.dirty_end = region.start;
     if (dirty && region.anon)
       zero_anon(region.start, region.end);
     else if (dirty)
       region.dirty_end = region.end;
+    if (region.keep) pool_brk_set(p, region.start, region.cur);
     return 0;
   }
   return -1;
@@ -164,7 +218,17 @@ static int region_from_pool(struct mmpool *p) {
 static int setup(void) {
   if (region.end) return 0;
   configure();
-  if (conf_pool && region_from_pool(conf_pool) == 0) {
+  int got = conf_pool ? region_from_pool(conf_pool) : -1;
+  if (got == 1) {
+    log_print(LOG_INFO,
+              "brk: the break resumes at 0x%lx in 0x%lx-0x%lx (%zu bytes) "
+              "of pool '%s', as %s recorded it",
+              (unsigned long)region.cur, (unsigned long)region.start,
+              (unsigned long)region.end, (size_t)(region.end - region.start),
+              region.pool->name, region.pool->path);
+    return 0;
+  }
+  if (got == 0) {
     log_print(LOG_INFO,
               "brk: the break is 0x%lx-0x%lx (%zu bytes) in pool "
               "'%s'",
@@ -188,6 +252,7 @@ static int setup(void) {
   region.block = NULL;
   region.pool = NULL;
   region.anon = 1;
+  region.keep = 0;
   region.start = region.cur = region.dirty_end = (uintptr_t)r;
   region.end = (uintptr_t)r + BRK_DEFAULT;
   log_print(LOG_INFO,
@@ -228,6 +293,7 @@ static int move(uintptr_t nb) {
     region.dirty_end = old;
   }
   region.cur = nb;
+  if (region.keep) pool_brk_set(region.pool, region.start, nb);
   return 0;
 }
 
@@ -275,21 +341,4 @@ EXPORT int brk(void *addr) {
     return -1;
   }
   return 0;
-}
-
-// A file pool's region goes back to the pool (see the top of the file).
-// Calls after this keep the memory of the break but cannot grow it.
-// Exit may come while another thread is inside sbrk: then the block stays.
-__attribute__((destructor)) static void brk_fini(void) {
-  int free_word = 0;
-  if (!__atomic_compare_exchange_n(&lock_word, &free_word, (int)getpid(), 0,
-                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-    return;
-  struct mmpool *p = region.pool;
-  if (region.block && p->is_file && p->state == POOL_OPEN && !p->frozen) {
-    mmpool_free(region.block);
-    region.block = NULL;
-    region.end = region.cur;
-  }
-  brk_unlock();
 }

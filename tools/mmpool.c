@@ -3,19 +3,23 @@
 // `mmpool run` starts a program under the preload library of this very
 // build or installation, so users need not know where it lives; `--stats`
 // asks for the per-pool report at exit, `--explain` shows what the
-// configuration means without running anything. The commands of the
-// product contract that are not built yet are listed, with their usage, and
-// answer that they are not available (status 2). The tool
+// configuration means without running anything. `info`, `check`, `map` and
+// `upgrade` read pool files (poolcmd.c, over core/inspect.c). The commands
+// of the product contract that are not built yet are listed, with their
+// usage, and answer that they are not available (status 2). The tool
 // links the engine and the configuration parser statically and never the
 // preload library (the layers: tools -> shim -> config -> core; it runs
 // the shim in other programs, it does not link it): it is an ordinary
 // program with glibc's malloc, so it may use stdio and the heap freely.
 //
 // Keep `commands[]`, the help texts, docs/man/mmpool.1 and
-// docs/configuration.md's section on `mmpool run` saying the same.
+// docs/configuration.md's sections on the tool saying the same.
 //
 // Exit status: bad usage 2 (one line on stderr), and so a command that is
-// not available yet; `run --explain` 0 when
+// not available yet; `check` 0 when the file is sound, 1 when not; `info`,
+// `map` 0 when the file was read; `upgrade` 0 when converted or already
+// version 2; each of these 1 when the file cannot be read as a pool file
+// or (upgrade) is refused; `run --explain` 0 when
 // the configuration is valid, else 2; `run` the program's own status (it
 // replaces the tool), or 125 when mmpool itself fails (no preload library),
 // 126 when PROG cannot be executed, 127 when it is not found (as env(1)).
@@ -32,6 +36,7 @@
 #include "config.h"
 #include "mmpool.h"
 #include "os.h"
+#include "poolcmd.h"
 #include "vmmap.h"
 
 // Set by tools/CMakeLists.txt.
@@ -88,15 +93,46 @@ static const struct command commands[] = {
   {"run", RUN_USAGE "\nmmpool run [-c FILE] [--stats] --explain",
    "run a program with its heap in mmpool's pools",
    NULL, 1}, // help_run()
-  {"info", "mmpool info FILE", "describe a pool file in words",
-   "Describe a pool file: its header, pools, roots, size-class histogram\n"
-   "and fragmentation, in words a person reads.\n", 0},
+  {"info", "mmpool info FILE [--json]", "describe a pool file in words",
+   "Describe a pool file that no process has attached: its header\n"
+   "(version, name, base, capacity, length, generation, clean or not,\n"
+   "times, uuid, feature bits), its roots and whether each names a live\n"
+   "block, the program-break record, the live blocks by size class, the\n"
+   "bytes in use, free and in metadata, and two fragmentation figures:\n"
+   "slabs (of the slab pages' bytes, the share not in live blocks) and\n"
+   "free spans (1 - the largest free span / all free spans below the top).\n"
+   "\n"
+   "  --json      the same as one JSON object on stdout, for scripts\n"
+   "\n"
+   "Exit status: 0 when described (a file with problems too: its count is\n"
+   "shown), 1 when FILE cannot be read as a pool file (one line on\n"
+   "stderr), 2 for bad usage.\n", 1},
   {"check", "mmpool check FILE", "verify every invariant of a pool file",
-   "Verify every invariant of a pool file; the exit status says whether\n"
-   "the file is sound.\n", 0},
+   "Verify every invariant of a pool file that no process has attached:\n"
+   "the header (as attach checks it), the page descriptors, every slab's\n"
+   "free lists and counts (a slab that cannot be scanned is a problem, not\n"
+   "skipped), the free-span bins and avail lists, and for a clean file the\n"
+   "metadata checksum. A file not closed cleanly is a problem (attaching it\n"
+   "needs 'recover'); the rest is still checked. A version 1 file is a\n"
+   "problem (convert it with 'mmpool upgrade'); its structure is checked.\n"
+   "\n"
+   "Each problem is one line on stdout, \"FILE: what\", naming the page\n"
+   "index and address where there is one; a summary goes to stderr.\n"
+   "\n"
+   "Exit status: 0 when the file is sound, 1 when not (or it cannot be\n"
+   "read), 2 for bad usage.\n", 1},
   {"map", "mmpool map FILE -o MAP.svg", "draw a pool file's ranges",
-   "Draw a picture of a pool file (an SVG file): its used, free and\n"
-   "metadata ranges.\n", 0},
+   "Draw a pool file by address as an SVG picture: metadata, slabs coloured\n"
+   "by size class, large blocks, free spans, committed pages above the top\n"
+   "and the capacity past the file, with a legend. Each cell is one 64 KiB\n"
+   "page, or a run of pages when the pool has more than 4096 (a cell then\n"
+   "takes the colour of what holds most of it).\n"
+   "\n"
+   "  -o FILE, --output FILE, --output=FILE, -oFILE\n"
+   "              the SVG file to write (required)\n"
+   "\n"
+   "Exit status: 0 when written, 1 when FILE cannot be read or the picture\n"
+   "cannot be written, 2 for bad usage.\n", 1},
   {"relocate", "mmpool relocate FILE ADDR",
    "move a pool file to another base address",
    "Move a pool image to the base address ADDR, offline: every pointer\n"
@@ -106,8 +142,18 @@ static const struct command commands[] = {
    "Ask the running program PID to take a snapshot of its pools (or of\n"
    "POOL) now.\n", 0},
   {"upgrade", "mmpool upgrade FILE", "convert a pool file of an older format",
-   "Convert a pool file of an older format version, on a copy that is\n"
-   "then renamed into place.\n", 0},
+   "Convert a version 1 pool file to version 2. The whole file is checked\n"
+   "first (its version 1 header checksum, then every invariant, and the\n"
+   "metadata checksum of a clean file); anything that does not check is\n"
+   "refused and the file left as it was. The new file is written as a copy\n"
+   "in the same directory (FILE.upgrade-PID, made with O_EXCL), synced,\n"
+   "read back, renamed over FILE, and the directory synced. It keeps the\n"
+   "generation, roots, name and clean mark (the metadata checksum\n"
+   "recomputed); its creation time is the file's modification time, its\n"
+   "uuid new. A version 2 file is left alone.\n"
+   "\n"
+   "Exit status: 0 when converted or already version 2, 1 when refused or\n"
+   "it failed, 2 for bad usage.\n", 1},
   {"help", "mmpool help [COMMAND]\nmmpool -h | --help",
    "list the commands, or show one command's usage",
    "Without COMMAND: list the commands, each in one line, and the\n"
@@ -504,6 +550,50 @@ static int run(int argc, char **argv) {
 }
 
 // ---------------------------------------------------------------------------
+// info, check, map, upgrade (poolcmd.c)
+
+// Parses `mmpool NAME FILE [options]`: one FILE, --json for info, -o for
+// map, -h/--help anywhere; "--" ends the options.
+static int pool_command(const struct command *c, int argc, char **argv) {
+  const char *file = NULL, *out = NULL;
+  int json = 0, is_map = strcmp(c->name, "map") == 0, opts = 1;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (opts && strcmp(a, "--") == 0) {
+      opts = 0;
+    } else if (opts && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+      return help(1, (char *[]){(char *)c->name});
+    } else if (opts && strcmp(c->name, "info") == 0 &&
+               strcmp(a, "--json") == 0) {
+      json = 1;
+    } else if (opts && is_map &&
+               (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)) {
+      if (i + 1 >= argc) usage_error("map: option '%s' needs a FILE", a);
+      out = argv[++i];
+    } else if (opts && is_map && strncmp(a, "--output=", 9) == 0) {
+      out = a + 9;
+    } else if (opts && is_map && strncmp(a, "-o", 2) == 0) {
+      out = a + 2;
+    } else if (opts && a[0] == '-' && a[1]) {
+      usage_error("%s: unknown option '%s'", c->name, a);
+    } else if (file) {
+      usage_error("%s: one FILE only ('%s' and '%s'); usage: %s", c->name,
+                  file, a, c->usage);
+    } else {
+      file = a;
+    }
+  }
+  if (!file || !*file)
+    usage_error("%s: missing FILE; usage: %s", c->name, c->usage);
+  if (is_map && (!out || !*out))
+    usage_error("map: missing -o MAP.svg; usage: %s", c->usage);
+  if (strcmp(c->name, "info") == 0) return poolcmd_info(file, json);
+  if (strcmp(c->name, "check") == 0) return poolcmd_check(file);
+  if (is_map) return poolcmd_map(file, out);
+  return poolcmd_upgrade(file);
+}
+
+// ---------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
   if (argc < 2) usage_error("no command given");
@@ -515,6 +605,9 @@ int main(int argc, char **argv) {
   const struct command *c = find_command(cmd);
   if (!c) usage_error("unknown command '%s'", cmd);
   if (strcmp(cmd, "run") == 0) return run(argc, argv); // parses its -h
+  if (strcmp(cmd, "info") == 0 || strcmp(cmd, "check") == 0 ||
+      strcmp(cmd, "map") == 0 || strcmp(cmd, "upgrade") == 0)
+    return pool_command(c, argc, argv); // parses its -h
   // `mmpool COMMAND --help` is `mmpool help COMMAND`, for every command,
   // also those not available yet.
   if (argc == 3 &&

@@ -10,9 +10,10 @@
 //            break share the pool; the break gets about half of it
 //   unsized  "pool legacy brk": a pool of the default 64G whose size= was not
 //            given; its break is capped at 1 GiB
-//   file     "pool legacy file=... size=64M recover brk", run twice on one
-//            file: the second run's break lies over pages the first run
-//            dirtied (the first run gives its region back at exit)
+//   file     "pool legacy file=... size=64M brk", run twice on one file:
+//            the second run resumes the first run's region, at its start,
+//            over pages the first run dirtied (brk_persist.c and
+//            persist.sh test what a break kept in a file holds)
 // The cases run in one process, in order; each leaves the break where it
 // found it. The first sbrk(0) of the process is the region's start.
 #define _GNU_SOURCE

@@ -1,0 +1,18 @@
+// poolcmd.h: the tool's commands that read pool files (poolcmd.c): info,
+// check, map, upgrade. Each takes the checked arguments and returns the
+// exit status (see mmpool.c's header comment for the statuses).
+#ifndef MMPOOL_TOOLS_POOLCMD_H
+#define MMPOOL_TOOLS_POOLCMD_H
+
+enum {
+  POOLCMD_OK = 0,
+  POOLCMD_BAD = 1,  // not sound, not a readable pool file, or not done
+  POOLCMD_TOOL = 125, // standard output cannot be written
+};
+
+int poolcmd_info(const char *path, int json);
+int poolcmd_check(const char *path);
+int poolcmd_map(const char *path, const char *out);
+int poolcmd_upgrade(const char *path);
+
+#endif
