@@ -14,7 +14,10 @@
 //   read  the file's pages in the page cache after a cold open (mincore),
 //         i.e. what the open made the kernel read, read-ahead included;
 //   first the first mmpool_malloc(256) after a cold open (its slab is
-//         checked then).
+//         checked then);
+//   dirty KiB of the pool's mappings dirty after a warm open
+//         (/proc/self/smaps: Shared_Dirty + Private_Dirty), what the open
+//         wrote into the file's pages.
 // One line per size, tab-separated, after a header line with the command.
 //
 // Build and run (from the repository root, after the default build):
@@ -88,6 +91,27 @@ static size_t cached_pages(const char *path) {
   return in;
 }
 
+// KiB dirty in the mappings inside [lo, hi).
+static long dirty_kib(uintptr_t lo, uintptr_t hi) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return -1;
+  char line[512];
+  long kib = 0;
+  int in = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    long v;
+    if (sscanf(line, "%lx-%lx ", &a, &b) == 2 &&
+        strchr(line, '-') < strchr(line, ' '))  // a mapping's first line
+      in = a >= lo && b <= hi;
+    else if (in && (sscanf(line, "Shared_Dirty: %ld", &v) == 1 ||
+                    sscanf(line, "Private_Dirty: %ld", &v) == 1))
+      kib += v;
+  }
+  fclose(f);
+  return kib;
+}
+
 static mmpool_t *open_timed(const char *opts, double *ms) {
   double t0 = now_ms();
   mmpool_t *p = mmpool_open("at", opts);
@@ -115,8 +139,13 @@ static void measure(const char *dir, uint64_t mib) {
 
   double warm[7], cold[3], first = 0;
   size_t read_pages = 0;
+  long dirty = 0;
   for (int i = 0; i < 7; i++) {
     p = open_timed(opts, &warm[i]);
+    if (i == 0) {
+      uintptr_t b = (uintptr_t)mmpool_base(p);
+      dirty = dirty_kib(b, b + mmpool_capacity(p));
+    }
     if (mmpool_close(p) != 0) die("close");
   }
   for (int i = 0; i < 3; i++) {
@@ -130,8 +159,8 @@ static void measure(const char *dir, uint64_t mib) {
     }
     if (mmpool_close(p) != 0) die("close");
   }
-  printf("%llu\t%.3f\t%.3f\t%zu\t%.3f\n", (unsigned long long)mib,
-         median(warm, 7), median(cold, 3), read_pages, first);
+  printf("%llu\t%.3f\t%.3f\t%zu\t%.3f\t%ld\n", (unsigned long long)mib,
+         median(warm, 7), median(cold, 3), read_pages, first, dirty);
   fflush(stdout);
   unlink(path);
 }
@@ -143,7 +172,8 @@ int main(int argc, char **argv) {
   }
   printf("# attach_time");
   for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
-  printf("\nMiB\twarm_ms\tcold_ms\tcold_read_pages\tfirst_malloc_ms\n");
+  printf("\nMiB\twarm_ms\tcold_ms\tcold_read_pages\tfirst_malloc_ms\t"
+         "dirty_kib\n");
   if (argc == 2) {
     static const uint64_t sizes[] = {1, 16, 256, 1024, 4096};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
