@@ -5,8 +5,8 @@
 // the header is read with pread and validated field by field before the file
 // is mapped, then the mapped descriptors are checked before any allocation
 // trusts them, and each slab's blocks before this process first uses the
-// slab (page.c, page_slab_sound). A pool file is locked (flock) while attached:
-// exclusively for mode=shared, shared for mode=private.
+// slab (page.c, page_slab_sound). A pool file is locked (flock) while
+// attached: exclusively for mode=shared, shared for mode=private.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
