@@ -486,9 +486,8 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
   }
   // Slabs left by exited threads or an earlier process, then fresh pages.
   engine_lock(&p->lock);
-  struct pool_state *st = &p->hdr->st;
-  while (st->avail[c]) {
-    struct pdesc *s = &p->desc[st->avail[c] - 1];
+  struct pdesc *s;
+  while ((s = page_avail_first(p, c)) != NULL) {
     adopt(p, h, s);
     if (extend(p, s)) {
       engine_unlock(&p->lock);
@@ -689,6 +688,10 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
     // Adopted by another thread meanwhile: back to the remote path.
     engine_unlock(&p->lock);
     free_slow(p, d, a, call);
+    return;
+  }
+  if (!page_slab_sound(p, d)) {  // damaged in its file: left as it is
+    engine_unlock(&p->lock);
     return;
   }
   ((uint64_t *)a)[1] = (uintptr_t)d;  // the free mark

@@ -43,6 +43,39 @@ static unsigned bin_of(uint32_t n) {
 }
 
 // ---------------------------------------------------------------------------
+// Slabs of an attached file not checked yet (page_slab_sound)
+//
+// Per pool slot, two bits a page below the top at attach: checked sound,
+// found damaged. They live in process-local memory, never in the pool:
+// nothing a file says can mark one of its slabs checked. gen names the open
+// of the slot they belong to (pool_table's gen, bumped at every open), so a
+// later pool in the slot, which attached nothing lazily, finds none; the
+// memory is released at the slot's next lazy attach.
+static struct lazy {
+  uint32_t gen;     // the open they belong to; 0: none
+  uint32_t npages;  // pages covered: the top at attach
+  size_t words;     // of each bitmap
+  uint64_t *ok;     // checked sound, or made by this process
+  uint64_t *bad;    // found damaged: never adopted, never freed into
+  unsigned warned;  // damaged slabs said
+} lazy[MMPOOL_MAX_POOLS + 1];
+
+// Said per pool; mmpool_check names every damaged slab.
+#define LAZY_WARN_MAX 8u
+
+static struct lazy *lazy_of(const struct mmpool *p, uint32_t idx) {
+  struct lazy *z = &lazy[p->id];
+  return z->gen == p->gen && idx < z->npages ? z : NULL;
+}
+
+static void lazy_mark_ok(struct mmpool *p, uint32_t idx) {
+  struct lazy *z = lazy_of(p, idx);
+  if (!z) return;
+  z->ok[idx / 64] |= (uint64_t)1 << (idx % 64);
+  z->bad[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+}
+
+// ---------------------------------------------------------------------------
 // Lists through descriptors: heads and links hold page index + 1.
 
 void page_list_push(struct mmpool *p, uint32_t *head, uint32_t idx) {
@@ -268,6 +301,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
 
 void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n, uint8_t kind) {
   struct pdesc *h = D(p, idx);
+  if (kind == PD_SLAB) lazy_mark_ok(p, idx);  // made here: nothing to check
   h->kind = kind;
   h->npages = n;
   h->head_delta = 0;
@@ -278,6 +312,7 @@ void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n, uint8_t kind) {
     struct pdesc *t = D(p, idx + i);
     t->kind = PD_TAIL;
     t->head_delta = i;
+    t->owner = OWNER_NONE;  // as attach leaves it: no store there
   }
 }
 
@@ -379,12 +414,14 @@ static void make_inert(struct pdesc *d, uint8_t kind) {
 
 void page_detach_all(struct mmpool *p) {
   struct pool_state *st = ST(p);
-  memset(st->avail, 0, sizeof st->avail);
   // What the file says is zero is not trusted (calloc skips its memset on
   // pages it believes clean): every committed page counts as dirty.
   st->hiwater = (uint32_t)((st->length - p->hdr->data_off) >> PAGE_SHIFT);
   p->pages_used = 0;
-  // page_check has passed: heads tile [0, top), tails point at their head.
+  // page_check(_desc) has passed: heads tile [0, top), tails point at
+  // their head, the lists are sound. Every store below is made only when
+  // it changes the field: a clean file's descriptors already say all this,
+  // and its pages stay clean (a shared mapping writes back nothing).
   for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
     struct pdesc *d = D(p, i);
     uint32_t n = d->npages;
@@ -400,15 +437,25 @@ void page_detach_all(struct mmpool *p) {
         x->owner = OWNER_NONE;       // PD_FREE_LAST, checked to point back
       }
     }
-    if (d->kind == PD_FREE) d->flags |= PDF_DIRTY;
-    else p->pages_used += n;
+    if (d->kind == PD_FREE) {
+      if (!(d->flags & PDF_DIRTY)) d->flags |= PDF_DIRTY;
+    } else {
+      p->pages_used += n;
+    }
     if (d->kind != PD_SLAB) continue;
-    d->owner = OWNER_DETACHED;
-    d->thread_free |= TF_DETACHED;
-    d->flags &= (uint8_t)~PDF_LISTED;
-    d->next = d->prev = 0;
-    if (d->free || (d->thread_free & ~TF_DETACHED) || d->inited < d->nblocks)
-      page_avail_push(p, d);
+    if (d->owner != OWNER_DETACHED) d->owner = OWNER_DETACHED;
+    if (!(d->thread_free & TF_DETACHED)) d->thread_free |= TF_DETACHED;
+    // The avail lists checked sound: a slab stays on its list, or leaves
+    // it, or joins it, by whether its descriptor says it has room (its
+    // blocks are not read: see page_slab_sound).
+    int room = d->free || (d->thread_free & ~TF_DETACHED) ||
+               d->inited < d->nblocks;
+    if (d->flags & PDF_LISTED) {
+      if (!room) page_avail_remove(p, d);
+    } else {
+      if (d->next || d->prev) d->next = d->prev = 0;
+      if (room) page_avail_push(p, d);
+    }
   }
   // Above the top nothing is checked: every committed descriptor there
   // (a free of an address in committed data reaches it, and so does one
@@ -589,9 +636,10 @@ static int mark_list(struct mmpool *p, struct pdesc *d, uint32_t idx,
   return 0;
 }
 
-// Fills bm with the free blocks of slab d (at idx); checks its fields.
-static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
-                     uint64_t *bm, char *why, size_t why_len) {
+// The fields of slab head d (at idx) that code follows without a further
+// check: its class, the block geometry, inited, the slack array's place.
+static int slab_fields(struct mmpool *p, struct pdesc *d, uint32_t idx,
+                       char *why, size_t why_len) {
   CHECK(d->cls < SC_COUNT, "page %u: size class %u out of range", idx,
         d->cls);
   const struct sizeclass *sc = &sc_table[d->cls];
@@ -603,9 +651,19 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
   CHECK(d->slack_off == sc_slack_off(sc, slab),
         "page %u: slack array offset out of range", idx);
+  return 0;
+}
+
+// Fills bm with the free blocks of slab d (at idx); checks its fields, its
+// lists and the slack entries of its live blocks (in its data pages).
+static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
+                     uint64_t *bm, char *why, size_t why_len) {
+  int r = slab_fields(p, d, idx, why, why_len);
+  if (r) return r;
+  uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
   memset(bm, 0, BITMAP_WORDS * 8);
   uint32_t nfree = 0, nremote = 0;
-  int r = mark_list(p, d, idx, d->free, bm, &nfree, "free", why, why_len);
+  r = mark_list(p, d, idx, d->free, bm, &nfree, "free", why, why_len);
   if (r) return r;
   r = mark_list(p, d, idx, d->thread_free & ~TF_DETACHED, bm, &nremote,
                 "thread-free", why, why_len);
@@ -629,13 +687,17 @@ static size_t slack_of(struct mmpool *p, struct pdesc *d, uint64_t off) {
   return *pdesc_slack(p->base, d, off);
 }
 
-int page_check(struct mmpool *p, char *why, size_t why_len) {
+// page_check, and with scan 0 page_check_desc: the slabs' fields but not
+// their lists and slack arrays.
+static int check(struct mmpool *p, int scan, char *why, size_t why_len) {
   struct pool_state *st = ST(p);
   uint64_t bm[BITMAP_WORDS];
   uint32_t free_spans = 0, listed = 0;
   uint32_t prev_kind = PD_UNUSED;  // no span before the first
   // free() resolves any page through head_delta: it must stay in the array.
-  for (uint32_t i = 0; i < st->top; i++)
+  // Attach (scan 0) skips this pass: heads and tails are checked exactly
+  // below, and page_detach_all makes every other page below the top inert.
+  for (uint32_t i = 0; scan && i < st->top; i++)
     CHECK(D(p, i)->head_delta <= i, "page %u: head_delta %u out of range", i,
           D(p, i)->head_delta);
   for (uint32_t i = 0; i < st->top;) {
@@ -666,7 +728,8 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
         CHECK(D(p, i + t)->kind == PD_TAIL && D(p, i + t)->head_delta == t,
               "page %u: tail page %u of the span is wrong", i, i + t);
       if (d->kind == PD_SLAB) {
-        int r = slab_scan(p, d, i, bm, why, why_len);
+        int r = scan ? slab_scan(p, d, i, bm, why, why_len)
+                     : slab_fields(p, d, i, why, why_len);
         if (r) return r;
         if (d->flags & PDF_LISTED) {
           CHECK(d->owner == OWNER_DETACHED, "page %u: listed but owned", i);
@@ -718,6 +781,77 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
   CHECK(in_avail == listed, "avail lists hold %u slabs, %u are marked",
         in_avail, listed);
   return 0;
+}
+
+int page_check(struct mmpool *p, char *why, size_t why_len) {
+  return check(p, 1, why, why_len);
+}
+
+int page_check_desc(struct mmpool *p, char *why, size_t why_len) {
+  return check(p, 0, why, why_len);
+}
+
+int page_lazy_begin(struct mmpool *p) {
+  struct lazy *z = &lazy[p->id];
+  if (z->ok) vmmap_scratch_release(z->ok);
+  memset(z, 0, sizeof *z);
+  uint32_t top = ST(p)->top;
+  if (top == 0) return 0;
+  size_t words = ((size_t)top + 63) / 64;
+  uint64_t *bits = vmmap_scratch(2 * words * sizeof *bits);
+  if (!bits) return -ENOMEM;
+  z->ok = bits;
+  z->bad = bits + words;
+  z->words = words;
+  z->npages = top;
+  z->gen = p->gen;
+  return 0;
+}
+
+int page_slab_sound(struct mmpool *p, struct pdesc *d) {
+  uint32_t idx = page_index(p, d);
+  struct lazy *z = lazy_of(p, idx);
+  if (!z) return 1;
+  uint64_t m = (uint64_t)1 << (idx % 64);
+  if (z->ok[idx / 64] & m) return 1;
+  if (z->bad[idx / 64] & m) return 0;
+  uint64_t bm[BITMAP_WORDS];
+  char why[200];
+  if (slab_scan(p, d, idx, bm, why, sizeof why) == 0) {
+    z->ok[idx / 64] |= m;
+    return 1;
+  }
+  z->bad[idx / 64] |= m;
+  if (z->warned < LAZY_WARN_MAX)
+    log_print(LOG_WARN, "pool '%s': %s: damaged slab left unused (its blocks "
+              "are leaked): %s", p->name, p->path, why);
+  else if (z->warned == LAZY_WARN_MAX)
+    log_print(LOG_WARN, "pool '%s': %s: more damaged slabs left unused "
+              "(mmpool_check names them)", p->name, p->path);
+  z->warned++;
+  return 0;
+}
+
+struct pdesc *page_avail_first(struct mmpool *p, unsigned c) {
+  uint32_t *head = &ST(p)->avail[c];
+  while (*head) {
+    uint32_t idx = *head - 1;
+    struct pdesc *d = D(p, idx);
+    // Checked at attach and kept since; a list that lies all the same (a
+    // stray store into the descriptors) is dropped, not followed.
+    if (idx >= ST(p)->top || d->kind != PD_SLAB || d->cls != c ||
+        !(d->flags & PDF_LISTED) || d->prev != 0 ||
+        d->owner != OWNER_DETACHED) {
+      log_print(LOG_WARN, "pool '%s': avail[%u] names page %u, not a "
+                "detached slab of its class: the list is dropped", p->name,
+                c, idx);
+      *head = 0;
+      return NULL;
+    }
+    if (page_slab_sound(p, d)) return d;
+    page_avail_remove(p, d);  // never adopted: its blocks leak
+  }
+  return NULL;
 }
 
 int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),

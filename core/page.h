@@ -46,6 +46,22 @@ void page_avail_remove(struct mmpool *p, struct pdesc *d) HIDDEN;
 int page_grow(struct mmpool *p, uint64_t top) HIDDEN;
 // Verifies every invariant; 0 or -EUCLEAN with a reason in why.
 int page_check(struct mmpool *p, char *why, size_t why_len) HIDDEN;
+// What attach checks of a clean file: page_check less what it reads in data
+// pages (slab free lists, slack arrays). Every descriptor field that code
+// follows without a check of its own, and the bins and avail lists.
+int page_check_desc(struct mmpool *p, char *why, size_t why_len) HIDDEN;
+// After page_check_desc: the slabs below the top are to be checked one by
+// one, when first used (page_slab_sound). -ENOMEM when the process-local
+// record of that cannot be made (then check them all now: page_check).
+int page_lazy_begin(struct mmpool *p) HIDDEN;
+// 1 when detached slab d may be adopted or freed into: made by this
+// process, or checked (page_check's slab checks) on its first use here.
+// A damaged one gives 0 from then on (it is never used again: its blocks
+// leak), said once with its page and the fault.
+int page_slab_sound(struct mmpool *p, struct pdesc *d) HIDDEN;
+// The first slab of avail[c] that is sound; damaged ones on the way leave
+// the list. NULL when none.
+struct pdesc *page_avail_first(struct mmpool *p, unsigned c) HIDDEN;
 // Live blocks in address order (see mmpool_walk). No lock: see api.c.
 int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
               void *arg) HIDDEN;
@@ -53,11 +69,13 @@ void page_stats(struct mmpool *p, mmpool_stats_t *out) HIDDEN;
 // After a crash: rebuilds spans, bins and slab counts from the live heads.
 // -EUCLEAN (reason in why) when a descriptor is damaged, not half-written.
 int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
-// On attach, after page_check: every slab becomes detached; avail lists
-// are rebuilt; every descriptor that is not a slab head gets owner
-// OWNER_NONE, those inside free spans and above the top (up to
-// meta_committed) are made inert (no head_delta), so that no free, stray
-// ones included, reaches a slab through a descriptor the file chose.
+// On attach, after page_check or page_check_desc: every slab becomes
+// detached, and is on its class's avail list iff its descriptor says it has
+// room; every descriptor that is not a slab head gets owner OWNER_NONE,
+// those inside free spans and above the top (up to meta_committed) are
+// made inert (no head_delta), so that no free, stray ones included,
+// reaches a slab through a descriptor the file chose. A field is written
+// only when it changes.
 void page_detach_all(struct mmpool *p) HIDDEN;
 // 1 when a lies inside a block handed out: a slab block below inited (any
 // byte of its block size) or a large block (any of its requested bytes).

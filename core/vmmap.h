@@ -74,8 +74,9 @@ int vmmap_release(uintptr_t base);
 // never released; NULL on failure.
 void *vmmap_internal(size_t len);
 // Zeroed read-write memory for a short task (the configuration parser's
-// work area), recorded in the ledger until vmmap_scratch_release; NULL on
-// failure (errno untouched).
+// work area) or one open of a pool (page.c's record of checked slabs),
+// recorded in the ledger until vmmap_scratch_release; NULL on failure
+// (errno untouched).
 void *vmmap_scratch(size_t len);
 // Unmaps a range vmmap_scratch returned; -EFAULT if it is not one.
 int vmmap_scratch_release(void *ptr);
