@@ -96,17 +96,17 @@ static void test_freeze_under_threads(void **state) {
     int r = page_check(p, why, sizeof why);
     uint64_t before = meta_hash(p);
     pthread_mutex_unlock(&p->lock);
-    // Frozen: the workers make no progress and change nothing.
+    // Frozen: the workers change nothing.
     sched_yield();
     sched_yield();
     pthread_mutex_lock(&p->lock);
     uint64_t after = meta_hash(p);
     pthread_mutex_unlock(&p->lock);
-    const char *bad = r != 0              ? why
-                      : before != after   ? "the metadata changed"
-                      : atomic_load(&ops) != now
-                          ? "a worker went on allocating"
-                          : NULL;
+    // (The workers' operation counter is no witness: a worker may count
+    // an operation it finished before the freeze.)
+    const char *bad = r != 0            ? why
+                      : before != after ? "the metadata changed"
+                                        : NULL;
     if (bad) {
       heap_thaw();  // first: the workers and the next test need it
       atomic_store(&stop, 1);
