@@ -80,9 +80,15 @@ static void test_freeze_under_threads(void **state) {
   char why[256];
   for (int i = 0; i < rounds; i++) {
     // Let the workers run between two freezes (a freeze in a tight loop
-    // would starve them): until they have done some work, or a while.
-    for (int k = 0; k < 200 && atomic_load(&ops) < last + 64 * NTHREADS; k++)
+    // would starve them): until they have done some work, or 20 ms.
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    for (long waited = 0; atomic_load(&ops) < last + 64 * NTHREADS &&
+                          waited < 20000000;) {
       sched_yield();
+      clock_gettime(CLOCK_MONOTONIC, &w1);
+      waited = (w1.tv_sec - w0.tv_sec) * 1000000000L + w1.tv_nsec - w0.tv_nsec;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     heap_freeze();
