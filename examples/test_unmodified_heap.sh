@@ -5,9 +5,7 @@
 # (attaches so far, core/poolfile.h: a u64 at byte 72; flags at byte 44,
 # CLEAN = 1) is 1 after the run that created it and 2 after the second,
 # which attached it without `recover`. Then `mmpool check FILE` must pass
-# and `mmpool info FILE` describe it, once the tool has those commands (a
-# build whose tool says "not available in this version yet" prints that it
-# could not run them).
+# and `mmpool info FILE` describe it.
 # Usage: test_unmodified_heap.sh PATH-TO-mmpool PATH-TO-unmodified_heap
 set -euo pipefail
 tool=$1 exe=$2
@@ -48,15 +46,10 @@ done
 grep -q "pool heap (default pool): file $pool, mode=shared" "$dir/err" ||
   fail "the second run's report does not show the file pool"
 
-# tool CMD: runs `mmpool CMD FILE`; 0 when it did and passed, 1 when the
-# tool has no such command yet, else the test fails.
+# tool CMD: runs `mmpool CMD FILE`, which must pass.
 tool_cmd() {
   local rc=0
   "$tool" "$1" "$pool" >"$dir/out" 2>"$dir/err" || rc=$?
-  if ((rc == 2)) && grep -q "not available in this version yet" "$dir/err"; then
-    echo "  (mmpool $1: not available in this version yet: not run)"
-    return 1
-  fi
   echo "$ mmpool $1 FILE"
   cat "$dir/out" "$dir/err"
   ((rc == 0)) || fail "mmpool $1 exited with status $rc"
