@@ -20,10 +20,11 @@
 //         wrote into the file's pages.
 // One line per size, tab-separated, after a header line with the command.
 //
-// Build and run (from the repository root, after the default build):
+// Built by the bench preset (cmake --preset bench && cmake --build
+// build-bench), or by hand after the default build:
 //   cc -O2 -Iinclude bench/attach_time.c -Lbuild -lmmpool
 //      -Wl,-rpath,$PWD/build -o build/attach_time       (one line)
-//   build/attach_time DIR [MiB ...]
+// Run: build-bench/bench/attach_time DIR [MiB ...]
 // DIR needs room for the largest pool (4 GiB and a little); every file is
 // removed after its size is measured.
 #define _GNU_SOURCE
