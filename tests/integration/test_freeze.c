@@ -104,9 +104,9 @@ static void test_freeze_under_threads(void **state) {
     int r = page_check(p, why, sizeof why);
     uint64_t before = meta_hash(p);
     pthread_mutex_unlock(&p->lock);
-    // Frozen: the workers change nothing.
-    sched_yield();
-    sched_yield();
+    // Frozen: the workers change nothing, even given time to (a sleep: a
+    // yield on a loaded machine hands the CPU away for a whole slice).
+    nanosleep(&(struct timespec){0, 50000}, NULL);
     pthread_mutex_lock(&p->lock);
     uint64_t after = meta_hash(p);
     pthread_mutex_unlock(&p->lock);
