@@ -117,7 +117,10 @@ MMPOOL_API mmpool_t *mmpool_of(const void *ptr);
 MMPOOL_API int mmpool_close(mmpool_t *pool);
 
 // Writes a shared file pool's memory and header to its file (msync +
-// fsync). A no-op returning 0 for other pools.
+// fsync) as they were at one instant: no thread of the process is inside
+// the allocator meanwhile (other threads that allocate wait for the last,
+// short pass). The file stays marked in use: after a crash it is attached
+// with `recover`. A no-op returning 0 for other pools.
 MMPOOL_API int mmpool_sync(mmpool_t *pool);
 
 // ---------------------------------------------------------------------------
