@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mmpool.h"
 #include "poolfile.h"
+#include "../common/poolimg.h"
 
 #define BASE 0x320000000000ull
 #define NEWOPTS "size=64M base=0x320000000000"
@@ -195,30 +196,8 @@ static struct outcome attach(const char *path, const char *extra, int *status) {
 // Damage and expectations
 
 // A writable copy of the good file.
-struct img {
-  unsigned char *b;
-  size_t len;
-};
 
-static struct img img_copy(void) {
-  struct img m;
-  m.len = good_len;
-  m.b = malloc(good_len);
-  assert_non_null(m.b);
-  memcpy(m.b, good, good_len);
-  return m;
-}
-
-static struct poolfile_header *hdr(struct img *m) {
-  return (struct poolfile_header *)m->b;
-}
-
-static struct pdesc *desc(struct img *m, uint64_t i) {
-  struct poolfile_header *h = hdr(m);
-  size_t off = (size_t)(h->desc_off + i * sizeof(struct pdesc));
-  assert_true(off + sizeof(struct pdesc) <= m->len);
-  return (struct pdesc *)(m->b + off);
-}
+static struct img img_copy(void) { return img_dup(good, good_len); }
 
 static char *img_save(struct img *m, const char *name) {
   char *p = path_in(name);
@@ -352,17 +331,17 @@ static void test_foreign(void **state) {
   (void)state;
   assert_non_null(good);
   struct img m = img_copy();
-  hdr(&m)->magic[0] ^= 0x20;
+  img_hdr(&m)->magic[0] ^= 0x20;
   expect_refused(&m, "magic.pool", ENOEXEC, "not an mmpool pool file");
 
   m = img_copy();
-  hdr(&m)->version = POOLFILE_VERSION + 1;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->version = POOLFILE_VERSION + 1;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "version.pool", ENOEXEC, "unsupported format version");
 
   // A future version may checksum differently: the version decides first.
   m = img_copy();
-  hdr(&m)->version = 99;
+  img_hdr(&m)->version = 99;
   expect_refused(&m, "version99.pool", ENOEXEC, "unsupported format version");
 
   // A megabyte of random bytes.
@@ -387,16 +366,16 @@ static void test_header_checksum(void **state) {
   (void)state;
   assert_non_null(good);
   struct img m = img_copy();
-  ((unsigned char *)&hdr(&m)->generation)[3] ^= 0x10;
+  ((unsigned char *)&img_hdr(&m)->generation)[3] ^= 0x10;
   expect_refused(&m, "hdrgen.pool", EUCLEAN, "header checksum");
   m = img_copy();
-  hdr(&m)->name[1] = 'x'; // "gxod": still a valid name
+  img_hdr(&m)->name[1] = 'x'; // "gxod": still a valid name
   expect_refused(&m, "hdrname.pool", EUCLEAN, "header checksum");
   m = img_copy();
-  ((unsigned char *)&hdr(&m)->roots[1])[0] ^= 0x40;
+  ((unsigned char *)&img_hdr(&m)->roots[1])[0] ^= 0x40;
   expect_refused(&m, "hdrroot.pool", EUCLEAN, "header checksum");
   m = img_copy();
-  ((unsigned char *)&hdr(&m)->checksum)[7] ^= 0x01;
+  ((unsigned char *)&img_hdr(&m)->checksum)[7] ^= 0x01;
   expect_refused(&m, "hdrsum.pool", EUCLEAN, "header checksum");
 }
 
@@ -410,19 +389,20 @@ static void test_metadata_checksum(void **state) {
   (void)state;
   assert_non_null(good);
   struct img m = img_copy();
-  assert_true(hdr(&m)->flags & POOLFILE_CLEAN);
-  assert_int_equal(desc(&m, 0)->kind, PD_SLAB);
-  assert_false(desc(&m, 0)->flags & PDF_LISTED);  // else: "listed but owned"
-  desc(&m, 0)->owner ^= 0x40;
+  assert_true(img_hdr(&m)->flags & POOLFILE_CLEAN);
+  assert_int_equal(img_desc(&m, 0)->kind, PD_SLAB);
+  // else: "listed but owned"
+  assert_false(img_desc(&m, 0)->flags & PDF_LISTED);
+  img_desc(&m, 0)->owner ^= 0x40;
   char *p = img_save(&m, "meta0.pool");
   free(m.b);
   assert_attaches(p, NULL, "meta0");
   m = img_copy();
-  desc(&m, hdr(&m)->st.top - 1)->npages ^= 0x100;
+  img_desc(&m, img_hdr(&m)->st.top - 1)->npages ^= 0x100;
   expect_refused(&m, "metalast.pool", EUCLEAN, "passes the top");
   m = img_copy();
-  hdr(&m)->meta_checksum ^= 1;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->meta_checksum ^= 1;
+  poolfile_seal(img_hdr(&m));
   p = img_save(&m, "metasum.pool");
   free(m.b);
   assert_attaches(p, NULL, "metasum");
@@ -432,82 +412,83 @@ static void test_out_of_range(void **state) {
   (void)state;
   assert_non_null(good);
   struct img m = img_copy();
-  hdr(&m)->st.top = (uint32_t)hdr(&m)->npages + 1;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->st.top = (uint32_t)img_hdr(&m)->npages + 1;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "top.pool", EUCLEAN, "top");
 
   m = img_copy();
-  hdr(&m)->data_off += PAGE_BYTES;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->data_off += PAGE_BYTES;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "dataoff.pool", EUCLEAN, "data_off");
 
   m = img_copy();
-  hdr(&m)->data_off = hdr(&m)->capacity + PAGE_BYTES;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->data_off = img_hdr(&m)->capacity + PAGE_BYTES;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "dataoff2.pool", EUCLEAN, "data_off");
 
   m = img_copy();
-  hdr(&m)->st.length = good_len + PAGE_BYTES;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->st.length = good_len + PAGE_BYTES;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "length.pool", EUCLEAN, "truncated");
 
   m = img_copy();
-  hdr(&m)->st.length = hdr(&m)->capacity + PAGE_BYTES;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->st.length = img_hdr(&m)->capacity + PAGE_BYTES;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "length2.pool", EUCLEAN, "truncated|length|out of range");
 
   m = img_copy();
-  hdr(&m)->base += 4096;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->base += 4096;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "base.pool", EUCLEAN, "base|out of range");
 
   m = img_copy();
-  hdr(&m)->base = 0x7fff00000000ull + (1ull << 40);
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->base = 0x7fff00000000ull + (1ull << 40);
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "basehigh.pool", EUCLEAN, "base|out of range");
 
   m = img_copy();
-  hdr(&m)->capacity = 3;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->capacity = 3;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "capacity.pool", EUCLEAN, "capacity|out of range");
 
   m = img_copy();
-  hdr(&m)->npages += 1;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->npages += 1;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "npages.pool", EUCLEAN, "npages|out of range");
 
   m = img_copy();
-  hdr(&m)->desc_off = 0;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->desc_off = 0;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "descoff.pool", EUCLEAN, "desc_off|out of range");
 
   m = img_copy();
-  hdr(&m)->roots[7] = hdr(&m)->base + hdr(&m)->capacity + 64;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->roots[7] = img_hdr(&m)->base + img_hdr(&m)->capacity + 64;
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "root.pool", EUCLEAN, "root|out of range");
 
   m = img_copy();
-  hdr(&m)->st.bins[0] = (uint32_t)hdr(&m)->npages + 10;
+  img_hdr(&m)->st.bins[0] = (uint32_t)img_hdr(&m)->npages + 10;
   expect_refused(&m, "bins.pool", EUCLEAN, "bin|out of range");
 
   m = img_copy();
-  hdr(&m)->st.avail[0] = (uint32_t)hdr(&m)->npages + 10;
+  img_hdr(&m)->st.avail[0] = (uint32_t)img_hdr(&m)->npages + 10;
   expect_refused(&m, "avail.pool", EUCLEAN, "avail|out of range");
 
   m = img_copy();
-  hdr(&m)->st.meta_committed = hdr(&m)->data_off; // beyond [desc_off, data_off)
+  // beyond [desc_off, data_off)
+  img_hdr(&m)->st.meta_committed = img_hdr(&m)->data_off;
   expect_refused(&m, "metacommit.pool", EUCLEAN, "meta_committed|out of range");
 
   m = img_copy();
-  memset(hdr(&m)->name, 'a', sizeof hdr(&m)->name); // no terminator
-  poolfile_seal(hdr(&m));
+  memset(img_hdr(&m)->name, 'a', sizeof img_hdr(&m)->name); // no terminator
+  poolfile_seal(img_hdr(&m));
   expect_refused(&m, "name.pool", EUCLEAN, "name|out of range");
 }
 
 static struct img unclean(void) {
   struct img m = img_copy();
-  hdr(&m)->flags &= ~POOLFILE_CLEAN;
-  poolfile_seal(hdr(&m));
+  img_hdr(&m)->flags &= ~POOLFILE_CLEAN;
+  poolfile_seal(img_hdr(&m));
   return m;
 }
 
@@ -525,15 +506,15 @@ static void test_not_closed_cleanly(void **state) {
 
   // "recover" still refuses metadata that is not sound.
   m = unclean();
-  desc(&m, 0)->kind = 77;
+  img_desc(&m, 0)->kind = 77;
   expect_refused_opts(&m, "unclean-bad.pool", "recover", EUCLEAN, "");
   m = unclean();
-  desc(&m, 0)->kind = PD_TAIL;
-  desc(&m, 0)->head_delta = 5;
+  img_desc(&m, 0)->kind = PD_TAIL;
+  img_desc(&m, 0)->head_delta = 5;
   expect_refused_opts(&m, "unclean-bad2.pool", "recover", EUCLEAN, "");
   // And a damaged header even with recover.
   m = unclean();
-  hdr(&m)->st.top = (uint32_t)hdr(&m)->npages + 1;
+  img_hdr(&m)->st.top = (uint32_t)img_hdr(&m)->npages + 1;
   expect_refused_opts(&m, "unclean-top.pool", "recover", EUCLEAN, "top");
 }
 
@@ -651,9 +632,9 @@ static void test_killed_holder(void **state) {
 // The first slab that holds live blocks, and the file offset of the slack
 // entry (requested size = block size - slack) of its block 0.
 static uint32_t first_live_slab(struct img *m, uint64_t *slack_at) {
-  struct poolfile_header *h = hdr(m);
+  struct poolfile_header *h = img_hdr(m);
   for (uint32_t i = 0; i < h->st.top; i++) {
-    struct pdesc *d = desc(m, i);
+    struct pdesc *d = img_desc(m, i);
     if (d->kind != PD_SLAB || d->used == 0) continue;
     uint64_t slab = h->data_off + (uint64_t)i * PAGE_BYTES;
     *slack_at = d->slack_off + ((slab >> d->gshift) << 1);
@@ -669,10 +650,10 @@ static uint32_t first_live_slab(struct img *m, uint64_t *slack_at) {
 // variant, with value v (0: the block size + 1).
 static struct img slack_damaged(int unclean_file, uint16_t v) {
   struct img m = unclean_file ? unclean() : img_copy();
-  struct poolfile_header *h = hdr(&m);
+  struct poolfile_header *h = img_hdr(&m);
   uint64_t at = 0;
   uint32_t idx = first_live_slab(&m, &at);
-  struct pdesc *d = desc(&m, idx);
+  struct pdesc *d = img_desc(&m, idx);
   // Its block 0 is root 1's block, the pool's first allocation: live, with
   // the slack of its requested size.
   uint64_t slab = h->data_off + (uint64_t)idx * PAGE_BYTES;
@@ -904,7 +885,7 @@ static struct img img_load(const char *path) {
 
 // Bytes of the file's data page run [idx, idx + n) that are 0xAA.
 static size_t count_aa(struct img *m, uint32_t idx, uint32_t n) {
-  uint64_t off = hdr(m)->data_off + (uint64_t)idx * PAGE_BYTES;
+  uint64_t off = img_hdr(m)->data_off + (uint64_t)idx * PAGE_BYTES;
   size_t len = (size_t)n * PAGE_BYTES, c = 0;
   assert_true(off + len <= m->len);
   for (size_t i = 0; i < len; i++)
@@ -926,11 +907,11 @@ static void test_calloc_span_claimed_clean(void **state) {
   char *p = path_in("freed-mid.pool");
   make_freed_big(p, 1);
   struct img m = img_load(p);
-  struct poolfile_header *h = hdr(&m);
+  struct poolfile_header *h = img_hdr(&m);
   assert_true(h->flags & POOLFILE_CLEAN);
   int64_t span = -1;
   for (uint32_t i = 0; i < h->st.top; i++) {
-    struct pdesc *d = desc(&m, i);
+    struct pdesc *d = img_desc(&m, i);
     if (d->kind == PD_FREE && d->npages == big_pages) {
       assert_int_equal(span, -1); // one such span
       span = i;
@@ -940,7 +921,7 @@ static void test_calloc_span_claimed_clean(void **state) {
     print_error("no free span of %u pages below top %u\n", big_pages,
                 h->st.top);
   assert_true(span >= 0);
-  struct pdesc *d = desc(&m, (uint64_t)span);
+  struct pdesc *d = img_desc(&m, (uint64_t)span);
   assert_true(d->flags & PDF_DIRTY);
   // The freed bytes are still in the file (all but a few links).
   assert_true(count_aa(&m, (uint32_t)span, big_pages) > big - 4096);
@@ -976,7 +957,7 @@ static void test_calloc_top_claimed_unused(void **state) {
   char *p = path_in("freed-top.pool");
   make_freed_big(p, 0);
   struct img m = img_load(p);
-  struct poolfile_header *h = hdr(&m);
+  struct poolfile_header *h = img_hdr(&m);
   assert_true(h->st.hiwater >= h->st.top + big_pages);
   uint64_t top_off = h->data_off + (uint64_t)h->st.top * PAGE_BYTES;
   assert_true(count_aa(&m, h->st.top, big_pages) > big - 4096);

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "mmpool.h"
 #include "poolfile.h"
+#include "../common/poolimg.h"
 
 #define BASE 0x330000000000ull
 #define NEWOPTS "size=64M base=0x330000000000"
@@ -94,48 +95,20 @@ static void make_good(const char *path) {
 // ---------------------------------------------------------------------------
 // Images
 
-struct img {
-  unsigned char *b;
-  size_t len;
-};
 
-static struct img img_copy(void) {
-  struct img m = {malloc(good_len), good_len};
-  assert_non_null(m.b);
-  memcpy(m.b, good, good_len);
-  return m;
-}
-
-static struct poolfile_header *hdr(struct img *m) {
-  return (struct poolfile_header *)m->b;
-}
-
-static struct pdesc *desc(struct img *m, uint64_t i) {
-  size_t off = (size_t)(hdr(m)->desc_off + i * sizeof(struct pdesc));
-  assert_true(off + sizeof(struct pdesc) <= m->len);
-  return (struct pdesc *)(m->b + off);
-}
+static struct img img_copy(void) { return img_dup(good, good_len); }
 
 // Page index of the first head of kind k with npages >= n below top.
 static uint32_t find_head(struct img *m, uint8_t k, uint32_t n) {
-  struct poolfile_header *h = hdr(m);
-  for (uint32_t i = 0; i < h->st.top; i += desc(m, i)->npages)
-    if (desc(m, i)->kind == k && desc(m, i)->npages >= n) return i;
+  struct poolfile_header *h = img_hdr(m);
+  for (uint32_t i = 0; i < h->st.top; i += img_desc(m, i)->npages)
+    if (img_desc(m, i)->kind == k && img_desc(m, i)->npages >= n) return i;
   fail_msg("no head of kind %u with %u pages", k, n);
   return 0;
 }
 
 static uint64_t page_off(struct img *m, uint32_t i) {
-  return hdr(m)->data_off + ((uint64_t)i << 16);
-}
-
-// What an attacker does after changing a field: both checksums made right.
-static void reseal(struct img *m) {
-  struct poolfile_header *h = hdr(m);
-  char why[256];
-  if (poolfile_validate(h, m->len, why, sizeof why) == 0)
-    h->meta_checksum = poolfile_meta_hash(h);
-  poolfile_seal(h);
+  return img_hdr(m)->data_off + ((uint64_t)i << 16);
 }
 
 static char *img_save(struct img *m, const char *name) {
@@ -353,7 +326,7 @@ static void test_good_file(void **state) {
   make_good(p);
   assert_int_equal(itest_read_file(p, &good, &good_len), 0);
   struct img m = img_copy();
-  struct poolfile_header *h = hdr(&m);
+  struct poolfile_header *h = img_hdr(&m);
   assert_true(h->flags & POOLFILE_CLEAN);
   assert_int_equal(h->meta_checksum, poolfile_meta_hash(h));
   // The shapes the cases below need.
@@ -362,7 +335,7 @@ static void test_good_file(void **state) {
   assert_true(page_off(&m, h->st.top + 8) < h->st.length);
   // Control: a resealed but unchanged copy attaches and works.
   uint64_t r2 = h->roots[2] - h->base;
-  reseal(&m);
+  img_reseal(&m);
   expect(&m, "control.pool", NULL, &r2, 1, NULL);
   // Again (root 2's block was freed by the first run: no free now).
   struct outcome o = work(path_in("control.pool"), NULL, NULL, 0);
@@ -370,7 +343,7 @@ static void test_good_file(void **state) {
 }
 
 // Holder of the stolen block: a live small block (root 1's).
-static uint64_t victim(struct img *m) { return hdr(m)->roots[1] - BASE; }
+static uint64_t victim(struct img *m) { return img_hdr(m)->roots[1] - BASE; }
 
 // Makes descriptor d look like a slab of the calling thread (id 1) with one
 // live block and root 1's block on its free list.
@@ -387,14 +360,14 @@ static void test_large_owner(void **state) {
   (void)state;
   struct img m = img_copy();
   uint32_t i = find_head(&m, PD_LARGE, 5);
-  as_my_slab(&m, desc(&m, i));
-  reseal(&m);
+  as_my_slab(&m, img_desc(&m, i));
+  img_reseal(&m);
   uint64_t f = page_off(&m, i);
   expect(&m, "large-owner.pool", NULL, &f, 1, "owner 1 on a head");
   m = img_copy();
-  as_my_slab(&m, desc(&m, i));
-  hdr(&m)->flags &= ~POOLFILE_CLEAN;
-  reseal(&m);
+  as_my_slab(&m, img_desc(&m, i));
+  img_hdr(&m)->flags &= ~POOLFILE_CLEAN;
+  img_reseal(&m);
   expect(&m, "large-owner-recover.pool", "recover", &f, 1, NULL);
 }
 
@@ -403,8 +376,8 @@ static void test_free_owner(void **state) {
   (void)state;
   struct img m = img_copy();
   uint32_t i = find_head(&m, PD_FREE, 16);
-  as_my_slab(&m, desc(&m, i));
-  reseal(&m);
+  as_my_slab(&m, img_desc(&m, i));
+  img_reseal(&m);
   uint64_t f = page_off(&m, i) + 4096;
   expect(&m, "free-owner.pool", NULL, &f, 1, "owner 1 on a head");
 }
@@ -415,21 +388,21 @@ static void test_free_interior(void **state) {
   (void)state;
   struct img m = img_copy();
   uint32_t i = find_head(&m, PD_FREE, 16);
-  struct pdesc *d = desc(&m, i + 5);
+  struct pdesc *d = img_desc(&m, i + 5);
   d->kind = PD_FREE_MID;
   d->head_delta = 0;
   as_my_slab(&m, d);
-  reseal(&m);
+  img_reseal(&m);
   uint64_t f = page_off(&m, i + 5) + 64;
   expect(&m, "free-mid.pool", NULL, &f, 1, NULL);
 
   m = img_copy();
-  d = desc(&m, i + 6);
+  d = img_desc(&m, i + 6);
   d->kind = PD_TAIL;
   d->head_delta = 1;
-  as_my_slab(&m, desc(&m, i + 5));
-  desc(&m, i + 5)->kind = PD_SLAB;
-  reseal(&m);
+  as_my_slab(&m, img_desc(&m, i + 5));
+  img_desc(&m, i + 5)->kind = PD_SLAB;
+  img_reseal(&m);
   f = page_off(&m, i + 6) + 64;
   expect(&m, "free-tail.pool", NULL, &f, 1, NULL);
 }
@@ -438,14 +411,14 @@ static void test_free_interior(void **state) {
 static void test_above_top(void **state) {
   (void)state;
   struct img m = img_copy();
-  uint32_t t = hdr(&m)->st.top;
-  struct pdesc *d = desc(&m, t + 3);
+  uint32_t t = img_hdr(&m)->st.top;
+  struct pdesc *d = img_desc(&m, t + 3);
   d->kind = PD_SLAB;
   as_my_slab(&m, d);
-  struct pdesc *e = desc(&m, t + 4);
+  struct pdesc *e = img_desc(&m, t + 4);
   e->kind = PD_TAIL;
   e->head_delta = 1;
-  reseal(&m);
+  img_reseal(&m);
   uint64_t f[2] = {page_off(&m, t + 3) + 4096, page_off(&m, t + 4) + 64};
   expect(&m, "above-top.pool", NULL, f, 2, NULL);
 }
@@ -457,42 +430,42 @@ static void test_large_fields(void **state) {
   (void)state;
   struct img m = img_copy();
   uint32_t i = find_head(&m, PD_LARGE, 5);
-  desc(&m, i + 2)->head_delta = 1;
-  reseal(&m);
+  img_desc(&m, i + 2)->head_delta = 1;
+  img_reseal(&m);
   uint64_t f = page_off(&m, i);
   expect(&m, "tail-delta.pool", NULL, &f, 1, "tail page");
 
   m = img_copy();
-  desc(&m, i + 2)->head_delta = 0;
-  as_my_slab(&m, desc(&m, i + 2));
-  reseal(&m);
+  img_desc(&m, i + 2)->head_delta = 0;
+  as_my_slab(&m, img_desc(&m, i + 2));
+  img_reseal(&m);
   uint64_t g = page_off(&m, i + 2);
   expect(&m, "tail-zero.pool", NULL, &g, 1, "tail page");
 
   m = img_copy();
-  desc(&m, i)->req = ((uint64_t)desc(&m, i)->npages << 16) + 1;
-  reseal(&m);
+  img_desc(&m, i)->req = ((uint64_t)img_desc(&m, i)->npages << 16) + 1;
+  img_reseal(&m);
   expect(&m, "large-req.pool", NULL, &f, 1, "large block of");
 
   m = img_copy();
-  desc(&m, i)->cls = 3;
-  reseal(&m);
+  img_desc(&m, i)->cls = 3;
+  img_reseal(&m);
   expect(&m, "large-cls.pool", NULL, &f, 1, "large block with class");
 
   m = img_copy();
-  desc(&m, i)->flags = PDF_LISTED;
-  reseal(&m);
+  img_desc(&m, i)->flags = PDF_LISTED;
+  img_reseal(&m);
   expect(&m, "large-flags.pool", NULL, &f, 1, "flags 0x2");
 
   m = img_copy();
-  desc(&m, i)->npages = 3;  // fewer pages than its size
-  reseal(&m);
+  img_desc(&m, i)->npages = 3;  // fewer pages than its size
+  img_reseal(&m);
   expect(&m, "large-npages.pool", NULL, &f, 1, "large block of");
 
   m = img_copy();
-  desc(&m, i)->npages = 3;  // and the size to match: pages 3, 4 are tails
-  desc(&m, i)->req = 3u << 16;  // of nothing
-  reseal(&m);
+  img_desc(&m, i)->npages = 3;  // and the size to match: pages 3, 4 are tails
+  img_desc(&m, i)->req = 3u << 16;  // of nothing
+  img_reseal(&m);
   expect(&m, "large-npages2.pool", NULL, &f, 1, "kind 5 where a span");
 }
 
@@ -529,27 +502,27 @@ static void test_slab_links(void **state) {
   (void)state;
   struct img m = img_copy();
   uint32_t i = find_head(&m, PD_SLAB, 1);
-  struct pdesc *d = desc(&m, i);
+  struct pdesc *d = img_desc(&m, i);
   assert_true(victim(&m) - page_off(&m, i) < ((uint64_t)d->npages << 16));
   d->free = victim(&m) + ((uint64_t)d->npages << 16) + 4096;
-  reseal(&m);
+  img_reseal(&m);
   uint64_t f[2] = {victim(&m), victim(&m)};
   expect_lazy(&m, "slab-link.pool", f, 2, "free list holds");
 
   m = img_copy();
-  d = desc(&m, i);
+  d = img_desc(&m, i);
   assert_true(d->inited > 0);
   d->inited = 1;  // root 1's block only: the free list's blocks lie past it
-  reseal(&m);
+  img_reseal(&m);
   expect_lazy(&m, "slab-inited.pool", f, 1, "never handed out");
 
   // A loop in the free list, and a block on it twice.
   m = img_copy();
-  d = desc(&m, i);
+  d = img_desc(&m, i);
   assert_true(d->free != 0);
   uint64_t *link = (uint64_t *)(m.b + d->free);
   *link = d->free;
-  reseal(&m);
+  img_reseal(&m);
   expect_lazy(&m, "slab-loop.pool", f, 1, "twice");
 }
 
@@ -558,12 +531,12 @@ static void test_slab_links(void **state) {
 static void test_root_past_length(void **state) {
   (void)state;
   struct img m = img_copy();
-  hdr(&m)->roots[3] = BASE + hdr(&m)->st.length + 4096;
-  reseal(&m);
+  img_hdr(&m)->roots[3] = BASE + img_hdr(&m)->st.length + 4096;
+  img_reseal(&m);
   expect(&m, "root-length.pool", NULL, NULL, 0, "root 3");
   m = img_copy();
-  hdr(&m)->roots[4] = BASE + hdr(&m)->desc_off;  // the descriptors
-  reseal(&m);
+  img_hdr(&m)->roots[4] = BASE + img_hdr(&m)->desc_off;  // the descriptors
+  img_reseal(&m);
   expect(&m, "root-desc.pool", NULL, NULL, 0, "root 4");
 }
 
@@ -575,9 +548,9 @@ static void test_root_past_length(void **state) {
 static void test_slack_checksum(void **state) {
   (void)state;
   struct img m = img_copy();
-  struct poolfile_header *h = hdr(&m);
+  struct poolfile_header *h = img_hdr(&m);
   uint32_t i = find_head(&m, PD_SLAB, 1);
-  struct pdesc *d = desc(&m, i);
+  struct pdesc *d = img_desc(&m, i);
   uint64_t slab = page_off(&m, i);
   assert_int_equal(victim(&m), slab);  // root 1's block is block 0
   uint64_t at = d->slack_off + ((slab >> d->gshift) << 1);
@@ -600,7 +573,7 @@ static void test_slack_checksum(void **state) {
   m = img_copy();
   v = 0xffff;
   memcpy(m.b + at, &v, 2);
-  reseal(&m);
+  img_reseal(&m);
   uint64_t f = victim(&m);
   p = img_save(&m, "slack-range.pool");
   keep_frees = 1;

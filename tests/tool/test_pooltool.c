@@ -43,6 +43,7 @@
 #include "hash.h"
 #include "mmpool.h"
 #include "poolfile.h"
+#include "../common/poolimg.h"
 #include "poolfile_v1.h"
 
 // TOOL: from tests/tool/CMakeLists.txt.
@@ -140,47 +141,19 @@ static void make_pool(const char *path, const char *opts, int unclean) {
   assert_int_equal(WEXITSTATUS(st), 0);
 }
 
-struct img {
-  unsigned char *b;
-  size_t len;
-};
 
-static struct img img_copy(void) {
-  struct img m = {malloc(good_len), good_len};
-  assert_non_null(m.b);
-  memcpy(m.b, good, good_len);
-  return m;
-}
-
-static struct poolfile_header *hdr(struct img *m) {
-  return (struct poolfile_header *)m->b;
-}
-
-static struct pdesc *desc(struct img *m, uint64_t i) {
-  size_t off = (size_t)(hdr(m)->desc_off + i * sizeof(struct pdesc));
-  assert_true(off + sizeof(struct pdesc) <= m->len);
-  return (struct pdesc *)(m->b + off);
-}
+static struct img img_copy(void) { return img_dup(good, good_len); }
 
 static uint32_t find_head(struct img *m, uint8_t kind, uint32_t from) {
-  struct poolfile_header *h = hdr(m);
-  for (uint32_t i = 0; i < h->st.top; i += desc(m, i)->npages)
-    if (i >= from && desc(m, i)->kind == kind) return i;
+  struct poolfile_header *h = img_hdr(m);
+  for (uint32_t i = 0; i < h->st.top; i += img_desc(m, i)->npages)
+    if (i >= from && img_desc(m, i)->kind == kind) return i;
   fail_msg("no head of kind %u from page %u", kind, from);
   return 0;
 }
 
 static uint64_t page_addr(struct img *m, uint32_t i) {
-  return hdr(m)->base + hdr(m)->data_off + ((uint64_t)i << 16);
-}
-
-// Both checksums made right again after a change, as an attacker would.
-static void reseal(struct img *m) {
-  struct poolfile_header *h = hdr(m);
-  char why[256];
-  if (poolfile_validate(h, m->len, why, sizeof why) == 0)
-    h->meta_checksum = poolfile_meta_hash(h);
-  poolfile_seal(h);
+  return img_hdr(m)->base + img_hdr(m)->data_off + ((uint64_t)i << 16);
 }
 
 static char *img_save(struct img *m, const char *name) {
@@ -325,8 +298,9 @@ static void test_sound_info(void **state) {
   assert_contains(r.out, "uuid        ");
   char line[128];
   snprintf(line, sizeof line, "   1 -> 0x%llx (in the live block of 32 B at "
-           "0x%llx)", (unsigned long long)hdr(&(struct img){good, 0})->roots[1],
-           (unsigned long long)hdr(&(struct img){good, 0})->roots[1]);
+           "0x%llx)",
+           (unsigned long long)img_hdr(&(struct img){good, 0})->roots[1],
+           (unsigned long long)img_hdr(&(struct img){good, 0})->roots[1]);
   assert_contains(r.out, line);
   assert_contains(r.out, "   3 -> 0x");
   assert_contains(r.out, "(in the live block of 300 KiB at");
@@ -470,14 +444,14 @@ static void test_bitflip(void **state) {
   (void)state;
   // In the identity: the header checksum.
   struct img m = img_copy();
-  hdr(&m)->capacity ^= 1u << 20;
+  img_hdr(&m)->capacity ^= 1u << 20;
   char *p = img_save(&m, "flip1.pool");
   assert_int_equal(check_bad(p, ": header checksum mismatch (stored "), 1);
   // In a descriptor of a clean file: the metadata checksum, and what the
   // walk finds there.
   m = img_copy();
   uint32_t s = find_head(&m, PD_SLAB, 0);
-  desc(&m, s)->used ^= 4;
+  img_desc(&m, s)->used ^= 4;
   p = img_save(&m, "flip2.pool");
   char want[200];
   snprintf(want, sizeof want, ": page %u (0x%llx): ", s,
@@ -487,7 +461,7 @@ static void test_bitflip(void **state) {
   check_bad(p, "handed out\n");
   // In the state part of the header: out of range.
   m = img_copy();
-  hdr(&m)->st.top = 0x7fffffff;
+  img_hdr(&m)->st.top = 0x7fffffff;
   p = img_save(&m, "flip3.pool");
   assert_int_equal(check_bad(p, ": top 2147483647 out of range\n"), 1);
 }
@@ -498,20 +472,20 @@ static void test_resealed(void **state) {
   // A free list that leaves its slab.
   struct img m = img_copy();
   uint32_t s = find_head(&m, PD_SLAB, 0);
-  desc(&m, s)->free = 8;
-  reseal(&m);
+  img_desc(&m, s)->free = 8;
+  img_reseal(&m);
   char *p = img_save(&m, "free.pool");
   char want[300];
   snprintf(want, sizeof want, "%s: page %u (0x%llx): free list holds 0x%llx, "
            "not a block of the slab\n", p, s,
            (unsigned long long)page_addr(&g, s),
-           (unsigned long long)(hdr(&g)->base + 8));
+           (unsigned long long)(img_hdr(&g)->base + 8));
   assert_int_equal(check_bad(p, want), 1);
 
   // A size class out of range: the slab cannot be scanned, an error.
   m = img_copy();
-  desc(&m, s)->cls = 200;
-  reseal(&m);
+  img_desc(&m, s)->cls = 200;
+  img_reseal(&m);
   p = img_save(&m, "cls.pool");
   snprintf(want, sizeof want, "page %u (0x%llx): size class 200 out of "
            "range", s, (unsigned long long)page_addr(&g, s));
@@ -520,11 +494,11 @@ static void test_resealed(void **state) {
   // A large block's tail, and a slab's count: two problems, two lines.
   m = img_copy();
   uint32_t l = find_head(&m, PD_LARGE, 0);
-  assert_true(desc(&m, l)->npages >= 2);
-  desc(&m, l + 1)->head_delta = 3;
+  assert_true(img_desc(&m, l)->npages >= 2);
+  img_desc(&m, l + 1)->head_delta = 3;
   uint32_t s2 = find_head(&m, PD_SLAB, s + 1);
-  desc(&m, s2)->used += 1;
-  reseal(&m);
+  img_desc(&m, s2)->used += 1;
+  img_reseal(&m);
   p = img_save(&m, "two.pool");
   snprintf(want, sizeof want, "page %u (0x%llx): tail page %u of the span is "
            "wrong (kind 5, head_delta 3)", l,
@@ -538,34 +512,35 @@ static void test_resealed(void **state) {
   m = img_copy();
   uint32_t f = find_head(&m, PD_FREE, 0);
   for (unsigned b = 0; b < POOL_NBINS; b++)
-    if (hdr(&m)->st.bins[b] == f + 1) hdr(&m)->st.bins[b] = desc(&m, f)->next;
-  reseal(&m);
+    if (img_hdr(&m)->st.bins[b] == f + 1)
+      img_hdr(&m)->st.bins[b] = img_desc(&m, f)->next;
+  img_reseal(&m);
   p = img_save(&m, "bin.pool");
   snprintf(want, sizeof want, "page %u (0x%llx): free span of %u pages is "
            "in no bin", f, (unsigned long long)page_addr(&g, f),
-           desc(&g, f)->npages);
+           img_desc(&g, f)->npages);
   assert_int_equal(check_bad(p, want), 1);
 
   // A head of no known kind: the pages up to the next head are one run.
   m = img_copy();
-  desc(&m, l)->kind = 9;
-  reseal(&m);
+  img_desc(&m, l)->kind = 9;
+  img_reseal(&m);
   p = img_save(&m, "kind.pool");
   snprintf(want, sizeof want, "page %u (0x%llx): kind 9 where a span should "
            "start; pages %u-%u belong to no valid span", l,
            (unsigned long long)page_addr(&g, l), l,
-           l + desc(&g, l)->npages - 1);
+           l + img_desc(&g, l)->npages - 1);
   assert_int_equal(check_bad(p, want), 1);
 
   // A live block's slack larger than its block.
   m = img_copy();
-  struct pdesc *d = desc(&m, s);
-  uint64_t off = hdr(&m)->data_off + ((uint64_t)s << 16) +
+  struct pdesc *d = img_desc(&m, s);
+  uint64_t off = img_hdr(&m)->data_off + ((uint64_t)s << 16) +
                  0;  // block 0: root 1, live
   uint16_t *slack =
       (uint16_t *)(m.b + d->slack_off + ((off >> d->gshift) << 1));
   *slack = (uint16_t)(d->bsize + 1);
-  reseal(&m);
+  img_reseal(&m);
   p = img_save(&m, "slack.pool");
   check_bad(p, "live blocks record a slack larger than their");
 
@@ -581,8 +556,8 @@ static void test_resealed(void **state) {
 static void test_features(void **state) {
   (void)state;
   struct img m = img_copy();
-  hdr(&m)->feature_ro_compat = 0x4;
-  reseal(&m);
+  img_hdr(&m)->feature_ro_compat = 0x4;
+  img_reseal(&m);
   char *p = img_save(&m, "rocompat.pool");
   struct res r = TOOL_RUN("check", p);
   assert_int_equal(r.status, 0);
@@ -598,8 +573,8 @@ static void test_features(void **state) {
                          "with mode=private only)\n");
   res_free(&r);
   m = img_copy();
-  hdr(&m)->feature_incompat = 0x10;
-  reseal(&m);
+  img_hdr(&m)->feature_incompat = 0x10;
+  img_reseal(&m);
   p = img_save(&m, "incompat.pool");
   assert_int_equal(check_bad(p, ": uses features this build does not know "
                                 "(incompatible feature bits 0x10)\n"), 1);
@@ -666,7 +641,7 @@ static void test_fuzz(void **state) {
   const char *more = getenv("POOLTOOL_FUZZ_RUNS");
   if (more && atoi(more) > 0) runs = (unsigned)atoi(more);
   struct img g = {good, good_len};
-  uint64_t meta_end = hdr(&g)->desc_off + hdr(&g)->st.top * 64;
+  uint64_t meta_end = img_hdr(&g)->desc_off + img_hdr(&g)->st.top * 64;
   for (unsigned i = 0; i < runs; i++) {
     struct img m = img_copy();
     unsigned edits = 1 + rnd() % 3;
@@ -677,15 +652,19 @@ static void test_fuzz(void **state) {
         off = POOLFILE_IDENT_SIZE + rnd() % sizeof(struct pool_state);
         break;
       case 1:
-      case 2:  // the descriptors in use
-        off = hdr(&g)->desc_off + rnd() % (meta_end - hdr(&g)->desc_off);
+      case 2: {  // the descriptors in use
+        uint64_t d0 = img_hdr(&g)->desc_off;
+        off = d0 + rnd() % (meta_end - d0);
         break;
-      default:  // the data (free lists, slack arrays)
-        off = hdr(&g)->data_off + rnd() % (good_len - hdr(&g)->data_off);
+      }
+      default: {  // the data (free lists, slack arrays)
+        uint64_t d1 = img_hdr(&g)->data_off;
+        off = d1 + rnd() % (good_len - d1);
+      }
       }
       m.b[off] ^= (unsigned char)(1u << (rnd() % 8));
     }
-    reseal(&m);
+    img_reseal(&m);
     char *p = img_save(&m, "fuzz.pool");
     struct res r = TOOL_RUN("check", p);
     if (r.status != 0 && r.status != 1)
@@ -774,7 +753,7 @@ static void test_map(void **state) {
 // The version 1 image of a version 2 one: the same descriptors and data,
 // the header page rewritten in the version 1 layout.
 static void to_v1(struct img *m) {
-  struct poolfile_header h = *hdr(m);
+  struct poolfile_header h = *img_hdr(m);
   struct poolfile_header_v1 o;
   memset(&o, 0, sizeof o);
   memcpy(o.magic, h.magic, 8);
@@ -847,7 +826,7 @@ static int attach_and_read(const char *path, const char *extra) {
 static void test_upgrade(void **state) {
   (void)state;
   struct img m = img_copy();
-  uint64_t gen = hdr(&m)->generation;
+  uint64_t gen = img_hdr(&m)->generation;
   to_v1(&m);
   char *p = img_save(&m, "v1.pool");
   set_mtime(p, 1700000000);
@@ -950,8 +929,8 @@ static void test_upgrade_refused(void **state) {
   // metadata checksum recomputed: refused with the problem's line.
   m = img_copy();
   uint32_t s = find_head(&m, PD_SLAB, 0);
-  desc(&m, s)->used += 2;
-  reseal(&m);
+  img_desc(&m, s)->used += 2;
+  img_reseal(&m);
   to_v1(&m);
   p = img_save(&m, "v1damaged.pool");
   read_bytes(p, &before, &nb);
