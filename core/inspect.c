@@ -29,20 +29,6 @@
 // ---------------------------------------------------------------------------
 // Version 1 headers
 
-static const char *abi_differs(unsigned word_size, unsigned byte_order,
-                               unsigned page_shift, unsigned os_page_size,
-                               unsigned desc_size, unsigned nclasses,
-                               uint64_t layout_hash) {
-  return word_size != sizeof(void *)            ? "word size"
-         : byte_order != POOLFILE_BYTE_ORDER_LE ? "byte order"
-         : page_shift != PAGE_SHIFT             ? "page size"
-         : os_page_size != 4096                 ? "OS page size"
-         : desc_size != sizeof(struct pdesc)    ? "descriptor size"
-         : nclasses != SC_COUNT || layout_hash != sc_layout_hash()
-             ? "size classes"
-             : NULL;
-}
-
 int inspect_v1_convert(const void *page, uint64_t file_size, uint64_t ctime,
                        struct poolfile_header *h, char *why, size_t why_len) {
   const struct poolfile_header_v1 *o = page;
@@ -64,7 +50,7 @@ int inspect_v1_convert(const void *page, uint64_t file_size, uint64_t ctime,
     return -ENOEXEC;
   }
   const char *abi =
-      abi_differs(o->word_size, o->byte_order, o->page_shift, o->os_page_size,
+      poolfile_abi_differs(o->word_size, o->byte_order, o->page_shift, o->os_page_size,
                   o->desc_size, o->nclasses, o->layout_hash);
   if (abi) {
     fmt_format(why, why_len, "made for another machine or build (%s "

@@ -88,6 +88,20 @@ uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
   return sum;
 }
 
+const char *poolfile_abi_differs(unsigned word_size, unsigned byte_order,
+                                 unsigned page_shift, unsigned os_page_size,
+                                 unsigned desc_size, unsigned nclasses,
+                                 uint64_t layout_hash) {
+  return word_size != sizeof(void *)            ? "word size"
+         : byte_order != POOLFILE_BYTE_ORDER_LE ? "byte order"
+         : page_shift != PAGE_SHIFT             ? "page size"
+         : os_page_size != 4096                 ? "OS page size"
+         : desc_size != sizeof(struct pdesc)    ? "descriptor size"
+         : nclasses != SC_COUNT || layout_hash != sc_layout_hash()
+             ? "size classes"
+             : NULL;
+}
+
 #define FAIL(err, ...) \
   (fmt_format(why, why_len, __VA_ARGS__), -(err))
 
@@ -122,15 +136,9 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
     return FAIL(ENOEXEC, "unsupported header layout (%u bytes, identity %u; "
                 "this build: %u, %u)", h->header_size, h->ident_size,
                 POOLFILE_HEADER_SIZE, POOLFILE_IDENT_SIZE);
-  const char *abi = h->word_size != sizeof(void *)          ? "word size"
-                    : h->byte_order != POOLFILE_BYTE_ORDER_LE ? "byte order"
-                    : h->page_shift != PAGE_SHIFT            ? "page size"
-                    : h->os_page_size != 4096                ? "OS page size"
-                    : h->desc_size != sizeof(struct pdesc)   ? "descriptor size"
-                    : h->nclasses != SC_COUNT ||
-                            h->layout_hash != sc_layout_hash()
-                        ? "size classes"
-                        : NULL;
+  const char *abi = poolfile_abi_differs(
+      h->word_size, h->byte_order, h->page_shift, h->os_page_size,
+      h->desc_size, h->nclasses, h->layout_hash);
   if (abi)
     return FAIL(ENOEXEC, "made for another machine or build (%s differs)",
                 abi);

@@ -195,6 +195,14 @@ void poolfile_seal(struct poolfile_header *h);
 int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
                       char *why, size_t why_len);
 
+// NULL when a file's ABI fields (of any version's header) match this build,
+// else what differs ("word size", "byte order", "page size", "OS page
+// size", "descriptor size", "size classes").
+const char *poolfile_abi_differs(unsigned word_size, unsigned byte_order,
+                                 unsigned page_shift, unsigned os_page_size,
+                                 unsigned desc_size, unsigned nclasses,
+                                 uint64_t layout_hash);
+
 // The read-only-compatible feature bits of h this build does not know: a
 // file with any is attached only without writing it (mode=private).
 uint32_t poolfile_ro_unknown(const struct poolfile_header *h);

@@ -1,6 +1,7 @@
 // child.h: cmocka helpers for tests that run programs in a scratch
 // directory (scratch.h): a scratch file's path, a file's whole text, and a
-// child run with a chosen environment, its stdout and stderr in files.
+// child run with a chosen environment, its stdout and stderr in files (or
+// read back: child_capture).
 // The including file defines _GNU_SOURCE first and includes cmocka.h and
 // scratch.h before this.
 #ifndef MMPOOL_TEST_CHILD_H
@@ -69,6 +70,34 @@ static int child_run(const char *const *argv, const char *const *env,
   assert_int_equal(waitpid(p, &st, 0), p);
   if (pid) *pid = p;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// A child run's outcome with its output read back (child_capture).
+struct child_res {
+  int status;  // exit status, or 128 + signal
+  char *out, *err;
+};
+
+static inline void child_res_free(struct child_res *r) {
+  free(r->out);
+  free(r->err);
+}
+
+// child_run with stdout and stderr captured in scratch files named after
+// tag, then read back (both asserted readable).
+static inline struct child_res child_capture(const char *const *argv,
+                                            const char *const *env,
+                                            const char *tag) {
+  char out[600], err[600];
+  snprintf(out, sizeof out, "%s/%s.out", scratch, tag);
+  snprintf(err, sizeof err, "%s/%s.err", scratch, tag);
+  struct child_res r;
+  r.status = child_run(argv, env, 0, out, err, NULL);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  assert_non_null(r.out);
+  assert_non_null(r.err);
+  return r;
 }
 
 #endif

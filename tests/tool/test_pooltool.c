@@ -167,31 +167,13 @@ static char *img_save(struct img *m, const char *name) {
 // ---------------------------------------------------------------------------
 // Running the tool
 
-struct res {
-  int status;  // exit status, or 128 + signal
-  char *out, *err;
-};
-
-static void res_free(struct res *r) {
-  free(r->out);
-  free(r->err);
-}
-
 // In the sanitizer build the tool runs under ASan + UBSan, whose reports
 // would exit with status 1, the status of a file that is not sound: they
 // get a status of their own, and their words are looked for as well.
-static struct res run_tool(const char *const *argv) {
-  char out[600], err[600];
-  snprintf(out, sizeof out, "%s/tool.out", scratch);
-  snprintf(err, sizeof err, "%s/tool.err", scratch);
+static struct child_res run_tool(const char *const *argv) {
   static const char *const env[] = {"ASAN_OPTIONS=exitcode=86",
                                     "UBSAN_OPTIONS=exitcode=86", NULL};
-  struct res r;
-  r.status = child_run(argv, env, 0, out, err, NULL);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  assert_non_null(r.out);
-  assert_non_null(r.err);
+  struct child_res r = child_capture(argv, env, "tool");
   if (r.status == 86 || strstr(r.err, "AddressSanitizer") ||
       strstr(r.err, "runtime error:"))
     fail_msg("%s: a sanitizer report:\n%s", argv[1], r.err);
@@ -215,7 +197,7 @@ static void assert_contains(const char *hay, const char *needle) {
 // `mmpool check path`: not sound, every stdout line "path: ...", one of
 // them containing want (when not NULL); the number of lines.
 static unsigned check_bad(const char *path, const char *want) {
-  struct res r = TOOL_RUN("check", path);
+  struct child_res r = TOOL_RUN("check", path);
   if (r.status != 1)
     fail_msg("check %s: status %d\nstdout:\n%s\nstderr:\n%s", path, r.status,
              r.out, r.err);
@@ -227,27 +209,27 @@ static unsigned check_bad(const char *path, const char *want) {
     if (strncmp(l, prefix, strlen(prefix)) != 0)
       fail_msg("line without the path: %s", l);
   if (want) assert_contains(r.out, want);
-  res_free(&r);
+  child_res_free(&r);
   return n;
 }
 
 static void check_sound(const char *path) {
-  struct res r = TOOL_RUN("check", path);
+  struct child_res r = TOOL_RUN("check", path);
   if (r.status != 0)
     fail_msg("check %s: status %d\nstdout:\n%s\nstderr:\n%s", path, r.status,
              r.out, r.err);
   assert_string_equal(r.out, "");
   assert_contains(r.err, "sound");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 // python3 code run with sys.argv[1] = file; asserts its status is 0.
 static void python2(const char *code, const char *file, const char *arg) {
-  struct res r = run_tool((const char *const[]){"/usr/bin/python3", "-c",
+  struct child_res r = run_tool((const char *const[]){"/usr/bin/python3", "-c",
                                                 code, file, arg, NULL});
   if (r.status != 0)
     fail_msg("python3 failed (%d):\n%s\n%s", r.status, r.out, r.err);
-  res_free(&r);
+  child_res_free(&r);
 }
 
 static void python(const char *code, const char *file) {
@@ -286,7 +268,7 @@ static void test_sound_check(void **state) {
 
 static void test_sound_info(void **state) {
   (void)state;
-  struct res r = TOOL_RUN("info", good_path);
+  struct child_res r = TOOL_RUN("info", good_path);
   assert_int_equal(r.status, 0);
   assert_string_equal(r.err, "");
   assert_contains(r.out, "format      version 2\n");
@@ -308,16 +290,16 @@ static void test_sound_info(void **state) {
   assert_contains(r.out, "live blocks by size class");
   assert_contains(r.out, "fragmentation");
   assert_contains(r.out, "check       no problem found by the walk");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 static void test_sound_json(void **state) {
   (void)state;
   char *js = pth("good.json");
-  struct res r = TOOL_RUN("info", good_path, "--json");
+  struct child_res r = TOOL_RUN("info", good_path, "--json");
   assert_int_equal(r.status, 0);
   write_bytes(js, r.out, strlen(r.out));
-  res_free(&r);
+  child_res_free(&r);
   struct poolfile_header *h = (struct poolfile_header *)good;
   char code[3000];
   // 300 small blocks, every other one freed: 150 live of 7 sizes, plus
@@ -380,15 +362,15 @@ static void test_in_use(void **state) {
   char c;
   assert_int_equal(read(go[0], &c, 1), 1);
   assert_int_equal(c, 'y');
-  struct res r = TOOL_RUN("check", p);
+  struct child_res r = TOOL_RUN("check", p);
   assert_int_equal(r.status, 1);
   assert_string_equal(r.out, "");
   assert_contains(r.err, "is in use by another process");
-  res_free(&r);
+  child_res_free(&r);
   r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 1);
   assert_contains(r.err, "is in use by another process");
-  res_free(&r);
+  child_res_free(&r);
   assert_int_equal(write(done[1], "x", 1), 1);
   int st;
   assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -407,14 +389,14 @@ static void test_unclean(void **state) {
                             "attached): attaching it needs the option "
                             "'recover'");
   assert_int_equal(n, 1);  // its structure is sound: the only problem
-  struct res r = TOOL_RUN("info", p);
+  struct child_res r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, "state       not clean");
-  res_free(&r);
+  child_res_free(&r);
   r = TOOL_RUN("info", "--json", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, "\"clean\": false");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 static void test_truncated(void **state) {
@@ -430,14 +412,14 @@ static void test_truncated(void **state) {
   snprintf(want, sizeof want, "truncated: the file has %zu bytes, its header "
            "records %zu\n", cut, good_len);
   assert_int_equal(check_bad(p, want), 1);
-  struct res r = TOOL_RUN("info", p);
+  struct child_res r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 1);
   assert_string_equal(r.out, "");
   assert_contains(r.err, want);
-  res_free(&r);
+  child_res_free(&r);
   r = TOOL_RUN("map", p, "-o", pth("short.svg"));
   assert_int_equal(r.status, 1);
-  res_free(&r);
+  child_res_free(&r);
 }
 
 static void test_bitflip(void **state) {
@@ -545,10 +527,10 @@ static void test_resealed(void **state) {
   check_bad(p, "live blocks record a slack larger than their");
 
   // info describes a file with problems, and counts them.
-  struct res r = TOOL_RUN("info", p);
+  struct child_res r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, "check       1 problem: run 'mmpool check FILE'");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 // Feature bits this build does not know: ro_compat is read (and attaches
@@ -559,19 +541,19 @@ static void test_features(void **state) {
   img_hdr(&m)->feature_ro_compat = 0x4;
   img_reseal(&m);
   char *p = img_save(&m, "rocompat.pool");
-  struct res r = TOOL_RUN("check", p);
+  struct child_res r = TOOL_RUN("check", p);
   assert_int_equal(r.status, 0);
   assert_string_equal(r.out, "");
   assert_contains(r.err, "uses read-only-compatible features this build "
                          "does not know (0x4): it attaches with mode=private "
                          "only");
-  res_free(&r);
+  child_res_free(&r);
   r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, "features    compat 0x0, ro_compat 0x4, incompat "
                          "0x0 (unknown read-only-compatible bits: attach "
                          "with mode=private only)\n");
-  res_free(&r);
+  child_res_free(&r);
   m = img_copy();
   img_hdr(&m)->feature_incompat = 0x10;
   img_reseal(&m);
@@ -590,21 +572,21 @@ static void test_foreign_empty(void **state) {
   p = pth("empty.pool");
   write_bytes(p, "", 0);
   assert_int_equal(check_bad(p, ": empty (0 bytes): not a pool file\n"), 1);
-  struct res r = TOOL_RUN("info", p);
+  struct child_res r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 1);
   assert_contains(r.err, "empty (0 bytes)");
-  res_free(&r);
+  child_res_free(&r);
   r = TOOL_RUN("check", pth("missing.pool"));
   assert_int_equal(r.status, 1);
   assert_contains(r.err, "missing.pool: ENOENT");
-  res_free(&r);
+  child_res_free(&r);
   // A symbolic link is not followed.
   char *ln = pth("link.pool");
   assert_int_equal(symlink(good_path, ln), 0);
   r = TOOL_RUN("check", ln);
   assert_int_equal(r.status, 1);
   assert_contains(r.err, "symbolic link");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 // ---------------------------------------------------------------------------
@@ -666,7 +648,7 @@ static void test_fuzz(void **state) {
     }
     img_reseal(&m);
     char *p = img_save(&m, "fuzz.pool");
-    struct res r = TOOL_RUN("check", p);
+    struct child_res r = TOOL_RUN("check", p);
     if (r.status != 0 && r.status != 1)
       fail_msg("run %u: check died with status %d\n%s%s", i, r.status, r.out,
                r.err);
@@ -679,13 +661,13 @@ static void test_fuzz(void **state) {
       print_message("run %u: attached, but check says:\n%s", i, r.out);
     }
     // info and map read it too, without crashing.
-    res_free(&r);
+    child_res_free(&r);
     r = TOOL_RUN("info", "--json", p);
     assert_true(r.status == 0 || r.status == 1);
-    res_free(&r);
+    child_res_free(&r);
     r = TOOL_RUN("map", p, "-o", pth("fuzz.svg"));
     assert_true(r.status == 0 || r.status == 1);
-    res_free(&r);
+    child_res_free(&r);
   }
   print_message("fuzz: %u of %u damaged files still sound; %u attached "
                 "but not sound by check\n", sound, runs, stricter);
@@ -717,10 +699,10 @@ static const char *svg_check =
 static void test_map(void **state) {
   (void)state;
   char *svg = pth("good.svg");
-  struct res r = TOOL_RUN("map", good_path, "-o", svg);
+  struct child_res r = TOOL_RUN("map", good_path, "-o", svg);
   assert_int_equal(r.status, 0);
   assert_contains(r.err, "cells of 64 KiB written to");
-  res_free(&r);
+  child_res_free(&r);
   python(svg_check, svg);
   // 64 MiB: 1024 units of 64 KiB, one cell each.
   char cells[700];
@@ -737,7 +719,7 @@ static void test_map(void **state) {
   r = TOOL_RUN("map", big, "--output", svg);
   assert_int_equal(r.status, 0);
   assert_contains(r.err, "4096 cells of 256 MiB written to");
-  res_free(&r);
+  child_res_free(&r);
   python2(svg_check, svg, "big");
   snprintf(cells, sizeof cells, "%s.cells", svg);
   n = slurp(cells);
@@ -837,25 +819,25 @@ static void test_upgrade(void **state) {
            "not attach: convert it with 'mmpool upgrade FILE' (its structure "
            "is checked below)\n", p);
   assert_int_equal(check_bad(p, want), 1);
-  struct res r = TOOL_RUN("info", p);
+  struct child_res r = TOOL_RUN("info", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, "format      version 1: this build does not attach "
                          "it; convert it with 'mmpool upgrade FILE'");
   assert_contains(r.out, "state       clean");
-  res_free(&r);
+  child_res_free(&r);
 
   r = TOOL_RUN("upgrade", p);
   if (r.status != 0) fail_msg("upgrade: %d\n%s%s", r.status, r.out, r.err);
   assert_contains(r.out, ": converted from version 1 to version 2 "
                          "(generation 1, uuid ");
   assert_contains(r.out, ", clean)\n");
-  res_free(&r);
+  child_res_free(&r);
   check_sound(p);
   char *js = pth("v1.json");
   r = TOOL_RUN("info", "--json", p);
   assert_int_equal(r.status, 0);
   write_bytes(js, r.out, strlen(r.out));
-  res_free(&r);
+  child_res_free(&r);
   char code[600];
   snprintf(code, sizeof code,
            "import json,sys\n"
@@ -871,14 +853,14 @@ static void test_upgrade(void **state) {
                                      "ls \"$0\".upgrade-* 2>/dev/null", p,
                                      NULL});
   assert_string_equal(r.out, "");
-  res_free(&r);
+  child_res_free(&r);
   assert_int_equal(attach_and_read(p, ""), 0);
 
   // Already version 2: nothing to do.
   r = TOOL_RUN("upgrade", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, ": already version 2: nothing to do\n");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 static void test_upgrade_refused(void **state) {
@@ -891,10 +873,10 @@ static void test_upgrade_refused(void **state) {
   unsigned char *before, *after;
   size_t nb, na;
   read_bytes(p, &before, &nb);
-  struct res r = TOOL_RUN("upgrade", p);
+  struct child_res r = TOOL_RUN("upgrade", p);
   assert_int_equal(r.status, 1);
   assert_contains(r.err, "version 1 header checksum mismatch");
-  res_free(&r);
+  child_res_free(&r);
   read_bytes(p, &after, &na);
   assert_true(nb == na && memcmp(before, after, nb) == 0);
   free(before);
@@ -913,7 +895,7 @@ static void test_upgrade_refused(void **state) {
   assert_int_equal(r.status, 1);
   assert_contains(r.err, ": not a version 1 header (version 1, header size "
                          "888; version 1 has 880)\n");
-  res_free(&r);
+  child_res_free(&r);
   m = img_copy();
   to_v1(&m);
   o = (struct poolfile_header_v1 *)m.b;
@@ -922,7 +904,7 @@ static void test_upgrade_refused(void **state) {
   r = TOOL_RUN("upgrade", p);
   assert_int_equal(r.status, 1);
   assert_contains(r.err, " out of range\n");
-  res_free(&r);
+  child_res_free(&r);
   assert_int_equal(check_bad(p, "top "), 1);
 
   // A version 1 file whose structure does not check (a slab's count), the
@@ -938,7 +920,7 @@ static void test_upgrade_refused(void **state) {
   assert_int_equal(r.status, 1);
   assert_contains(r.out, "handed out\n");
   assert_contains(r.err, "not converted: 1 problem");
-  res_free(&r);
+  child_res_free(&r);
   read_bytes(p, &after, &na);
   assert_true(nb == na && memcmp(before, after, nb) == 0);
   free(before);
@@ -955,7 +937,7 @@ static void test_upgrade_refused(void **state) {
   r = TOOL_RUN("upgrade", p);
   assert_int_equal(r.status, 0);
   assert_contains(r.out, "not clean: attach it with 'recover')\n");
-  res_free(&r);
+  child_res_free(&r);
   assert_int_equal(check_bad(p, "not closed cleanly"), 1);
   assert_int_equal(attach_and_read(p, ""), 10);
   assert_int_equal(attach_and_read(p, "recover"), 0);
@@ -969,29 +951,29 @@ static void test_usage(void **state) {
   (void)state;
   static const char *const cmds[] = {"info", "check", "map", "upgrade"};
   for (unsigned i = 0; i < 4; i++) {
-    struct res r = TOOL_RUN(cmds[i], "--help");
+    struct child_res r = TOOL_RUN(cmds[i], "--help");
     assert_int_equal(r.status, 0);
     assert_contains(r.out, "Usage: mmpool ");
     assert_contains(r.out, "Exit status: 0 ");
     assert_null(strstr(r.out, "not available"));
-    res_free(&r);
+    child_res_free(&r);
     r = TOOL_RUN(cmds[i]);
     assert_int_equal(r.status, 2);
     assert_contains(r.err, "missing FILE");
-    res_free(&r);
+    child_res_free(&r);
     r = TOOL_RUN(cmds[i], "a.pool", "b.pool");
     assert_int_equal(r.status, 2);
     assert_contains(r.err, "one FILE only");
-    res_free(&r);
+    child_res_free(&r);
     r = TOOL_RUN(cmds[i], "--bogus", "a.pool");
     assert_int_equal(r.status, 2);
     assert_contains(r.err, "unknown option '--bogus'");
-    res_free(&r);
+    child_res_free(&r);
   }
-  struct res r = TOOL_RUN("map", "a.pool");
+  struct child_res r = TOOL_RUN("map", "a.pool");
   assert_int_equal(r.status, 2);
   assert_contains(r.err, "map: missing -o MAP.svg");
-  res_free(&r);
+  child_res_free(&r);
 }
 
 int main(int argc, char **argv) {

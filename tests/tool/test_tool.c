@@ -58,13 +58,6 @@ static int group_teardown(void **state) {
   return scratch_teardown();
 }
 
-// The file's text, which must exist.
-static char *read_all(const char *path) {
-  char *t = slurp(path);
-  assert_non_null(t);
-  return t;
-}
-
 static void write_file(const char *path, const char *text, mode_t mode) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
   assert_true(fd >= 0);
@@ -88,33 +81,19 @@ static void mkdirs(const char *path) {
   free(cmd);
 }
 
-struct res {
-  int status; // exit status, or 128 + signal
-  char *out, *err;
-};
-
-static void res_free(struct res *r) {
-  free(r->out);
-  free(r->err);
-}
-
 // Runs argv[0] with argv, the test's environment less LD_PRELOAD and
 // MMPOOL_*, plus env (NULL-terminated "VAR=VALUE" strings, may be NULL).
-static struct res run_env(const char *const *argv, const char *const *env) {
-  char out[600], err[600];
-  snprintf(out, sizeof out, "%s/child.out", scratch);
-  snprintf(err, sizeof err, "%s/child.err", scratch);
-  struct res r;
-  r.status = child_run(argv, env, 0, out, err, NULL);
-  r.out = read_all(out);
-  r.err = read_all(err);
-  return r;
+static struct child_res run_env(const char *const *argv,
+                                const char *const *env) {
+  return child_capture(argv, env, "child");
 }
 
 #define TOOL_ARGS(...) ((const char *const[]){TOOL, __VA_ARGS__, NULL})
 #define ENV(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-static struct res tool(const char *const *argv) { return run_env(argv, NULL); }
+static struct child_res tool(const char *const *argv) {
+  return run_env(argv, NULL);
+}
 
 // Exactly one line, starting "mmpool: ".
 static void assert_one_line(const char *s) {
@@ -156,17 +135,17 @@ static const char *command_line(const char *help, const char *name) {
 static void assert_same_output(const char *const *const *forms, unsigned n,
                                const char *want) {
   for (unsigned i = 0; i < n; i++) {
-    struct res r = tool(forms[i]);
+    struct child_res r = tool(forms[i]);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, want);
     assert_string_equal(r.err, "");
-    res_free(&r);
+    child_res_free(&r);
   }
 }
 
 static void test_help(void **state) {
   (void)state;
-  struct res first = tool(TOOL_ARGS("help"));
+  struct child_res first = tool(TOOL_ARGS("help"));
   assert_int_equal(first.status, 0);
   assert_string_equal(first.err, "");
   assert_true(strncmp(first.out, "Usage: mmpool COMMAND [ARGS...]\n", 32) == 0);
@@ -206,12 +185,12 @@ static void test_help(void **state) {
   // Every spelling prints the same text.
   const char *const *forms[] = {TOOL_ARGS("--help"), TOOL_ARGS("-h")};
   assert_same_output(forms, 2, first.out);
-  res_free(&first);
+  child_res_free(&first);
 }
 
 static void test_help_run(void **state) {
   (void)state;
-  struct res first = tool(TOOL_ARGS("help", "run"));
+  struct child_res first = tool(TOOL_ARGS("help", "run"));
   assert_int_equal(first.status, 0);
   assert_string_equal(first.err, "");
   assert_prefix(first.out,
@@ -234,7 +213,7 @@ static void test_help_run(void **state) {
       TOOL_ARGS("--help", "run"), TOOL_ARGS("-h", "run"),
       TOOL_ARGS("run", "--stats", "-c", "x.conf", "--help")};
   assert_same_output(forms, 5, first.out);
-  res_free(&first);
+  child_res_free(&first);
 }
 
 // `mmpool help NAME` for every other command: its usage, what it does, and
@@ -244,7 +223,7 @@ static void test_help_commands(void **state) {
   for (unsigned i = 0; i < NCOMMANDS; i++) {
     const char *name = commands[i].name;
     if (strcmp(name, "run") == 0) continue;
-    struct res r = tool(TOOL_ARGS("help", name));
+    struct child_res r = tool(TOOL_ARGS("help", name));
     assert_int_equal(r.status, 0);
     assert_string_equal(r.err, "");
     char want[64];
@@ -257,14 +236,14 @@ static void test_help_commands(void **state) {
     const char *const *forms[] = {TOOL_ARGS(name, "--help"),
                                   TOOL_ARGS(name, "-h")};
     assert_same_output(forms, 2, r.out);
-    res_free(&r);
+    child_res_free(&r);
   }
-  struct res v = tool(TOOL_ARGS("help", "version"));
+  struct child_res v = tool(TOOL_ARGS("help", "version"));
   assert_contains(v.out, "mmpool --version\n");
-  res_free(&v);
-  struct res h = tool(TOOL_ARGS("help", "help"));
+  child_res_free(&v);
+  struct child_res h = tool(TOOL_ARGS("help", "help"));
   assert_contains(h.out, "mmpool -h | --help\n");
-  res_free(&h);
+  child_res_free(&h);
 }
 
 static void test_version(void **state) {
@@ -276,11 +255,11 @@ static void test_version(void **state) {
   assert_string_equal(want, "mmpool " PROJECT_VERSION "\n");
   const char *const *forms[] = {TOOL_ARGS("version"), TOOL_ARGS("--version")};
   for (unsigned i = 0; i < 2; i++) {
-    struct res r = tool(forms[i]);
+    struct child_res r = tool(forms[i]);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, want);
     assert_string_equal(r.err, "");
-    res_free(&r);
+    child_res_free(&r);
   }
 }
 
@@ -316,12 +295,12 @@ static void test_bad_usage(void **state) {
       {TOOL_ARGS("run", "--config=", "/bin/true"), "empty"},
   };
   for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
-    struct res r = tool(cases[i].argv);
+    struct child_res r = tool(cases[i].argv);
     assert_int_equal(r.status, 2);
     assert_string_equal(r.out, "");
     assert_one_line(r.err);
     assert_contains(r.err, cases[i].says);
-    res_free(&r);
+    child_res_free(&r);
   }
 }
 
@@ -335,7 +314,7 @@ static void test_explain_good(void **state) {
   (void)state;
   char *conf = path_in("good.conf");
   write_file(conf, good_conf, 0644);
-  struct res r = tool(TOOL_ARGS("run", "--explain", "-c", conf));
+  struct child_res r = tool(TOOL_ARGS("run", "--explain", "-c", conf));
   assert_int_equal(r.status, 0);
   assert_string_equal(r.err, "");
   char lib[PATH_MAX], want[PATH_MAX + 64];
@@ -354,34 +333,39 @@ static void test_explain_good(void **state) {
   // What it prints is a configuration: it reads back to the same.
   char *again = path_in("again.conf");
   write_file(again, r.out, 0644);
-  struct res r2 = tool(TOOL_ARGS("run", "--explain", "--config", again));
+  struct child_res r2 = tool(TOOL_ARGS("run", "--explain", "--config", again));
   assert_int_equal(r2.status, 0);
   assert_string_equal(r2.out, r.out);
-  res_free(&r2);
+  child_res_free(&r2);
   // A program after --explain is not run; the file and the variable
   // combine (file first, variable after); the options show.
   char opt[PATH_MAX + 16];
   snprintf(opt, sizeof opt, "--config=%s", conf);
-  struct res r3 =
+  struct child_res r3 =
       run_env(TOOL_ARGS("run", "--explain", opt, "--", "/bin/echo", "RAN"),
               ENV("MMPOOL_CONFIG=route size=4K..8K -> big\ndefault small",
                   "MMPOOL_STATS=1", "MMPOOL_LOG=info"));
   assert_int_equal(r3.status, 0);
   assert_string_equal(r3.err, "");
   assert_null(strstr(r3.out, "RAN"));
-  assert_contains(r3.out, "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n");
+  assert_contains(
+      r3.out,
+      "# MMPOOL_STATS=1 MMPOOL_LOG=info MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n");
   assert_contains(r3.out, "route size>=1M -> big\nroute size=4K..8K -> big\n"
                           "default small\n");
   assert_null(strstr(r3.out, "pool default"));
-  res_free(&r3);
+  child_res_free(&r3);
   // --stats is MMPOOL_STATS=1, whatever the variable said.
-  struct res r4 = run_env(TOOL_ARGS("run", "--stats", "--explain", "-c", conf),
-                          ENV("MMPOOL_STATS=0"));
+  struct child_res r4 =
+      run_env(TOOL_ARGS("run", "--stats", "--explain", "-c", conf),
+              ENV("MMPOOL_STATS=0"));
   assert_int_equal(r4.status, 0);
   assert_string_equal(r4.err, "");
-  assert_contains(r4.out, "# MMPOOL_STATS=1 MMPOOL_LOG=warn MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n");
-  res_free(&r4);
-  res_free(&r);
+  assert_contains(
+      r4.out,
+      "# MMPOOL_STATS=1 MMPOOL_LOG=warn MMPOOL_STRICT=0 MMPOOL_CHECK=fast\n");
+  child_res_free(&r4);
+  child_res_free(&r);
 }
 
 static void test_explain_bad(void **state) {
@@ -389,7 +373,7 @@ static void test_explain_bad(void **state) {
   char *conf = path_in("bad.conf");
   write_file(conf, "pool a size=2G\nfrobnicate now\nroute size>=1M -> a\n",
              0644);
-  struct res r = tool(TOOL_ARGS("run", "--explain", "-c", conf));
+  struct child_res r = tool(TOOL_ARGS("run", "--explain", "-c", conf));
   assert_int_equal(r.status, 2);
   char want[PATH_MAX + 128];
   snprintf(want, sizeof want,
@@ -402,37 +386,39 @@ static void test_explain_bad(void **state) {
                          "default is used\n"
                          "pool default anon size=64G base=auto full=null\n"
                          "default default\n");
-  res_free(&r);
+  child_res_free(&r);
 
   // An unreadable file, a bad option value, a bad statement in the
   // variable: each its line, status 2.
-  struct res m =
+  struct child_res m =
       tool(TOOL_ARGS("run", "--explain", "-c", "/nonexistent/mmpool.conf"));
   assert_int_equal(m.status, 2);
-  assert_string_equal(m.err, "mmpool: MMPOOL_CONFIG_FILE: cannot open "
-                             "'/nonexistent/mmpool.conf': ENOENT: no such file or "
-                             "directory\n");
-  res_free(&m);
-  struct res l = run_env(TOOL_ARGS("run", "--explain"), ENV("MMPOOL_LOG=loud"));
+  assert_string_equal(m.err,
+                      "mmpool: MMPOOL_CONFIG_FILE: cannot open "
+                      "'/nonexistent/mmpool.conf': ENOENT: no such file or "
+                      "directory\n");
+  child_res_free(&m);
+  struct child_res l =
+      run_env(TOOL_ARGS("run", "--explain"), ENV("MMPOOL_LOG=loud"));
   assert_int_equal(l.status, 2);
   assert_string_equal(l.err, "mmpool: MMPOOL_LOG: bad value 'loud' (error, "
                              "warn, info or debug)\n");
-  res_free(&l);
-  struct res v =
+  child_res_free(&l);
+  struct child_res v =
       run_env(TOOL_ARGS("run", "--explain"),
               ENV("MMPOOL_CONFIG=pool big size=12Q", "MMPOOL_STRICT=1"));
   assert_int_equal(v.status, 2);
   assert_contains(v.err, "mmpool: MMPOOL_CONFIG: statement 1 'pool big "
                          "size=12Q': bad size in 'size=12Q'");
   assert_contains(v.err, "MMPOOL_STRICT is set");
-  res_free(&v);
+  child_res_free(&v);
   // No configuration at all is valid.
-  struct res d = tool(TOOL_ARGS("run", "--explain"));
+  struct child_res d = tool(TOOL_ARGS("run", "--explain"));
   assert_int_equal(d.status, 0);
   assert_string_equal(d.err, "");
   assert_contains(d.out, "pool default anon size=64G base=auto full=null\n"
                          "default default\n");
-  res_free(&d);
+  child_res_free(&d);
 }
 
 // What only fails when the program starts is tried by --explain too (issue
@@ -444,7 +430,7 @@ static void test_explain_bad(void **state) {
 // stop, which is said.
 static void test_explain_unopenable(void **state) {
   (void)state;
-  struct res r = run_env(TOOL_ARGS("run", "--explain"),
+  struct child_res r = run_env(TOOL_ARGS("run", "--explain"),
                          ENV("MMPOOL_CONFIG=pool a size=16T\npool b size=16T\n"
                              "pool c size=16T"));
   assert_int_equal(r.status, 2);
@@ -452,30 +438,31 @@ static void test_explain_unopenable(void **state) {
                          "(17592186044416 bytes): no free");
   assert_true(strstr(r.err, "pool 'a'") == NULL);
   assert_contains(r.out, "pool c anon size=16T base=auto full=fallback\n");
-  res_free(&r);
-  struct res f = run_env(TOOL_ARGS("run", "--explain"),
-                         ENV("MMPOOL_CONFIG=pool a file=/nonexistent/dir/x.pool",
-                             "MMPOOL_STRICT=1"));
+  child_res_free(&r);
+  struct child_res f =
+      run_env(TOOL_ARGS("run", "--explain"),
+              ENV("MMPOOL_CONFIG=pool a file=/nonexistent/dir/x.pool",
+                  "MMPOOL_STRICT=1"));
   assert_int_equal(f.status, 2);
   assert_contains(f.err, "mmpool: pool 'a': /nonexistent/dir/x.pool: ENOENT: "
                          "no such file or directory\n");
   assert_contains(f.err, "MMPOOL_STRICT is set");
-  res_free(&f);
+  child_res_free(&f);
   // A fixed base taken (by pool a, which base=auto put at the start of its
   // window): the line names what holds it.
-  struct res b = run_env(TOOL_ARGS("run", "--explain"),
+  struct child_res b = run_env(TOOL_ARGS("run", "--explain"),
                          ENV("MMPOOL_CONFIG=pool a size=4G\n"
                              "pool b base=0x200000000000 size=1G"));
   assert_int_equal(b.status, 2);
   assert_contains(b.err, "mmpool: pool 'b': cannot reserve its address range");
   assert_contains(b.err, "is occupied by");
-  res_free(&b);
+  child_res_free(&b);
   // Pools that can be reserved: nothing on stderr, status 0.
-  struct res g = run_env(TOOL_ARGS("run", "--explain"),
+  struct child_res g = run_env(TOOL_ARGS("run", "--explain"),
                          ENV("MMPOOL_CONFIG=pool a size=1G\npool b size=8T"));
   assert_int_equal(g.status, 0);
   assert_string_equal(g.err, "");
-  res_free(&g);
+  child_res_free(&g);
 }
 
 // ---------------------------------------------------------------------------
@@ -487,11 +474,11 @@ static void test_run_echo(void **state) {
                                 TOOL_ARGS("run", "/bin/echo", "hi"),
                                 TOOL_ARGS("run", "--", "echo", "hi")};
   for (unsigned i = 0; i < 3; i++) {
-    struct res r = tool(forms[i]);
+    struct child_res r = tool(forms[i]);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "hi\n");
     assert_string_equal(r.err, "");
-    res_free(&r);
+    child_res_free(&r);
   }
 }
 
@@ -500,12 +487,12 @@ static void test_run_preloads(void **state) {
   char lib[PATH_MAX], want[3 * PATH_MAX + 128];
   real(PRELOAD, lib);
   // Control: the probe alone sees glibc's malloc and no library.
-  struct res c = tool((const char *const[]){PROBE, NULL});
+  struct child_res c = tool((const char *const[]){PROBE, NULL});
   assert_int_equal(c.status, 0);
   assert_string_equal(c.out, "pool=(none)\npreload=none\nLD_PRELOAD=(unset)\n"
                              "MMPOOL_CONFIG_FILE=(unset)\n");
-  res_free(&c);
-  struct res r = tool(TOOL_ARGS("run", "--", PROBE));
+  child_res_free(&c);
+  struct child_res r = tool(TOOL_ARGS("run", "--", PROBE));
   assert_int_equal(r.status, 0);
   snprintf(want, sizeof want,
            "pool=default\npreload=%s\nLD_PRELOAD=%s\n"
@@ -513,14 +500,15 @@ static void test_run_preloads(void **state) {
            lib, lib);
   assert_string_equal(r.out, want);
   assert_string_equal(r.err, "");
-  res_free(&r);
+  child_res_free(&r);
   // An existing LD_PRELOAD is kept, after ours.
-  struct res p = run_env(TOOL_ARGS("run", PROBE), ENV("LD_PRELOAD=" LIBMMPOOL));
+  struct child_res p =
+      run_env(TOOL_ARGS("run", PROBE), ENV("LD_PRELOAD=" LIBMMPOOL));
   assert_int_equal(p.status, 0);
   snprintf(want, sizeof want, "pool=default\npreload=%s\nLD_PRELOAD=%s:%s\n",
            lib, lib, LIBMMPOOL);
   assert_true(strncmp(p.out, want, strlen(want)) == 0);
-  res_free(&p);
+  child_res_free(&p);
 }
 
 static void test_run_config(void **state) {
@@ -537,46 +525,47 @@ static void test_run_config(void **state) {
       TOOL_ARGS("run", glued, "--", PROBE, "2097152")};
   snprintf(want, sizeof want, "MMPOOL_CONFIG_FILE=%s\n", conf);
   for (unsigned i = 0; i < 4; i++) {
-    struct res r = tool(forms[i]);
+    struct child_res r = tool(forms[i]);
     assert_int_equal(r.status, 0);
     assert_true(strncmp(r.out, "pool=big\n", 9) == 0);
     assert_contains(r.out, want);
     assert_string_equal(r.err, "");
-    res_free(&r);
+    child_res_free(&r);
   }
   // The other routes of the file, and the default.
-  struct res s = tool(TOOL_ARGS("run", "-c", conf, "--", PROBE, "200"));
+  struct child_res s = tool(TOOL_ARGS("run", "-c", conf, "--", PROBE, "200"));
   assert_true(strncmp(s.out, "pool=small\n", 11) == 0);
-  res_free(&s);
-  struct res d = tool(TOOL_ARGS("run", "-c", conf, "--", PROBE, "4096"));
+  child_res_free(&s);
+  struct child_res d = tool(TOOL_ARGS("run", "-c", conf, "--", PROBE, "4096"));
   assert_true(strncmp(d.out, "pool=default\n", 13) == 0);
-  res_free(&d);
+  child_res_free(&d);
   // -c replaces a MMPOOL_CONFIG_FILE of the environment.
-  struct res o = run_env(TOOL_ARGS("run", "-c", conf, "--", PROBE, "2097152"),
-                         ENV("MMPOOL_CONFIG_FILE=/nonexistent.conf"));
+  struct child_res o =
+      run_env(TOOL_ARGS("run", "-c", conf, "--", PROBE, "2097152"),
+              ENV("MMPOOL_CONFIG_FILE=/nonexistent.conf"));
   assert_int_equal(o.status, 0);
   assert_true(strncmp(o.out, "pool=big\n", 9) == 0);
   assert_string_equal(o.err, "");
-  res_free(&o);
+  child_res_free(&o);
 }
 
 static void test_run_status(void **state) {
   (void)state;
-  struct res r = tool(TOOL_ARGS("run", "--", "/bin/sh", "-c", "exit 7"));
+  struct child_res r = tool(TOOL_ARGS("run", "--", "/bin/sh", "-c", "exit 7"));
   assert_int_equal(r.status, 7);
-  res_free(&r);
-  struct res n = tool(TOOL_ARGS("run", "--", "/nonexistent/prog"));
+  child_res_free(&r);
+  struct child_res n = tool(TOOL_ARGS("run", "--", "/nonexistent/prog"));
   assert_int_equal(n.status, 127);
   assert_string_equal(n.out, "");
   assert_one_line(n.err);
   assert_contains(n.err, "cannot run '/nonexistent/prog'");
-  res_free(&n);
+  child_res_free(&n);
   char *plain = path_in("not-executable");
   write_file(plain, "#!/bin/sh\necho no\n", 0644);
-  struct res x = tool(TOOL_ARGS("run", "--", plain));
+  struct child_res x = tool(TOOL_ARGS("run", "--", plain));
   assert_int_equal(x.status, 126);
   assert_one_line(x.err);
-  res_free(&x);
+  child_res_free(&x);
 }
 
 // The report's first line: "mmpool: stats of pid N (tool_probe) at exit: ".
@@ -600,7 +589,8 @@ static void test_run_stats(void **state) {
   // MMPOOL_STATS=0 in the environment does not matter.
   const char *const *const envs[] = {NULL, ENV("MMPOOL_STATS=0")};
   for (unsigned i = 0; i < 2; i++) {
-    struct res r = run_env(TOOL_ARGS("run", "--stats", "--", PROBE), envs[i]);
+    struct child_res r =
+        run_env(TOOL_ARGS("run", "--stats", "--", PROBE), envs[i]);
     assert_int_equal(r.status, 0);
     assert_true(strncmp(r.out, want, strlen(want)) == 0);
     assert_report_header(r.err, "1 configured pools, 0 routes");
@@ -608,13 +598,13 @@ static void test_run_stats(void **state) {
     assert_contains(r.err, "\nmmpool:   allocated since start: ");
     assert_contains(r.err, "\nmmpool:   live at exit: ");
     assert_contains(r.err, "\nmmpool:   no route matched: ");
-    res_free(&r);
+    child_res_free(&r);
   }
   // With a configuration: each pool, and the route that took the probe's
   // 2 MiB block.
   char *conf = path_in("stats.conf");
   write_file(conf, good_conf, 0644);
-  struct res c =
+  struct child_res c =
       tool(TOOL_ARGS("run", "-c", conf, "--stats", "--", PROBE, "2097152"));
   assert_int_equal(c.status, 0);
   assert_true(strncmp(c.out, "pool=big\n", 9) == 0);
@@ -624,16 +614,16 @@ static void test_run_stats(void **state) {
   assert_contains(c.err, "\nmmpool: pool default (default pool): anon\n");
   assert_contains(c.err, "\nmmpool:   route size>=1M -> big: 1 allocations, "
                          "2097152 bytes (2.0 MiB)\n");
-  res_free(&c);
+  child_res_free(&c);
   // Without --stats, no report.
-  struct res n = tool(TOOL_ARGS("run", "--", PROBE));
+  struct child_res n = tool(TOOL_ARGS("run", "--", PROBE));
   assert_int_equal(n.status, 0);
   assert_string_equal(n.err, "");
-  res_free(&n);
+  child_res_free(&n);
 }
 
 // The tool copied with the library into a layout; the library it loads.
-static void loaded_from(const char *tool_path, struct res *r) {
+static void loaded_from(const char *tool_path, struct child_res *r) {
   *r = tool((const char *const[]){tool_path, "run", "--", PROBE, NULL});
 }
 
@@ -650,13 +640,13 @@ static void test_run_finds_library(void **state) {
     snprintf(l, sizeof l, "%s/%s", libdir, PRELOAD_NAME);
     copy_file(TOOL, t, 0755);
     copy_file(PRELOAD, l, 0644);
-    struct res r;
+    struct child_res r;
     loaded_from(t, &r);
     assert_int_equal(r.status, 0);
     real(l, lib);
     snprintf(want, sizeof want, "pool=default\npreload=%s\n", lib);
     assert_true(strncmp(r.out, want, strlen(want)) == 0);
-    res_free(&r);
+    child_res_free(&r);
     // A build tree comes first: <build>/tools and <build>/shim.
     char tools[PATH_MAX], shim[PATH_MAX], l2[PATH_MAX + 64], l3[PATH_MAX + 64];
     snprintf(tools, sizeof tools, "%s", path_in("tree/tools"));
@@ -674,7 +664,7 @@ static void test_run_finds_library(void **state) {
     real(l2, lib);
     snprintf(want, sizeof want, "pool=default\npreload=%s\n", lib);
     assert_true(strncmp(r.out, want, strlen(want)) == 0);
-    res_free(&r);
+    child_res_free(&r);
   }
   // Nothing next to the tool: the configured prefix's library, if any.
   char alone[PATH_MAX], t[PATH_MAX + 16];
@@ -682,7 +672,7 @@ static void test_run_finds_library(void **state) {
   mkdirs(alone);
   snprintf(t, sizeof t, "%s/mmpool", alone);
   copy_file(TOOL, t, 0755);
-  struct res r;
+  struct child_res r;
   loaded_from(t, &r);
   const char *prefix_lib = FULL_LIBDIR "/" PRELOAD_NAME;
   if (access(prefix_lib, R_OK) == 0) {
@@ -697,7 +687,7 @@ static void test_run_finds_library(void **state) {
     assert_contains(r.err, "cannot find the preload library");
     assert_contains(r.err, prefix_lib);
   }
-  res_free(&r);
+  child_res_free(&r);
 }
 
 int main(int argc, char **argv) {
