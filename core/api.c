@@ -12,6 +12,7 @@
 #include "mmpool.h"
 #include "page.h"
 #include "pool.h"
+#include "snapshot.h"
 
 #define MMPOOL_PUSH_MAX 16
 
@@ -121,6 +122,12 @@ int mmpool_sync(mmpool_t *pool) {
   struct mmpool *p = resolve(pool, "mmpool_sync");
   if (!p) return fail_int(-log_take_code());
   int r = pool_sync(p);
+  return r ? fail_int(r) : 0;
+}
+
+int mmpool_snapshot(const char *dir) {
+  log_take_code();
+  int r = snapshot_take(dir);
   return r ? fail_int(r) : 0;
 }
 

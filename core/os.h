@@ -103,6 +103,39 @@ int os_thread_count(void);
 // The program's name (/proc/self/comm, at most 15 bytes); its length.
 int os_program_name(char *buf, size_t len);
 
+// Snapshots (core/snapshot.c): a directory of files written by a child.
+// mkdir with mode, no link followed in the last component.
+int os_mkdir(const char *path, int mode);
+// openat relative to the directory dirfd (O_NOFOLLOW, O_CLOEXEC added).
+int os_open_at(int dirfd, const char *name, int flags, int mode);
+int os_rename_at(int dirfd, const char *from, const char *to);
+int os_unlink_at(int dirfd, const char *name);
+// Calls fn with the name of every entry of the directory dirfd (but "."
+// and ".."), reading it with getdents64 into a fixed buffer; fn returns 0
+// to go on. 0 or a negative errno value.
+int os_list_dir(int dirfd, int (*fn)(void *arg, const char *name), void *arg);
+// Writes all of buf at offset off (retrying short writes and EINTR).
+int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+// Reads up to len bytes (retrying EINTR): the count, or a negative errno.
+long os_read(int fd, void *buf, size_t len);
+// A pipe, both ends close-on-exec.
+int os_pipe(int fds[2]);
+// A copy of the process (fork without the atfork handlers: a raw clone)
+// that sends its parent no signal when it ends, so a program's own wait()
+// and SIGCHLD handling never see it: 0 in the child, its pid in the
+// parent, or a negative errno. The child may use raw system calls only.
+int os_spawn_quiet(void);
+// Waits for a child made by os_spawn_quiet; *status as wait(2) gives it.
+int os_wait_quiet(int pid, int *status);
+// Ends the calling process at once (exit_group): no handler, no flush.
+_Noreturn void os_exit(int code);
+// Nanoseconds of CLOCK_MONOTONIC.
+uint64_t os_now_ns(void);
+// os_wait_while with a limit of ns nanoseconds.
+void os_wait_while_ns(int *addr, int val, uint64_t ns);
+// Sends sig to the process pid.
+int os_kill(int pid, int sig);
+
 // Like os_describe_mapping, for searches: 1 when a mapping overlaps
 // [addr, addr+len) (its line in out when outlen, its end in *end when end
 // is not NULL), 0 when none does, a negative errno value when

@@ -21,6 +21,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -329,6 +330,105 @@ int os_write_all(int fd, const void *buf, size_t len) {
   }
   return 0;
 }
+
+// ---------------------------------------------------------------------------
+// Snapshots: a directory of files, written by a quiet child
+
+int os_mkdir(const char *path, int mode) {
+  return (int)SYS3(SYS_mkdirat, AT_FDCWD, path, mode);
+}
+
+int os_open_at(int dirfd, const char *name, int flags, int mode) {
+  int f = FAULT(OS_FAULT_OPEN);
+  if (f) return f;
+  return (int)SYS6(SYS_openat, dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC,
+                   mode, 0, 0);
+}
+
+int os_rename_at(int dirfd, const char *from, const char *to) {
+  return (int)SYS6(SYS_renameat, dirfd, from, dirfd, to, 0, 0);
+}
+
+int os_unlink_at(int dirfd, const char *name) {
+  return (int)SYS3(SYS_unlinkat, dirfd, name, 0);
+}
+
+int os_list_dir(int dirfd, int (*fn)(void *arg, const char *name),
+                void *arg) {
+  // struct linux_dirent64: ino 8, off 8, reclen 2, type 1, then the name.
+  char buf[4096] __attribute__((aligned(8)));
+  long r = SYS3(SYS_lseek, dirfd, 0, SEEK_SET);
+  if (r < 0) return (int)r;
+  for (;;) {
+    long n = SYS3(SYS_getdents64, dirfd, buf, sizeof buf);
+    if (n == -EINTR) continue;
+    if (n <= 0) return (int)n;
+    for (long at = 0; at + 19 < n;) {
+      unsigned short reclen;
+      memcpy(&reclen, buf + at + 16, sizeof reclen);
+      if (reclen < 20 || at + reclen > n) return -EIO;
+      const char *name = buf + at + 19;
+      if (!(name[0] == '.' && (name[1] == 0 ||
+                               (name[1] == '.' && name[2] == 0)))) {
+        int s = fn(arg, name);
+        if (s) return s;
+      }
+      at += reclen;
+    }
+  }
+}
+
+int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
+  const char *p = buf;
+  while (len) {
+    long r = SYS6(SYS_pwrite64, fd, p, len, off, 0, 0);
+    if (r == -EINTR) continue;
+    if (r <= 0) return r ? (int)r : -EIO;
+    p += r, len -= (size_t)r, off += (uint64_t)r;
+  }
+  return 0;
+}
+
+long os_read(int fd, void *buf, size_t len) {
+  long r;
+  do r = SYS3(SYS_read, fd, buf, len);
+  while (r == -EINTR);
+  return r;
+}
+
+int os_pipe(int fds[2]) { return (int)SYS3(SYS_pipe2, fds, O_CLOEXEC, 0); }
+
+int os_spawn_quiet(void) {
+  // clone with no flags and exit signal 0: a fork, minus glibc's atfork
+  // handlers and the SIGCHLD at its end. Such a child is a "clone child"
+  // to wait(2): only __WCLONE or __WALL waits see it.
+  return (int)SYS6(SYS_clone, 0, 0, 0, 0, 0, 0);
+}
+
+int os_wait_quiet(int pid, int *status) {
+  long r;
+  do r = SYS6(SYS_wait4, pid, status, __WCLONE, 0, 0, 0);
+  while (r == -EINTR);
+  return r < 0 ? (int)r : 0;
+}
+
+_Noreturn void os_exit(int code) {
+  for (;;) SYS3(SYS_exit_group, code, 0, 0);
+}
+
+uint64_t os_now_ns(void) {
+  struct timespec ts = {0, 0};
+  SYS3(SYS_clock_gettime, CLOCK_MONOTONIC, &ts, 0);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void os_wait_while_ns(int *addr, int val, uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u),
+                        (long)(ns % 1000000000u)};
+  SYS6(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, 0, 0);
+}
+
+int os_kill(int pid, int sig) { return (int)SYS3(SYS_kill, pid, sig, 0); }
 
 // ---------------------------------------------------------------------------
 // /proc/self/maps, read without stdio

@@ -688,12 +688,24 @@ void pool_fork_prepare(void) {
   // pools made below) hold no half-done operation. After the stdio lock: a
   // thread that holds it may be about to allocate.
   _IO_list_lock();
+  pool_hold_all();
+  vmmap_lock();
+}
+
+void pool_hold_all(void) {
   heap_freeze();
   heap_registry_lock();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
     if (pool_table[i].state == POOL_OPEN) engine_lock(&pool_table[i].lock);
   fork_copies_make();
-  vmmap_lock();
+}
+
+void pool_unhold_all(void) {
+  fork_copies_drop();
+  for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
+    if (pool_table[i].state == POOL_OPEN) engine_unlock(&pool_table[i].lock);
+  heap_registry_unlock();
+  heap_thaw();
 }
 
 void pool_fork_parent(void) {
@@ -701,12 +713,8 @@ void pool_fork_parent(void) {
     fork_copies_drop();
     return;
   }
-  fork_copies_drop();
   vmmap_unlock();
-  for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
-    if (pool_table[i].state == POOL_OPEN) engine_unlock(&pool_table[i].lock);
-  heap_registry_unlock();
-  heap_thaw();
+  pool_unhold_all();
   _IO_list_unlock();
 }
 

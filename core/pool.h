@@ -34,6 +34,14 @@ void pool_seal(struct mmpool *p) HIDDEN;
 unsigned pool_release_files(const char *when) HIDDEN;
 // After an exec that failed: takes back the pools pool_release_files let go.
 void pool_reclaim_files(void) HIDDEN;
+// One instant for the whole set of pools (fork, snapshots): the allocator
+// frozen, the registry and every open pool locked, and a private copy of
+// each shared file pool made (p->fork_meta, p->fork_data: a copy of the
+// process made now sees them at this instant; the pool's own pages are
+// the file's, shared with every later change). pool_unhold_all drops the
+// copies and lets go in the reverse order.
+void pool_hold_all(void) HIDDEN;
+void pool_unhold_all(void) HIDDEN;
 void pool_fork_prepare(void) HIDDEN;
 void pool_fork_parent(void) HIDDEN;
 void pool_fork_child(void) HIDDEN;

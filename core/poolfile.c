@@ -63,7 +63,12 @@ uint32_t poolfile_ro_unknown(const struct poolfile_header *h) {
 
 uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
   const char *base = (const char *)h;
-  const struct pdesc *d = (const struct pdesc *)(base + h->desc_off);
+  return poolfile_meta_hash_at(h, base + h->desc_off, base + h->data_off);
+}
+
+uint64_t poolfile_meta_hash_at(const struct poolfile_header *h,
+                               const void *descs, const void *data) {
+  const struct pdesc *d = descs;
   uint32_t top = h->st.top;
   uint64_t sum = hash_bytes(d, (size_t)top * sizeof(struct pdesc),
                             h->generation);
@@ -79,7 +84,7 @@ uint64_t poolfile_meta_hash(const struct poolfile_header *h) {
     if (d[i].kind == PD_SLAB && d[i].cls < SC_COUNT &&
         sc_table[d[i].cls].npages == n) {
       const struct sizeclass *sc = &sc_table[d[i].cls];
-      const char *slab = base + h->data_off + ((uint64_t)i << PAGE_SHIFT);
+      const char *slab = (const char *)data + ((uint64_t)i << PAGE_SHIFT);
       sum = hash_bytes(slab + sc->slack_rel,
                        ((size_t)n << PAGE_SHIFT) - sc->slack_rel, sum);
     }

@@ -212,5 +212,9 @@ uint32_t poolfile_ro_unknown(const struct poolfile_header *h);
 // close. pre: h passed poolfile_validate, and its descriptors and data are
 // mapped (or h is a whole file image).
 uint64_t poolfile_meta_hash(const struct poolfile_header *h);
+// The same, with the descriptors and the data pages at other addresses
+// than after h (a snapshot's copies of a pool).
+uint64_t poolfile_meta_hash_at(const struct poolfile_header *h,
+                               const void *descs, const void *data);
 
 #endif

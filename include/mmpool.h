@@ -123,6 +123,22 @@ MMPOOL_API int mmpool_close(mmpool_t *pool);
 // with `recover`. A no-op returning 0 for other pools.
 MMPOOL_API int mmpool_sync(mmpool_t *pool);
 
+// Takes a snapshot of every open pool of the process at one instant into
+// the directory dir (made with mode 0700 when missing; it must belong to
+// the effective user, and group and others must not be able to write it).
+// Blocks of one pool may point into another, so a snapshot is always of the
+// whole set: one image per pool (NAME.SERIAL.pool, each a pool file that
+// mmpool_open, `mmpool info` and `mmpool check` read) and a file named
+// "manifest" that names them. Other threads are held only while a copy of
+// the process is made (a fork without its handlers; shared file pools are
+// copied then too, so their pause grows with them); that copy writes the
+// images while the program runs on, and this call returns when the
+// snapshot is on disk (fsync) or has failed. Atomic: a crash or a failure
+// at any moment leaves the previous snapshot of dir whole, and what a
+// failed one wrote is removed. EBUSY while another snapshot of this
+// process, or of another process into dir, is being taken.
+MMPOOL_API int mmpool_snapshot(const char *dir);
+
 // ---------------------------------------------------------------------------
 // Allocation. Blocks are aligned to 16 bytes at least.
 

@@ -1,0 +1,505 @@
+// snapshot.c: snapshots of all the pools of a process at one instant (see
+// snapshot.h for the scheme and docs/snapshots.md for what users see).
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "fmt.h"
+#include "hash.h"
+#include "log.h"
+#include "os.h"
+#include "pool.h"
+#include "poolfile.h"
+
+// One snapshot at a time in a process: the pid of the process taking one,
+// or 0. A fork child inherits its parent's value, which is not its own pid:
+// it takes such a stale mark over.
+static int busy_pid;
+static struct snap_stats stats;  // under busy_pid
+static int last_err;             // the last failure's errno, said once
+
+static int snap_begin(void) {
+  int me = os_getpid();
+  int cur = __atomic_load_n(&busy_pid, __ATOMIC_ACQUIRE);
+  for (;;) {
+    if (cur == me) return -EBUSY;
+    if (__atomic_compare_exchange_n(&busy_pid, &cur, me, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_ACQUIRE))
+      return 0;
+  }
+}
+
+static void snap_end(void) {
+  __atomic_store_n(&busy_pid, 0, __ATOMIC_RELEASE);
+}
+
+void snapshot_stats(struct snap_stats *out) {
+  *out = stats;
+}
+
+// ---------------------------------------------------------------------------
+// The manifest
+
+static uint64_t manifest_hash(const struct snap_manifest *m) {
+  return hash_bytes(m, offsetof(struct snap_manifest, checksum), 0x736e6170);
+}
+
+void snap_manifest_seal(struct snap_manifest *m) {
+  m->checksum = manifest_hash(m);
+}
+
+static int name_ok(const char *s, size_t max) {
+  size_t n = strnlen(s, max);
+  if (n == 0 || n == max) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+      return 0;
+  }
+  return s[0] != '.';
+}
+
+// An image's file name: NAME.SERIAL.pool. 1 when name is one (any serial).
+static int image_name(const char *name) {
+  size_t n = strlen(name);
+  if (n < 8 || memcmp(name + n - 5, ".pool", 5) != 0) return 0;
+  size_t d = n - 5, e = d;
+  while (d > 0 && name[d - 1] >= '0' && name[d - 1] <= '9') d--;
+  return d < e && d >= 2 && name[d - 1] == '.';
+}
+
+#define WHY(...)                                                              \
+  do {                                                                        \
+    fmt_format(why, why_len, __VA_ARGS__);                                    \
+    return -EUCLEAN;                                                          \
+  } while (0)
+
+int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
+                        char *why, size_t why_len) {
+  if (file_size != sizeof *m ||
+      memcmp(m->magic, SNAP_MAGIC, sizeof m->magic) != 0) {
+    fmt_format(why, why_len, "not an mmpool snapshot manifest");
+    return -ENOEXEC;
+  }
+  if (m->version != SNAP_VERSION || m->size != sizeof *m) {
+    fmt_format(why, why_len, "manifest version %u (this build reads %u)",
+               m->version, SNAP_VERSION);
+    return -ENOEXEC;
+  }
+  if (m->checksum != manifest_hash(m)) WHY("manifest checksum mismatch");
+  if (m->npools > MMPOOL_MAX_POOLS)
+    WHY("manifest names %u pools (at most %u)", m->npools, MMPOOL_MAX_POOLS);
+  if (m->serial == 0) WHY("manifest serial 0");
+  for (uint32_t i = 0; i < m->npools; i++) {
+    const struct snap_entry *e = &m->pool[i];
+    if (!name_ok(e->name, sizeof e->name))
+      WHY("manifest entry %u: bad pool name", i);
+    if (!name_ok(e->file, sizeof e->file) || !image_name(e->file))
+      WHY("manifest entry %u ('%s'): bad image file name", i, e->name);
+    if (e->kind < SNAP_POOL_ANON || e->kind > SNAP_POOL_PRIVATE)
+      WHY("manifest entry %u ('%s'): bad kind %u", i, e->name, e->kind);
+    for (uint32_t j = 0; j < i; j++)
+      if (!strcmp(m->pool[j].name, e->name) ||
+          !strcmp(m->pool[j].file, e->file))
+        WHY("manifest entries %u and %u name the same pool or file", j, i);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// The writer: a quiet child of the process, with the pools as they were at
+// the instant it was made. Raw system calls only, no lock, no allocation.
+
+struct snap_msg {
+  int err;          // 0 or an errno value
+  uint32_t pools;
+  uint64_t bytes;
+  int placed;       // the new manifest is in place (even on failure)
+  char why[256];
+};
+
+struct writer {
+  int dfd, res_fd, go_fd;
+  const char *dir;
+  uint64_t serial;
+  struct snap_manifest *old;  // NULL when there is none
+  struct snap_manifest m;     // the new one
+  struct snap_msg msg;
+  int synced_dir_failed;      // the manifest was renamed into place
+};
+
+static int writer_fail(struct writer *w, int err, const char *what,
+                       const char *name) {
+  char eb[32];
+  w->msg.err = err;
+  fmt_format(w->msg.why, sizeof w->msg.why, "%s %s/%s: %s", what, w->dir,
+             name, os_strerror(err, eb, sizeof eb));
+  return -err;
+}
+
+// Writes pool p's image as file. The sources: the pool itself (anonymous
+// and private pools: this process is a copy), or the copy the parent made
+// of a shared file pool while the set was held.
+static int write_image(struct writer *w, struct mmpool *p, const char *file,
+                       struct snap_entry *e) {
+  const struct poolfile_header *src =
+      p->fork_meta ? (const struct poolfile_header *)p->fork_meta : p->hdr;
+  const char *data = p->fork_meta ? (const char *)p->fork_data
+                                  : (const char *)p->data;
+  const char *descs = (const char *)src + src->desc_off;
+  struct poolfile_header h;
+  memcpy(&h, src, sizeof h);
+  uint32_t top = h.st.top;
+  uint64_t len = h.data_off + ((uint64_t)top << PAGE_SHIFT);
+  uint64_t meta = h.st.meta_committed;
+  if (meta > p->meta_mapped) meta = p->meta_mapped;
+  // What a clean close says, for this copy: attachable without recover.
+  h.st.length = len;
+  h.st.hiwater = top;
+  h.meta_checksum = poolfile_meta_hash_at(&h, descs, data);
+  h.closed = os_time();
+  h.flags |= POOLFILE_CLEAN;
+  poolfile_seal(&h);
+
+  int fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd == -EEXIST) {  // left by a writer that died before its manifest
+    os_unlink_at(w->dfd, file);
+    fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  }
+  if (fd < 0) return writer_fail(w, -fd, "cannot create", file);
+  // The size first: free spans are never written and stay holes.
+  int r = os_truncate(fd, len);
+  if (!r) r = os_pwrite_all(fd, &h, sizeof h, 0);
+  if (!r && meta) r = os_pwrite_all(fd, descs, meta, h.desc_off);
+  const struct pdesc *d = (const struct pdesc *)descs;
+  uint64_t written = sizeof h + meta;
+  for (uint32_t i = 0; !r && i < top;) {
+    uint32_t n = d[i].npages;
+    if (n == 0 || n > top - i) n = top - i;  // not a span: write it all
+    if (d[i].kind != PD_FREE) {
+      uint64_t off = (uint64_t)i << PAGE_SHIFT, bytes = (uint64_t)n
+                                                       << PAGE_SHIFT;
+      r = os_pwrite_all(fd, data + off, bytes, h.data_off + off);
+      written += bytes;
+    }
+    i += n;
+  }
+  if (!r) r = os_fsync(fd);
+  os_close(fd);
+  if (r) {
+    os_unlink_at(w->dfd, file);
+    return writer_fail(w, -r, "cannot write", file);
+  }
+  memset(e, 0, sizeof *e);
+  memcpy(e->name, p->name, sizeof e->name);
+  memcpy(e->file, file, strlen(file) + 1);
+  e->base = h.base;
+  e->capacity = h.capacity;
+  e->length = len;
+  e->generation = h.generation;
+  e->uuid[0] = h.uuid[0];
+  e->uuid[1] = h.uuid[1];
+  e->header_checksum = h.checksum;
+  e->kind = !p->is_file ? SNAP_POOL_ANON
+            : p->shared ? SNAP_POOL_SHARED
+                        : SNAP_POOL_PRIVATE;
+  w->msg.bytes += written;
+  return 0;
+}
+
+static int named_by(const struct snap_manifest *m, const char *name) {
+  for (uint32_t i = 0; m && i < m->npools; i++)
+    if (!strcmp(m->pool[i].file, name)) return 1;
+  return 0;
+}
+
+// After the new manifest is in place: every image it does not name (the
+// previous snapshot's, or a dead writer's) and a stale temporary manifest.
+static int sweep_one(void *arg, const char *name) {
+  struct writer *w = arg;
+  if ((image_name(name) && !named_by(&w->m, name)) ||
+      !strcmp(name, SNAP_MANIFEST_TMP))
+    os_unlink_at(w->dfd, name);
+  return 0;
+}
+
+static void remove_new_images(struct writer *w) {
+  for (uint32_t i = 0; i < w->m.npools; i++)
+    os_unlink_at(w->dfd, w->m.pool[i].file);
+}
+
+static int write_manifest(struct writer *w) {
+  os_unlink_at(w->dfd, SNAP_MANIFEST_TMP);
+  int fd = os_open_at(w->dfd, SNAP_MANIFEST_TMP,
+                      O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return writer_fail(w, -fd, "cannot create", SNAP_MANIFEST_TMP);
+  int r = os_write_all(fd, &w->m, sizeof w->m);
+  if (!r) r = os_fsync(fd);
+  os_close(fd);
+  if (!r) r = os_rename_at(w->dfd, SNAP_MANIFEST_TMP, SNAP_MANIFEST);
+  if (r) {
+    os_unlink_at(w->dfd, SNAP_MANIFEST_TMP);
+    return writer_fail(w, -r, "cannot write", SNAP_MANIFEST);
+  }
+  // The rename is durable once the directory is. If that fails, the new
+  // manifest is in place all the same (a reader sees it): its images stay.
+  r = os_fsync(w->dfd);
+  if (r) {
+    w->synced_dir_failed = 1;
+    return writer_fail(w, -r, "renamed, but cannot sync the directory of",
+                       SNAP_MANIFEST);
+  }
+  return 0;
+}
+
+static _Noreturn void writer_run(struct writer *w) {
+  struct snap_manifest *m = &w->m;
+  memset(m, 0, sizeof *m);
+  memcpy(m->magic, SNAP_MAGIC, sizeof m->magic);
+  m->version = SNAP_VERSION;
+  m->size = sizeof *m;
+  m->serial = w->serial;
+  m->taken = os_time();
+  m->pid = (uint32_t)os_getpid();  // this copy's; the parent's is below
+  os_program_name(m->program, sizeof m->program);
+  int r = 0;
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS && !r; i++) {
+    struct mmpool *p = &pool_table[i];
+    if (p->state != POOL_OPEN || p->frozen) continue;
+    char file[SNAP_FILE_MAX];
+    fmt_format(file, sizeof file, "%s.%llu.pool", p->name,
+               (unsigned long long)w->serial);
+    r = write_image(w, p, file, &m->pool[m->npools]);
+    if (!r) m->npools++;
+  }
+  // The parent says how long the program was held, once it runs again.
+  uint64_t pause = 0;
+  if (os_read(w->go_fd, &pause, sizeof pause) == sizeof pause)
+    m->pause_ns = pause;
+  uint64_t ppid = 0;
+  if (os_read(w->go_fd, &ppid, sizeof ppid) == sizeof ppid)
+    m->pid = (uint32_t)ppid;
+  m->bytes = w->msg.bytes;
+  if (!r) {
+    snap_manifest_seal(m);
+    r = write_manifest(w);
+  }
+  if (r && !w->synced_dir_failed) {
+    remove_new_images(w);
+  } else {
+    os_list_dir(w->dfd, sweep_one, w);
+    w->msg.pools = m->npools;
+    w->msg.placed = 1;
+  }
+  os_write_all(w->res_fd, &w->msg, sizeof w->msg);
+  os_exit(r ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------
+// The parent
+
+// Opens dir, making it when missing; it must be a directory of the
+// effective user that group and others cannot write. Locked exclusively
+// (flock) for the snapshot.
+static int open_dir(const char *dir) {
+  char eb[32];
+  int fd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
+  if (fd == -ENOENT) {
+    int r = os_mkdir(dir, 0700);
+    if (r && r != -EEXIST)
+      return log_fail(-r, "snapshot: cannot make the directory %s: %s", dir,
+                      os_strerror(-r, eb, sizeof eb));
+    fd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
+  }
+  if (fd < 0)
+    return log_fail(-fd, "snapshot: cannot open the directory %s: %s", dir,
+                    fd == -ELOOP ? "a component of the path is a symbolic "
+                                   "link"
+                                 : os_strerror(-fd, eb, sizeof eb));
+  struct os_stat st;
+  int r = os_file_stat(fd, &st);
+  if (!r && st.uid != os_geteuid()) {
+    r = log_fail(EACCES, "snapshot: the directory %s belongs to uid %u, not "
+                 "to this process's user (uid %u)", dir, st.uid,
+                 os_geteuid());
+  } else if (!r && (st.mode & 022)) {
+    r = log_fail(EACCES, "snapshot: the directory %s may be written by "
+                 "group or others (mode %o): refused", dir,
+                 st.mode & 07777);
+  } else if (r) {
+    r = log_fail(-r, "snapshot: cannot stat %s: %s", dir,
+                 os_strerror(-r, eb, sizeof eb));
+  } else if (os_lock_file(fd, 1) != 0) {
+    r = log_fail(EBUSY, "snapshot: another snapshot is being written into "
+                 "%s", dir);
+  }
+  if (r) {
+    os_close(fd);
+    return r;
+  }
+  return fd;
+}
+
+// The directory's current manifest into *m: 1 when there is one, 0 when
+// there is none, or a negative errno (a file that is not a sound manifest
+// is refused: the directory is not ours, or was damaged).
+static int read_manifest(int dfd, const char *dir, struct snap_manifest *m) {
+  char eb[32], why[160];
+  int fd = os_open_at(dfd, SNAP_MANIFEST, O_RDONLY, 0);
+  if (fd == -ENOENT) return 0;
+  if (fd < 0)
+    return log_fail(-fd, "snapshot: cannot open %s/%s: %s", dir,
+                    SNAP_MANIFEST, os_strerror(-fd, eb, sizeof eb));
+  struct os_stat st;
+  int r = os_file_stat(fd, &st);
+  if (!r && (!st.is_regular || st.size != sizeof *m)) {
+    r = -ENOEXEC;
+    fmt_format(why, sizeof why, "not an mmpool snapshot manifest");
+  } else if (!r) {
+    r = os_pread_full(fd, m, sizeof *m, 0);
+    if (!r) r = snap_manifest_check(m, st.size, why, sizeof why);
+    else os_strerror(-r, why, sizeof why);
+  } else {
+    os_strerror(-r, why, sizeof why);
+  }
+  os_close(fd);
+  if (r)
+    return log_fail(-r, "snapshot: %s/%s: %s; remove it or choose another "
+                    "directory", dir, SNAP_MANIFEST, why);
+  return 1;
+}
+
+// A shared file pool whose copy could not be made (no memory) cannot be
+// in the snapshot as it was. pre: pool_hold_all.
+static struct mmpool *missing_copy(void) {
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    struct mmpool *p = &pool_table[i];
+    if (p->state == POOL_OPEN && !p->frozen && p->is_file && p->shared &&
+        !p->fork_meta)
+      return p;
+  }
+  return NULL;
+}
+
+static int take(const char *dir, int dfd, struct snap_manifest *old,
+                int have_old, uint64_t *pause_out, struct snap_msg *msg) {
+  char eb[32];
+  int res[2], go[2];
+  int r = os_pipe(res);
+  if (r) return log_fail(-r, "snapshot: pipe: %s",
+                         os_strerror(-r, eb, sizeof eb));
+  r = os_pipe(go);
+  if (r) {
+    os_close(res[0]);
+    os_close(res[1]);
+    return log_fail(-r, "snapshot: pipe: %s", os_strerror(-r, eb, sizeof eb));
+  }
+  static struct writer w;  // the child's; its copy is its own
+  memset(&w.msg, 0, sizeof w.msg);
+  w.synced_dir_failed = 0;
+  w.dfd = dfd;
+  w.res_fd = res[1];
+  w.go_fd = go[0];
+  w.dir = dir;
+  w.serial = have_old ? old->serial + 1 : 1;
+  w.old = have_old ? old : NULL;
+
+  uint64_t t0 = os_now_ns();
+  pool_hold_all();
+  struct mmpool *nocopy = missing_copy();
+  int pid = nocopy ? -ENOMEM : os_spawn_quiet();
+  if (pid == 0) {
+    os_close(res[0]);
+    os_close(go[1]);
+    writer_run(&w);
+  }
+  pool_unhold_all();
+  uint64_t pause = os_now_ns() - t0;
+  *pause_out = pause;
+  os_close(res[1]);
+  os_close(go[0]);
+  if (pid < 0) {
+    os_close(res[0]);
+    os_close(go[1]);
+    if (nocopy)
+      return log_fail(ENOMEM, "snapshot: no memory to copy the shared file "
+                      "pool '%s' at the snapshot's instant", nocopy->name);
+    return log_fail(-pid, "snapshot: cannot start the writer: %s",
+                    os_strerror(-pid, eb, sizeof eb));
+  }
+  uint64_t ppid = (uint64_t)os_getpid();
+  os_write_all(go[1], &pause, sizeof pause);
+  os_write_all(go[1], &ppid, sizeof ppid);
+  os_close(go[1]);
+  long n = os_read(res[0], msg, sizeof *msg);
+  os_close(res[0]);
+  int status = 0;
+  os_wait_quiet(pid, &status);
+  if (n != (long)sizeof *msg) {
+    // Killed (or it died) before it could say: nothing was renamed unless
+    // it got that far, and either way a manifest and its images stand.
+    int sig = status & 0x7f;
+    if (sig)
+      return log_fail(EIO, "snapshot into %s: the writer was killed by "
+                      "signal %d; the previous snapshot stands", dir, sig);
+    return log_fail(EIO, "snapshot into %s: the writer ended without a "
+                    "word (status %d); the previous snapshot stands", dir,
+                    (status >> 8) & 0xff);
+  }
+  msg->why[sizeof msg->why - 1] = 0;
+  if (msg->err && msg->placed)
+    return log_fail(msg->err, "snapshot: %s: the new snapshot is in place "
+                    "but may not survive a crash of the system", msg->why);
+  if (msg->err)
+    return log_fail(msg->err, "snapshot: %s; the previous snapshot stands",
+                    msg->why);
+  return 0;
+}
+
+int snapshot_take(const char *dir) {
+  if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
+  if (snap_begin())
+    return log_fail(EBUSY, "snapshot: another snapshot of this process is "
+                    "being taken");
+  static struct snap_manifest old;  // under busy_pid
+  int r = 0;
+  int dfd = open_dir(dir);
+  if (dfd < 0) r = dfd;
+  int have_old = 0;
+  if (!r) {
+    have_old = read_manifest(dfd, dir, &old);
+    if (have_old < 0) r = have_old;
+  }
+  uint64_t pause = 0;
+  struct snap_msg msg;
+  memset(&msg, 0, sizeof msg);
+  if (!r) r = take(dir, dfd, &old, have_old, &pause, &msg);
+  if (dfd >= 0) os_close(dfd);
+  if (r) {
+    stats.failed++;
+  } else {
+    stats.taken++;
+    stats.bytes += msg.bytes;
+    stats.pause_last_ns = pause;
+    stats.pause_total_ns += pause;
+    if (pause > stats.pause_max_ns) stats.pause_max_ns = pause;
+    last_err = 0;
+    char sz[32];
+    fmt_size(sz, sizeof sz, msg.bytes);
+    log_print(LOG_INFO, "snapshot %llu of %u pools written to %s (%s, "
+              "pause %llu us)",
+              (unsigned long long)(have_old ? old.serial + 1 : 1), msg.pools,
+              dir, sz, (unsigned long long)(pause / 1000));
+  }
+  snap_end();
+  return r;
+}
+
+int snapshot_failed_once(int err) {
+  int was = last_err;
+  last_err = err;
+  return was != err;
+}

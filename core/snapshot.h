@@ -1,0 +1,94 @@
+// snapshot.h: snapshots of all the pools of a process at one instant.
+//
+// Blocks of one pool may point into another (the preload library routes by
+// size, library and thread), so a snapshot is of the whole set: a directory
+// holding one image per open pool, each itself a pool file (attachable,
+// checkable with `mmpool check`), and a manifest that names them. The
+// program pauses only while the set is held (pool_hold_all) and a copy of
+// the process is made; that copy (a quiet child, os_spawn_quiet) writes the
+// images while the program runs on. Shared file pools are the exception:
+// their pages are the file's, shared with the child, so they are copied
+// while the set is held, and their pause grows with them.
+//
+// Atomicity (docs/snapshots.md): new images get names no manifest names
+// yet (NAME.SERIAL.pool); they are written and synced, then the manifest
+// is written to "manifest.tmp", synced, renamed over "manifest" and the
+// directory synced; only then are the previous images removed. A crash at
+// any point leaves the previous manifest with its images, or the new one
+// with its images; what a crashed writer left is removed by the next one.
+#ifndef MMPOOL_SNAPSHOT_H
+#define MMPOOL_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "mmpool.h"
+
+#define SNAP_MAGIC "MMPSNAP"   // 8 bytes with the NUL
+#define SNAP_VERSION 1
+#define SNAP_MANIFEST "manifest"
+#define SNAP_MANIFEST_TMP "manifest.tmp"
+#define SNAP_FILE_MAX 80       // an image's file name, with its NUL
+
+enum { SNAP_POOL_ANON = 1, SNAP_POOL_SHARED = 2, SNAP_POOL_PRIVATE = 3 };
+
+// One pool of the set. Everything here repeats (or names) what the image's
+// own header says, so that a manifest and an image that do not belong
+// together are told apart.
+struct snap_entry {
+  char name[MMPOOL_NAME_MAX + 1]; // the pool's name
+  char file[SNAP_FILE_MAX];       // the image, in the manifest's directory
+  uint64_t base, capacity;        // as the image's header says
+  uint64_t length;                // the image's size in bytes
+  uint64_t generation;
+  uint64_t uuid[2];
+  uint64_t header_checksum;       // the image header's checksum field
+  uint32_t kind;                  // SNAP_POOL_*
+  uint32_t reserved;
+};
+_Static_assert(sizeof(struct snap_entry) == 192, "snap_entry layout");
+
+// The manifest file: this struct, whole (its size is fixed), little endian.
+struct snap_manifest {
+  char magic[8];                  // SNAP_MAGIC
+  uint32_t version;               // SNAP_VERSION
+  uint32_t size;                  // sizeof(struct snap_manifest)
+  uint32_t npools;                // entries used, <= MMPOOL_MAX_POOLS
+  uint32_t pid;                   // the process that took it
+  uint64_t serial;                // 1, 2, ... in this directory
+  uint64_t taken;                 // seconds since 1970
+  uint64_t pause_ns;              // how long the program was held
+  uint64_t bytes;                 // bytes of all images written
+  char program[16];               // the program's name
+  uint8_t reserved[48];
+  struct snap_entry pool[MMPOOL_MAX_POOLS];
+  uint64_t checksum;              // hash_bytes of everything above
+};
+
+// Checks a manifest read from a file of file_size bytes: magic, version,
+// size, checksum, counts, every name and file name. 0, or -EUCLEAN /
+// -ENOEXEC with one line in why.
+int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
+                        char *why, size_t why_len) HIDDEN;
+void snap_manifest_seal(struct snap_manifest *m) HIDDEN;
+
+// Takes a snapshot of every open pool into the directory dir (made, mode
+// 0700, when missing; it must be the effective user's and not writable by
+// others). Returns when the snapshot is durable, or has failed and the
+// previous one is intact. 0, or a negative errno with the reason left by
+// log_fail. Other threads are held only for the pause.
+int snapshot_take(const char *dir) HIDDEN;
+
+struct snap_stats {
+  uint64_t taken, failed;
+  uint64_t pause_last_ns, pause_max_ns, pause_total_ns;
+  uint64_t bytes;
+};
+void snapshot_stats(struct snap_stats *out) HIDDEN;
+// For snapshots the program did not ask for (signal, interval, exit): 1
+// when err (0: success) differs from the last failure's, so that a cause
+// is said once, not at every try.
+int snapshot_failed_once(int err) HIDDEN;
+
+#endif

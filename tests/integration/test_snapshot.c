@@ -1,0 +1,423 @@
+// test_snapshot.c: snapshots of all the pools of a process (issue 14, items
+// 1 and 3). A snapshot is a directory: a manifest and one image per pool,
+// each a pool file that attaches and passes the strict walk of `mmpool
+// check` (inspect_walk). Cases: three kinds of pools with pointers between
+// them, read back by attaching the images; snapshots while four threads
+// allocate and free across threads; injected failures at every open and
+// fsync of the writer, each leaving the previous snapshot whole; and 200
+// kills of a process (and its writer) at random moments during repeated
+// snapshots, the last complete snapshot checked and attached each time.
+//
+// Links the static core: it reads manifests and walks images with the
+// engine's own code, and injects failures with os_fault_arm.
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "itest.h"
+
+#include "inspect.h"
+#include "os.h"
+#include "snapshot.h"
+
+static char *dir;  // the scratch directory of the test
+
+static int setup(void **state) {
+  (void)state;
+  dir = itest_mkdtemp("snap");
+  return dir ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  itest_rmtree(dir);
+  free(dir);
+  return 0;
+}
+
+// mmpool_snapshot, its failure said.
+static void snap_ok(const char *sd) {
+  if (mmpool_snapshot(sd) != 0)
+    fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
+}
+
+static char *path2(const char *a, const char *b) {
+  char *p = NULL;
+  assert_true(asprintf(&p, "%s/%s", a, b) > 0);
+  return p;
+}
+
+// The manifest of snapshot directory sd into *m: 1, or 0 when none.
+static int manifest_of(const char *sd, struct snap_manifest *m) {
+  char *mp = path2(sd, SNAP_MANIFEST);
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  int r = itest_read_file(mp, &buf, &len);
+  free(mp);
+  if (r) return 0;
+  char why[200] = "";
+  assert_int_equal(len, sizeof *m);
+  memcpy(m, buf, sizeof *m);
+  free(buf);
+  if (snap_manifest_check(m, len, why, sizeof why) != 0)
+    fail_msg("manifest of %s: %s", sd, why);
+  return 1;
+}
+
+static void problem(void *arg, int64_t page, uint64_t addr, const char *line) {
+  (void)page;
+  (void)addr;
+  fprintf(stderr, "  problem in %s: %s\n", (const char *)arg, line);
+}
+
+// Every image the manifest names: sound by the strict walk, clean, and the
+// manifest's facts are the image's.
+static void check_images(const char *sd, const struct snap_manifest *m) {
+  for (uint32_t i = 0; i < m->npools; i++) {
+    const struct snap_entry *e = &m->pool[i];
+    char *ip = path2(sd, e->file);
+    struct inspect in;
+    char why[256] = "";
+    int r = inspect_open(&in, ip, 0, why, sizeof why);
+    if (r) fail_msg("image %s: %s", ip, why);
+    struct inspect_cb cb = {problem, NULL, ip};
+    assert_int_equal(inspect_walk(&in, &cb, NULL), 0);
+    assert_true(in.hdr.flags & POOLFILE_CLEAN);
+    assert_int_equal(in.hdr.base, e->base);
+    assert_int_equal(in.file_size, e->length);
+    assert_int_equal(in.hdr.checksum, e->header_checksum);
+    assert_int_equal(in.hdr.uuid[0], e->uuid[0]);
+    inspect_close(&in);
+    free(ip);
+  }
+}
+
+// The files of sd: only the manifest and the images it names (a failed or
+// killed writer's leftovers are gone once the next snapshot succeeds).
+static unsigned count_files(const char *sd) {
+  char *cmd = NULL;
+  assert_true(asprintf(&cmd, "ls -A %s | wc -l", sd) > 0);
+  FILE *f = popen(cmd, "r");
+  unsigned n = 0;
+  assert_int_equal(fscanf(f, "%u", &n), 1);
+  pclose(f);
+  free(cmd);
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+// Three pools, pointers between them, read back from the images
+
+struct node {
+  struct node *next;  // in the other pool
+  uint64_t value;
+};
+
+static void test_three_pools(void **state) {
+  (void)state;
+  char *sd = path2(dir, "three");
+  char *fshared = path2(dir, "shared.pool"), *fpriv = path2(dir, "priv.pool");
+  char opts[600];
+  mmpool_t *a = mmpool_open("snap_anon", "size=64M");
+  snprintf(opts, sizeof opts, "file=%s size=64M", fshared);
+  mmpool_t *s = mmpool_open("snap_shared", opts);
+  assert_non_null(a);
+  assert_non_null(s);
+  // A private pool attaches an existing file: make it first.
+  snprintf(opts, sizeof opts, "file=%s size=64M", fpriv);
+  mmpool_t *p = mmpool_open("snap_priv", opts);
+  assert_non_null(p);
+  assert_int_equal(mmpool_close(p), 0);
+  snprintf(opts, sizeof opts, "file=%s mode=private", fpriv);
+  p = mmpool_open("snap_priv", opts);
+  assert_non_null(p);
+
+  // A chain through the three pools, and big blocks, with roots.
+  mmpool_t *pools[3] = {a, s, p};
+  struct node *head = NULL;
+  for (int i = 0; i <= 3000; i++) {
+    struct node *n = mmpool_malloc(pools[i % 3], sizeof *n + (i % 7) * 40);
+    assert_non_null(n);
+    n->next = head;
+    n->value = (uint64_t)i * 2654435761u;
+    head = n;
+  }
+  char *big = mmpool_malloc(a, 3 << 20);
+  assert_non_null(big);
+  memset(big, 0x5a, 3 << 20);
+  assert_int_equal(mmpool_set_root(a, 0, head), 0);
+  assert_int_equal(mmpool_set_root(a, 1, big), 0);
+
+  snap_ok(sd);
+  struct snap_manifest m;
+  assert_int_equal(manifest_of(sd, &m), 1);
+  assert_int_equal(m.serial, 1);
+  assert_int_equal(m.pid, getpid());
+  assert_true(m.npools >= 3);
+  check_images(sd, &m);
+  // What the program does after the snapshot is not in it.
+  head->value = 1;
+  snap_ok(sd);
+  assert_int_equal(manifest_of(sd, &m), 1);
+  assert_int_equal(m.serial, 2);
+  check_images(sd, &m);
+  assert_int_equal(count_files(sd), m.npools + 1);
+  head->value = 0;  // the live value; the snapshot says 1
+
+  // Read back in a child: the pools closed there, the images attached at
+  // their bases (privately: the snapshot stays as it is).
+  pid_t c = fork();
+  if (c == 0) {
+    mmpool_close(a);
+    mmpool_close(s);
+    mmpool_close(p);
+    mmpool_t *img[3] = {0};
+    const char *names[3] = {"snap_anon", "snap_shared", "snap_priv"};
+    for (uint32_t i = 0; i < m.npools; i++)
+      for (int k = 0; k < 3; k++)
+        if (!strcmp(m.pool[i].name, names[k])) {
+          char o[700];
+          snprintf(o, sizeof o, "file=%s/%s mode=private", sd,
+                   m.pool[i].file);
+          img[k] = mmpool_open(names[k], o);
+          if (!img[k]) {
+            fprintf(stderr, "attach %s: %s\n", o, mmpool_last_error());
+            _exit(2);
+          }
+        }
+    struct node *h = mmpool_get_root(img[0], 0);
+    unsigned char *b = mmpool_get_root(img[0], 1);
+    if (!h || h->value != 1 || !b || b[0] != 0x5a || b[(3 << 20) - 1] != 0x5a)
+      _exit(3);
+    int i = 3000, k = 0;
+    for (struct node *n = h->next; n; n = n->next, k++) {
+      i--;
+      if (n->value != (uint64_t)i * 2654435761u) _exit(4);
+      if (mmpool_of(n) != img[i % 3]) _exit(5);
+    }
+    _exit(k == 3000 ? 0 : 6);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(c, &st, 0), c);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+
+  // The shared file itself stays the program's.
+  assert_int_equal(mmpool_close(a), 0);
+  assert_int_equal(mmpool_close(s), 0);
+  assert_int_equal(mmpool_close(p), 0);
+  free(sd);
+  free(fshared);
+  free(fpriv);
+}
+
+// ---------------------------------------------------------------------------
+// Four threads allocating and freeing across threads
+
+enum { NT = 4, RING = 128, SWAP = 512 };
+static mmpool_t *tpool;
+static atomic_int stop;
+static _Atomic(void *) swap_slots[SWAP];
+
+static void *worker(void *arg) {
+  uint64_t rng = (uintptr_t)arg * 977 + 3;
+  void *ring[RING] = {0};
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    unsigned k = (unsigned)(rng >> 20) % RING;
+    mmpool_free(ring[k]);
+    size_t sz = (rng >> 33) % 100 == 0 ? 70000 + (rng >> 40) % 200000
+                                       : 16 + (rng >> 33) % 2000;
+    ring[k] = mmpool_malloc(tpool, sz);
+    if (ring[k] && (rng & 3) == 0) {
+      void *old = atomic_exchange(&swap_slots[(rng >> 44) % SWAP], ring[k]);
+      ring[k] = NULL;
+      mmpool_free(old);
+    }
+  }
+  for (unsigned k = 0; k < RING; k++) mmpool_free(ring[k]);
+  return NULL;
+}
+
+static void test_under_threads(void **state) {
+  (void)state;
+  char *sd = path2(dir, "threads");
+  tpool = mmpool_open("snap_threads", "size=1G");
+  assert_non_null(tpool);
+  pthread_t t[NT];
+  atomic_store(&stop, 0);
+  for (long i = 0; i < NT; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, worker, (void *)i), 0);
+  int rounds = MMPOOL_SANITIZED ? 5 : 20;
+  struct snap_manifest m;
+  for (int r = 0; r < rounds; r++) {
+    usleep(20000);
+    snap_ok(sd);
+    assert_int_equal(manifest_of(sd, &m), 1);
+    assert_int_equal(m.serial, (uint64_t)r + 1);
+    check_images(sd, &m);
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+  for (unsigned k = 0; k < SWAP; k++) mmpool_free(atomic_exchange(&swap_slots[k], NULL));
+  assert_int_equal(mmpool_close(tpool), 0);
+  free(sd);
+}
+
+// ---------------------------------------------------------------------------
+// Failures: each open and fsync of the writer fails once in turn
+
+static void test_failures_keep_previous(void **state) {
+  (void)state;
+  char *sd = path2(dir, "faults");
+  mmpool_t *fp = mmpool_open("snap_faults", "size=64M");
+  assert_non_null(fp);
+  uint64_t *v = mmpool_malloc(fp, sizeof *v);
+  *v = 41;
+  assert_int_equal(mmpool_set_root(fp, 0, v), 0);
+  snap_ok(sd);
+  struct snap_manifest good, m;
+  assert_int_equal(manifest_of(sd, &good), 1);
+  unsigned fired = 0, nth;
+  for (nth = 1; nth < 400; nth++) {
+    *v = 1000 + nth;
+    os_fault_arm(OS_FAULT_OPEN | OS_FAULT_FSYNC | OS_FAULT_FTRUNCATE, nth,
+                 ENOSPC);
+    int r = mmpool_snapshot(sd);
+    os_fault_arm(0, 0, 0);  // the writer's copy fired, not this one
+    if (r == 0) break;      // past the last open and fsync
+    fired++;
+    assert_int_equal(errno, ENOSPC);
+    // One line naming where: the directory, or the writer's file.
+    if (!strstr(mmpool_last_error(), sd))
+      fail_msg("fault %u: %s", nth, mmpool_last_error());
+    assert_int_equal(manifest_of(sd, &m), 1);
+    if (strstr(mmpool_last_error(), "new snapshot is in place")) {
+      // The directory's fsync failed after the rename: the new one is
+      // there, whole, and becomes the one to keep.
+      assert_int_equal(m.serial, good.serial + 1);
+      good = m;
+    } else {
+      assert_int_equal(m.serial, good.serial);
+      assert_memory_equal(&m, &good, sizeof m);
+    }
+    check_images(sd, &m);
+    assert_int_equal(count_files(sd), m.npools + 1);
+  }
+  // Images (open, truncate, fsync), the manifest (open, fsync), the
+  // directory (fsync): every step of one pool's snapshot failed once.
+  assert_true(fired >= 6);
+  assert_int_equal(manifest_of(sd, &m), 1);
+  assert_int_equal(m.serial, good.serial + 1);
+  check_images(sd, &m);
+  assert_int_equal(count_files(sd), m.npools + 1);
+
+  // A manifest that is not one is refused, not overwritten.
+  char *mp = path2(sd, SNAP_MANIFEST);
+  FILE *f = fopen(mp, "r+b");
+  assert_non_null(f);
+  fseek(f, 100, SEEK_SET);
+  fputc(0x77, f);
+  fclose(f);
+  assert_int_equal(mmpool_snapshot(sd), -1);
+  assert_int_equal(errno, EUCLEAN);
+  assert_non_null(strstr(mmpool_last_error(), "manifest checksum mismatch"));
+  // A directory others may write is refused.
+  char *od = path2(dir, "open");
+  assert_int_equal(mkdir(od, 0777), 0);
+  assert_int_equal(chmod(od, 0777), 0);
+  assert_int_equal(mmpool_snapshot(od), -1);
+  assert_int_equal(errno, EACCES);
+  assert_non_null(strstr(mmpool_last_error(), "group or others"));
+  assert_int_equal(mmpool_close(fp), 0);
+  free(mp);
+  free(od);
+  free(sd);
+}
+
+// ---------------------------------------------------------------------------
+// Kills at random moments
+
+// The program: a pool with a root chain, threads changing it, snapshots
+// in a loop until it is killed (with its writer: one process group).
+static _Noreturn void snapshot_loop(const char *sd, unsigned seed) {
+  setpgid(0, 0);
+  tpool = mmpool_open("snap_kill", "size=256M");
+  if (!tpool) _exit(2);
+  uint64_t *roots = mmpool_calloc(tpool, 64, sizeof *roots);
+  mmpool_set_root(tpool, 0, roots);
+  atomic_store(&stop, 0);
+  pthread_t t[2];
+  for (long i = 0; i < 2; i++)
+    pthread_create(&t[i], NULL, worker, (void *)(i + seed));
+  // Some bulk, so that a writer takes a moment.
+  for (int i = 0; i < 8; i++) memset(mmpool_malloc(tpool, 1 << 20), i, 1 << 20);
+  for (uint64_t k = 1;; k++) {
+    roots[k % 64] = k;
+    uint64_t t0 = os_now_ns();
+    int r = mmpool_snapshot(sd);
+    if (getenv("SNAP_VERBOSE"))
+      fprintf(stderr, "snapshot %d in %llu us\n", r,
+              (unsigned long long)(os_now_ns() - t0) / 1000);
+  }
+}
+
+static void test_kill_at_random(void **state) {
+  (void)state;
+  char *sd = path2(dir, "kill");
+  // Orphaned writers become this process's children, to be reaped.
+  assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  int rounds = MMPOOL_SANITIZED ? 40 : 200;
+  unsigned seen = 0, attached = 0;
+  uint64_t last_serial = 0;
+  srand(12345);
+  for (int r = 0; r < rounds; r++) {
+    pid_t c = fork();
+    if (c == 0) snapshot_loop(sd, (unsigned)r);
+    setpgid(c, c);
+    struct timespec ts = {0, (long)(rand() % 150) * 1000000L + rand() % 1000000};
+    nanosleep(&ts, NULL);
+    kill(-c, SIGKILL);
+    kill(c, SIGKILL);
+    // The program, then any writer it left.
+    while (waitpid(-1, NULL, __WALL) > 0) {
+    }
+    struct snap_manifest m;
+    if (!manifest_of(sd, &m)) continue;  // killed before the first one
+    seen++;
+    assert_true(m.serial >= last_serial);
+    last_serial = m.serial;
+    check_images(sd, &m);
+    // It restarts: the image attaches (privately) and its root is there.
+    const struct snap_entry *e = NULL;
+    for (uint32_t i = 0; i < m.npools; i++)
+      if (!strcmp(m.pool[i].name, "snap_kill")) e = &m.pool[i];
+    assert_non_null(e);
+    char o[700];
+    snprintf(o, sizeof o, "file=%s/%s mode=private", sd, e->file);
+    mmpool_t *img = mmpool_open(e->name, o);
+    if (!img) fail_msg("attach %s: %s", o, mmpool_last_error());
+    assert_non_null(mmpool_get_root(img, 0));
+    assert_int_equal(mmpool_close(img), 0);
+    attached++;
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+  print_message("%u of %d kills left a snapshot (last serial %llu)\n", seen,
+                rounds, (unsigned long long)last_serial);
+  assert_true(seen > 0 && attached == seen);
+  free(sd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_three_pools),
+      cmocka_unit_test(test_under_threads),
+      cmocka_unit_test(test_failures_keep_previous),
+      cmocka_unit_test(test_kill_at_random),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
