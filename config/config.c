@@ -578,6 +578,10 @@ static void resolve(struct work *x) {
       if (a->brk && b->brk)
         stmt_error(x, &x->pool_at[j],
                    "pool '%s' serves brk already (at most one pool may)", an);
+      if (a->snap_dir[0] && b->snap_dir[0])
+        stmt_error(x, &x->pool_at[j],
+                   "pool '%s' gives snapshot= already (a snapshot is of "
+                   "every pool: give it once)", an);
       if (a->file && b->file && strcmp(a->path, b->path) == 0) {
         char shown[61];
         show_path(b->path, shown, sizeof shown);
@@ -784,6 +788,28 @@ static void pool_line(struct out *o, const struct config_pool *p) {
   if (sp->brk) put(o, " brk");
   if (sp->recover) put(o, " recover");
   if (sp->trust == SPEC_TRUST_ANY) put(o, " trust=any");
+  if (sp->snap_dir[0]) {
+    put(o, " snapshot=");
+    put_text(o, sp->snap_dir);
+    const char *sep = " snapshot-on=";
+    if (sp->snap_on & SPEC_SNAP_ON_EXIT) {
+      put(o, sep);
+      put(o, "exit");
+      sep = ",";
+    }
+    if (sp->snap_on & SPEC_SNAP_ON_SIGNAL) {
+      put(o, sep);
+      put(o, "signal:");
+      put(o, spec_signal_name(sp->snap_signal));
+      sep = ",";
+    }
+    if (sp->snap_on & SPEC_SNAP_ON_INTERVAL) {
+      put(o, sep);
+      put(o, "interval:");
+      put_num(o, sp->snap_interval, 10);
+      put(o, "s");
+    }
+  }
 }
 
 static void route_line(struct out *o, const struct mmpool_config *c,

@@ -129,6 +129,7 @@ struct writer {
   struct snap_manifest m;     // the new one
   struct snap_msg msg;
   int synced_dir_failed;      // the manifest was renamed into place
+  char program[16];           // the parent's name (the child's is a thread's)
 };
 
 static int writer_fail(struct writer *w, int err, const char *what,
@@ -264,7 +265,7 @@ static _Noreturn void writer_run(struct writer *w) {
   m->serial = w->serial;
   m->taken = os_time();
   m->pid = (uint32_t)os_getpid();  // this copy's; the parent's is below
-  os_program_name(m->program, sizeof m->program);
+  memcpy(m->program, w->program, sizeof m->program);
   int r = 0;
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS && !r; i++) {
     struct mmpool *p = &pool_table[i];
@@ -406,6 +407,8 @@ static int take(const char *dir, int dfd, struct snap_manifest *old,
   w.dir = dir;
   w.serial = have_old ? old->serial + 1 : 1;
   w.old = have_old ? old : NULL;
+  memset(w.program, 0, sizeof w.program);
+  os_program_name(w.program, sizeof w.program);
 
   uint64_t t0 = os_now_ns();
   pool_hold_all();

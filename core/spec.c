@@ -3,6 +3,7 @@
 #include "spec.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "log.h"
@@ -55,6 +56,80 @@ static int key_is(const char *w, size_t keylen, const char *name) {
 
 #define BAD(...) (fmt_format(why, why_len, __VA_ARGS__), -EINVAL)
 
+static const struct {
+  const char *name;
+  int sig;
+} snap_signals[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP}};
+
+int spec_signal_number(const char *name, size_t len) {
+  if (len > 3 && !memcmp(name, "SIG", 3)) name += 3, len -= 3;
+  for (unsigned i = 0; i < sizeof snap_signals / sizeof *snap_signals; i++)
+    if (strlen(snap_signals[i].name) == len &&
+        !memcmp(snap_signals[i].name, name, len))
+      return snap_signals[i].sig;
+  return 0;
+}
+
+const char *spec_signal_name(int sig) {
+  for (unsigned i = 0; i < sizeof snap_signals / sizeof *snap_signals; i++)
+    if (snap_signals[i].sig == sig) return snap_signals[i].name;
+  return "?";
+}
+
+// snapshot-on=exit,signal:USR2,interval:30s (any of the three, each once).
+static int parse_snap_on(const char *v, size_t vl, struct pool_spec *sp,
+                         char *why, size_t why_len) {
+  const char *end = v + vl;
+  while (v < end) {
+    const char *e = v;
+    while (e < end && *e != ',') e++;
+    size_t n = (size_t)(e - v);
+    int ni = (int)(n > 60 ? 60 : n);
+    unsigned bit;
+    if (n == 4 && !memcmp(v, "exit", 4)) {
+      bit = SPEC_SNAP_ON_EXIT;
+    } else if (n > 7 && !memcmp(v, "signal:", 7)) {
+      bit = SPEC_SNAP_ON_SIGNAL;
+      sp->snap_signal = spec_signal_number(v + 7, n - 7);
+      if (!sp->snap_signal)
+        return BAD("snapshot-on: bad signal in '%.*s' (USR1, USR2 or HUP)",
+                   ni, v);
+    } else if (n > 9 && !memcmp(v, "interval:", 9)) {
+      bit = SPEC_SNAP_ON_INTERVAL;
+      const char *d = v + 9;
+      size_t dl = n - 9;
+      uint64_t mult = 1;
+      char u = d[dl - 1];
+      if (u == 's' || u == 'm' || u == 'h') {
+        mult = u == 's' ? 1 : u == 'm' ? 60 : 3600;
+        dl--;
+      }
+      uint64_t secs = 0;
+      for (size_t k = 0; k < dl; k++) {
+        if (d[k] < '0' || d[k] > '9' || secs > 1000000)
+          return BAD("snapshot-on: bad interval in '%.*s' (like 30s, 5m or "
+                     "1h)", ni, v);
+        secs = secs * 10 + (uint64_t)(d[k] - '0');
+      }
+      secs *= mult;
+      if (dl == 0 || secs < 1 || secs > 7 * 86400)
+        return BAD("snapshot-on: interval out of range in '%.*s' (1s to "
+                   "7 days)", ni, v);
+      sp->snap_interval = (uint32_t)secs;
+    } else {
+      return BAD("snapshot-on: unknown event '%.*s' (exit, signal:SIG or "
+                 "interval:TIME)", ni, v);
+    }
+    if (sp->snap_on & bit)
+      return BAD("snapshot-on: '%.*s' given twice", ni, v);
+    sp->snap_on |= bit;
+    v = e < end ? e + 1 : e;
+    if (e < end && v == end)
+      return BAD("snapshot-on: empty event at the end");
+  }
+  return 0;
+}
+
 int spec_parse(const char *words, struct pool_spec *sp, char *why,
                size_t why_len) {
   memset(sp, 0, sizeof *sp);
@@ -73,16 +148,13 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
     int wi = (int)(wl > 200 ? 200 : wl);  // for messages
     static const char *const names[] = {"anon",     "file", "mode", "size",
                                         "base",     "relocate", "full",
-                                        "brk",      "recover", "trust"};
+                                        "brk",      "recover", "trust",
+                                        "snapshot", "snapshot-on"};
     unsigned opt = 0;
     while (opt < sizeof names / sizeof *names && !key_is(w, kl, names[opt]))
       opt++;
-    if (opt == sizeof names / sizeof *names) {
-      if (key_is(w, kl, "snapshot") || key_is(w, kl, "snapshot-on"))
-        return BAD("option '%.*s' is not supported by this version yet", wi,
-                   w);
+    if (opt == sizeof names / sizeof *names)
       return BAD("unknown option '%.*s'", wi, w);
-    }
     int flag = opt == 0 || opt == 7 || opt == 8;  // anon, brk, recover
     if (flag && v) return BAD("option '%.*s' takes no value", wi, w);
     if (!flag && (!v || vl == 0))
@@ -146,8 +218,22 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
       else if (vl == 3 && !memcmp(v, "any", 3)) sp->trust = SPEC_TRUST_ANY;
       else return BAD("bad value in '%.*s' (owner or any)", wi, w);
       break;
+    case 10:
+      if (vl >= SPEC_PATH_MAX)
+        return BAD("directory path too long in '%.20s...'", w);
+      memcpy(sp->snap_dir, v, vl);
+      sp->snap_dir[vl] = 0;
+      break;
+    case 11: {
+      int r = parse_snap_on(v, vl, sp, why, why_len);
+      if (r) return r;
+      break;
+    }
     }
   }
+  if (sp->snap_on && !sp->snap_dir[0])
+    return BAD("option 'snapshot-on' needs snapshot=DIR");
+  if (sp->snap_dir[0] && !sp->snap_on) sp->snap_on = SPEC_SNAP_ON_EXIT;
   if (sp->mode_set && !sp->file)
     return BAD("option 'mode' applies to file pools only (add file=PATH)");
   if (sp->recover && !sp->file)

@@ -33,7 +33,19 @@ struct pool_spec {
   int brk;                    // serves sbrk/brk
   int recover;                // attach a file not closed cleanly
   int trust;                  // spec_trust
+  // Snapshots (the preload library takes them; docs/snapshots.md): the
+  // directory, and when. A snapshot is of every pool of the process.
+  char snap_dir[SPEC_PATH_MAX]; // snapshot=DIR ("" when not given)
+  unsigned snap_on;             // SPEC_SNAP_ON_* of snapshot-on=
+  int snap_signal;              // signal:NAME
+  uint32_t snap_interval;       // interval:N, seconds
 };
+
+enum { SPEC_SNAP_ON_EXIT = 1, SPEC_SNAP_ON_SIGNAL = 2,
+       SPEC_SNAP_ON_INTERVAL = 4 };
+// The signals snapshot-on= accepts, by name (without "SIG"), and back.
+int spec_signal_number(const char *name, size_t len);
+const char *spec_signal_name(int sig);
 
 // Parses blank-separated words (NULL or "" gives the defaults). Returns 0, or
 // -EINVAL with a one-line reason naming the word at fault in why.

@@ -38,11 +38,20 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+void (*life_exit_hook)(void);
+
+static void before_release(void) {
+  void (*hook)(void) = __atomic_load_n(&life_exit_hook, __ATOMIC_ACQUIRE);
+  if (hook) hook();
+}
+
 __attribute__((destructor(101))) static void life_exit(void) {
+  before_release();
   pool_release_files("exit");
 }
 
 EXPORT _Noreturn void _exit(int status) {
+  before_release();
   pool_release_files("exit");
   for (;;) syscall(SYS_exit_group, status);
 }

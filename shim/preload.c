@@ -120,7 +120,10 @@ static inline struct mmpool *pool_for(void) {
 
 void shim_start(void) { (void)pool_for(); }
 
-__attribute__((constructor)) static void shim_ctor(void) { (void)pool_for(); }
+__attribute__((constructor)) static void shim_ctor(void) {
+  (void)pool_for();
+  snap_start();
+}
 
 // ---------------------------------------------------------------------------
 // The slow path of every allocation: bootstrap, routes (route.c), and what

@@ -10,10 +10,12 @@
 //   route_stats.c  the counts per route (blocks, bytes, exited threads')
 //   route.c     per-thread routing tables, the routing slow path
 //   stats.c     the MMPOOL_STATS report at exit
+//   life.c      exit and exec: the file pools let go, consistent
+//   snap.c      the snapshots the configuration asks for (signal,
+//               interval: a thread of ours; exit: life.c's hook)
 //   preload.c   initialisation and the malloc family (the exported entry
 //               points), over core's fast path (core/heap.h)
 //   brk.c       the emulated program break
-//   life.c      exit and exec: the file pools let go, consistent
 // The shim decides which pool a block goes to; core allocates in it.
 #ifndef MMPOOL_SHIM_H
 #define MMPOOL_SHIM_H
@@ -38,6 +40,14 @@ void settings_load(void) SHIM_HIDDEN;
 // stats.c: called at the end of initialisation when shim_cfg.stats is set;
 // prepares the report printed at exit (a private copy of stderr).
 void shim_stats_start(void) SHIM_HIDDEN;
+// life.c: called at exit (and _exit) before the file pools are let go;
+// NULL when unused (snap.c sets it).
+extern void (*life_exit_hook)(void) SHIM_HIDDEN;
+// snap.c: after initialisation (the preload library's constructor): the
+// signal handler and the snapshot thread, when the configuration asks for
+// them, and life_exit_hook for the snapshot at exit (taken by the
+// configuration's process only).
+void snap_start(void) SHIM_HIDDEN;
 // preload.c: initialises the preload library now if no allocation has
 // (brk.c: a program may call sbrk before any malloc).
 void shim_start(void) SHIM_HIDDEN;

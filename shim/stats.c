@@ -35,6 +35,7 @@
 #include "route.h"
 #include "route_stats.h"
 #include "shim.h"
+#include "snapshot.h"
 
 // ---------------------------------------------------------------------------
 // State kept from start-up to exit
@@ -312,6 +313,20 @@ __attribute__((destructor)) static void stats_report(void) {
       line(&r, "pool %s: anon, not in the configuration", p->name);
     figures(&r, p);
     fallback_line(&r, p);
+  }
+  struct snap_stats ss;
+  snapshot_stats(&ss);
+  if (ss.taken || ss.failed) {
+    char b1[32];
+    line(&r, "snapshots: %llu taken, %llu failed; pause last %llu us, most "
+         "%llu us, mean %llu us; %s written (a snapshot at exit comes after "
+         "this report)",
+         (unsigned long long)ss.taken, (unsigned long long)ss.failed,
+         (unsigned long long)(ss.pause_last_ns / 1000),
+         (unsigned long long)(ss.pause_max_ns / 1000),
+         (unsigned long long)(ss.taken ? ss.pause_total_ns / ss.taken / 1000
+                                       : 0),
+         bytes(b1, sizeof b1, ss.bytes));
   }
   flush(&r);
 out:

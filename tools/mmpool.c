@@ -37,6 +37,7 @@
 #include "mmpool.h"
 #include "os.h"
 #include "poolcmd.h"
+#include "snapcmd.h"
 #include "vmmap.h"
 
 // Set by tools/CMakeLists.txt.
@@ -104,6 +105,11 @@ static const struct command commands[] = {
    "\n"
    "  --json      the same as one JSON object on stdout, for scripts\n"
    "\n"
+   "FILE may be a snapshot directory (mmpool_snapshot, snapshot=DIR): then\n"
+   "the manifest (serial, time, program, pause, bytes), each pool's image,\n"
+   "and the pointers between the pools: how many aligned words of each\n"
+   "pool's live blocks point into each pool of the snapshot.\n"
+   "\n"
    "Exit status: 0 when described (a file with problems too: its count is\n"
    "shown), 1 when FILE cannot be read as a pool file (one line on\n"
    "stderr), 2 for bad usage.\n", 1},
@@ -118,6 +124,10 @@ static const struct command commands[] = {
    "\n"
    "Each problem is one line on stdout, \"FILE: what\", naming the page\n"
    "index and address where there is one; a summary goes to stderr.\n"
+   "\n"
+   "FILE may be a snapshot directory (mmpool_snapshot, snapshot=DIR): its\n"
+   "manifest is checked, then each image it names, against the manifest\n"
+   "(base, length, generation, uuid, header checksum) and as above.\n"
    "\n"
    "Exit status: 0 when the file is sound, 1 when not (or it cannot be\n"
    "read), 2 for bad usage.\n", 1},
@@ -137,10 +147,19 @@ static const struct command commands[] = {
    "move a pool file to another base address",
    "Move a pool image to the base address ADDR, offline: every pointer\n"
    "into the old range is adjusted.\n", 0},
-  {"snapshot", "mmpool snapshot PID [POOL]",
+  {"snapshot", "mmpool snapshot PID [-t SECONDS]",
    "make a running program snapshot its pools",
-   "Ask the running program PID to take a snapshot of its pools (or of\n"
-   "POOL) now.\n", 0},
+   "Ask the running program PID to take a snapshot of all its pools now,\n"
+   "and wait for it. The program must run under the preload library with\n"
+   "snapshot=DIR snapshot-on=signal:SIG on one of its pool statements: the\n"
+   "tool reads its configuration from /proc/PID/environ, sends it SIG, and\n"
+   "waits until DIR holds a snapshot newer than the one before (60 seconds\n"
+   "at most, or -t SECONDS), then prints its serial, pools, bytes and the\n"
+   "pause. A program whose configuration takes no snapshot on a signal is\n"
+   "sent nothing (the signal would end it).\n"
+   "\n"
+   "Exit status: 0 when the snapshot is written, 1 when nothing was sent or\n"
+   "no new snapshot came, 2 for bad usage.\n", 1},
   {"upgrade", "mmpool upgrade FILE", "convert a pool file of an older format",
    "Convert a version 1 pool file to version 2. The whole file is checked\n"
    "first (its version 1 header checksum, then every invariant, and the\n"
@@ -587,10 +606,40 @@ static int pool_command(const struct command *c, int argc, char **argv) {
     usage_error("%s: missing FILE; usage: %s", c->name, c->usage);
   if (is_map && (!out || !*out))
     usage_error("map: missing -o MAP.svg; usage: %s", c->usage);
-  if (strcmp(c->name, "info") == 0) return poolcmd_info(file, json);
-  if (strcmp(c->name, "check") == 0) return poolcmd_check(file);
+  int snap = snapcmd_is_dir(file);
+  if (strcmp(c->name, "info") == 0)
+    return snap ? snapcmd_info(file, json) : poolcmd_info(file, json);
+  if (strcmp(c->name, "check") == 0)
+    return snap ? snapcmd_check(file) : poolcmd_check(file);
   if (is_map) return poolcmd_map(file, out);
   return poolcmd_upgrade(file);
+}
+
+// snapshot PID [-t SECONDS]
+static int snapshot_command(const struct command *c, int argc, char **argv) {
+  int pid = 0, wait_s = 60;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    char *end;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+      return help(1, (char *[]){(char *)c->name});
+    if (strcmp(a, "-t") == 0) {
+      if (i + 1 >= argc) usage_error("snapshot: option -t needs SECONDS");
+      long v = strtol(argv[++i], &end, 10);
+      if (*end || v < 1 || v > 86400)
+        usage_error("snapshot: bad SECONDS '%s' (1 to 86400)", argv[i]);
+      wait_s = (int)v;
+    } else if (!pid) {
+      long v = strtol(a, &end, 10);
+      if (*end || v < 1 || v > 0x3fffffff)
+        usage_error("snapshot: bad PID '%s'; usage: %s", a, c->usage);
+      pid = (int)v;
+    } else {
+      usage_error("snapshot: unexpected '%s'; usage: %s", a, c->usage);
+    }
+  }
+  if (!pid) usage_error("snapshot: missing PID; usage: %s", c->usage);
+  return snapcmd_snapshot(pid, wait_s);
 }
 
 // ---------------------------------------------------------------------------
@@ -608,6 +657,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "info") == 0 || strcmp(cmd, "check") == 0 ||
       strcmp(cmd, "map") == 0 || strcmp(cmd, "upgrade") == 0)
     return pool_command(c, argc, argv); // parses its -h
+  if (strcmp(cmd, "snapshot") == 0) return snapshot_command(c, argc, argv);
   // `mmpool COMMAND --help` is `mmpool help COMMAND`, for every command,
   // also those not available yet.
   if (argc == 3 &&

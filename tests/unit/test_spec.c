@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <cmocka.h>
 
 #include "poolfile.h"
@@ -237,7 +238,44 @@ static void test_unknown_word(void **state) {
   BAD("anon=1", "takes no value", "'anon=1'");
   BAD("brk=yes", "takes no value", "'brk=yes'");
   BAD("file=x recover=1", "takes no value", "'recover=1'");
-  BAD("snapshot=/tmp/s", "not supported", "'snapshot=/tmp/s'");
+  BAD("snapshot=", "needs a value", "'snapshot='");
+  BAD("snapshot-on=exit", "needs snapshot=DIR", "snapshot-on");
+  BAD("snapshot=/s snapshot-on=", "needs a value", "'snapshot-on='");
+  BAD("snapshot=/s snapshot-on=boot", "unknown event", "'boot'");
+  BAD("snapshot=/s snapshot-on=exit,exit", "given twice", "'exit'");
+  BAD("snapshot=/s snapshot-on=exit,", "empty event", "end");
+  BAD("snapshot=/s snapshot-on=signal:KILL", "bad signal", "'signal:KILL'");
+  BAD("snapshot=/s snapshot-on=signal:", "unknown event", "'signal:'");
+  BAD("snapshot=/s snapshot-on=interval:0s", "out of range", "'interval:0s'");
+  BAD("snapshot=/s snapshot-on=interval:8d", "bad interval",
+      "'interval:8d'");
+  BAD("snapshot=/s snapshot-on=interval:200h", "out of range",
+      "'interval:200h'");
+  BAD("snapshot=/s snapshot=/t", "given twice", "'snapshot=/t'");
+}
+
+static void test_snapshot_words(void **state) {
+  (void)state;
+  struct pool_spec sp;
+  char why[200];
+  assert_int_equal(spec_parse("snapshot=/var/snap", &sp, why, sizeof why), 0);
+  assert_string_equal(sp.snap_dir, "/var/snap");
+  assert_int_equal(sp.snap_on, SPEC_SNAP_ON_EXIT);  // the default
+  assert_int_equal(spec_parse("snapshot=d snapshot-on=signal:SIGUSR1,"
+                              "interval:5m,exit",
+                              &sp, why, sizeof why),
+                   0);
+  assert_int_equal(sp.snap_on, SPEC_SNAP_ON_EXIT | SPEC_SNAP_ON_SIGNAL |
+                                   SPEC_SNAP_ON_INTERVAL);
+  assert_int_equal(sp.snap_signal, SIGUSR1);
+  assert_int_equal(sp.snap_interval, 300);
+  assert_int_equal(spec_parse("snapshot=d snapshot-on=interval:30", &sp, why,
+                              sizeof why),
+                   0);
+  assert_int_equal(sp.snap_on, SPEC_SNAP_ON_INTERVAL);
+  assert_int_equal(sp.snap_interval, 30);
+  assert_string_equal(spec_signal_name(SIGUSR2), "USR2");
+  assert_int_equal(spec_signal_number("HUP", 3), SIGHUP);
 }
 
 static void test_bad_size(void **state) {
@@ -333,6 +371,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sizes),        cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_every_option), cmocka_unit_test(test_unknown_word),
+      cmocka_unit_test(test_snapshot_words),
       cmocka_unit_test(test_bad_size),     cmocka_unit_test(test_bad_base),
       cmocka_unit_test(test_bad_values),   cmocka_unit_test(test_duplicates),
       cmocka_unit_test(test_long_words),
