@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "fmt.h"
@@ -19,6 +20,29 @@
 static int busy_pid;
 static struct snap_stats stats;  // under busy_pid
 static int last_err;             // the last failure's errno, said once
+// The directory being written, locked (flock): a fork child of the
+// program closes its copy, or the lock would stay while the child lives
+// and refuse the next snapshot (EBUSY).
+static int snap_dfd = -1;
+
+// The directory this process has claimed for its snapshots
+// (snapshot_claim): open and locked for the life of the process. A
+// program that this one starts with exec does not inherit the descriptor
+// (close-on-exec) and finds the directory locked; a fork child closes its
+// copy (the lock is the open file's: the parent's copy keeps it).
+static int claim_fd = -1;
+static char claim_dir[4096];
+
+static void snap_fork_child(void) {
+  int fd = __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL);
+  if (fd >= 0 && fd != claim_fd) os_close(fd);
+  if (claim_fd >= 0) os_close(claim_fd);
+  claim_fd = -1;
+}
+
+__attribute__((constructor)) static void snap_ctor(void) {
+  pthread_atfork(NULL, NULL, snap_fork_child);
+}
 
 static int snap_begin(void) {
   int me = os_getpid();
@@ -334,8 +358,9 @@ static int open_dir(const char *dir) {
     r = log_fail(-r, "snapshot: cannot stat %s: %s", dir,
                  os_strerror(-r, eb, sizeof eb));
   } else if (os_lock_file(fd, 1) != 0) {
-    r = log_fail(EBUSY, "snapshot: another snapshot is being written into "
-                 "%s", dir);
+    r = log_fail(EBUSY, "snapshot: %s is in use by another process (a "
+                 "snapshot being written, or the process that takes its "
+                 "snapshots there)", dir);
   }
   if (r) {
     os_close(fd);
@@ -469,8 +494,10 @@ int snapshot_take(const char *dir) {
                     "being taken");
   static struct snap_manifest old;  // under busy_pid
   int r = 0;
-  int dfd = open_dir(dir);
+  int claimed = claim_fd >= 0 && strcmp(dir, claim_dir) == 0;
+  int dfd = claimed ? claim_fd : open_dir(dir);
   if (dfd < 0) r = dfd;
+  else if (!claimed) __atomic_store_n(&snap_dfd, dfd, __ATOMIC_RELEASE);
   int have_old = 0;
   if (!r) {
     have_old = read_manifest(dfd, dir, &old);
@@ -480,7 +507,9 @@ int snapshot_take(const char *dir) {
   struct snap_msg msg;
   memset(&msg, 0, sizeof msg);
   if (!r) r = take(dir, dfd, &old, have_old, &pause, &msg);
-  if (dfd >= 0) os_close(dfd);
+  if (!claimed && dfd >= 0 &&
+      __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL) >= 0)
+    os_close(dfd);
   if (r) {
     stats.failed++;
   } else {
@@ -499,6 +528,22 @@ int snapshot_take(const char *dir) {
   }
   snap_end();
   return r;
+}
+
+int snapshot_claim(const char *dir) {
+  if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
+  if (strlen(dir) >= sizeof claim_dir)
+    return log_fail(ENAMETOOLONG, "snapshot: directory path too long");
+  if (snap_begin())
+    return log_fail(EBUSY, "snapshot: a snapshot is being taken");
+  int fd = open_dir(dir);
+  if (fd >= 0) {
+    if (claim_fd >= 0) os_close(claim_fd);
+    memcpy(claim_dir, dir, strlen(dir) + 1);
+    claim_fd = fd;
+  }
+  snap_end();
+  return fd < 0 ? fd : 0;
 }
 
 int snapshot_failed_once(int err) {

@@ -80,6 +80,11 @@ void snap_manifest_seal(struct snap_manifest *m) HIDDEN;
 // log_fail. Other threads are held only for the pause.
 int snapshot_take(const char *dir) HIDDEN;
 
+// Makes dir (as snapshot_take does) and keeps it open and locked for the
+// life of the process: its snapshots go there, and no other process's
+// (a program it execs that inherits the configuration gets -EBUSY).
+int snapshot_claim(const char *dir) HIDDEN;
+
 struct snap_stats {
   uint64_t taken, failed;
   uint64_t pause_last_ns, pause_max_ns, pause_total_ns;

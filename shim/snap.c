@@ -10,9 +10,11 @@
 //   signal of the program is delivered to it. It takes the snapshots:
 //   core/snapshot.c holds the program's threads only for the pause.
 // - exit: life.c calls snap_at_exit before the file pools are let go.
-// Only the process that read the configuration takes them: a fork child
-// has no snapshot thread, and its exit takes none (it would replace its
-// parent's snapshot with its own copy's).
+// Only the process that read the configuration takes them, and it claims
+// the directory for its life (snapshot_claim): a fork child has no
+// snapshot thread and its exit takes none, and a program it starts that
+// inherits the configuration finds the directory taken and takes none
+// either (either would replace this process's snapshot with its own).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -75,6 +77,16 @@ void snap_start(void) {
     if (shim_cfg.pools[i].spec.snap_dir[0]) snap_spec = &shim_cfg.pools[i].spec;
   if (!snap_spec) return;
   owner_pid = os_getpid();
+  int c = snapshot_claim(snap_spec->snap_dir);
+  if (c) {
+    // Held by another process: the normal case of a program started by
+    // one that takes its snapshots there and passed its configuration on
+    // (as for a file pool in use): said at info level only.
+    log_print(c == -EBUSY ? LOG_INFO : LOG_WARN, "%s: this process takes "
+              "no snapshot", log_last_error());
+    snap_spec = NULL;
+    return;
+  }
   unsigned on = snap_spec->snap_on;
   if (on & SPEC_SNAP_ON_EXIT)
     __atomic_store_n(&life_exit_hook, snap_at_exit, __ATOMIC_RELEASE);

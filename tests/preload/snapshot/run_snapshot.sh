@@ -1,0 +1,138 @@
+#!/bin/sh
+# run_snapshot.sh LIB TOOL: snapshots of an unmodified program's heap
+# (issue 14, items 1, 3 and 5), taken by the preload library as its
+# configuration asks (snapshot=DIR snapshot-on=...):
+# - signal: `mmpool snapshot PID` sends the signal and waits for the new
+#   manifest; the program runs on, its output unchanged;
+# - exit: the last snapshot is the program's heap at exit;
+# - interval: snapshots come by themselves while the program runs;
+# - two pools with a size route: the snapshot holds both, and `mmpool info`
+#   counts pointers from one into the other;
+# - fork children inherit the configuration and take none;
+# - a directory others may write: one line naming it, at start, and the
+#   program's output is untouched;
+# - programs it starts (sh, sleep) inherit the configuration and find the
+#   directory taken: they take none and say nothing;
+# - MMPOOL_STATS=1 counts the snapshots.
+# Each snapshot passes `mmpool check DIR`; each image attaches (mmpool info).
+set -u
+lib=$(realpath "$1")
+tool=$(realpath "$2")
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3)
+d=$(mktemp -d "${TMPDIR:-/tmp}/mmpool-snap.XXXXXX") || exit 1
+trap 'rm -rf "$d"' EXIT
+fails=0
+fail() {
+  echo "FAIL: $*"
+  fails=$((fails + 1))
+}
+checks() {  # DIR WHAT
+  "$tool" check "$1" >"$d/chk.out" 2>"$d/chk.err" || {
+    fail "$2: mmpool check $1:"
+    cat "$d/chk.out" "$d/chk.err"
+  }
+}
+serial() { "$tool" info --json "$1" 2>/dev/null |
+  sed -n 's/.*"serial": \([0-9]*\).*/\1/p'; }
+
+# signal, then exit: a program that builds a heap, waits for a file, then
+# changes its heap and ends.
+prog='
+import ctypes, os, sys, time
+d = {i: ("v%d" % i) * 20 for i in range(50000)}
+big = [bytearray(100000) for _ in range(20)]
+# 1000 small blocks (the default pool) that point to big ones (size route)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+small = []
+for i in range(1000):
+    s = libc.malloc(16)
+    ctypes.c_void_p.from_address(s).value = libc.malloc(8192)
+    small.append(s)
+open(sys.argv[1], "w").close()
+while not os.path.exists(sys.argv[2]): time.sleep(0.01)
+d2 = [str(i) for i in range(100000)]
+print("done", len(d), len(d2))
+'
+cfg="pool default anon snapshot=$d/s1 snapshot-on=signal:USR2,exit
+pool big anon
+route size>=4096 -> big"
+env LD_PRELOAD="$lib" MMPOOL_CONFIG="$cfg" MMPOOL_STATS=1 "$py" -c "$prog" \
+  "$d/ready" "$d/go" >"$d/p.out" 2>"$d/p.err" &
+pid=$!
+n=0
+while ! test -e "$d/ready" && test $n -lt 600; do sleep 0.05; n=$((n + 1)); done
+"$tool" snapshot $pid >"$d/t.out" 2>"$d/t.err" ||
+  fail "mmpool snapshot $pid: $(cat "$d/t.out" "$d/t.err")"
+grep -q "^snapshot 1 of process $pid in $d/s1: 2 pools" "$d/t.out" ||
+  fail "mmpool snapshot says: $(cat "$d/t.out")"
+checks "$d/s1" "signal"
+"$tool" info "$d/s1" >"$d/i.out" 2>&1 || fail "info: $(cat "$d/i.out")"
+grep -Eq "^  default +-> big +[1-9][0-9][0-9][0-9]" "$d/i.out" ||
+  fail "no pointers from default into big: $(cat "$d/i.out")"
+touch "$d/go"
+wait $pid || fail "the program failed: $(cat "$d/p.err")"
+test "$(cat "$d/p.out")" = "done 50000 100000" ||
+  fail "program output: $(cat "$d/p.out")"
+test "$(serial "$d/s1")" = 2 || fail "no snapshot at exit: $(serial "$d/s1")"
+checks "$d/s1" "exit"
+grep -q "snapshots: 1 taken, 0 failed" "$d/p.err" ||
+  fail "MMPOOL_STATS: $(grep snapshot "$d/p.err")"
+grep -v "^mmpool: \(stats\|allocated\|pool\|  \|snapshots\)" "$d/p.err" |
+  grep -q . && fail "stderr: $(cat "$d/p.err")"
+# Only the manifest and the images of the last snapshot remain.
+test "$(ls "$d/s1" | wc -l)" = 3 || fail "files left: $(ls "$d/s1")"
+for f in "$d"/s1/*.pool; do
+  "$tool" info "$f" >/dev/null 2>&1 || fail "mmpool info $f"
+done
+
+# interval, and fork children (they inherit the configuration, take none)
+cfg="pool default anon snapshot=$d/s2 snapshot-on=interval:1s"
+env LD_PRELOAD="$lib" MMPOOL_CONFIG="$cfg" "$py" -c '
+import os, time, subprocess
+x = [str(i) for i in range(100000)]
+for _ in range(3):
+    if os.fork() == 0:
+        time.sleep(1.2); os._exit(0)
+subprocess.run(["sh", "-c", "sleep 1.2"])
+time.sleep(2.5)
+while os.waitpid(-1, os.WNOHANG)[0] if False else False: pass
+try:
+    while True: os.wait()
+except ChildProcessError: pass
+print(len(x))' >"$d/p.out" 2>"$d/p.err" || fail "interval program failed"
+test "$(cat "$d/p.out")" = 100000 || fail "interval output: $(cat "$d/p.out")"
+test -s "$d/p.err" && fail "interval stderr: $(cat "$d/p.err")"
+s=$(serial "$d/s2")
+test -n "$s" && test "$s" -ge 2 || fail "interval: serial '$s' after 3.7 s"
+checks "$d/s2" "interval"
+# The manifest names the parent (no child replaced it with its copy).
+"$tool" info "$d/s2" | grep -q "(pid $!)\|of python3 (pid" ||
+  fail "interval: $("$tool" info "$d/s2")"
+
+# A directory others may write: one line at the first failure, not one
+# per try; the program runs on.
+mkdir -m 777 "$d/open"
+chmod 777 "$d/open"
+cfg="pool default anon snapshot=$d/open snapshot-on=interval:1s,exit"
+env LD_PRELOAD="$lib" MMPOOL_CONFIG="$cfg" "$py" -c '
+import time; time.sleep(3.3); print("ok")' >"$d/p.out" 2>"$d/p.err" ||
+  fail "open dir: the program failed"
+test "$(cat "$d/p.out")" = ok || fail "open dir output: $(cat "$d/p.out")"
+test "$(grep -c "may be written by group or others" "$d/p.err")" = 1 ||
+  fail "open dir: want one line: $(cat "$d/p.err")"
+test -e "$d/open/manifest" && fail "open dir: a snapshot was written"
+
+# A program without snapshot-on=signal is sent nothing.
+env LD_PRELOAD="$lib" "$py" -c 'import time; time.sleep(2)' &
+pid=$!
+sleep 0.3
+"$tool" snapshot $pid >"$d/t.out" 2>"$d/t.err" &&
+  fail "snapshot of a program that takes none succeeded"
+grep -q "takes no snapshot on a signal" "$d/t.err" ||
+  fail "snapshot refusal: $(cat "$d/t.err")"
+wait $pid || fail "the program was hurt by the refusal"
+
+test $fails -eq 0 && echo "all snapshot cases passed"
+exit $((fails > 0))
