@@ -34,11 +34,15 @@ const struct config_option config_options[] = {
   {"MMPOOL_CHECK", "fast",
    "misuse checks of free: fast (double frees, cheap), or full (every "
    "free checked exactly)"},
+  {"MMPOOL_RESTORE", "(none)",
+   "PID:DIR, set by 'mmpool run --from DIR': process PID opens its pools "
+   "from the snapshot in DIR"},
 };
 // clang-format on
 const unsigned config_noptions =
     sizeof config_options / sizeof config_options[0];
-enum { OPT_CONFIG, OPT_FILE, OPT_STATS, OPT_LOG, OPT_STRICT, OPT_CHECK };
+enum { OPT_CONFIG, OPT_FILE, OPT_STATS, OPT_LOG, OPT_STRICT, OPT_CHECK,
+       OPT_RESTORE };
 
 enum { SRC_FILE, SRC_VAR };
 
@@ -490,6 +494,26 @@ static void load_options(struct mmpool_config *c, struct report *rep,
       add_line(rep, "MMPOOL_CHECK: bad value '%s' (fast or full)", shown);
     }
   }
+  const char *rs = val[OPT_RESTORE];
+  if (rs && *rs) {
+    // PID:DIR. Only that process restores: the programs it starts inherit
+    // the variable and must not take its heap for theirs.
+    uint64_t pid = 0;
+    const char *q = rs;
+    while (*q >= '0' && *q <= '9' && pid < 0x7fffffff)
+      pid = pid * 10 + (uint64_t)(*q++ - '0');
+    size_t dl = *q == ':' ? strlen(q + 1) : 0;
+    if (q == rs || *q != ':' || pid == 0 || pid > 0x7fffffff || dl == 0 ||
+        dl >= sizeof c->restore_dir) {
+      char shown[CONFIG_STMT_SHOWN + 1];
+      show_text(rs, strlen(rs), shown);
+      add_line(rep, "MMPOOL_RESTORE: bad value '%s' (PID:DIR, as 'mmpool "
+               "run --from DIR' sets it)", shown);
+    } else {
+      c->restore_pid = (int)pid;
+      memcpy(c->restore_dir, q + 1, dl + 1);
+    }
+  }
   const char *v = val[OPT_LOG];
   if (!v || !*v) return;
   for (int l = LOG_ERROR; l <= LOG_DEBUG; l++)
@@ -616,6 +640,8 @@ void config_default(struct mmpool_config *out) {
   out->log_level = LOG_WARN;
   out->strict = 0;
   out->check_full = 0;
+  out->restore_pid = 0;
+  out->restore_dir[0] = 0;
   struct config_pool *cp = &out->pools[0];
   memcpy(cp->name, "default", 8);
   cp->implicit = 1;
@@ -629,14 +655,14 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
   config_default(out);
   if (secure) return 0;
 
-  const char *val[OPT_CHECK + 1] = {0};
+  const char *val[OPT_RESTORE + 1] = {0};
   _Static_assert(sizeof config_options / sizeof config_options[0] ==
-                     OPT_CHECK + 1,
+                     OPT_RESTORE + 1,
                  "one value per option");
   for (char **e = envp; e && *e; e++) {
     const char *s = *e;
     if (strncmp(s, "MMPOOL_", 7) != 0) continue;
-    for (unsigned k = 0; k <= OPT_CHECK; k++) {
+    for (unsigned k = 0; k <= OPT_RESTORE; k++) {
       size_t l = strlen(config_options[k].name);
       if (!val[k] && strncmp(s, config_options[k].name, l) == 0 && s[l] == '=')
         val[k] = s + l + 1;
@@ -665,10 +691,14 @@ int config_load_from(struct mmpool_config *out, char **envp, int secure,
     }
     if (rep.bad) {
       int stats = out->stats, level = out->log_level, strict = out->strict;
-      int check = out->check_full;
+      int check = out->check_full, rpid = out->restore_pid;
+      static char rdir[SPEC_PATH_MAX];  // not on the stack: 4 KiB
+      memcpy(rdir, out->restore_dir, sizeof rdir);
       config_default(out);
       out->stats = stats, out->log_level = level, out->strict = strict;
       out->check_full = check;
+      out->restore_pid = rpid;
+      memcpy(out->restore_dir, rdir, sizeof rdir);
       out->fallback = 1;
     }
   }

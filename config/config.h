@@ -122,6 +122,8 @@ struct mmpool_config {
   int log_level; // MMPOOL_LOG: LOG_ERROR..LOG_DEBUG of core/log.h
   int strict;    // MMPOOL_STRICT: 0 or 1
   int check_full; // MMPOOL_CHECK=full (the engine reads it too)
+  int restore_pid; // MMPOOL_RESTORE=PID:DIR: 0 when not set
+  char restore_dir[SPEC_PATH_MAX];
   struct config_route routes[CONFIG_MAX_ROUTES];
   struct config_pool pools[CONFIG_MAX_POOLS]; // last: mostly untouched
 };

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "fmt.h"
 #include "heap.h"
 #include "lock.h"
 #include "log.h"
@@ -129,6 +130,43 @@ int mmpool_snapshot(const char *dir) {
   log_take_code();
   int r = snapshot_take(dir);
   return r ? fail_int(r) : 0;
+}
+
+int mmpool_restore(const char *dir, const char *options) {
+  log_take_code();
+  static struct snap_manifest m;  // 12 KiB: not on the stack
+  static int busy;                // one restore at a time (m is static)
+  if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
+    return fail_int(log_fail(EBUSY, "mmpool_restore: another restore is "
+                             "running"));
+  int r = snapshot_read(dir, &m);
+  struct mmpool *opened[MMPOOL_MAX_POOLS];
+  uint32_t n = 0;
+  static char words[2 * SPEC_PATH_MAX];
+  static struct pool_spec sp;
+  for (uint32_t i = 0; !r && i < m.npools; i++) {
+    const struct snap_entry *e = &m.pool[i];
+    if (pool_by_name(e->name)) {
+      r = log_fail(EEXIST, "mmpool_restore: a pool named '%s' is open "
+                   "already", e->name);
+      break;
+    }
+    char why[256];
+    fmt_format(words, sizeof words, "file=%s/%s mode=private %s", dir,
+               e->file, options ? options : "");
+    if (spec_parse(words, &sp, why, sizeof why)) {
+      r = log_fail(EINVAL, "mmpool_restore: %s", why);
+      break;
+    }
+    struct mmpool *p = NULL;
+    r = pool_open(e->name, &sp, &p);
+    if (r) break;
+    opened[n++] = p;
+  }
+  if (r)
+    while (n) pool_close(opened[--n]);
+  __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+  return r ? fail_int(r) : (int)n;
 }
 
 // ---------------------------------------------------------------------------

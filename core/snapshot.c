@@ -372,7 +372,8 @@ static int open_dir(const char *dir) {
 // The directory's current manifest into *m: 1 when there is one, 0 when
 // there is none, or a negative errno (a file that is not a sound manifest
 // is refused: the directory is not ours, or was damaged).
-static int read_manifest(int dfd, const char *dir, struct snap_manifest *m) {
+static int read_manifest_as(int dfd, const char *dir, struct snap_manifest *m,
+                            const char *advice) {
   char eb[32], why[160];
   int fd = os_open_at(dfd, SNAP_MANIFEST, O_RDONLY, 0);
   if (fd == -ENOENT) return 0;
@@ -393,9 +394,31 @@ static int read_manifest(int dfd, const char *dir, struct snap_manifest *m) {
   }
   os_close(fd);
   if (r)
-    return log_fail(-r, "snapshot: %s/%s: %s; remove it or choose another "
-                    "directory", dir, SNAP_MANIFEST, why);
+    return log_fail(-r, "snapshot: %s/%s: %s%s", dir, SNAP_MANIFEST, why,
+                    advice);
   return 1;
+}
+
+static int read_manifest(int dfd, const char *dir, struct snap_manifest *m) {
+  return read_manifest_as(dfd, dir, m,
+                          "; remove it or choose another directory");
+}
+
+int snapshot_read(const char *dir, struct snap_manifest *m) {
+  char eb[32];
+  if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
+  int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
+  if (dfd < 0)
+    return log_fail(-dfd, "snapshot: cannot open the directory %s: %s", dir,
+                    dfd == -ELOOP ? "a component of the path is a symbolic "
+                                    "link"
+                                  : os_strerror(-dfd, eb, sizeof eb));
+  int r = read_manifest_as(dfd, dir, m, "");
+  os_close(dfd);
+  if (r == 0)
+    return log_fail(ENOENT, "snapshot: %s holds no snapshot (no %s)", dir,
+                    SNAP_MANIFEST);
+  return r < 0 ? r : 0;
 }
 
 // A shared file pool whose copy could not be made (no memory) cannot be

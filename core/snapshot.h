@@ -80,6 +80,11 @@ void snap_manifest_seal(struct snap_manifest *m) HIDDEN;
 // log_fail. Other threads are held only for the pause.
 int snapshot_take(const char *dir) HIDDEN;
 
+// Reads and checks dir's manifest (no link followed in dir's path): 0, or
+// a negative errno with the reason left by log_fail (-ENOENT: no
+// snapshot there).
+int snapshot_read(const char *dir, struct snap_manifest *m) HIDDEN;
+
 // Makes dir (as snapshot_take does) and keeps it open and locked for the
 // life of the process: its snapshots go there, and no other process's
 // (a program it execs that inherits the configuration gets -EBUSY).

@@ -139,6 +139,17 @@ MMPOOL_API int mmpool_sync(mmpool_t *pool);
 // process, or of another process into dir, is being taken.
 MMPOOL_API int mmpool_snapshot(const char *dir);
 
+// Opens every pool of the snapshot in dir, each under its name, from its
+// image: mapped privately (copy on write: the snapshot is never written)
+// at the base it was taken at, as mmpool_open("NAME", "file=DIR/IMAGE
+// mode=private") would; options (NULL or more words of a pool statement,
+// such as trust=any) are added to each. Its roots are then what
+// mmpool_get_root gives for mmpool_get("NAME"). Returns the number of
+// pools opened, or -1: the manifest is damaged or not one (EUCLEAN,
+// ENOEXEC), a pool of that name is open already (EEXIST), an image cannot
+// be attached (its reason); then no pool of the snapshot stays open.
+MMPOOL_API int mmpool_restore(const char *dir, const char *options);
+
 // ---------------------------------------------------------------------------
 // Allocation. Blocks are aligned to 16 bytes at least.
 

@@ -11,16 +11,64 @@
 // anonymous default.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "log.h"
+#include "os.h"
 #include "shim.h"
+#include "snapshot.h"
 
 // The configuration: static, since it is read before malloc works.
 struct mmpool_config shim_cfg;
 static struct config_errors cfg_errs;
 struct mmpool *shim_cfg_pool[CONFIG_MAX_POOLS];  // by config pool index
 int shim_cfg_open_error[CONFIG_MAX_POOLS];        // errno of a failed open
+
+// MMPOOL_RESTORE=PID:DIR (`mmpool run --from DIR`): each pool of the
+// snapshot in DIR is opened from its image, privately (the snapshot is
+// never written), in place of the configured pool of the same name, or as
+// one more pool when the configuration has none of that name (reached
+// through mmpool_get). The routes stay the configuration's.
+static int restore_apply(void) {
+  static struct snap_manifest m;  // 12 KiB: not on the stack
+  const char *dir = shim_cfg.restore_dir;
+  int r = snapshot_read(dir, &m);
+  if (r) return r;
+  if (strlen(dir) + 1 + SNAP_FILE_MAX >= SPEC_PATH_MAX)
+    return log_fail(ENAMETOOLONG, "%s: path too long", dir);
+  for (uint32_t i = 0; i < m.npools; i++) {
+    const struct snap_entry *e = &m.pool[i];
+    unsigned k = 0;
+    while (k < shim_cfg.npools && strcmp(shim_cfg.pools[k].name, e->name))
+      k++;
+    if (k == shim_cfg.npools) {
+      if (k == CONFIG_MAX_POOLS)
+        return log_fail(ENOSPC, "%s: pool '%s' is one pool too many", dir,
+                        e->name);
+      struct config_pool *cp = &shim_cfg.pools[shim_cfg.npools++];
+      char why[8];
+      memcpy(cp->name, e->name, sizeof cp->name);
+      cp->implicit = 0;
+      spec_parse(NULL, &cp->spec, why, sizeof why);
+      cp->spec.full = SPEC_FULL_NULL;
+    }
+    struct pool_spec *sp = &shim_cfg.pools[k].spec;
+    fmt_format(sp->path, sizeof sp->path, "%s/%s", dir, e->file);
+    sp->file = 1;
+    sp->mode = SPEC_PRIVATE;
+    sp->mode_set = 1;
+    sp->size_set = 0;  // the image's
+    sp->size = SPEC_DEFAULT_SIZE;
+    sp->base = 0;      // the image's
+    sp->recover = 0;
+    shim_cfg.pools[k].implicit = 0;
+  }
+  log_print(LOG_INFO, "restoring %u pools from the snapshot %llu in %s",
+            m.npools, (unsigned long long)m.serial, dir);
+  return 0;
+}
 
 void settings_load(void) {
   extern char **environ;
@@ -39,6 +87,15 @@ void settings_load(void) {
   if (shim_cfg.fallback)
     log_print(LOG_WARN, "running on the default configuration (one "
               "anonymous pool) because of the errors above");
+  if (shim_cfg.restore_pid && shim_cfg.restore_pid == os_getpid() &&
+      restore_apply() != 0) {
+    log_print(LOG_ERROR, "MMPOOL_RESTORE: %s: the program starts without "
+              "its snapshot", log_last_error());
+    if (shim_cfg.strict) {
+      log_print(LOG_ERROR, "MMPOOL_STRICT is set: stopping");
+      _exit(127);
+    }
+  }
   struct mmpool *def = NULL;
   unsigned failed = 0;
   for (unsigned i = 0; i < shim_cfg.npools; i++) {

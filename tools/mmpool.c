@@ -38,6 +38,8 @@
 #include "os.h"
 #include "poolcmd.h"
 #include "snapcmd.h"
+#include "snapshot.h"
+#include "log.h"
 #include "vmmap.h"
 
 // Set by tools/CMakeLists.txt.
@@ -77,7 +79,8 @@ _Static_assert(MMPOOL_PROJECT_VERSION_MAJOR == MMPOOL_VERSION_MAJOR &&
 #endif
 
 #define RUN_USAGE                                                              \
-  "mmpool run [-c FILE] [--stats] [--explain] [--] PROG [ARGS...]"
+  "mmpool run [-c FILE] [--stats] [--from DIR] [--explain] [--] PROG "         \
+  "[ARGS...]"
 
 // Every command of the product contract, in the order help lists them. A
 // command that is not available yet is listed with the usage it will have.
@@ -343,6 +346,13 @@ static void help_run(FILE *f) {
              "              (sets MMPOOL_CONFIG_FILE=FILE)\n"
              "  --stats     print a report of every pool on stderr when PROG\n"
              "              exits (sets MMPOOL_STATS=1)\n"
+             "  --from DIR, --from=DIR\n"
+             "              start PROG on the snapshot in DIR (mmpool_snapshot,\n"
+             "              snapshot=DIR): each pool of the snapshot is opened\n"
+             "              from its image, privately (the snapshot is never\n"
+             "              written), in place of the configured pool of its\n"
+             "              name (sets MMPOOL_RESTORE=PID:DIR; only PROG\n"
+             "              restores, not the programs it starts)\n"
              "  --explain   do not run PROG: print the effective pools, "
              "routes\n"
              "              and default (on stdout) and the configuration\n"
@@ -488,7 +498,7 @@ static int explain(void) {
 }
 
 static int run(int argc, char **argv) {
-  const char *file = NULL;
+  const char *file = NULL, *from = NULL;
   int do_explain = 0, do_stats = 0, i = 2;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -503,6 +513,11 @@ static int run(int argc, char **argv) {
       file = a + 9;
     } else if (strncmp(a, "-c", 2) == 0) {
       file = a + 2;
+    } else if (strcmp(a, "--from") == 0) {
+      if (i + 1 >= argc) usage_error("run: option '--from' needs a DIR");
+      from = argv[++i];
+    } else if (strncmp(a, "--from=", 7) == 0) {
+      from = a + 7;
     } else if (strcmp(a, "--explain") == 0) {
       do_explain = 1;
     } else if (strcmp(a, "--stats") == 0) {
@@ -527,6 +542,27 @@ static int run(int argc, char **argv) {
     fprintf(stderr, "mmpool: cannot set the environment: %s\n",
             strerror(errno));
     return EXIT_TOOL;
+  }
+  if (from) {
+    // Checked here, so that a bad snapshot stops before PROG starts; the
+    // preload library of this very process (exec keeps the pid) restores.
+    static struct snap_manifest m;
+    char real[PATH_MAX], val[PATH_MAX + 32];
+    if (!*from) usage_error("run: empty snapshot DIR");
+    if (snapshot_read(from, &m) != 0) {
+      fprintf(stderr, "mmpool: run --from: %s\n", log_last_error());
+      return EXIT_TOOL;
+    }
+    if (!realpath(from, real)) {
+      fprintf(stderr, "mmpool: run --from: %s: %s\n", from, strerror(errno));
+      return EXIT_TOOL;
+    }
+    snprintf(val, sizeof val, "%d:%s", (int)getpid(), real);
+    if (setenv("MMPOOL_RESTORE", val, 1) != 0) {
+      fprintf(stderr, "mmpool: cannot set the environment: %s\n",
+              strerror(errno));
+      return EXIT_TOOL;
+    }
   }
   if (do_explain) return explain(); // PROG, if any, is not run
 

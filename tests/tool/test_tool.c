@@ -194,14 +194,16 @@ static void test_help_run(void **state) {
   assert_int_equal(first.status, 0);
   assert_string_equal(first.err, "");
   assert_prefix(first.out,
-                "Usage: mmpool run [-c FILE] [--stats] [--explain] [--] "
-                "PROG [ARGS...]\n"
+                "Usage: mmpool run [-c FILE] [--stats] [--from DIR] "
+                "[--explain] [--] PROG [ARGS...]\n"
                 "       mmpool run [-c FILE] [--stats] --explain\n");
   assert_contains(first.out, "-c FILE, --config FILE, --config=FILE, -cFILE");
   assert_contains(first.out, "(sets MMPOOL_CONFIG_FILE=FILE)");
   assert_contains(first.out, "  --stats ");
   assert_contains(first.out, "(sets MMPOOL_STATS=1)");
   assert_contains(first.out, "  --explain ");
+  assert_contains(first.out, "  --from DIR, --from=DIR");
+  assert_contains(first.out, "(sets MMPOOL_RESTORE=PID:DIR;");
   assert_contains(first.out, "  -h, --help ");
   assert_contains(first.out, "125 when mmpool fails");
   // The search order, with this build's names.

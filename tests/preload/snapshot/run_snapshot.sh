@@ -13,7 +13,10 @@
 #   program's output is untouched;
 # - programs it starts (sh, sleep) inherit the configuration and find the
 #   directory taken: they take none and say nothing;
-# - MMPOOL_STATS=1 counts the snapshots.
+# - MMPOOL_STATS=1 counts the snapshots;
+# - `mmpool run --from DIR` restarts a program on the snapshot: its pools
+#   come back from the images (a root set before is there), and the
+#   snapshot is left as it was; a damaged one is refused before it starts.
 # Each snapshot passes `mmpool check DIR`; each image attaches (mmpool info).
 set -u
 lib=$(realpath "$1")
@@ -50,6 +53,13 @@ for i in range(1000):
     s = libc.malloc(16)
     ctypes.c_void_p.from_address(s).value = libc.malloc(8192)
     small.append(s)
+# a root, for the restart below
+libc.mmpool_get.restype = ctypes.c_void_p
+libc.mmpool_get.argtypes = [ctypes.c_char_p]
+libc.mmpool_set_root.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p]
+note = libc.malloc(64)
+ctypes.memmove(note, b"kept-by-the-snapshot\0", 21)
+assert libc.mmpool_set_root(libc.mmpool_get(b"default"), 0, note) == 0
 open(sys.argv[1], "w").close()
 while not os.path.exists(sys.argv[2]): time.sleep(0.01)
 d2 = [str(i) for i in range(100000)]
@@ -86,6 +96,30 @@ test "$(ls "$d/s1" | wc -l)" = 3 || fail "files left: $(ls "$d/s1")"
 for f in "$d"/s1/*.pool; do
   "$tool" info "$f" >/dev/null 2>&1 || fail "mmpool info $f"
 done
+
+# Restart from it: `mmpool run --from` opens both pools from their images;
+# the root is there. The snapshot is not written (private mapping).
+before=$(cat "$d"/s1/* | md5sum)
+env MMPOOL_CONFIG="pool default anon; pool big anon; route size>=4096 -> big" \
+  "$tool" run --from "$d/s1" -- "$py" -c '
+import ctypes
+libc = ctypes.CDLL(None)
+libc.mmpool_get.restype = ctypes.c_void_p
+libc.mmpool_get.argtypes = [ctypes.c_char_p]
+libc.mmpool_get_root.restype = ctypes.c_char_p
+libc.mmpool_get_root.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+print(libc.mmpool_get_root(libc.mmpool_get(b"default"), 0).decode())
+print(bool(libc.mmpool_get(b"big")))' >"$d/r.out" 2>"$d/r.err" ||
+  fail "run --from: $(cat "$d/r.err")"
+test "$(cat "$d/r.out")" = "kept-by-the-snapshot
+True" || fail "run --from: $(cat "$d/r.out" "$d/r.err")"
+test "$(cat "$d"/s1/* | md5sum)" = "$before" || fail "run --from wrote the snapshot"
+# A damaged snapshot stops the tool before the program starts.
+cp -r "$d/s1" "$d/bad"
+printf 'x' | dd of="$d/bad/manifest" bs=1 seek=300 conv=notrunc 2>/dev/null
+"$tool" run --from "$d/bad" -- true >"$d/r.out" 2>&1
+test $? = 125 && grep -q "manifest checksum mismatch" "$d/r.out" ||
+  fail "run --from a damaged snapshot: $(cat "$d/r.out")"
 
 # interval, and fork children (they inherit the configuration, take none)
 cfg="pool default anon snapshot=$d/s2 snapshot-on=interval:1s"
