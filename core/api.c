@@ -162,6 +162,7 @@ int mmpool_restore(const char *dir, const char *options) {
     r = pool_open(e->name, &sp, &p);
     if (r) break;
     opened[n++] = p;
+    r = snapshot_entry_check(e, p);
   }
   if (r)
     while (n) pool_close(opened[--n]);

@@ -553,6 +553,16 @@ int snapshot_take(const char *dir) {
   return r;
 }
 
+int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p) {
+  const struct poolfile_header *h = p->hdr;
+  if (h->base != e->base || h->uuid[0] != e->uuid[0] ||
+      h->uuid[1] != e->uuid[1] || h->capacity != e->capacity)
+    return log_fail(EUCLEAN, "snapshot: the image %s of pool '%s' is not "
+                    "the one its manifest names (base, capacity or uuid "
+                    "differ)", e->file, e->name);
+  return 0;
+}
+
 int snapshot_claim(const char *dir) {
   if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
   if (strlen(dir) >= sizeof claim_dir)

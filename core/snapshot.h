@@ -85,6 +85,12 @@ int snapshot_take(const char *dir) HIDDEN;
 // snapshot there).
 int snapshot_read(const char *dir, struct snap_manifest *m) HIDDEN;
 
+// 0 when the pool p, just opened from e's image, is the pool e names (base,
+// capacity, uuid); else -EUCLEAN with the reason left by log_fail.
+struct mmpool;
+int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p)
+    HIDDEN;
+
 // Makes dir (as snapshot_take does) and keeps it open and locked for the
 // life of the process: its snapshots go there, and no other process's
 // (a program it execs that inherits the configuration gets -EBUSY).

@@ -31,8 +31,12 @@ int shim_cfg_open_error[CONFIG_MAX_POOLS];        // errno of a failed open
 // never written), in place of the configured pool of the same name, or as
 // one more pool when the configuration has none of that name (reached
 // through mmpool_get). The routes stay the configuration's.
+static struct snap_manifest restore_m;  // 12 KiB: not on the stack
+static int restoring;
+
 static int restore_apply(void) {
-  static struct snap_manifest m;  // 12 KiB: not on the stack
+  struct snap_manifest *mp = &restore_m;
+#define m (*mp)
   const char *dir = shim_cfg.restore_dir;
   int r = snapshot_read(dir, &m);
   if (r) return r;
@@ -67,6 +71,18 @@ static int restore_apply(void) {
   }
   log_print(LOG_INFO, "restoring %u pools from the snapshot %llu in %s",
             m.npools, (unsigned long long)m.serial, dir);
+  restoring = 1;
+  return 0;
+#undef m
+}
+
+// After the open of configured pool i: when it comes from the snapshot, is
+// its image the one the manifest names? 0, or -EUCLEAN (said).
+static int restore_check(unsigned i, struct mmpool *p) {
+  if (!restoring) return 0;
+  for (uint32_t k = 0; k < restore_m.npools; k++)
+    if (!strcmp(restore_m.pool[k].name, shim_cfg.pools[i].name))
+      return snapshot_entry_check(&restore_m.pool[k], p);
   return 0;
 }
 
@@ -109,6 +125,13 @@ void settings_load(void) {
       shim_cfg_open_error[i] = -r;
       log_print(r == -EBUSY ? LOG_INFO : LOG_ERROR, "%s", log_last_error());
       if (r != -EBUSY) failed++;
+      continue;
+    }
+    if (restore_check(i, p)) {
+      log_print(LOG_ERROR, "%s", log_last_error());
+      pool_close(p);
+      shim_cfg_open_error[i] = EUCLEAN;
+      failed++;
       continue;
     }
     shim_cfg_pool[i] = p;

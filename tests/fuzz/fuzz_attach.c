@@ -8,7 +8,9 @@
 //   byte 0      seed (of NSEEDS) and attach variant: bit 4 mode=shared (else
 //               private), bit 5 clears the clean flag and attaches with
 //               `recover`, bit 6 skips the re-sealing (so the checksums are
-//               exercised too, now and then)
+//               exercised too, now and then), bit 7 fuzzes a snapshot
+//               instead: a manifest naming the seed as its one image (see
+//               fuzz_manifest below)
 //   then edits  of 12 bytes each: u32 offset, u8 width (1, 2, 4 or 8 bytes),
 //               u8 region, u8 op (set, xor, add), u8 spare, u32 value;
 //               region 0-2 the header and the descriptors below top + 2,
@@ -37,6 +39,8 @@
 #include "log.h"
 #include "mmpool.h"
 #include "poolfile.h"
+#include "snapshot.h"
+#include <sys/stat.h>
 
 #define NSEEDS 3
 #define SEED_BASE 0x340000000000ull
@@ -45,6 +49,7 @@ static unsigned char *seed[NSEEDS];
 static size_t seed_len[NSEEDS];
 static unsigned char *img;
 static char path[256];
+static char snapdir[256];  // fuzz_manifest's snapshot directory
 
 static void die(const char *what) {
   fprintf(stderr, "fuzz_attach: %s: %s\n", what, mmpool_last_error());
@@ -86,6 +91,16 @@ static void make_seed(int k) {
   if (read_file(path, &seed[k], &seed_len[k])) abort();
 }
 
+static void cleanup(void) {
+  char p[300];
+  unlink(path);
+  snprintf(p, sizeof p, "%s/snapfz.1.pool", snapdir);
+  unlink(p);
+  snprintf(p, sizeof p, "%s/manifest", snapdir);
+  unlink(p);
+  rmdir(snapdir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -94,6 +109,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   snprintf(path, sizeof path, "%s/fuzz_attach.%d.pool",
            tmp && *tmp ? tmp : "/tmp", (int)getpid());
   for (int k = 0; k < NSEEDS; k++) make_seed(k);
+  // The snapshot directory of fuzz_manifest: seed 0 as its image.
+  snprintf(snapdir, sizeof snapdir, "%s/fuzz_snap.%d",
+           tmp && *tmp ? tmp : "/tmp", (int)getpid());
+  mkdir(snapdir, 0700);
+  char ip[300];
+  snprintf(ip, sizeof ip, "%s/snapfz.1.pool", snapdir);
+  int fd = open(ip, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || write(fd, seed[0], seed_len[0]) != (ssize_t)seed_len[0])
+    abort();
+  close(fd);
   size_t max = 0;
   for (int k = 0; k < NSEEDS; k++)
     if (seed_len[k] > max) max = seed_len[k];
@@ -191,8 +216,66 @@ static int walk_cb(void *b, size_t n, void *arg) {
   return 0;
 }
 
+// A snapshot directory whose manifest names seed k as its one image, the
+// manifest edited (each edit's offset taken modulo the manifest's size),
+// resealed unless bit 6, then restored with mmpool_restore: a refusal is
+// fine; a restored pool must be sound and usable, then closed.
+static void fuzz_manifest(const uint8_t *data, size_t size, int k) {
+  static struct snap_manifest m;
+  const struct poolfile_header *h = (const void *)seed[k];
+  memset(&m, 0, sizeof m);
+  memcpy(m.magic, SNAP_MAGIC, sizeof m.magic);
+  m.version = SNAP_VERSION;
+  m.size = sizeof m;
+  m.npools = 1;
+  m.serial = 1;
+  struct snap_entry *e = &m.pool[0];
+  snprintf(e->name, sizeof e->name, "snapfz");
+  snprintf(e->file, sizeof e->file, "snapfz.1.pool");
+  e->base = h->base;
+  e->capacity = h->capacity;
+  e->length = seed_len[k];
+  e->generation = h->generation;
+  e->uuid[0] = h->uuid[0];
+  e->uuid[1] = h->uuid[1];
+  e->header_checksum = h->checksum;
+  e->kind = SNAP_POOL_ANON;
+  for (size_t i = 1; i + 12 <= size; i += 12) {
+    uint8_t ed[12];
+    memcpy(ed, data + i, 12);
+    uint32_t off = (uint32_t)rd(ed, 4) % (uint32_t)(sizeof m - 8);
+    memcpy(ed, &off, 4);
+    ed[5] = 3;  // the whole record
+    edit((unsigned char *)&m, sizeof m, ed);
+  }
+  if (!(data[0] & 0x40)) snap_manifest_seal(&m);
+  char mp[300];
+  snprintf(mp, sizeof mp, "%s/manifest", snapdir);
+  int fd = open(mp, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0 || write(fd, &m, sizeof m) != (ssize_t)sizeof m) abort();
+  close(fd);
+  char why[300];
+  int ok = snap_manifest_check(&m, sizeof m, why, sizeof why) == 0;
+  int n = mmpool_restore(snapdir, NULL);
+  if (n > 0 && !ok) {
+    fprintf(stderr, "fuzz_attach: a manifest refused by its check was "
+            "restored\n");
+    abort();
+  }
+  for (uint32_t i = 0; n > 0 && i < m.npools; i++) {
+    mmpool_t *p = mmpool_get(m.pool[i].name);
+    if (!p) continue;
+    use_pool(p, 1);
+    mmpool_close(p);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
+  if (data[0] & 0x80) {
+    fuzz_manifest(data, size, data[0] % NSEEDS);
+    return 0;
+  }
   int k = data[0] % NSEEDS;
   size_t len = seed_len[k];
   memcpy(img, seed[k], len);
