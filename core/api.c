@@ -135,15 +135,27 @@ int mmpool_snapshot(const char *dir) {
 int mmpool_restore(const char *dir, const char *options) {
   log_take_code();
   static struct snap_manifest m;  // 12 KiB: not on the stack
-  static int busy;                // one restore at a time (m is static)
+  static char files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
+  static char words[2 * SPEC_PATH_MAX];
+  static struct pool_spec sp;
+  static int busy;                // one restore at a time (the statics)
   if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
     return fail_int(log_fail(EBUSY, "mmpool_restore: another restore is "
                              "running"));
+  char why[256];
   int r = snapshot_read(dir, &m);
+  if (!r && spec_parse(options, &sp, why, sizeof why))
+    r = log_fail(EINVAL, "mmpool_restore: %s", why);
+  // relocate=yes: pools whose ranges are taken here are moved, with every
+  // pointer into them, in copies (snapshot_relocated); the snapshot stays.
+  int moved = 0;
+  uint64_t changed = 0;
+  if (!r && sp.relocate) {
+    moved = snapshot_relocated(dir, &m, files, &changed);
+    if (moved < 0) r = moved;
+  }
   struct mmpool *opened[MMPOOL_MAX_POOLS];
   uint32_t n = 0;
-  static char words[2 * SPEC_PATH_MAX];
-  static struct pool_spec sp;
   for (uint32_t i = 0; !r && i < m.npools; i++) {
     const struct snap_entry *e = &m.pool[i];
     if (pool_by_name(e->name)) {
@@ -151,9 +163,8 @@ int mmpool_restore(const char *dir, const char *options) {
                    "already", e->name);
       break;
     }
-    char why[256];
     fmt_format(words, sizeof words, "file=%s/%s mode=private %s", dir,
-               e->file, options ? options : "");
+               moved > 0 ? files[i] : e->file, options ? options : "");
     if (spec_parse(words, &sp, why, sizeof why)) {
       r = log_fail(EINVAL, "mmpool_restore: %s", why);
       break;
@@ -162,10 +173,15 @@ int mmpool_restore(const char *dir, const char *options) {
     r = pool_open(e->name, &sp, &p);
     if (r) break;
     opened[n++] = p;
-    r = snapshot_entry_check(e, p);
+    r = snapshot_entry_check(e, p, moved > 0);
   }
+  if (moved > 0) snapshot_relocated_drop(dir, m.npools, files);
   if (r)
     while (n) pool_close(opened[--n]);
+  else if (moved > 0)
+    log_print(LOG_INFO, "mmpool_restore: %s: %d pools moved (their ranges "
+              "were taken), %llu words changed", dir, moved,
+              (unsigned long long)changed);
   __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
   return r ? fail_int(r) : (int)n;
 }

@@ -25,6 +25,7 @@
 
 #define MAX_BLOCKS 4096u  // the most blocks a slab holds (16-byte class)
 #define BM_WORDS (MAX_BLOCKS / 64)
+_Static_assert(BM_WORDS == INSPECT_BM_WORDS, "inspect.h says the size");
 
 // ---------------------------------------------------------------------------
 // Version 1 headers
@@ -614,6 +615,21 @@ unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
       report(&w, -1, 0, "engine check: %s", why);
   }
   return w.problems;
+}
+
+int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
+                      uint32_t *inited) {
+  const struct poolfile_header *h = &in->hdr;
+  uint32_t top = h->st.top;
+  if (head >= top) return -1;
+  const struct pdesc *d = &in->pool.desc[head];
+  if (d->kind != PD_SLAB || d->head_delta != 0 || d->npages < 1 ||
+      d->npages > top - head)
+    return -1;
+  uint32_t nfree, nremote;
+  if (slab_scan(NULL, in, d, head, bm, &nfree, &nremote) != 0) return -1;
+  *inited = d->inited;
+  return 0;
 }
 
 int inspect_block_at(struct inspect *in, uint64_t off, uint64_t *blk,

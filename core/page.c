@@ -266,6 +266,11 @@ static uint32_t align_pad(struct mmpool *p, uint32_t idx, uint32_t align) {
 int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
                         int *dirty) {
   struct pool_state *st = ST(p);
+  // An alignment above the base's survives a relocation only by a multiple
+  // of it: recorded (even if this allocation fails: it is only a bound).
+  uint64_t abytes = (uint64_t)align << PAGE_SHIFT;
+  if (abytes > POOL_BASE_ALIGN && abytes > st->align_max)
+    st->align_max = abytes;
   for (unsigned b = bin_of(n); b < POOL_NBINS; b++) {
     for (uint32_t l = st->bins[b]; l; l = D(p, l - 1)->next) {
       uint32_t idx = l - 1;

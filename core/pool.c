@@ -253,7 +253,7 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   }
   if (sp->base && sp->base != hb.base) {
     fmt_format(why, sizeof why, "it is recorded at base 0x%llx, not 0x%llx "
-               "(relocation is not supported yet)",
+               "(move it first: mmpool relocate FILE ADDR)",
                (unsigned long long)hb.base, (unsigned long long)sp->base);
     return file_fail(p, EINVAL, why);
   }

@@ -226,6 +226,11 @@ int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
     if (st->avail[i] > st->top || (i >= SC_COUNT && st->avail[i]))
       return FAIL(EUCLEAN, "slab list avail[%u] = %u out of range", i,
                   st->avail[i]);
+  if (st->align_max && (st->align_max & (st->align_max - 1) ||
+                        st->align_max <= POOL_BASE_ALIGN ||
+                        st->align_max > h->capacity))
+    return FAIL(EUCLEAN, "align_max %llu out of range",
+                (unsigned long long)st->align_max);
   // The program break's record (st.brk_*) is not checked here: a damaged
   // one must not cost the user the pool. pool_brk_get checks it where it
   // is used, and a bad one starts the break afresh.

@@ -125,6 +125,9 @@ struct pool_state {
   // against the block that holds them before use (pool_brk_get).
   uint64_t brk_start;
   uint64_t brk_cur;
+  // The largest alignment a block was asked for above POOL_BASE_ALIGN, or
+  // 0: a relocation must move the pool by a multiple of it (relocate.c).
+  uint64_t align_max;
 };
 
 // The header page. Its first POOLFILE_IDENT_SIZE bytes are the identity

@@ -12,7 +12,10 @@
 #include "log.h"
 #include "os.h"
 #include "pool.h"
+#include "inspect.h"
 #include "poolfile.h"
+#include "relocate.h"
+#include "vmmap.h"
 
 // One snapshot at a time in a process: the pid of the process taking one,
 // or 0. A fork child inherits its parent's value, which is not its own pid:
@@ -184,6 +187,12 @@ static int write_image(struct writer *w, struct mmpool *p, const char *file,
   // What a clean close says, for this copy: attachable without recover.
   h.st.length = len;
   h.st.hiwater = top;
+  // A root left on a block freed since, past the top now, would make the
+  // image unattachable (roots must lie in its data): it is dropped.
+  for (unsigned k = 0; k < MMPOOL_ROOTS; k++)
+    if (h.roots[k] && (h.roots[k] < h.base + h.data_off ||
+                       h.roots[k] >= h.base + len))
+      h.roots[k] = 0;
   h.meta_checksum = poolfile_meta_hash_at(&h, descs, data);
   h.closed = os_time();
   h.flags |= POOLFILE_CLEAN;
@@ -246,7 +255,8 @@ static int named_by(const struct snap_manifest *m, const char *name) {
 static int sweep_one(void *arg, const char *name) {
   struct writer *w = arg;
   if ((image_name(name) && !named_by(&w->m, name)) ||
-      !strcmp(name, SNAP_MANIFEST_TMP))
+      !strcmp(name, SNAP_MANIFEST_TMP) ||
+      !strncmp(name, ".relocated-", 11))
     os_unlink_at(w->dfd, name);
   return 0;
 }
@@ -553,14 +563,146 @@ int snapshot_take(const char *dir) {
   return r;
 }
 
-int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p) {
+int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
+                         int moved) {
   const struct poolfile_header *h = p->hdr;
-  if (h->base != e->base || h->uuid[0] != e->uuid[0] ||
+  if ((!moved && h->base != e->base) || h->uuid[0] != e->uuid[0] ||
       h->uuid[1] != e->uuid[1] || h->capacity != e->capacity)
     return log_fail(EUCLEAN, "snapshot: the image %s of pool '%s' is not "
                     "the one its manifest names (base, capacity or uuid "
                     "differ)", e->file, e->name);
   return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Restore with relocation
+
+// 1 when no mapping of this process overlaps [base, base + len).
+static int range_free(uint64_t base, uint64_t len) {
+  for (uint64_t a = base; a < base + len; a += POOL_BASE_ALIGN)
+    if (vmmap_pool_id(a)) return 0;
+  return os_find_mapping(base, len, NULL, NULL, 0) == 0;
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+// A free range of len bytes, aligned to align, in the window base=auto
+// uses, not overlapping the ranges [lo[i], hi[i]): its base, or 0.
+static uint64_t free_base(uint64_t len, uint64_t align, const uint64_t *lo,
+                          const uint64_t *hi, unsigned n) {
+  uint64_t b = align_up(VM_AUTO_START, align);
+  while (b + len <= VM_AUTO_END) {
+    uint64_t next = 0;
+    for (unsigned i = 0; i < n && !next; i++)
+      if (b < hi[i] && lo[i] < b + len) next = align_up(hi[i], align);
+    for (uint64_t a = b; !next && a < b + len; a += POOL_BASE_ALIGN)
+      if (vmmap_pool_id(a)) next = align_up(a + POOL_BASE_ALIGN, align);
+    uintptr_t end = 0;
+    if (!next && os_find_mapping(b, len, &end, NULL, 0) == 1)
+      next = align_up(end, align);
+    if (!next) return b;
+    b = next;
+  }
+  return 0;
+}
+
+int snapshot_relocated(const char *dir, const struct snap_manifest *m,
+                       char (*files)[SNAP_FILE_MAX], uint64_t *changed) {
+  static struct inspect in;  // 8 KiB aligned
+  static struct reloc_range set[MMPOOL_MAX_POOLS];
+  static uint64_t lo[MMPOOL_MAX_POOLS], hi[MMPOOL_MAX_POOLS];
+  char why[400], path[4200], eb[32];
+  unsigned moved = 0;
+  *changed = 0;
+  // New bases: a pool whose range is free stays; another goes to a free
+  // range (away from every range kept or chosen).
+  for (uint32_t i = 0; i < m->npools; i++) {
+    const struct snap_entry *e = &m->pool[i];
+    set[i].old_base = e->base;
+    set[i].old_end = e->base + e->length;
+    set[i].new_base = e->base;
+    lo[i] = e->base;
+    hi[i] = e->base + e->capacity;
+  }
+  for (uint32_t i = 0; i < m->npools; i++) {
+    const struct snap_entry *e = &m->pool[i];
+    if (range_free(e->base, e->capacity)) continue;
+    fmt_format(path, sizeof path, "%s/%s", dir, e->file);
+    int r = inspect_open(&in, path, 0, why, sizeof why);
+    if (r) return log_fail(-r, "relocate: %s: %s", path, why);
+    uint64_t align = in.hdr.st.align_max > POOL_BASE_ALIGN
+                         ? in.hdr.st.align_max
+                         : POOL_BASE_ALIGN;
+    inspect_close(&in);
+    uint64_t nb = free_base(e->capacity, align, lo, hi, m->npools);
+    if (!nb)
+      return log_fail(ENOMEM, "relocate: no free range of %llu bytes for "
+                      "pool '%s'", (unsigned long long)e->capacity, e->name);
+    set[i].new_base = nb;
+    lo[i] = nb;
+    hi[i] = nb + e->capacity;
+    moved++;
+  }
+  if (!moved) return 0;
+  int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
+  if (dfd < 0)
+    return log_fail(-dfd, "relocate: cannot open %s: %s", dir,
+                    os_strerror(-dfd, eb, sizeof eb));
+  int r = 0;
+  uint32_t made = 0;
+  for (uint32_t i = 0; i < m->npools && !r; i++) {
+    const struct snap_entry *e = &m->pool[i];
+    fmt_format(path, sizeof path, "%s/%s", dir, e->file);
+    r = inspect_open(&in, path, 0, why, sizeof why);
+    if (r) {
+      r = log_fail(-r, "relocate: %s: %s", path, why);
+      break;
+    }
+    if (in.hdr.base != e->base || in.hdr.uuid[0] != e->uuid[0] ||
+        in.hdr.uuid[1] != e->uuid[1]) {
+      inspect_close(&in);
+      r = log_fail(EUCLEAN, "relocate: %s is not the image its manifest "
+                   "names", path);
+      break;
+    }
+    r = reloc_check(&in, set[i].new_base, why, sizeof why);
+    if (r) {
+      inspect_close(&in);
+      r = log_fail(-r, "relocate: %s: %s", path, why);
+      break;
+    }
+    fmt_format(files[i], SNAP_FILE_MAX, ".relocated-%d-%u.pool", os_getpid(),
+               i);
+    os_unlink_at(dfd, files[i]);
+    int fd = os_open_at(dfd, files[i], O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+      inspect_close(&in);
+      r = log_fail(-fd, "relocate: cannot create %s/%s: %s", dir, files[i],
+                   os_strerror(-fd, eb, sizeof eb));
+      break;
+    }
+    made = i + 1;
+    uint64_t n = 0;
+    r = reloc_write(&in, set, m->npools, set[i].new_base, fd, &n, why,
+                    sizeof why);
+    os_close(fd);
+    inspect_close(&in);
+    if (r) r = log_fail(-r, "relocate: %s/%s: %s", dir, files[i], why);
+    *changed += n;
+  }
+  if (r)
+    for (uint32_t i = 0; i < made; i++) os_unlink_at(dfd, files[i]);
+  os_close(dfd);
+  return r ? r : (int)moved;
+}
+
+void snapshot_relocated_drop(const char *dir, uint32_t n,
+                             char (*files)[SNAP_FILE_MAX]) {
+  int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
+  if (dfd < 0) return;
+  for (uint32_t i = 0; i < n; i++)
+    if (files[i][0]) os_unlink_at(dfd, files[i]);
+  os_close(dfd);
 }
 
 int snapshot_claim(const char *dir) {

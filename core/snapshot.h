@@ -85,11 +85,29 @@ int snapshot_take(const char *dir) HIDDEN;
 // snapshot there).
 int snapshot_read(const char *dir, struct snap_manifest *m) HIDDEN;
 
-// 0 when the pool p, just opened from e's image, is the pool e names (base,
-// capacity, uuid); else -EUCLEAN with the reason left by log_fail.
+// 0 when the pool p, just opened from e's image (or its moved copy), is the
+// pool e names (base unless moved, capacity, uuid); else -EUCLEAN with the
+// reason left by log_fail.
 struct mmpool;
-int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p)
+int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
+                         int moved) HIDDEN;
+
+// Restore with relocate=yes: for a snapshot m read from dir whose pools'
+// ranges are not all free in this process, moves the set (every pool whose
+// range is taken to a free range, the others staying) into copies made in
+// dir, files[i] for pool i (".relocated-PID-I.pool": the caller attaches
+// them, privately, and removes them; a snapshot taken into dir later
+// removes leftovers). Returns the number of pools moved (0: every range is
+// free, nothing written), with *changed the words changed, or a negative
+// errno with the reason left by log_fail (the copies made are removed).
+int snapshot_relocated(const char *dir, const struct snap_manifest *m,
+                       char (*files)[SNAP_FILE_MAX], uint64_t *changed)
     HIDDEN;
+
+// Removes the copies snapshot_relocated made (once attached: a mapping
+// keeps its file).
+void snapshot_relocated_drop(const char *dir, uint32_t n,
+                             char (*files)[SNAP_FILE_MAX]) HIDDEN;
 
 // Makes dir (as snapshot_take does) and keeps it open and locked for the
 // life of the process: its snapshots go there, and no other process's

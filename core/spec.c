@@ -200,10 +200,8 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
       break;
     case 5:
       if (vl == 2 && !memcmp(v, "no", 2)) sp->relocate = 0;
-      else if (vl == 3 && !memcmp(v, "yes", 3))
-        return BAD("'%.*s': relocation is not supported by this version yet",
-                   wi, w);
-      else return BAD("bad value in '%.*s' (no)", wi, w);
+      else if (vl == 3 && !memcmp(v, "yes", 3)) sp->relocate = 1;
+      else return BAD("bad value in '%.*s' (no or yes)", wi, w);
       break;
     case 6:
       if (vl == 8 && !memcmp(v, "fallback", 8)) sp->full = SPEC_FULL_FALLBACK;

@@ -23,10 +23,17 @@
 //   mmpool info snap              # the snapshot: serial, pools, pause
 // In the build tree: build/examples/snapshot_restart /tmp/snap 35
 //
-// Usage: snapshot_restart DIR STEPS
+// Usage: snapshot_restart DIR STEPS [ADDR]
 //   Works until step STEPS (from the snapshot's step when there is one).
 //   Prints one line per snapshot, and at the end the step reached and a
 //   checksum of the table that depends only on that step.
+//   ADDR (hexadecimal): before restoring, map a page there, as a library
+//   loaded at the snapshot's address would be; the restore then asks for
+//   relocation (relocate=yes): the pool is mapped elsewhere and every
+//   pointer into it moved (under the preload library, MMPOOL_LOG=info says
+//   how many words changed; `mmpool relocate` prints it too).
+//   Without relocate=yes the restore would fail with EEXIST, naming the
+//   mapping in the way.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -34,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <mmpool.h>
 
@@ -65,15 +73,31 @@ static int fail(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: snapshot_restart DIR STEPS\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: snapshot_restart DIR STEPS [ADDR]\n");
     return 2;
   }
   const char *dir = argv[1];
   uint64_t steps = strtoull(argv[2], NULL, 10);
+  const char *options = NULL;
+  if (argc == 4) {
+    void *at = (void *)(uintptr_t)strtoull(argv[3], NULL, 16);
+    if (mmap(at, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+             MAP_FIXED_NOREPLACE, -1, 0) != at) {
+      perror("snapshot_restart: mmap at ADDR");
+      return 1;
+    }
+    if (mmpool_restore(dir, NULL) >= 0 || errno != EEXIST) {
+      fprintf(stderr, "snapshot_restart: the restore should find its base "
+              "taken\n");
+      return 1;
+    }
+    printf("without relocation: %s\n", mmpool_last_error());
+    options = "relocate=yes";
+  }
   mmpool_t *pool;
   struct table *t;
-  int n = mmpool_restore(dir, NULL);
+  int n = mmpool_restore(dir, options);
   if (n > 0) {
     pool = mmpool_get("state");
     t = pool ? mmpool_get_root(pool, ROOT) : NULL;
@@ -81,8 +105,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "snapshot_restart: %s holds no table\n", dir);
       return 1;
     }
-    printf("restarted from the snapshot in %s at step %" PRIu64 "\n", dir,
-           t->step);
+    printf("restarted from the snapshot in %s at step %" PRIu64 "%s\n", dir,
+           t->step, options ? " (moved)" : "");
   } else if (errno == ENOENT) {
     pool = mmpool_open("state", "size=1G");
     if (!pool) return fail("open");

@@ -33,6 +33,8 @@ int shim_cfg_open_error[CONFIG_MAX_POOLS];        // errno of a failed open
 // through mmpool_get). The routes stay the configuration's.
 static struct snap_manifest restore_m;  // 12 KiB: not on the stack
 static int restoring;
+static int restore_moved;  // pools moved (relocate=yes): copies in use
+static char restore_files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
 
 static int restore_apply(void) {
   struct snap_manifest *mp = &restore_m;
@@ -42,6 +44,24 @@ static int restore_apply(void) {
   if (r) return r;
   if (strlen(dir) + 1 + SNAP_FILE_MAX >= SPEC_PATH_MAX)
     return log_fail(ENAMETOOLONG, "%s: path too long", dir);
+  // relocate=yes on the configured pool of any name in the snapshot: the
+  // set is moved where its ranges are taken (snapshot_relocated).
+  int relocate = 0;
+  for (uint32_t i = 0; i < m.npools; i++)
+    for (unsigned k = 0; k < shim_cfg.npools; k++)
+      if (!strcmp(shim_cfg.pools[k].name, m.pool[i].name) &&
+          shim_cfg.pools[k].spec.relocate)
+        relocate = 1;
+  if (relocate) {
+    uint64_t changed = 0;
+    int mv = snapshot_relocated(dir, &m, restore_files, &changed);
+    if (mv < 0) return mv;
+    restore_moved = mv > 0;
+    if (mv > 0)
+      log_print(LOG_INFO, "MMPOOL_RESTORE: %s: %d pools moved (their "
+                "ranges were taken), %llu words changed", dir, mv,
+                (unsigned long long)changed);
+  }
   for (uint32_t i = 0; i < m.npools; i++) {
     const struct snap_entry *e = &m.pool[i];
     unsigned k = 0;
@@ -59,7 +79,8 @@ static int restore_apply(void) {
       cp->spec.full = SPEC_FULL_NULL;
     }
     struct pool_spec *sp = &shim_cfg.pools[k].spec;
-    fmt_format(sp->path, sizeof sp->path, "%s/%s", dir, e->file);
+    fmt_format(sp->path, sizeof sp->path, "%s/%s", dir,
+               restore_moved ? restore_files[i] : e->file);
     sp->file = 1;
     sp->mode = SPEC_PRIVATE;
     sp->mode_set = 1;
@@ -82,7 +103,7 @@ static int restore_check(unsigned i, struct mmpool *p) {
   if (!restoring) return 0;
   for (uint32_t k = 0; k < restore_m.npools; k++)
     if (!strcmp(restore_m.pool[k].name, shim_cfg.pools[i].name))
-      return snapshot_entry_check(&restore_m.pool[k], p);
+      return snapshot_entry_check(&restore_m.pool[k], p, restore_moved);
   return 0;
 }
 
@@ -137,6 +158,9 @@ void settings_load(void) {
     shim_cfg_pool[i] = p;
     if (i == shim_cfg.default_pool) def = p;
   }
+  if (restore_moved)
+    snapshot_relocated_drop(shim_cfg.restore_dir, restore_m.npools,
+                            restore_files);
   // A pool that cannot be opened is a configuration error that only shows
   // now: under MMPOOL_STRICT it stops the program too.
   if (failed && shim_cfg.strict) {

@@ -37,6 +37,7 @@
 #include "mmpool.h"
 #include "os.h"
 #include "poolcmd.h"
+#include "relocmd.h"
 #include "snapcmd.h"
 #include "snapshot.h"
 #include "log.h"
@@ -146,10 +147,25 @@ static const struct command commands[] = {
    "\n"
    "Exit status: 0 when written, 1 when FILE cannot be read or the picture\n"
    "cannot be written, 2 for bad usage.\n", 1},
-  {"relocate", "mmpool relocate FILE ADDR",
-   "move a pool file to another base address",
-   "Move a pool image to the base address ADDR, offline: every pointer\n"
-   "into the old range is adjusted.\n", 0},
+  {"relocate", "mmpool relocate FILE|DIR ADDR",
+   "move a pool file or a snapshot to another base address",
+   "Move a pool file that no process has attached to the base address ADDR\n"
+   "(hexadecimal, a multiple of 1 GiB), offline, or a snapshot directory as\n"
+   "a whole (its pools keep their distances; the lowest base goes to ADDR).\n"
+   "The file must be clean and sound (as 'mmpool check' says). Every\n"
+   "aligned 8-byte word of the blocks handed out (large blocks up to their\n"
+   "requested size) and every root that points into the old range of a\n"
+   "pool of the set moves with it. This is conservative: an integer that\n"
+   "happens to look like such an address changes too; the count of words\n"
+   "changed is printed. A pool that holds a block aligned above 1 GiB\n"
+   "moves only by a multiple of that alignment.\n"
+   "\n"
+   "The work is done on a copy (FILE.relocate-PID, or new images and a new\n"
+   "manifest in the snapshot), synced and renamed into place: a crash\n"
+   "leaves the original or the moved copy, whole.\n"
+   "\n"
+   "Exit status: 0 when moved, 1 when refused or it failed (one line on\n"
+   "stderr), 2 for bad usage.\n", 1},
   {"snapshot", "mmpool snapshot PID [-t SECONDS]",
    "make a running program snapshot its pools",
    "Ask the running program PID to take a snapshot of all its pools now,\n"
@@ -651,6 +667,29 @@ static int pool_command(const struct command *c, int argc, char **argv) {
   return poolcmd_upgrade(file);
 }
 
+// relocate FILE|DIR ADDR
+static int relocate_command(const struct command *c, int argc, char **argv) {
+  const char *path = NULL, *addr = NULL;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+      return help(1, (char *[]){(char *)c->name});
+    if (!path) path = a;
+    else if (!addr) addr = a;
+    else usage_error("relocate: unexpected '%s'; usage: %s", a, c->usage);
+  }
+  if (!path || !addr)
+    usage_error("relocate: missing %s; usage: %s", path ? "ADDR" : "FILE",
+                c->usage);
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(addr, &end, 16);
+  if (errno || *end || end == addr || strncmp(addr, "0x", 2) != 0)
+    usage_error("relocate: bad ADDR '%s' (hexadecimal, like 0x300000000000)",
+                addr);
+  return relocmd_relocate(path, (uint64_t)v);
+}
+
 // snapshot PID [-t SECONDS]
 static int snapshot_command(const struct command *c, int argc, char **argv) {
   int pid = 0, wait_s = 60;
@@ -694,6 +733,7 @@ int main(int argc, char **argv) {
       strcmp(cmd, "map") == 0 || strcmp(cmd, "upgrade") == 0)
     return pool_command(c, argc, argv); // parses its -h
   if (strcmp(cmd, "snapshot") == 0) return snapshot_command(c, argc, argv);
+  if (strcmp(cmd, "relocate") == 0) return relocate_command(c, argc, argv);
   // `mmpool COMMAND --help` is `mmpool help COMMAND`, for every command,
   // also those not available yet.
   if (argc == 3 &&

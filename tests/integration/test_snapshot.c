@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -216,6 +217,88 @@ static void test_three_pools(void **state) {
 }
 
 // ---------------------------------------------------------------------------
+// Relocation: two pools pointing into each other, both bases taken
+
+static void test_relocate_two_pools(void **state) {
+  (void)state;
+  char *sd = path2(dir, "reloc");
+  mmpool_t *a = mmpool_open("rel_a", "size=64M");
+  mmpool_t *b = mmpool_open("rel_b", "size=64M");
+  assert_non_null(a);
+  assert_non_null(b);
+  struct node *head = NULL;
+  for (int i = 0; i <= 2000; i++) {
+    struct node *n = mmpool_malloc(i % 2 ? b : a, sizeof *n + (i % 5) * 24);
+    n->next = head;
+    n->value = (uint64_t)i;
+    head = n;
+  }
+  // i = 2000 is in a: the root. A large block holds pointers too.
+  struct node **big = mmpool_malloc(b, 300000);
+  for (int k = 0; k < 1000; k++) big[k] = head;
+  assert_int_equal(mmpool_set_root(a, 0, head), 0);
+  assert_int_equal(mmpool_set_root(b, 0, big), 0);
+  uintptr_t base_a = (uintptr_t)mmpool_base(a), base_b = (uintptr_t)mmpool_base(b);
+  snap_ok(sd);
+  struct snap_manifest before;
+  assert_int_equal(manifest_of(sd, &before), 1);
+  pid_t c = fork();
+  if (c == 0) {
+    mmpool_close(a);
+    mmpool_close(b);
+    // Something else at both bases now.
+    if (mmap((void *)base_a, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+             MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED ||
+        mmap((void *)base_b, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+             MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
+      _exit(2);
+    if (mmpool_restore(sd, NULL) != -1 || errno != EEXIST ||
+        !strstr(mmpool_last_error(), "occupied by")) {
+      fprintf(stderr, "restore without relocation: %s\n",
+              mmpool_last_error());
+      _exit(3);
+    }
+    if (mmpool_get("rel_a") || mmpool_get("rel_b")) _exit(4);
+    if (mmpool_restore(sd, "relocate=yes") < 2) {
+      fprintf(stderr, "restore: %s\n", mmpool_last_error());
+      _exit(5);
+    }
+    mmpool_t *ra = mmpool_get("rel_a"), *rb = mmpool_get("rel_b");
+    if (!ra || !rb || mmpool_base(ra) == (void *)base_a ||
+        mmpool_base(rb) == (void *)base_b)
+      _exit(6);
+    struct node *h = mmpool_get_root(ra, 0);
+    struct node **bg = mmpool_get_root(rb, 0);
+    if (!h || mmpool_of(h) != ra || !bg || mmpool_of(bg) != rb) _exit(7);
+    for (int k = 0; k < 1000; k++)
+      if (bg[k] != h) _exit(8);
+    int i = 2000;
+    for (struct node *n = h; n; n = n->next, i--)
+      if (n->value != (uint64_t)i || mmpool_of(n) != (i % 2 ? rb : ra))
+        _exit(9);
+    if (i != -1) _exit(10);
+    // The moved pools work: allocate, free, check.
+    for (int k = 0; k < 1000; k++) mmpool_free(mmpool_malloc(ra, 40));
+    mmpool_free(h);
+    if (mmpool_check(ra) || mmpool_check(rb)) _exit(11);
+    _exit(0);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(c, &st, 0), c);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  // The snapshot is as it was, and no copy is left beside it.
+  struct snap_manifest after;
+  assert_int_equal(manifest_of(sd, &after), 1);
+  assert_memory_equal(&before, &after, sizeof before);
+  check_images(sd, &after);
+  assert_int_equal(count_files(sd), after.npools + 1);
+  assert_int_equal(mmpool_close(a), 0);
+  assert_int_equal(mmpool_close(b), 0);
+  free(sd);
+}
+
+// ---------------------------------------------------------------------------
 // Four threads allocating and freeing across threads
 
 enum { NT = 4, RING = 128, SWAP = 512 };
@@ -415,6 +498,7 @@ static void test_kill_at_random(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_three_pools),
+      cmocka_unit_test(test_relocate_two_pools),
       cmocka_unit_test(test_under_threads),
       cmocka_unit_test(test_failures_keep_previous),
       cmocka_unit_test(test_kill_at_random),

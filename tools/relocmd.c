@@ -1,0 +1,239 @@
+// relocmd.c: `mmpool relocate FILE|DIR ADDR`, offline relocation.
+//
+// A pool file moves to base ADDR; a snapshot directory moves as a whole,
+// its pools keeping their distances (the lowest base goes to ADDR), since
+// blocks of one point into another. The work is core/relocate.c's, on a
+// copy: a file's copy (FILE.relocate-PID, O_EXCL) is synced and renamed
+// over it, then the directory synced; a snapshot gets new images (the next
+// serial) and a new manifest, renamed into place like a snapshot's, and
+// then its old images are removed. A crash at any point leaves the
+// original, or the moved copy, whole.
+#define _GNU_SOURCE
+#include "relocmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "inspect.h"
+#include "poolcmd.h"
+#include "relocate.h"
+#include "snapshot.h"
+
+static struct inspect in;          // 8 KiB aligned: static
+static struct snap_manifest man;
+
+static int sync_dir_of(const char *path) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int r = fsync(fd);
+  close(fd);
+  return r;
+}
+
+// Writes the moved copy of the open image `in` to out (created O_EXCL).
+static int write_copy(const char *src, const char *out,
+                      const struct reloc_range *set, unsigned nset,
+                      uint64_t new_base, uint64_t *changed) {
+  char why[400];
+  if (reloc_check(&in, new_base, why, sizeof why)) {
+    fprintf(stderr, "mmpool: relocate: %s: %s\n", src, why);
+    return -1;
+  }
+  int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                0600);
+  if (fd < 0) {
+    fprintf(stderr, "mmpool: relocate: cannot create %s: %s\n", out,
+            strerror(errno));
+    return -1;
+  }
+  int r = reloc_write(&in, set, nset, new_base, fd, changed, why, sizeof why);
+  if (close(fd) != 0 && !r) {
+    snprintf(why, sizeof why, "close: %s", strerror(errno));
+    r = -1;
+  }
+  if (r) {
+    fprintf(stderr, "mmpool: relocate: %s: %s\n", out, why);
+    unlink(out);
+    return -1;
+  }
+  return 0;
+}
+
+static int open_image(const char *path, unsigned flags) {
+  char why[512];
+  if (inspect_open(&in, path, flags, why, sizeof why)) {
+    fprintf(stderr, "mmpool: relocate: %s: %s\n", path, why);
+    return -1;
+  }
+  return 0;
+}
+
+static int relocate_file(const char *path, uint64_t addr) {
+  if (open_image(path, INSPECT_EXCLUSIVE)) return POOLCMD_BAD;
+  uint64_t old = in.hdr.base;
+  struct reloc_range r = {old, old + in.hdr.st.length, addr};
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s.relocate-%d", path, (int)getpid());
+  uint64_t changed = 0;
+  int bad = write_copy(path, tmp, &r, 1, addr, &changed);
+  inspect_close(&in);
+  if (bad) return POOLCMD_BAD;
+  if (rename(tmp, path) != 0 || sync_dir_of(path) != 0) {
+    fprintf(stderr, "mmpool: relocate: cannot put %s in place: %s\n", tmp,
+            strerror(errno));
+    unlink(tmp);
+    return POOLCMD_BAD;
+  }
+  printf("%s: moved from 0x%" PRIx64 " to 0x%" PRIx64 ": %" PRIu64
+         " words changed (pointers into the pool, and any integer that "
+         "looked like one)\n", path, old, addr, changed);
+  return fflush(stdout) == 0 ? POOLCMD_OK : POOLCMD_TOOL;
+}
+
+static int read_manifest(const char *dir) {
+  char path[PATH_MAX], why[300];
+  snprintf(path, sizeof path, "%s/%s", dir, SNAP_MANIFEST);
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    fprintf(stderr, "mmpool: relocate: %s: %s\n", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  int ok = S_ISREG(st.st_mode) && st.st_size == sizeof man &&
+           pread(fd, &man, sizeof man, 0) == (ssize_t)sizeof man;
+  close(fd);
+  if (!ok) {
+    fprintf(stderr, "mmpool: relocate: %s: not an mmpool snapshot "
+            "manifest\n", path);
+    return -1;
+  }
+  if (snap_manifest_check(&man, sizeof man, why, sizeof why)) {
+    fprintf(stderr, "mmpool: relocate: %s: %s\n", path, why);
+    return -1;
+  }
+  return 0;
+}
+
+static int relocate_snapshot(const char *dir, uint64_t addr) {
+  if (read_manifest(dir)) return POOLCMD_BAD;
+  if (!man.npools) {
+    fprintf(stderr, "mmpool: relocate: %s: the snapshot holds no pool\n",
+            dir);
+    return POOLCMD_BAD;
+  }
+  uint64_t low = man.pool[0].base;
+  for (uint32_t i = 1; i < man.npools; i++)
+    if (man.pool[i].base < low) low = man.pool[i].base;
+  uint64_t delta = addr - low;  // modulo 2^64
+  static struct reloc_range set[MMPOOL_MAX_POOLS];
+  for (uint32_t i = 0; i < man.npools; i++) {
+    set[i].old_base = man.pool[i].base;
+    set[i].old_end = man.pool[i].base + man.pool[i].length;
+    set[i].new_base = man.pool[i].base + delta;
+  }
+  static struct snap_manifest next;
+  next = man;
+  next.serial = man.serial + 1;
+  uint64_t total = 0;
+  char src[PATH_MAX], dst[PATH_MAX];
+  int bad = 0;
+  uint32_t made = 0;
+  for (uint32_t i = 0; i < man.npools && !bad; i++) {
+    struct snap_entry *e = &next.pool[i];
+    snprintf(src, sizeof src, "%s/%s", dir, man.pool[i].file);
+    snprintf(e->file, sizeof e->file, "%s.%" PRIu64 ".pool", e->name,
+             next.serial);
+    snprintf(dst, sizeof dst, "%s/%s", dir, e->file);
+    unlink(dst);  // a leftover of a relocation that died
+    if (open_image(src, 0)) {
+      bad = 1;
+      break;
+    }
+    if (in.hdr.base != man.pool[i].base ||
+        in.hdr.uuid[0] != man.pool[i].uuid[0]) {
+      fprintf(stderr, "mmpool: relocate: %s is not the image the manifest "
+              "names\n", src);
+      inspect_close(&in);
+      bad = 1;
+      break;
+    }
+    uint64_t changed = 0;
+    bad = write_copy(src, dst, set, man.npools, set[i].new_base, &changed);
+    inspect_close(&in);
+    if (bad) break;
+    made = i + 1;
+    total += changed;
+    // The new image's header: read back for its checksum.
+    if (open_image(dst, 0)) {
+      bad = 1;
+      break;
+    }
+    e->base = in.hdr.base;
+    e->header_checksum = in.hdr.checksum;
+    inspect_close(&in);
+    printf("%s: 0x%" PRIx64 " -> 0x%" PRIx64 ", %" PRIu64
+           " words changed\n", man.pool[i].name, man.pool[i].base, e->base,
+           changed);
+  }
+  if (!bad) {
+    snap_manifest_seal(&next);
+    char mt[PATH_MAX], mf[PATH_MAX];
+    snprintf(mt, sizeof mt, "%s/%s", dir, SNAP_MANIFEST_TMP);
+    snprintf(mf, sizeof mf, "%s/%s", dir, SNAP_MANIFEST);
+    unlink(mt);
+    int fd = open(mt, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    bad = fd < 0 || write(fd, &next, sizeof next) != (ssize_t)sizeof next ||
+          fsync(fd) != 0;
+    if (fd >= 0) close(fd);
+    if (!bad) bad = rename(mt, mf) != 0;
+    if (bad) {
+      fprintf(stderr, "mmpool: relocate: cannot write %s: %s\n", mf,
+              strerror(errno));
+      unlink(mt);
+    } else {
+      int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+      }
+    }
+  }
+  if (bad) {
+    // The new images are nobody's: the old manifest still stands.
+    for (uint32_t i = 0; i < made; i++) {
+      snprintf(dst, sizeof dst, "%s/%s", dir, next.pool[i].file);
+      unlink(dst);
+    }
+    return POOLCMD_BAD;
+  }
+  for (uint32_t i = 0; i < man.npools; i++) {
+    snprintf(src, sizeof src, "%s/%s", dir, man.pool[i].file);
+    unlink(src);
+  }
+  printf("snapshot %s: moved by 0x%" PRIx64 " (serial %" PRIu64 " now): %"
+         PRIu64 " words changed (pointers into its pools, and any integer "
+         "that looked like one)\n", dir, delta, next.serial, total);
+  return fflush(stdout) == 0 ? POOLCMD_OK : POOLCMD_TOOL;
+}
+
+int relocmd_relocate(const char *path, uint64_t addr) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    fprintf(stderr, "mmpool: relocate: %s: %s\n", path, strerror(errno));
+    return POOLCMD_BAD;
+  }
+  return S_ISDIR(st.st_mode) ? relocate_snapshot(path, addr)
+                             : relocate_file(path, addr);
+}
