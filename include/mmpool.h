@@ -85,7 +85,9 @@ typedef struct mmpool_handle mmpool_t;
 //                   its recorded base. A fixed base never replaces an
 //                   existing mapping: the open fails with EEXIST and a
 //                   message that names the mapping in the way.
-//   relocate=no     the only supported value for now.
+//   relocate=no|yes for mmpool_restore: a pool whose range is taken here is
+//                   moved (yes) or the restore fails (no, the default);
+//                   a plain open ignores it (mmpool relocate moves a file).
 //   full=fallback|null|abort, brk: accepted and recorded for the preload
 //                   library; the API itself always returns NULL/ENOMEM when a
 //                   pool is full.

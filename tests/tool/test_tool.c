@@ -41,7 +41,7 @@ static const struct {
   const char *name;
   int available;
 } commands[] = {{"run", 1},     {"info", 1},     {"check", 1},
-                {"map", 1},     {"relocate", 0}, {"snapshot", 1},
+                {"map", 1},     {"relocate", 1}, {"snapshot", 1},
                 {"upgrade", 1}, {"help", 1},     {"version", 1}};
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
@@ -273,8 +273,9 @@ static void test_bad_usage(void **state) {
   } cases[] = {
       {(const char *const[]){TOOL, NULL}, "no command"},
       {TOOL_ARGS("frobnicate"), "unknown command 'frobnicate'"},
-      {TOOL_ARGS("relocate", "x.pool", "0x300000000000"),
-       "'relocate' is not available"},
+      {TOOL_ARGS("relocate", "x.pool"), "relocate: missing ADDR"},
+      {TOOL_ARGS("relocate", "x.pool", "300000000000"),
+       "relocate: bad ADDR '300000000000'"},
       {TOOL_ARGS("snapshot"), "snapshot: missing PID"},
       {TOOL_ARGS("snapshot", "x1"), "snapshot: bad PID 'x1'"},
       {TOOL_ARGS("snapshot", "1", "-t", "0"), "snapshot: bad SECONDS '0'"},

@@ -181,6 +181,8 @@ static void test_every_option(void **state) {
 
   OK("relocate=no");
   assert_int_equal(sp.relocate, 0);
+  OK("relocate=yes");
+  assert_int_equal(sp.relocate, 1);
   OK("full=fallback");
   assert_int_equal(sp.full, SPEC_FULL_FALLBACK);
   OK("full=null");
@@ -313,7 +315,7 @@ static void test_bad_values(void **state) {
   BAD("file=a mode=Shared", "bad mode", "'mode=Shared'");
   BAD("full=sometimes", "bad value", "'full=sometimes'");
   BAD("relocate=maybe", "bad value", "'relocate=maybe'");
-  BAD("relocate=yes", "not supported", "'relocate=yes'");
+  BAD("relocate=maybe", "(no or yes)", "'relocate=maybe'");
   BAD("mode=private", "mode", "file"); // mode without file=
   BAD("anon mode=shared", "mode", "file");
   BAD("recover", "recover", "file"); // recover without file=
