@@ -15,7 +15,10 @@
 //             file in DIR with read(2)/write(2) of 1 MiB and an fsync, as
 //             `cp` then `sync FILE` do, in the same run (the image is in
 //             the page cache, as the pool's memory is for the writer);
-//   ratio     MBps / cp_MBps.
+//   ratio     MBps / cp_MBps;
+//   reloc_ms  then the pool is closed, a page mapped at its base, and the
+//             last snapshot restored with relocate=yes: copied, every
+//             pointer moved, attached (one run), and that per GiB.
 // ops/s is what the two threads managed during the snapshots: they are
 // held only during the pauses. SNAP_THREADS=0 (or 1) runs without (or with
 // one) allocating thread; SNAP_THP=1 asks for transparent huge pages on the
@@ -162,11 +165,26 @@ static void measure(const char *dir, uint64_t mib) {
   atomic_store(&stop, 1);
   for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
   double m = median(mbps, ROUNDS), c = median(cpps, ROUNDS);
-  printf("%llu\t%.2f\t%.1f\t%.0f\t%.0f\t%.2f\t%.0f\n",
-         (unsigned long long)mib, median(pause, ROUNDS),
-         median(total, ROUNDS), m, c, m / c, done / secs);
-  fflush(stdout);
+  // Relocation: the pool closed, a page mapped at its base, the snapshot
+  // restored with relocate=yes (the set copied, moved, attached).
+  void *base = mmpool_base(pool);
   mmpool_close(pool);
+  double reloc = -1;
+  if (mmap(base, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+           MAP_FIXED_NOREPLACE, -1, 0) == base) {
+    double t0 = now_ms();
+    if (mmpool_restore(sd, "relocate=yes") != 1) die("restore relocate=yes");
+    reloc = now_ms() - t0;
+    mmpool_t *r = mmpool_get("st");
+    if (!r || mmpool_base(r) == base) die("not moved");
+    mmpool_close(r);
+    munmap(base, 4096);
+  }
+  printf("%llu\t%.2f\t%.1f\t%.0f\t%.0f\t%.2f\t%.0f\t%.1f\t%.0f\n",
+         (unsigned long long)mib, median(pause, ROUNDS),
+         median(total, ROUNDS), m, c, m / c, done / secs, reloc,
+         reloc * 1024 / mib);
+  fflush(stdout);
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", sd);
   if (system(cmd) != 0) fprintf(stderr, "snapshot_time: cannot remove %s\n", sd);
@@ -179,7 +197,8 @@ int main(int argc, char **argv) {
   }
   printf("# snapshot_time");
   for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
-  printf("\nMiB\tpause_ms\ttotal_ms\tMBps\tcp_MBps\tratio\tops_per_s\n");
+  printf("\nMiB\tpause_ms\ttotal_ms\tMBps\tcp_MBps\tratio\tops_per_s\t"
+         "reloc_ms\treloc_ms_per_GiB\n");
   if (argc == 2) {
     static const uint64_t sizes[] = {16, 256, 1024, 2048};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)

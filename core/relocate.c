@@ -146,8 +146,8 @@ static void span(void *arg, const struct inspect_span *s) {
 }
 
 int reloc_write(struct inspect *in, const struct reloc_range *set,
-                unsigned nset, uint64_t new_base, int fd, uint64_t *changed,
-                char *why, size_t why_len) {
+                unsigned nset, uint64_t new_base, int fd, int durable,
+                uint64_t *changed, char *why, size_t why_len) {
   char eb[32];
   struct writer w = {in, set, nset, fd, 0, 0, NULL};
   w.buf = vmmap_scratch(RELOC_CHUNK);
@@ -171,7 +171,7 @@ int reloc_write(struct inspect *in, const struct reloc_range *set,
   h.base = new_base;
   poolfile_seal(&h);
   out(&w, &h, sizeof h, 0);
-  if (!w.err) w.err = os_fsync(fd);
+  if (!w.err && durable) w.err = os_fsync(fd);
   vmmap_scratch_release(w.buf);
   *changed = w.changed;
   if (w.err) {

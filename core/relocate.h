@@ -39,11 +39,12 @@ int reloc_check(struct inspect *in, uint64_t new_base, char *why,
                 size_t why_len) HIDDEN;
 
 // Writes image in, moved to new_base, to fd (truncated to its length, free
-// spans left as holes) and fsyncs it. set: every pool of the set, this one
+// spans left as holes), and fsyncs it when durable (a copy to keep, not a
+// temporary one). set: every pool of the set, this one
 // included. *changed: words (roots included) that were moved. 0, or a
 // negative errno with one line in why. pre: reloc_check passed.
 int reloc_write(struct inspect *in, const struct reloc_range *set,
-                unsigned nset, uint64_t new_base, int fd, uint64_t *changed,
-                char *why, size_t why_len) HIDDEN;
+                unsigned nset, uint64_t new_base, int fd, int durable,
+                uint64_t *changed, char *why, size_t why_len) HIDDEN;
 
 #endif

@@ -683,7 +683,8 @@ int snapshot_relocated(const char *dir, const struct snap_manifest *m,
     }
     made = i + 1;
     uint64_t n = 0;
-    r = reloc_write(&in, set, m->npools, set[i].new_base, fd, &n, why,
+    // A temporary copy, attached and removed: no fsync.
+    r = reloc_write(&in, set, m->npools, set[i].new_base, fd, 0, &n, why,
                     sizeof why);
     os_close(fd);
     inspect_close(&in);

@@ -56,7 +56,8 @@ static int write_copy(const char *src, const char *out,
             strerror(errno));
     return -1;
   }
-  int r = reloc_write(&in, set, nset, new_base, fd, changed, why, sizeof why);
+  int r = reloc_write(&in, set, nset, new_base, fd, 1, changed, why,
+                      sizeof why);
   if (close(fd) != 0 && !r) {
     snprintf(why, sizeof why, "close: %s", strerror(errno));
     r = -1;
