@@ -16,7 +16,9 @@
 # - MMPOOL_STATS=1 counts the snapshots;
 # - `mmpool run --from DIR` restarts a program on the snapshot: its pools
 #   come back from the images (a root set before is there), and the
-#   snapshot is left as it was; a damaged one is refused before it starts.
+#   snapshot is left as it was; a damaged one is refused before it starts;
+# - damaged manifests, cut ones and foreign images are refused by check,
+#   info and run --from, each with its reason.
 # Each snapshot passes `mmpool check DIR`; each image attaches (mmpool info).
 set -u
 lib=$(realpath "$1")
@@ -157,6 +159,27 @@ test "$(cat "$d/p.out")" = ok || fail "open dir output: $(cat "$d/p.out")"
 test "$(grep -c "may be written by group or others" "$d/p.err")" = 1 ||
   fail "open dir: want one line: $(cat "$d/p.err")"
 test -e "$d/open/manifest" && fail "open dir: a snapshot was written"
+
+# Damaged and foreign snapshots: refused by check and info with a reason.
+cp -r "$d/s1" "$d/h1"
+printf 'x' | dd of="$d/h1/manifest" bs=1 seek=77 conv=notrunc 2>/dev/null
+"$tool" check "$d/h1" >"$d/h.out" 2>&1 && fail "check took a damaged manifest"
+grep -q "manifest checksum mismatch" "$d/h.out" || fail "check: $(cat "$d/h.out")"
+"$tool" info "$d/h1" >"$d/h.out" 2>&1 && fail "info took a damaged manifest"
+grep -q "manifest checksum mismatch" "$d/h.out" || fail "info: $(cat "$d/h.out")"
+cp -r "$d/s1" "$d/h2"
+truncate -s 100 "$d/h2/manifest"
+"$tool" check "$d/h2" >"$d/h.out" 2>&1 && fail "check took a cut manifest"
+grep -q "not an mmpool snapshot manifest" "$d/h.out" || fail "cut: $(cat "$d/h.out")"
+# An image of another snapshot, under the name the manifest gives.
+cp -r "$d/s1" "$d/h3"
+img=$(ls "$d/h3" | grep '^default\.')
+cp "$d/s2/$(ls "$d/s2" | grep '^default\.')" "$d/h3/$img"
+"$tool" check "$d/h3" >"$d/h.out" 2>&1 && fail "check took a foreign image"
+grep -q "not what the manifest says" "$d/h.out" || fail "foreign: $(cat "$d/h.out")"
+"$tool" run --from "$d/h3" -- true >"$d/h.out" 2>&1
+grep -q "is not the one its manifest names" "$d/h.out" ||
+  fail "run --from a foreign image: $(cat "$d/h.out")"
 
 # A program without snapshot-on=signal is sent nothing.
 env LD_PRELOAD="$lib" "$py" -c 'import time; time.sleep(2)' &
