@@ -592,6 +592,15 @@ static void resolve(struct work *x) {
       sp->full = SPEC_FULL_NULL;
   }
 
+  // Snapshots copy the process: with huge pages, the copy of the page
+  // tables is 512 times shorter (docs/snapshots.md, "Costs"). Every pool
+  // gets them when snapshots are asked for, unless its statement says thp=.
+  int snapshots = 0;
+  for (unsigned j = 0; j < c->npools; j++)
+    snapshots |= c->pools[j].spec.snap_dir[0] != 0;
+  for (unsigned j = 0; snapshots && j < c->npools; j++)
+    if (!c->pools[j].spec.thp_set) c->pools[j].spec.thp = 1;
+
   for (unsigned j = 0; j < c->npools; j++) {
     const struct pool_spec *b = &c->pools[j].spec;
     if (!x->pool_ok[j] || c->pools[j].implicit) continue;
@@ -818,6 +827,7 @@ static void pool_line(struct out *o, const struct config_pool *p) {
   if (sp->brk) put(o, " brk");
   if (sp->recover) put(o, " recover");
   if (sp->trust == SPEC_TRUST_ANY) put(o, " trust=any");
+  if (sp->thp) put(o, " thp=yes");
   if (sp->snap_dir[0]) {
     put(o, " snapshot=");
     put_text(o, sp->snap_dir);

@@ -28,6 +28,8 @@ int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off, int shared);
 int os_map_copy(int fd, size_t len, int writable, uintptr_t *out);
 // Drops the pages of a private anonymous range; it reads as zeros after.
 int os_purge(uintptr_t addr, size_t len);
+// madvise(MADV_HUGEPAGE): transparent huge pages where they fit.
+int os_advise_huge(uintptr_t addr, size_t len);
 int os_unmap(uintptr_t addr, size_t len);
 // Writes a shared file mapping's dirty pages to the file and waits.
 int os_msync(uintptr_t addr, size_t len);

@@ -134,6 +134,10 @@ int os_purge(uintptr_t addr, size_t len) {
   return (int)SYS3(SYS_madvise, addr, len, MADV_DONTNEED);
 }
 
+int os_advise_huge(uintptr_t addr, size_t len) {
+  return (int)SYS3(SYS_madvise, addr, len, MADV_HUGEPAGE);
+}
+
 int os_unmap(uintptr_t addr, size_t len) {
   return (int)SYS3(SYS_munmap, addr, len, 0);
 }

@@ -118,6 +118,7 @@ static int reserve_to(struct mmpool *p, uint64_t end) {
     char label[64];
     fmt_format(label, sizeof label, "mmpool:%s", p->name);
     os_name_range(p->base + had, got - had, label);
+    if (p->thp) vmmap_advise_huge(p->base + had, got - had);
     __atomic_store_n(&p->reserved, got, __ATOMIC_RELEASE);
   }
   if (r) return log_fail(-r, "pool '%s' is full: %s", p->name, why);

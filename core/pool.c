@@ -106,6 +106,7 @@ static int reserve(struct mmpool *p, uintptr_t base, uint64_t cap,
                              sizeof why);
   if (r) return log_fail(-r, "pool '%s': cannot %s: %s", p->name, what, why);
   __atomic_store_n(&p->reserved, len, __ATOMIC_RELEASE);
+  if (p->thp) vmmap_advise_huge(*got, len);
   if (len < first) {
     char a[32], b[32], c[32];
     uint64_t as = os_as_limit();
@@ -486,6 +487,7 @@ int pool_open(const char *name, const struct pool_spec *sp,
   p->fd = -1;
   p->spec_full = sp->full;
   p->spec_brk = sp->brk;
+  p->thp = sp->thp;
   memcpy(p->name, name, strlen(name) + 1);
   r = sp->file ? open_file(p, sp) : open_anon(p, sp);
   if (r == 0) {

@@ -57,6 +57,7 @@ struct mmpool {
   uintptr_t fork_meta, fork_data; // during a fork: the child's copies
   size_t frozen_len;     // data_len when frozen (blocks stay readable)
   int spec_full, spec_brk;
+  int thp;               // thp=yes: huge pages asked for the reserved range
   uint64_t capacity;
   uint64_t dev, ino;      // file pools: the file's identity
   size_t meta_mapped;    // descriptor bytes mapped, from desc_off

@@ -149,7 +149,7 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
     static const char *const names[] = {"anon",     "file", "mode", "size",
                                         "base",     "relocate", "full",
                                         "brk",      "recover", "trust",
-                                        "snapshot", "snapshot-on"};
+                                        "snapshot", "snapshot-on", "thp"};
     unsigned opt = 0;
     while (opt < sizeof names / sizeof *names && !key_is(w, kl, names[opt]))
       opt++;
@@ -227,6 +227,12 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
       if (r) return r;
       break;
     }
+    case 12:
+      if (vl == 3 && !memcmp(v, "yes", 3)) sp->thp = 1;
+      else if (vl == 2 && !memcmp(v, "no", 2)) sp->thp = 0;
+      else return BAD("bad value in '%.*s' (yes or no)", wi, w);
+      sp->thp_set = 1;
+      break;
     }
   }
   if (sp->snap_on && !sp->snap_dir[0])

@@ -33,6 +33,7 @@ struct pool_spec {
   int brk;                    // serves sbrk/brk
   int recover;                // attach a file not closed cleanly
   int trust;                  // spec_trust
+  int thp, thp_set;           // thp=yes|no: transparent huge pages
   // Snapshots (the preload library takes them; docs/snapshots.md): the
   // directory, and when. A snapshot is of every pool of the process.
   char snap_dir[SPEC_PATH_MAX]; // snapshot=DIR ("" when not given)

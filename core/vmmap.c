@@ -263,6 +263,10 @@ int vmmap_purge(uintptr_t addr, size_t len) {
   OWNED_OP(addr, len, os_purge(addr, len));
 }
 
+int vmmap_advise_huge(uintptr_t addr, size_t len) {
+  OWNED_OP(addr, len, os_advise_huge(addr, len));
+}
+
 int vmmap_sync(uintptr_t addr, size_t len) {
   OWNED_OP(addr, len, os_msync(addr, len));
 }

@@ -68,6 +68,10 @@ int vmmap_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
 int vmmap_purge(uintptr_t addr, size_t len);
 // Syncs a shared file range.
 int vmmap_sync(uintptr_t addr, size_t len);
+// Asks for transparent huge pages in an own range (thp=yes): a copy of the
+// process (fork, a snapshot's writer) then copies one page-table entry per
+// 2 MiB instead of 512. Best effort.
+int vmmap_advise_huge(uintptr_t addr, size_t len);
 // Unmaps a pool's reserved part and forgets it (table entries too).
 int vmmap_release(uintptr_t base);
 // A read-write anonymous range for process-local state (thread heaps),

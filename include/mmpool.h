@@ -91,6 +91,9 @@ typedef struct mmpool_handle mmpool_t;
 //   full=fallback|null|abort, brk: accepted and recorded for the preload
 //                   library; the API itself always returns NULL/ENOMEM when a
 //                   pool is full.
+//   thp=yes|no      ask for transparent huge pages on the pool's range
+//                   (default no): mmpool_snapshot's pause, a copy of the
+//                   page tables, is then one entry per 2 MiB, not 512.
 //   recover         attach a file that was not closed cleanly, after a full
 //                   check of its metadata (otherwise such a file is refused).
 //   trust=owner|any owner (default): attach only files the effective user

@@ -217,6 +217,45 @@ static void test_three_pools(void **state) {
 }
 
 // ---------------------------------------------------------------------------
+// thp=yes: the pool's range is advised for huge pages (VmFlags "hg" in
+// /proc/self/smaps), so that a snapshot's copy of the process copies one
+// page-table entry per 2 MiB; without it, not.
+
+static int range_has_hg(uintptr_t lo, uintptr_t hi) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  assert_non_null(f);
+  char line[512];
+  int in = 0, hg = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') <
+                                                     strchr(line, ' '))
+      in = a >= lo && b <= hi;
+    else if (in && !strncmp(line, "VmFlags:", 8) && strstr(line, " hg"))
+      hg = 1;
+  }
+  fclose(f);
+  return hg;
+}
+
+static void test_thp(void **state) {
+  (void)state;
+  mmpool_t *y = mmpool_open("thp_yes", "size=256M thp=yes");
+  mmpool_t *n = mmpool_open("thp_no", "size=256M");
+  assert_non_null(y);
+  assert_non_null(n);
+  for (int i = 0; i < 10000; i++) {
+    memset(mmpool_malloc(y, 1000), 1, 1000);
+    memset(mmpool_malloc(n, 1000), 1, 1000);
+  }
+  uintptr_t by = (uintptr_t)mmpool_base(y), bn = (uintptr_t)mmpool_base(n);
+  assert_true(range_has_hg(by, by + mmpool_capacity(y)));
+  assert_false(range_has_hg(bn, bn + mmpool_capacity(n)));
+  assert_int_equal(mmpool_close(y), 0);
+  assert_int_equal(mmpool_close(n), 0);
+}
+
+// ---------------------------------------------------------------------------
 // Relocation: two pools pointing into each other, both bases taken
 
 static void test_relocate_two_pools(void **state) {
@@ -499,6 +538,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_three_pools),
       cmocka_unit_test(test_relocate_two_pools),
+      cmocka_unit_test(test_thp),
       cmocka_unit_test(test_under_threads),
       cmocka_unit_test(test_failures_keep_previous),
       cmocka_unit_test(test_kill_at_random),

@@ -183,6 +183,10 @@ static void test_every_option(void **state) {
   assert_int_equal(sp.relocate, 0);
   OK("relocate=yes");
   assert_int_equal(sp.relocate, 1);
+  OK("thp=yes");
+  assert_true(sp.thp && sp.thp_set);
+  OK("thp=no");
+  assert_true(!sp.thp && sp.thp_set);
   OK("full=fallback");
   assert_int_equal(sp.full, SPEC_FULL_FALLBACK);
   OK("full=null");
@@ -316,6 +320,7 @@ static void test_bad_values(void **state) {
   BAD("full=sometimes", "bad value", "'full=sometimes'");
   BAD("relocate=maybe", "bad value", "'relocate=maybe'");
   BAD("relocate=maybe", "(no or yes)", "'relocate=maybe'");
+  BAD("thp=always", "(yes or no)", "'thp=always'");
   BAD("mode=private", "mode", "file"); // mode without file=
   BAD("anon mode=shared", "mode", "file");
   BAD("recover", "recover", "file"); // recover without file=
