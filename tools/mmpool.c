@@ -145,6 +145,9 @@ static const struct command commands[] = {
    "  -o FILE, --output FILE, --output=FILE, -oFILE\n"
    "              the SVG file to write (required)\n"
    "\n"
+   "FILE may be a snapshot directory: its pools are drawn one under the\n"
+   "other, under a line naming the snapshot.\n"
+   "\n"
    "Exit status: 0 when written, 1 when FILE cannot be read or the picture\n"
    "cannot be written, 2 for bad usage.\n", 1},
   {"relocate", "mmpool relocate FILE|DIR ADDR",
@@ -663,7 +666,7 @@ static int pool_command(const struct command *c, int argc, char **argv) {
     return snap ? snapcmd_info(file, json) : poolcmd_info(file, json);
   if (strcmp(c->name, "check") == 0)
     return snap ? snapcmd_check(file) : poolcmd_check(file);
-  if (is_map) return poolcmd_map(file, out);
+  if (is_map) return snap ? snapcmd_map(file, out) : poolcmd_map(file, out);
   return poolcmd_upgrade(file);
 }
 

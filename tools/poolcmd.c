@@ -552,8 +552,11 @@ static void kind_label(int kind, char *out, size_t n) {
              HS(sc_table[kind - K_CLASS0].bsize), kind - K_CLASS0);
 }
 
-int poolcmd_map(const char *path, const char *out) {
-  if (open_file(path, 0)) return POOLCMD_BAD;
+// Draws the open file (in) as one <svg> element at (x, y) into f, its
+// size in *w, *h; cells: the cell count and size, for the caller's line.
+static int draw_pool(FILE *f, int nested, unsigned x, unsigned y,
+                     unsigned *w, unsigned *hgt, uint64_t *cells, char *cellw,
+                     size_t cellw_len) {
   const struct poolfile_header *h = &in.hdr;
   struct picture pc;
   memset(&pc, 0, sizeof pc);
@@ -564,15 +567,11 @@ int poolcmd_map(const char *path, const char *out) {
   pc.tally = calloc(pc.ncells, sizeof *pc.tally);
   if (!pc.tally) {
     fprintf(stderr, "mmpool: out of memory\n");
-    inspect_close(&in);
-    return POOLCMD_BAD;
+    return -1;
   }
   paint(&pc, 0, pc.meta_units, K_META);
   unsigned problems = 0;
-  struct inspect_cb cb = {.problem = count_problem, .span = map_span,
-                          .arg = &pc};
-  // count_problem's argument is the picture here: counted separately.
-  cb.problem = NULL;
+  struct inspect_cb cb = {.problem = NULL, .span = map_span, .arg = &pc};
   problems = inspect_walk(&in, &cb, &stats);
   uint64_t committed = (h->st.length - h->data_off) >> PAGE_SHIFT;
   if (committed > h->st.top)
@@ -580,13 +579,6 @@ int poolcmd_map(const char *path, const char *out) {
   if (h->npages > committed)
     paint(&pc, pc.meta_units + committed, h->npages - committed, K_NOFILE);
 
-  FILE *f = fopen(out, "w");
-  if (!f) {
-    fprintf(stderr, "mmpool: %s: %s\n", shown(out), strerror(errno));
-    free(pc.tally);
-    inspect_close(&in);
-    return POOLCMD_BAD;
-  }
   unsigned rows = (unsigned)((pc.ncells + MAP_COLS - 1) / MAP_COLS);
   unsigned nlegend = 0;
   for (int k = 0; k < K_COUNT; k++) nlegend += pc.used_kinds[k] != 0;
@@ -594,23 +586,24 @@ int poolcmd_map(const char *path, const char *out) {
   unsigned width = 20 + gw + 30 + 330;
   unsigned height = top + (rows * CELL > nlegend * 18 ? rows * CELL
                                                       : nlegend * 18) + 40;
-  fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" "
-          "height=\"%u\" viewBox=\"0 0 %u %u\" font-family=\"sans-serif\" "
-          "font-size=\"12\">\n", width, height, width, height);
+  // Alone, the picture is the document's; in a snapshot's, each pool is
+  // an <svg> of its own, its ids suffixed by the pool's name.
+  const char *sep = nested ? "-" : "", *sfx = nested ? h->name : "";
+  if (nested)
+    fprintf(f, "<svg x=\"%u\" y=\"%u\" width=\"%u\" height=\"%u\">\n", x,
+            y, width, height);
   fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n");
   fprintf(f, "<text x=\"20\" y=\"24\" font-size=\"16\">pool ");
   // The name is [A-Za-z0-9_.-]: nothing to escape.
   fprintf(f, "%s at 0x%" PRIx64 ", capacity %s, %s in the file</text>\n",
           h->name, h->base, HS(h->capacity), HS(h->st.length));
-  char cellw[32];
-  hsize(cellw, sizeof cellw, pc.per_cell << PAGE_SHIFT);
+  hsize(cellw, cellw_len, pc.per_cell << PAGE_SHIFT);
   fprintf(f, "<text x=\"20\" y=\"44\">by address, left to right and top to "
           "bottom from 0x%" PRIx64 "; each cell %s (%" PRIu64 " page%s); "
           "a cell's colour is what holds most of it%s</text>\n", h->base,
           cellw, pc.per_cell, pc.per_cell == 1 ? "" : "s",
           problems ? "; the file has problems: run mmpool check" : "");
-  fprintf(f, "<g id=\"cells\">\n");
+  fprintf(f, "<g id=\"cells%s%s\">\n", sep, sfx);
   for (uint64_t c = 0; c < pc.ncells; c++) {
     int best = K_NOFILE;
     uint32_t most = 0;
@@ -627,8 +620,8 @@ int poolcmd_map(const char *path, const char *out) {
             top + (unsigned)(c / MAP_COLS) * CELL, CELL - 1, CELL - 1, col, a,
             lab);
   }
-  fprintf(f, "</g>\n<g id=\"legend\">\n");
-  unsigned y = top;
+  fprintf(f, "</g>\n<g id=\"legend%s%s\">\n", sep, sfx);
+  unsigned ly = top;
   for (int k = 0; k < K_COUNT; k++) {
     if (!pc.used_kinds[k]) continue;
     char col[16], lab[96];
@@ -636,20 +629,71 @@ int poolcmd_map(const char *path, const char *out) {
     kind_label(k, lab, sizeof lab);
     fprintf(f, "<rect x=\"%u\" y=\"%u\" width=\"12\" height=\"12\" "
             "fill=\"%s\" stroke=\"#888888\"/>\n<text x=\"%u\" y=\"%u\">%s: "
-            "%s</text>\n", 20 + gw + 30, y, col, 20 + gw + 50, y + 11, lab,
+            "%s</text>\n", 20 + gw + 30, ly, col, 20 + gw + 50, ly + 11, lab,
             HS(pc.used_kinds[k] << PAGE_SHIFT));
-    y += 18;
+    ly += 18;
   }
-  fprintf(f, "</g>\n</svg>\n");
+  fprintf(f, "</g>\n%s", nested ? "</svg>\n" : "");
   free(pc.tally);
-  inspect_close(&in);
+  *w = width;
+  *hgt = height;
+  *cells = pc.ncells;
+  return 0;
+}
+
+int poolcmd_map_many(const char *const *paths, unsigned n, const char *title,
+                     const char *out) {
+  // Each pool's picture into memory first: the outer size needs them all.
+  char *parts[64] = {0};
+  size_t lens[64] = {0};
+  unsigned w[64], h[64], width = 0, height = title ? 40 : 0;
+  uint64_t cells = 0;
+  char cellw[32] = "";
+  int bad = n > 64;
+  for (unsigned i = 0; i < n && !bad; i++) {
+    if (open_file(paths[i], 0)) {
+      bad = 1;
+      break;
+    }
+    FILE *m = open_memstream(&parts[i], &lens[i]);
+    uint64_t c = 0;
+    bad = !m || draw_pool(m, n > 1 || title, 0, height, &w[i], &h[i], &c,
+                          cellw, sizeof cellw) != 0;
+    if (m) fclose(m);
+    inspect_close(&in);
+    cells += c;
+    if (w[i] > width) width = w[i];
+    height += h[i];
+  }
+  FILE *f = bad ? NULL : fopen(out, "w");
+  if (!bad && !f) fprintf(stderr, "mmpool: %s: %s\n", shown(out),
+                          strerror(errno));
+  if (f) {
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" "
+            "height=\"%u\" viewBox=\"0 0 %u %u\" font-family=\"sans-serif\" "
+            "font-size=\"12\">\n", width, height, width, height);
+    if (title)
+      fprintf(f, "<rect width=\"100%%\" height=\"40\" fill=\"#eeeeee\"/>\n"
+              "<text x=\"20\" y=\"26\" font-size=\"16\">%s</text>\n",
+              title);
+    for (unsigned i = 0; i < n; i++) fwrite(parts[i], 1, lens[i], f);
+    fprintf(f, "</svg>\n");
+  }
+  for (unsigned i = 0; i < n; i++) free(parts[i]);
+  if (!f) return POOLCMD_BAD;
   if (fclose(f) != 0) {
     fprintf(stderr, "mmpool: %s: %s\n", shown(out), strerror(errno));
     return POOLCMD_BAD;
   }
-  fprintf(stderr, "mmpool: %s: %" PRIu64 " cells of %s written to %s\n",
-          shown(path), pc.ncells, cellw, shown(out));
+  fprintf(stderr, "mmpool: %s: %" PRIu64 " cells%s%s written to %s\n",
+          n == 1 ? shown(paths[0]) : "snapshot", cells, n == 1 ? " of " : "",
+          n == 1 ? cellw : "", shown(out));
   return POOLCMD_OK;
+}
+
+int poolcmd_map(const char *path, const char *out) {
+  return poolcmd_map_many(&path, 1, NULL, out);
 }
 
 // ---------------------------------------------------------------------------

@@ -13,6 +13,10 @@ enum {
 int poolcmd_info(const char *path, int json);
 int poolcmd_check(const char *path);
 int poolcmd_map(const char *path, const char *out);
+// One picture of several pool files, one under the other, with a title
+// line (or none): the map of a snapshot.
+int poolcmd_map_many(const char *const *paths, unsigned n, const char *title,
+                     const char *out);
 int poolcmd_upgrade(const char *path);
 
 #endif

@@ -267,6 +267,29 @@ int snapcmd_check(const char *dir) {
 }
 
 // ---------------------------------------------------------------------------
+// map
+
+int snapcmd_map(const char *dir, const char *out) {
+  if (read_manifest(dir)) return POOLCMD_BAD;
+  static char paths[MMPOOL_MAX_POOLS][4200];
+  const char *p[MMPOOL_MAX_POOLS];
+  for (uint32_t i = 0; i < man.npools; i++) {
+    if (open_image(dir, i)) return POOLCMD_BAD;
+    inspect_close(&img);
+    image_path(dir, &man.pool[i], paths[i], sizeof paths[i]);
+    p[i] = paths[i];
+  }
+  char title[200], tb[64];
+  snprintf(title, sizeof title, "snapshot %" PRIu64 " of %.16s (pid %u), "
+           "%s: %u pools", man.serial, man.program, man.pid,
+           when(man.taken, tb, sizeof tb), man.npools);
+  // The program's name is its own: keep only what needs no escaping.
+  for (char *c = title; *c; c++)
+    if (*c == '<' || *c == '>' || *c == '&') *c = '_';
+  return poolcmd_map_many(p, man.npools, title, out);
+}
+
+// ---------------------------------------------------------------------------
 // snapshot PID
 
 // The environment of process pid, as an envp array (malloc'd), or NULL.

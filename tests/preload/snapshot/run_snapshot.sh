@@ -19,7 +19,8 @@
 #   snapshot is left as it was; a damaged one is refused before it starts;
 # - damaged manifests, cut ones and foreign images are refused by check,
 #   info and run --from, each with its reason.
-# Each snapshot passes `mmpool check DIR`; each image attaches (mmpool info).
+# Each snapshot passes `mmpool check DIR`; each image attaches (mmpool info);
+# `mmpool map DIR` draws every pool of it.
 set -u
 lib=$(realpath "$1")
 tool=$(realpath "$2")
@@ -83,6 +84,15 @@ checks "$d/s1" "signal"
 "$tool" info "$d/s1" >"$d/i.out" 2>&1 || fail "info: $(cat "$d/i.out")"
 grep -Eq "^  default +-> big +[1-9][0-9][0-9][0-9]" "$d/i.out" ||
   fail "no pointers from default into big: $(cat "$d/i.out")"
+"$tool" map "$d/s1" -o "$d/s1.svg" >"$d/m.out" 2>&1 || fail "map: $(cat "$d/m.out")"
+/usr/bin/python3 -c '
+import sys, xml.etree.ElementTree as E
+ns = "{http://www.w3.org/2000/svg}"
+r = E.parse(sys.argv[1]).getroot()
+ids = [g.get("id") for s in r.findall(ns + "svg") for g in s.findall(ns + "g")]
+assert sorted(ids) == ["cells-big", "cells-default", "legend-big", "legend-default"], ids
+assert "snapshot 1 of python3" in r.find(ns + "text").text' "$d/s1.svg" ||
+  fail "map of the snapshot: $(head -c 600 "$d/s1.svg")"
 touch "$d/go"
 wait $pid || fail "the program failed: $(cat "$d/p.err")"
 test "$(cat "$d/p.out")" = "done 50000 100000" ||
