@@ -9,6 +9,8 @@
 
 #include "fmt.h"
 #include "hash.h"
+#include "heap.h"
+#include "lock.h"
 #include "log.h"
 #include "os.h"
 #include "pool.h"
@@ -522,6 +524,12 @@ static int take(const char *dir, int dfd, struct snap_manifest *old,
 
 int snapshot_take(const char *dir) {
   if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
+  // From a signal handler that interrupted the allocator in this thread:
+  // the instant cannot be had (this thread's own operation is half done,
+  // or it holds a lock the hold needs).
+  if (tl_fast.inside || tl_locks)
+    return log_fail(EDEADLK, "snapshot: called from inside the allocator "
+                    "(a signal handler?): no snapshot");
   if (snap_begin())
     return log_fail(EBUSY, "snapshot: another snapshot of this process is "
                     "being taken");
