@@ -153,7 +153,9 @@ static int relocate_snapshot(const char *dir, uint64_t addr) {
   for (uint32_t i = 0; i < man.npools && !bad; i++) {
     struct snap_entry *e = &next.pool[i];
     snprintf(src, sizeof src, "%s/%s", dir, man.pool[i].file);
-    snprintf(e->file, sizeof e->file, "%s.%" PRIu64 ".pool", e->name,
+    char name[sizeof e->name];
+    memcpy(name, e->name, sizeof name);
+    snprintf(e->file, sizeof e->file, "%s.%" PRIu64 ".pool", name,
              next.serial);
     snprintf(dst, sizeof dst, "%s/%s", dir, e->file);
     unlink(dst);  // a leftover of a relocation that died
