@@ -37,24 +37,32 @@ static int restore_moved;  // pools moved (relocate=yes): copies in use
 static char restore_files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
 
 static int restore_apply(void) {
-  struct snap_manifest *mp = &restore_m;
-#define m (*mp)
+  struct snap_manifest *m = &restore_m;
   const char *dir = shim_cfg.restore_dir;
-  int r = snapshot_read(dir, &m);
+  int r = snapshot_read(dir, m);
   if (r) return r;
   if (strlen(dir) + 1 + SNAP_FILE_MAX >= SPEC_PATH_MAX)
     return log_fail(ENAMETOOLONG, "%s: path too long", dir);
-  // relocate=yes on the configured pool of any name in the snapshot: the
-  // set is moved where its ranges are taken (snapshot_relocated).
+  // Checked before anything changes: the pools the configuration lacks fit.
+  // And relocate=yes on the configured pool of any name in the snapshot
+  // moves the set where its ranges are taken (snapshot_relocated).
+  unsigned more = 0;
   int relocate = 0;
-  for (uint32_t i = 0; i < m.npools; i++)
-    for (unsigned k = 0; k < shim_cfg.npools; k++)
-      if (!strcmp(shim_cfg.pools[k].name, m.pool[i].name) &&
-          shim_cfg.pools[k].spec.relocate)
-        relocate = 1;
+  for (uint32_t i = 0; i < m->npools; i++) {
+    unsigned k = 0;
+    while (k < shim_cfg.npools && strcmp(shim_cfg.pools[k].name,
+                                         m->pool[i].name))
+      k++;
+    if (k == shim_cfg.npools) more++;
+    else relocate |= shim_cfg.pools[k].spec.relocate;
+  }
+  if (shim_cfg.npools + more > CONFIG_MAX_POOLS)
+    return log_fail(ENOSPC, "%s: %u pools more than the configuration's "
+                    "%u do not fit (at most %u)", dir, more, shim_cfg.npools,
+                    (unsigned)CONFIG_MAX_POOLS);
   if (relocate) {
     uint64_t changed = 0;
-    int mv = snapshot_relocated(dir, &m, restore_files, &changed);
+    int mv = snapshot_relocated(dir, m, restore_files, &changed);
     if (mv < 0) return mv;
     restore_moved = mv > 0;
     if (mv > 0)
@@ -62,15 +70,12 @@ static int restore_apply(void) {
                 "ranges were taken), %llu words changed", dir, mv,
                 (unsigned long long)changed);
   }
-  for (uint32_t i = 0; i < m.npools; i++) {
-    const struct snap_entry *e = &m.pool[i];
+  for (uint32_t i = 0; i < m->npools; i++) {
+    const struct snap_entry *e = &m->pool[i];
     unsigned k = 0;
     while (k < shim_cfg.npools && strcmp(shim_cfg.pools[k].name, e->name))
       k++;
     if (k == shim_cfg.npools) {
-      if (k == CONFIG_MAX_POOLS)
-        return log_fail(ENOSPC, "%s: pool '%s' is one pool too many", dir,
-                        e->name);
       struct config_pool *cp = &shim_cfg.pools[shim_cfg.npools++];
       char why[8];
       memcpy(cp->name, e->name, sizeof cp->name);
@@ -91,10 +96,9 @@ static int restore_apply(void) {
     shim_cfg.pools[k].implicit = 0;
   }
   log_print(LOG_INFO, "restoring %u pools from the snapshot %llu in %s",
-            m.npools, (unsigned long long)m.serial, dir);
+            m->npools, (unsigned long long)m->serial, dir);
   restoring = 1;
   return 0;
-#undef m
 }
 
 // After the open of configured pool i: when it comes from the snapshot, is
