@@ -391,7 +391,10 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   int r = grow(p, (uint64_t)st->top + pad + n);
   if (r) return r;
   uint32_t idx = st->top + pad;
-  verify_range(p, st->top, pad);  // the pad's middle pages are not written
+  // Checked (made inert) before the top passes them: the pad's middle
+  // pages are never written, and the span's are written by the caller
+  // after this returns (page_set_span), when the top is above them.
+  verify_range(p, st->top, pad + n);
   if (pad) {
     st->top = idx;  // so that span_insert's neighbour sees a valid top
     span_insert(p, idx - pad, pad, idx - pad < st->hiwater);
