@@ -138,8 +138,12 @@ static void stamp_new(struct poolfile_header *h) {
 }
 
 // The clean mark, with what it vouches for: the metadata checksum and the
-// time. pre: no thread changes the pool's metadata.
+// time. pre: no thread changes the pool's metadata. The checksum covers
+// the descriptors only (POOLFILE_COMPAT_META_DESC): hashing the slabs'
+// slack arrays too made a close cost in proportion to the heap, read every
+// slab, and kept the other threads frozen meanwhile.
 static void mark_clean(struct poolfile_header *h) {
+  h->feature_compat |= POOLFILE_COMPAT_META_DESC;
   h->meta_checksum = poolfile_meta_hash(h);
   h->closed = os_time();
   h->flags |= POOLFILE_CLEAN;

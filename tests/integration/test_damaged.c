@@ -854,6 +854,37 @@ static void test_damage_far(void **state) {
   assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+// The metadata checksum of a clean close covers the descriptors only
+// (POOLFILE_COMPAT_META_DESC, set by the close): the close reads no slab.
+// A slack entry changed (in range) leaves it as it was, a descriptor
+// changed does not; a file without the bit (an older build's close) has
+// the slack arrays under it too.
+static void test_meta_desc_only(void **state) {
+  (void)state;
+  assert_non_null(good);
+  const struct poolfile_header *g = (const void *)good;
+  assert_true(g->feature_compat & POOLFILE_COMPAT_META_DESC);
+  struct img m = img_copy();
+  struct poolfile_header *h = img_hdr(&m);
+  assert_int_equal(poolfile_meta_hash(h), h->meta_checksum);
+  uint64_t at = 0;
+  (void)first_live_slab(&m, &at);
+  uint16_t v;
+  memcpy(&v, m.b + at, sizeof v);
+  v = (uint16_t)(v - 1);
+  memcpy(m.b + at, &v, sizeof v);
+  assert_int_equal(poolfile_meta_hash(h), h->meta_checksum);
+  h->feature_compat &= ~POOLFILE_COMPAT_META_DESC;
+  uint64_t legacy = poolfile_meta_hash(h);
+  v = (uint16_t)(v + 1);
+  memcpy(m.b + at, &v, sizeof v);
+  assert_int_not_equal(poolfile_meta_hash(h), legacy);
+  h->feature_compat |= POOLFILE_COMPAT_META_DESC;
+  img_desc(&m, 0)->inited ^= 1;
+  assert_int_not_equal(poolfile_meta_hash(h), h->meta_checksum);
+  free(m.b);
+}
+
 // In a forked child: a crash ends the child with its signal (cmocka's
 // handlers would otherwise resume the test runner inside the child).
 static void child_default_signals(void) {
@@ -1072,6 +1103,7 @@ int main(void) {
       cmocka_unit_test(test_slack_damaged_recover),
       cmocka_unit_test(test_attach_writes_header_only),
       cmocka_unit_test(test_damage_far),
+      cmocka_unit_test(test_meta_desc_only),
       cmocka_unit_test(test_calloc_span_claimed_clean),
       cmocka_unit_test(test_calloc_top_claimed_unused),
   };
