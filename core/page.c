@@ -128,11 +128,16 @@ static void lazy_mark_chk(struct mmpool *p, uint32_t idx, uint32_t n) {
     if (!bit_get(z->chk, i)) bit_set(z->chk, i);
 }
 
+// what: "slab", "span", or "list" (a list of the pool's header, cut short).
 static void lazy_warn(struct mmpool *p, struct lazy *z, const char *what,
                       const char *why) {
+  int list = strcmp(what, "list") == 0;
   if (z->warned < LAZY_WARN_MAX)
-    log_print(LOG_WARN, "pool '%s': %s: damaged %s left unused (its blocks "
-              "are leaked): %s", p->name, p->path, what, why);
+    log_print(LOG_WARN, "pool '%s': %s: damaged %s %s: %s", p->name, p->path,
+              what, list ? "cut short (the spans or slabs after the cut are "
+                           "leaked)"
+                         : "left unused (its blocks are leaked)",
+              why);
   else if (z->warned == LAZY_WARN_MAX)
     log_print(LOG_WARN, "pool '%s': %s: more damaged slabs or spans left "
               "unused (mmpool_check names them)", p->name, p->path);
@@ -366,9 +371,10 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
         // A damaged link: the rest of the list is dropped (its spans leak).
         if (prev) D(p, prev - 1)->next = 0;
         else st->bins[b] = 0;
-        char why[120];
+        char why[120], after[40] = "";
+        if (prev) fmt_format(after, sizeof after, " (after page %u)", prev - 1);
         fmt_format(why, sizeof why, "bins[%u] names page %u, not a free "
-                   "span of its bin after page %u", b, idx, prev - 1);
+                   "span of its bin%s", b, idx, after);
         lazy_warn_at(p, idx, "list", why);
         break;
       }
