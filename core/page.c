@@ -5,7 +5,9 @@
 // large block, or a free span; a span's first descriptor says which and how
 // long it is. Free spans sit in size bins (exact for 1..16 pages, then one
 // per power of two) and are merged with free neighbours on every free, so
-// no two free spans touch. Everything here runs under the pool's lock.
+// no two free spans touch. Everything here runs under the pool's lock, but
+// the checks of a lazily attached file (below, "Lazy attach"), which take a
+// lock of their own, and page_walk (see api.c).
 //
 // Invariants that page_check verifies:
 // - heads tile [0, top): each head's npages >= 1 and ends at or before top;
@@ -148,7 +150,12 @@ static void lazy_warn(struct mmpool *p, struct lazy *z, const char *what,
 // lazy lock held; verify_range checks pages [idx, idx+n) before code that
 // holds the pool lock writes over them.
 enum { V_NOSPAN = 1 };
-static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int quiet);
+// verify's modes: V_QUIET, damage is neither marked nor said
+// (page_lazy_advance: the program's own first touch of the span says it);
+// V_RO, no descriptor is written and nothing is marked checked (a frozen
+// pool: its file is not this process's to change).
+enum { V_QUIET = 1, V_RO = 2 };
+static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int mode);
 static void verify_range(struct mmpool *p, uint32_t idx, uint32_t n);
 static int bin_member(struct mmpool *p, unsigned b, uint32_t j);
 static int avail_member(struct mmpool *p, unsigned c, uint32_t j);
@@ -991,9 +998,8 @@ static void span_trust(struct mmpool *p, struct lazy *z, uint32_t h) {
   for (uint32_t t = 0; t < n; t++) bit_set(z->chk, h + t);
 }
 
-// quiet: damage is neither marked nor said (page_lazy_advance: the
-// program's own first touch of the span says it).
-static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int quiet) {
+static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int mode) {
+  int quiet = mode & V_QUIET;
   if (bit_get(z->chk, i)) return 0;
   if (bit_get(z->sbad, i)) return -EUCLEAN;
   uint32_t top = __atomic_load_n(&ST(p)->top, __ATOMIC_RELAXED);
@@ -1001,6 +1007,7 @@ static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int quiet) {
   char why[200];
   if (i >= top) {
     // Above the top: only a stray free reads it; made inert.
+    if (mode & V_RO) return 0;
     if (d->head_delta != 0 ||
         (d->owner != OWNER_NONE && d->owner != OWNER_DETACHED))
       make_inert(d, PD_UNUSED);
@@ -1034,7 +1041,8 @@ static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int quiet) {
         if (!bit_get(z->chk, t)) bit_set(z->sbad, t);
       goto bad;
     }
-    span_trust(p, z, h);
+    if ((mode & V_RO) && i - h < D(p, h)->npages) return 0;
+    if (!(mode & V_RO)) span_trust(p, z, h);
   }
   if (bit_get(z->chk, i)) return 0;
   if (quiet) return -EUCLEAN;
@@ -1059,7 +1067,7 @@ int page_verify(struct mmpool *p, uint32_t idx) {
   struct lazy *z = lazy_of(p, idx);
   if (!z || bit_get(z->chk, idx)) return 0;
   engine_lock(&z->lock);
-  int r = verify(p, z, idx, 0);
+  int r = verify(p, z, idx, p->frozen ? V_RO : 0);
   engine_unlock(&z->lock);
   return r;
 }
@@ -1213,7 +1221,7 @@ void page_lazy_advance(struct mmpool *p) {
       i++;
       continue;
     }
-    int r = verify(p, z, i, 1);
+    int r = verify(p, z, i, V_QUIET);
     if (r < 0) {
       // Damaged: the fast path stops short of it; frees past it take the
       // slow path, which checks each page it needs.

@@ -5,9 +5,11 @@
 // for slabs and large blocks, keeps free spans in size bins, grows the
 // committed part of the pool, and owns every whole-pool pass over the
 // descriptors: check, walk, statistics, repair after a crash, detach on
-// attach. It knows nothing of threads: heap.c sits above it.
+// attach; and the checks, on first use, of an attached file's descriptors.
+// It knows nothing of threads: heap.c sits above it.
 //
-// pre for every function below: the pool's lock is held.
+// pre for every function below, unless it says otherwise: the pool's lock
+// is held.
 #ifndef MMPOOL_PAGE_H
 #define MMPOOL_PAGE_H
 
