@@ -372,7 +372,8 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
                         int *dirty) {
   struct pool_state *st = ST(p);
   for (unsigned b = bin_of(n); b < POOL_NBINS; b++) {
-    for (uint32_t l = st->bins[b], prev = 0; l; prev = l, l = D(p, l - 1)->next) {
+    for (uint32_t l = st->bins[b], prev = 0; l;
+         prev = l, l = D(p, l - 1)->next) {
       uint32_t idx = l - 1;
       if (!bin_member(p, b, idx) || D(p, idx)->prev != prev) {
         // A damaged link: the rest of the list is dropped (its spans leak).

@@ -215,8 +215,9 @@ uint32_t poolfile_ro_unknown(const struct poolfile_header *h);
 
 // The checksum of the descriptors of pages [0, h->st.top), and, unless
 // h has POOLFILE_COMPAT_META_DESC, of the slack arrays of the slabs among
-// them, as recorded in meta_checksum at a clean close. pre: h passed poolfile_validate, and its descriptors and data are
-// mapped (or h is a whole file image).
+// them, as recorded in meta_checksum at a clean close. pre: h passed
+// poolfile_validate, and its descriptors and data are mapped (or h is a
+// whole file image).
 uint64_t poolfile_meta_hash(const struct poolfile_header *h);
 
 #endif
