@@ -379,12 +379,13 @@ static void test_header_checksum(void **state) {
   expect_refused(&m, "hdrsum.pool", EUCLEAN, "header checksum");
 }
 
-// The metadata checksum (descriptors and slack arrays) is not verified on
-// attach: that would read every slab (docs/pool-file-format.md, "What
-// attach validates"; 'mmpool check FILE' verifies it). A change behind the
-// checksum's back gets what the field checks say: a slab's owner is made
-// detached as every slab's is, a span past the top is refused, a wrong
-// checksum alone changes nothing.
+// The metadata checksum (the descriptors) is not verified on attach: that
+// would read every descriptor (docs/pool-file-format.md, "What attach
+// validates"; 'mmpool check FILE' verifies it). A change behind the
+// checksum's back gets what the field checks say on first use: a slab's
+// owner is made detached as every slab's is, a span past the top is left
+// unused (and mmpool_check names it), a wrong checksum alone changes
+// nothing.
 static void test_metadata_checksum(void **state) {
   (void)state;
   assert_non_null(good);
