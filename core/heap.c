@@ -520,6 +520,9 @@ static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
 // The slow paths' entry points run between heap_enter and heap_leave.
 void *heap_alloc_class(struct mmpool *p, unsigned c, size_t n) {
   heap_enter();
+  if (unlikely(__atomic_load_n(&p->fast_len, __ATOMIC_RELAXED) !=
+               __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)))
+    page_lazy_advance(p);
   void *b = alloc_class(p, c, n);
   heap_leave();
   return b;
@@ -624,6 +627,11 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
     return NULL;
   }
   uint32_t idx = (uint32_t)(rel >> PAGE_SHIFT);
+  // A lazily attached file's page is checked on its first use here.
+  if (page_verify(p, idx) < 0) {
+    *why = PAGE_DAMAGED;
+    return NULL;
+  }
   struct pdesc *d = &p->desc[idx];
   if (d->kind == PD_TAIL && d->head_delta <= idx) d -= d->head_delta;
   uint32_t head = page_index(p, d);
@@ -721,6 +729,10 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
   if (a == 0) return;
   int saved = errno;
   heap_enter();
+  // Pages of a lazily attached file still unchecked: a few more each time.
+  if (unlikely(__atomic_load_n(&p->fast_len, __ATOMIC_RELAXED) !=
+               __atomic_load_n(&p->data_len, __ATOMIC_RELAXED)))
+    page_lazy_advance(p);
   // Frozen while this thread waited (its file let go at exit): d was read
   // before, and the pool's bytes are not ours to change any more.
   if (!p->frozen) free_slow(p, d, a, call);
@@ -732,6 +744,9 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
 static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
                       const char *call) {
   const char *why = NULL;
+  // Past fast_len but inside the committed data: a page of a lazily
+  // attached file that the fast path may not read yet (heap_block checks).
+  if (!d && !p->frozen && a - p->data < p->data_len) d = &empty_desc;
   if (!d) {
     // Outside the committed data of the pool of a's address-table entry.
     if (p->frozen) return;  // the file's bytes are not ours to change
@@ -745,6 +760,7 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
   }
   // Checked exactly from the address (d came from an unchecked page).
   d = heap_block(p, a, &why);
+  if (!d && why == PAGE_DAMAGED) return;  // leaked: see page_verify
   if (!d) heap_misuse(p, a, call, why);
   if (d->kind == PD_LARGE) {
     engine_lock(&p->lock);

@@ -296,11 +296,11 @@ static inline __attribute__((always_inline)) void heap_free_as(
   uintptr_t a = (uintptr_t)ptr;
   struct mmpool *p = &pool_table[vmmap_pool_id(a)];
   uintptr_t rel = a - p->data;
-  // Pool 0 has data_len 0: NULL and foreign pointers take the slow path.
-  // data_len only grows while a pool is open, and an aligned size_t load is
+  // Pool 0 has fast_len 0: NULL and foreign pointers take the slow path.
+  // fast_len only grows while a pool is open, and an aligned size_t load is
   // atomic on every target we build for: a plain read, which the compiler
   // folds into the compare (an __atomic_load_n costs two more instructions).
-  if (likely(rel < p->data_len)) {
+  if (likely(rel < p->fast_len)) {
     struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
     d -= d->head_delta;
     // The mark goes before the load of fast_tid, which a freeze poisons

@@ -5,7 +5,9 @@
 // large block, or a free span; a span's first descriptor says which and how
 // long it is. Free spans sit in size bins (exact for 1..16 pages, then one
 // per power of two) and are merged with free neighbours on every free, so
-// no two free spans touch. Everything here runs under the pool's lock.
+// no two free spans touch. Everything here runs under the pool's lock, but
+// the checks of a lazily attached file (below, "Lazy attach"), which take a
+// lock of their own, and page_walk (see api.c).
 //
 // Invariants that page_check verifies:
 // - heads tile [0, top): each head's npages >= 1 and ends at or before top;
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "fmt.h"
+#include "lock.h"
 #include "page.h"
 #include "log.h"
 #include "os.h"
@@ -43,29 +46,72 @@ static unsigned bin_of(uint32_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// Slabs of an attached file not checked yet (page_slab_sound)
+// Lazy attach: descriptors of an attached file checked on first use
 //
-// Per pool slot, two bits a page below the top at attach: checked sound,
-// found damaged. They live in process-local memory, never in the pool:
-// nothing a file says can mark one of its slabs checked. gen names the open
-// of the slot they belong to (pool_table's gen, bumped at every open), so a
-// later pool in the slot, which attached nothing lazily, finds none; the
-// memory is released at the slot's next lazy attach.
+// A clean file is attached without reading its descriptors. Per pool slot,
+// process-local bitmaps (never in the pool: nothing a file says can mark
+// one of its pages checked) say, per data page:
+// - chk: the page's descriptor is trusted: it belongs to a span checked
+//   sound (page_check's span rules; a span's every page points back to its
+//   head, which also excludes overlaps), with the fields that the free fast
+//   path follows made harmless where they were not (make_inert, detached
+//   slabs), or it was written by this process, or it lies above the top and
+//   was made inert;
+// - sbad: the page is in a span found damaged: never used again (its blocks
+//   leak), said once;
+// - ok / bad: slab heads whose blocks (free lists, slack arrays) are checked
+//   sound or made here / found damaged (page_slab_sound).
+// Pages [0, prefix) are all chk: fast_len, the free fast path's bound, is
+// prefix pages (at most data_len), and grows by a bounded step at each slow
+// path (page_lazy_advance) until it meets data_len; a pointer past it takes
+// the slow path, which checks the page it needs (page_verify).
+//
+// Every page is checked at most once, under the slot's lazy lock (nested
+// inside the pool lock, or taken alone by heap_block). A page changes from
+// unchecked to chk once; code that changes spans (pool lock) checks the
+// pages it touches first, and marks chk what it writes whole.
+//
+// gen names the open of the slot they belong to (pool_table's gen, bumped
+// at every open), so a later pool in the slot, which attached nothing
+// lazily, finds none; the memory is released at the slot's next lazy
+// attach.
 static struct lazy {
   uint32_t gen;     // the open they belong to; 0: none
-  uint32_t npages;  // pages covered: the top at attach
+  uint32_t npages;  // pages covered: the pool's capacity
+  uint32_t prefix;  // pages [0, prefix) are chk
   size_t words;     // of each bitmap
-  uint64_t *ok;     // checked sound, or made by this process
-  uint64_t *bad;    // found damaged: never adopted, never freed into
-  unsigned warned;  // damaged slabs said
-} lazy[MMPOOL_MAX_POOLS + 1];
+  uint64_t *ok;     // slab blocks checked sound, or made by this process
+  uint64_t *bad;    // slab blocks found damaged: never adopted, freed into
+  uint64_t *chk;    // descriptor checked (see above)
+  uint64_t *sbad;   // span found damaged
+  unsigned warned;  // damaged slabs and spans said
+  int stuck;        // the prefix met a damaged span: it grows no more
+  pthread_mutex_t lock;
+} lazy[MMPOOL_MAX_POOLS + 1] = {
+    [0 ... MMPOOL_MAX_POOLS] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 
 // Said per pool; mmpool_check names every damaged slab.
 #define LAZY_WARN_MAX 8u
+// Descriptors checked per slow path by page_lazy_advance.
+#define ADVANCE_PAGES 256u
+
+static struct lazy *lazy_on(const struct mmpool *p) {
+  struct lazy *z = &lazy[p->id];
+  return z->chk && z->gen == p->gen ? z : NULL;
+}
 
 static struct lazy *lazy_of(const struct mmpool *p, uint32_t idx) {
-  struct lazy *z = &lazy[p->id];
-  return z->gen == p->gen && idx < z->npages ? z : NULL;
+  struct lazy *z = lazy_on(p);
+  return z && idx < z->npages ? z : NULL;
+}
+
+static int bit_get(const uint64_t *bm, uint32_t i) {
+  return __atomic_load_n(&bm[i / 64], __ATOMIC_ACQUIRE) >> (i % 64) & 1;
+}
+
+// pre: the lazy lock; release: the descriptor's writes before the bit.
+static void bit_set(uint64_t *bm, uint32_t i) {
+  __atomic_fetch_or(&bm[i / 64], (uint64_t)1 << (i % 64), __ATOMIC_RELEASE);
 }
 
 static void lazy_mark_ok(struct mmpool *p, uint32_t idx) {
@@ -74,6 +120,54 @@ static void lazy_mark_ok(struct mmpool *p, uint32_t idx) {
   z->ok[idx / 64] |= (uint64_t)1 << (idx % 64);
   z->bad[idx / 64] &= ~((uint64_t)1 << (idx % 64));
 }
+
+// Pages [idx, idx+n) written whole by this process (pool lock).
+static void lazy_mark_chk(struct mmpool *p, uint32_t idx, uint32_t n) {
+  struct lazy *z = lazy_of(p, idx);
+  if (!z) return;
+  if (n > z->npages - idx) n = z->npages - idx;
+  for (uint32_t i = idx; i < idx + n; i++)
+    if (!bit_get(z->chk, i)) bit_set(z->chk, i);
+}
+
+// what: "slab", "span", or "list" (a list of the pool's header, cut short).
+static void lazy_warn(struct mmpool *p, struct lazy *z, const char *what,
+                      const char *why) {
+  int list = strcmp(what, "list") == 0;
+  if (z->warned < LAZY_WARN_MAX)
+    log_print(LOG_WARN, "pool '%s': %s: damaged %s %s: %s", p->name, p->path,
+              what, list ? "cut short (the spans or slabs after the cut are "
+                           "leaked)"
+                         : "left unused (its blocks are leaked)",
+              why);
+  else if (z->warned == LAZY_WARN_MAX)
+    log_print(LOG_WARN, "pool '%s': %s: more damaged slabs or spans left "
+              "unused (mmpool_check names them)", p->name, p->path);
+  z->warned++;
+}
+
+// The checks (below, with page_check's): verify is page_verify with the
+// lazy lock held; verify_range checks pages [idx, idx+n) before code that
+// holds the pool lock writes over them.
+enum { V_NOSPAN = 1 };
+// verify's modes: V_QUIET, damage is neither marked nor said
+// (page_lazy_advance: the program's own first touch of the span says it);
+// V_RO, no descriptor is written and nothing is marked checked (a frozen
+// pool: its file is not this process's to change).
+enum { V_QUIET = 1, V_RO = 2 };
+static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int mode);
+static void verify_range(struct mmpool *p, uint32_t idx, uint32_t n);
+static int bin_member(struct mmpool *p, unsigned b, uint32_t j);
+static int avail_member(struct mmpool *p, unsigned c, uint32_t j);
+static void list_unlink(struct mmpool *p, uint32_t *head, unsigned key,
+                        uint32_t idx, const char *list,
+                        int (*member)(struct mmpool *, unsigned, uint32_t));
+static void list_push(struct mmpool *p, uint32_t *head, unsigned key,
+                      uint32_t idx, const char *list,
+                      int (*member)(struct mmpool *, unsigned, uint32_t));
+static void lazy_warn_p(struct mmpool *p, const char *what, const char *why);
+static void lazy_warn_at(struct mmpool *p, uint32_t j, const char *what,
+                         const char *why);
 
 // ---------------------------------------------------------------------------
 // Lists through descriptors: heads and links hold page index + 1.
@@ -94,13 +188,19 @@ void page_list_remove(struct mmpool *p, uint32_t *head, uint32_t idx) {
   d->next = d->prev = 0;
 }
 
+// The pool's lists (bins, avail) go through descriptors a file may have
+// damaged: every link is checked before it is followed or written
+// (list_unlink, list_push); the threads' own lists hold only slabs of this
+// process.
 void page_avail_push(struct mmpool *p, struct pdesc *d) {
-  page_list_push(p, &ST(p)->avail[d->cls], page_index(p, d));
+  list_push(p, &ST(p)->avail[d->cls], d->cls, page_index(p, d), "avail",
+            avail_member);
   d->flags |= PDF_LISTED;
 }
 
 void page_avail_remove(struct mmpool *p, struct pdesc *d) {
-  page_list_remove(p, &ST(p)->avail[d->cls], page_index(p, d));
+  list_unlink(p, &ST(p)->avail[d->cls], d->cls, page_index(p, d), "avail",
+              avail_member);
   d->flags &= (uint8_t)~PDF_LISTED;
 }
 
@@ -196,6 +296,7 @@ static int grow_to(struct mmpool *p, size_t want, int *meta_failed) {
     if (r) return r;
     st->length = data_off + want;
     __atomic_store_n(&p->data_len, want, __ATOMIC_RELEASE);
+    page_fast_sync(p);
   }
   return 0;
 }
@@ -250,14 +351,18 @@ static void span_insert(struct mmpool *p, uint32_t idx, uint32_t n,
     l->head_delta = n - 1;
     l->owner = OWNER_NONE;
   }
-  page_list_push(p, &ST(p)->bins[bin_of(n)], idx);
+  // Its middle pages were checked before (verify_range, or a checked span).
+  lazy_mark_chk(p, idx, 1);
+  if (n > 1) lazy_mark_chk(p, idx + n - 1, 1);
+  list_push(p, &ST(p)->bins[bin_of(n)], bin_of(n), idx, "bins", bin_member);
 }
 
-// Pages to skip from idx so that its address is aligned to align pages.
 static void pages_taken(struct mmpool *p, uint32_t n) {
   p->pages_used += n;
   if (p->pages_peak < p->pages_used) p->pages_peak = p->pages_used;
 }
+
+// Pages to skip from idx so that its address is aligned to align pages.
 
 static uint32_t align_pad(struct mmpool *p, uint32_t idx, uint32_t align) {
   uint64_t page = (p->data >> PAGE_SHIFT) + idx;
@@ -273,13 +378,25 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   if (abytes > POOL_BASE_ALIGN && abytes > st->align_max)
     st->align_max = abytes;
   for (unsigned b = bin_of(n); b < POOL_NBINS; b++) {
-    for (uint32_t l = st->bins[b]; l; l = D(p, l - 1)->next) {
+    for (uint32_t l = st->bins[b], prev = 0; l;
+         prev = l, l = D(p, l - 1)->next) {
       uint32_t idx = l - 1;
+      if (!bin_member(p, b, idx) || D(p, idx)->prev != prev) {
+        // A damaged link: the rest of the list is dropped (its spans leak).
+        if (prev) D(p, prev - 1)->next = 0;
+        else st->bins[b] = 0;
+        char why[120], after[40] = "";
+        if (prev) fmt_format(after, sizeof after, " (after page %u)", prev - 1);
+        fmt_format(why, sizeof why, "bins[%u] names page %u, not a free "
+                   "span of its bin%s", b, idx, after);
+        lazy_warn_at(p, idx, "list", why);
+        break;
+      }
       struct pdesc *d = D(p, idx);
       uint32_t m = d->npages, pad = align_pad(p, idx, align);
       if (m < n || m - n < pad) continue;
       int dty = d->flags & PDF_DIRTY;
-      page_list_remove(p, &st->bins[b], idx);
+      list_unlink(p, &st->bins[b], b, idx, "bins", bin_member);
       if (pad) span_insert(p, idx, pad, dty);
       if (m - pad - n) span_insert(p, idx + pad + n, m - pad - n, dty);
       *dirty = dty;
@@ -294,6 +411,10 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   int r = grow(p, (uint64_t)st->top + pad + n);
   if (r) return r;
   uint32_t idx = st->top + pad;
+  // Checked (made inert) before the top passes them: the pad's middle
+  // pages are never written, and the span's are written by the caller
+  // after this returns (page_set_span), when the top is above them.
+  verify_range(p, st->top, pad + n);
   if (pad) {
     st->top = idx;  // so that span_insert's neighbour sees a valid top
     span_insert(p, idx - pad, pad, idx - pad < st->hiwater);
@@ -308,6 +429,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
 void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n, uint8_t kind) {
   struct pdesc *h = D(p, idx);
   if (kind == PD_SLAB) lazy_mark_ok(p, idx);  // made here: nothing to check
+  lazy_mark_chk(p, idx, n);
   h->kind = kind;
   h->npages = n;
   h->head_delta = 0;
@@ -341,20 +463,25 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
     t->owner = OWNER_NONE;
   }
   uint32_t start = idx, end = idx + n;
-  if (idx > 0) {
+  // The neighbours are checked before they are merged (lazy attach): a
+  // damaged one stays apart.
+  if (idx > 0 && page_verify(p, idx - 1) == 0) {
     struct pdesc *pd = D(p, idx - 1);
     uint32_t ps = pd->kind == PD_FREE       ? idx - 1
                   : pd->kind == PD_FREE_LAST ? idx - 1 - pd->head_delta
                                              : idx;
     if (ps < idx && D(p, ps)->kind == PD_FREE &&
         ps + D(p, ps)->npages == idx) {
-      page_list_remove(p, &st->bins[bin_of(D(p, ps)->npages)], ps);
+      unsigned b = bin_of(D(p, ps)->npages);
+      list_unlink(p, &st->bins[b], b, ps, "bins", bin_member);
       start = ps;
     }
   }
-  if (end < st->top && D(p, end)->kind == PD_FREE) {
+  if (end < st->top && page_verify(p, end) == 0 &&
+      D(p, end)->kind == PD_FREE) {
     uint32_t m = D(p, end)->npages;
-    page_list_remove(p, &st->bins[bin_of(m)], end);
+    list_unlink(p, &st->bins[bin_of(m)], bin_of(m), end, "bins",
+                bin_member);
     D(p, end)->kind = PD_FREE_MID;  // now the middle of a span
     end += m;
   }
@@ -384,16 +511,18 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
     if ((uint64_t)j + extra > p->hdr->npages) return -ENOMEM;
     int r = grow(p, (uint64_t)j + extra);
     if (r) return r;
+    verify_range(p, j, extra);
     st->top = j + extra;
     if (st->hiwater < st->top) st->hiwater = st->top;
     pages_taken(p, extra);
     return 0;
   }
   struct pdesc *d = D(p, j);
-  if (j < st->top && d->kind == PD_FREE && d->npages >= extra) {
+  if (j < st->top && page_verify(p, j) == 0 && d->kind == PD_FREE &&
+      d->npages >= extra) {
     uint32_t m = d->npages;
     int dty = d->flags & PDF_DIRTY;
-    page_list_remove(p, &st->bins[bin_of(m)], j);
+    list_unlink(p, &st->bins[bin_of(m)], bin_of(m), j, "bins", bin_member);
     if (m > extra) span_insert(p, j + extra, m - extra, dty);
     pages_taken(p, extra);
     return 0;
@@ -482,6 +611,7 @@ void page_detach_all(struct mmpool *p) {
 int page_block_at(struct mmpool *p, uintptr_t a) {
   if (a < p->data || a - p->data >= p->data_len) return 0;
   uint32_t idx = (uint32_t)((a - p->data) >> PAGE_SHIFT);
+  if (page_verify(p, idx) < 0) return 0;
   struct pdesc *d = D(p, idx);
   if (d->kind == PD_TAIL && d->head_delta <= idx) d -= d->head_delta;
   uint32_t head = page_index(p, d);
@@ -693,8 +823,8 @@ static size_t slack_of(struct mmpool *p, struct pdesc *d, uint64_t off) {
   return *pdesc_slack(p->base, d, off);
 }
 
-// page_check, and with scan 0 page_check_desc: the slabs' fields but not
-// their lists and slack arrays.
+// page_check; with scan 0, the slabs' fields but not their lists and slack
+// arrays.
 static int check(struct mmpool *p, int scan, char *why, size_t why_len) {
   struct pool_state *st = ST(p);
   uint64_t bm[BITMAP_WORDS];
@@ -793,25 +923,341 @@ int page_check(struct mmpool *p, char *why, size_t why_len) {
   return check(p, 1, why, why_len);
 }
 
-int page_check_desc(struct mmpool *p, char *why, size_t why_len) {
-  return check(p, 0, why, why_len);
+// ---------------------------------------------------------------------------
+// Lazy attach: the checks (see "Lazy attach" above)
+
+// Span head h (unchecked) as page_check checks it, and no page of it
+// already another span's. *upto: the last page that the span's head and
+// tails claim so far (the damaged span's pages, when it fails).
+// pre: lazy lock.
+static int span_sound(struct mmpool *p, struct lazy *z, uint32_t h,
+                      uint32_t top, uint32_t *upto, char *why,
+                      size_t why_len) {
+  struct pdesc *d = D(p, h);
+  *upto = h;
+  CHECK(d->kind == PD_FREE || d->kind == PD_SLAB || d->kind == PD_LARGE,
+        "page %u: kind %u where a span should start", h, d->kind);
+  CHECK(d->npages >= 1 && d->npages <= top - h,
+        "page %u: span of %u pages passes the top (%u)", h, d->npages, top);
+  CHECK(d->head_delta == 0, "page %u: head with head_delta %u", h,
+        d->head_delta);
+  CHECK(d->kind == PD_SLAB || d->owner == OWNER_NONE,
+        "page %u: owner %u on a head of kind %u (not a slab)", h, d->owner,
+        d->kind);
+  uint32_t n = d->npages;
+  for (uint32_t t = 1; t < n; t++) {
+    struct pdesc *x = D(p, h + t);
+    *upto = h + t;
+    // A page of a span checked before is not this one's: the two overlap.
+    CHECK(!bit_get(z->chk, h + t), "page %u: span of %u pages overlaps "
+          "page %u of another", h, n, h + t);
+    if (d->kind != PD_FREE)
+      CHECK(x->kind == PD_TAIL && x->head_delta == t,
+            "page %u: tail page %u of the span is wrong", h, h + t);
+    else if (t == n - 1)
+      CHECK(x->kind == PD_FREE_LAST && x->head_delta == t,
+            "page %u: free span's last page does not point back", h);
+    // A free span's middle pages may say anything (stale kinds of freed
+    // spans, as page_check allows): span_trust makes them inert, and a
+    // span that one of them starts and that was checked first makes this
+    // one overlap, above.
+  }
+  if (d->kind == PD_FREE) {
+    CHECK((d->flags & ~PDF_DIRTY) == 0, "page %u: free span with flags "
+          "0x%x", h, d->flags);
+  } else if (d->kind == PD_SLAB) {
+    return slab_fields(p, d, h, why, why_len);
+  } else {
+    CHECK(d->req <= (uint64_t)n << PAGE_SHIFT,
+          "page %u: large block of %llu bytes in %u pages", h,
+          (unsigned long long)d->req, n);
+    CHECK(d->cls == 0 && d->flags == 0 && d->next == 0 && d->prev == 0,
+          "page %u: large block with class %u, flags 0x%x, links %u/%u", h,
+          d->cls, d->flags, d->next, d->prev);
+  }
+  return 0;
+}
+
+// A span checked sound becomes what attach used to make of every span
+// (page_detach_all): no thread id where the fast path could meet it, a
+// slab detached, a free span's middle inert. A field is written only when
+// it changes: a clean file's descriptors already say all this. Then its
+// pages are marked checked. pre: lazy lock.
+static void span_trust(struct mmpool *p, struct lazy *z, uint32_t h) {
+  struct pdesc *d = D(p, h);
+  uint32_t n = d->npages;
+  for (uint32_t t = 1; t < n; t++) {
+    struct pdesc *x = D(p, h + t);
+    if (d->kind == PD_FREE && t + 1 < n) make_inert(x, PD_FREE_MID);
+    else if (x->owner != OWNER_NONE) x->owner = OWNER_NONE;
+  }
+  if (d->kind == PD_FREE) {
+    // What the file says is zero is not trusted (calloc skips its memset
+    // on pages it believes clean).
+    if (!(d->flags & PDF_DIRTY)) d->flags |= PDF_DIRTY;
+  } else if (d->kind == PD_SLAB) {
+    if (d->owner != OWNER_DETACHED)
+      __atomic_store_n(&d->owner, OWNER_DETACHED, __ATOMIC_RELAXED);
+    if (!(d->thread_free & TF_DETACHED)) d->thread_free |= TF_DETACHED;
+    if (!(d->flags & PDF_LISTED) && (d->next || d->prev))
+      d->next = d->prev = 0;
+  }
+  for (uint32_t t = 0; t < n; t++) bit_set(z->chk, h + t);
+}
+
+static int verify(struct mmpool *p, struct lazy *z, uint32_t i, int mode) {
+  int quiet = mode & V_QUIET;
+  if (bit_get(z->chk, i)) return 0;
+  if (bit_get(z->sbad, i)) return -EUCLEAN;
+  uint32_t top = __atomic_load_n(&ST(p)->top, __ATOMIC_RELAXED);
+  struct pdesc *d = D(p, i);
+  char why[200];
+  if (i >= top) {
+    // Above the top: only a stray free reads it; made inert.
+    if (mode & V_RO) return 0;
+    if (d->head_delta != 0 ||
+        (d->owner != OWNER_NONE && d->owner != OWNER_DETACHED))
+      make_inert(d, PD_UNUSED);
+    bit_set(z->chk, i);
+    return 0;
+  }
+  uint32_t h;
+  if (d->kind == PD_FREE || d->kind == PD_SLAB || d->kind == PD_LARGE) {
+    h = i;
+  } else if ((d->kind == PD_TAIL || d->kind == PD_FREE_LAST) &&
+             d->head_delta >= 1 && d->head_delta <= i) {
+    h = i - d->head_delta;
+  } else if (d->kind == PD_FREE_MID || d->kind == PD_UNUSED) {
+    return V_NOSPAN;  // says it is inside a free span: nothing follows it
+  } else {
+    if (quiet) return -EUCLEAN;
+    fmt_format(why, sizeof why, "page %u: kind %u (head_delta %u) names no "
+               "span", i, d->kind, d->head_delta);
+    goto bad;
+  }
+  if (bit_get(z->sbad, h)) {
+    bit_set(z->sbad, i);  // its head was said
+    return -EUCLEAN;
+  }
+  if (!bit_get(z->chk, h)) {
+    uint32_t upto;
+    if (span_sound(p, z, h, top, &upto, why, sizeof why)) {
+      if (quiet) return -EUCLEAN;
+      // Its pages up to the fault are left with it, said once.
+      for (uint32_t t = h; t <= upto; t++)
+        if (!bit_get(z->chk, t)) bit_set(z->sbad, t);
+      goto bad;
+    }
+    if ((mode & V_RO) && i - h < D(p, h)->npages) return 0;
+    if (!(mode & V_RO)) span_trust(p, z, h);
+  }
+  if (bit_get(z->chk, i)) return 0;
+  if (quiet) return -EUCLEAN;
+  fmt_format(why, sizeof why, "page %u: a tail of page %u, whose span of %u "
+             "pages does not hold it", i, h, D(p, h)->npages);
+  // The tails after it that point at the same head go with it, said once.
+  for (uint32_t t = i + 1; t < top && !bit_get(z->chk, t) &&
+                           D(p, t)->kind == d->kind &&
+                           D(p, t)->head_delta == t - h;
+       t++)
+    bit_set(z->sbad, t);
+bad:
+  bit_set(z->sbad, i);
+  lazy_warn(p, z, "span", why);
+  return -EUCLEAN;
+}
+
+const char page_damaged_why[] = "in a damaged span of the pool file, left "
+                                "unused";
+
+int page_verify(struct mmpool *p, uint32_t idx) {
+  struct lazy *z = lazy_of(p, idx);
+  if (!z || bit_get(z->chk, idx)) return 0;
+  engine_lock(&z->lock);
+  int r = verify(p, z, idx, p->frozen ? V_RO : 0);
+  engine_unlock(&z->lock);
+  return r;
+}
+
+static void verify_range(struct mmpool *p, uint32_t idx, uint32_t n) {
+  struct lazy *z = lazy_of(p, idx);
+  if (!z || n == 0) return;
+  if (n > z->npages - idx) n = z->npages - idx;
+  engine_lock(&z->lock);
+  for (uint32_t i = idx; i < idx + n; i++) verify(p, z, i, 0);
+  engine_unlock(&z->lock);
+}
+
+static void lazy_warn_p(struct mmpool *p, const char *what, const char *why) {
+  lazy_warn_at(p, UINT32_MAX, what, why);
+}
+
+// The same, unless page j's damage was said already (a list that names a
+// damaged span costs no second line).
+static void lazy_warn_at(struct mmpool *p, uint32_t j, const char *what,
+                         const char *why) {
+  struct lazy *z = lazy_on(p);
+  if (z && j < z->npages && bit_get(z->sbad, j)) return;
+  if (!z) {
+    log_print(LOG_WARN, "pool '%s': damaged %s: %s", p->name, what, why);
+    return;
+  }
+  engine_lock(&z->lock);
+  lazy_warn(p, z, what, why);
+  engine_unlock(&z->lock);
+}
+
+static int bin_member(struct mmpool *p, unsigned b, uint32_t j) {
+  if (j >= ST(p)->top || page_verify(p, j) != 0) return 0;
+  struct pdesc *d = D(p, j);
+  return d->kind == PD_FREE && bin_of(d->npages) == b;
+}
+
+static int avail_member(struct mmpool *p, unsigned c, uint32_t j) {
+  if (j >= ST(p)->top || page_verify(p, j) != 0) return 0;
+  struct pdesc *d = D(p, j);
+  return d->kind == PD_SLAB && d->cls == c && (d->flags & PDF_LISTED) &&
+         d->owner == OWNER_DETACHED;
+}
+
+// Takes page idx (a checked member) off list *head (key: its bin or
+// class), writing only neighbours that are members and point back at it.
+// A neighbour that does not is cut off: the rest of the list leaks.
+static void list_unlink(struct mmpool *p, uint32_t *head, unsigned key,
+                        uint32_t idx, const char *list,
+                        int (*member)(struct mmpool *, unsigned, uint32_t)) {
+  struct pdesc *d = D(p, idx);
+  uint32_t prev = d->prev, next = d->next, next0 = next;
+  int prev_ok = prev ? member(p, key, prev - 1) &&
+                           D(p, prev - 1)->next == idx + 1
+                     : *head == idx + 1;
+  int next_ok = !next || (member(p, key, next - 1) &&
+                          D(p, next - 1)->prev == idx + 1);
+  if (!next_ok) next = 0;
+  if (prev_ok) {
+    if (prev) D(p, prev - 1)->next = next;
+    else *head = next;
+  }
+  if (next) D(p, next - 1)->prev = prev_ok ? prev : 0;
+  d->next = d->prev = 0;
+  if (!prev_ok || !next_ok) {
+    char why[160];
+    fmt_format(why, sizeof why, "%s[%u]: page %u's links %u/%u do not "
+               "agree with their pages", list, key, idx, prev, next0);
+    lazy_warn_at(p, !next_ok ? next0 - 1 : prev ? prev - 1 : UINT32_MAX,
+                 "list", why);
+  }
+}
+
+static void list_push(struct mmpool *p, uint32_t *head, unsigned key,
+                      uint32_t idx, const char *list,
+                      int (*member)(struct mmpool *, unsigned, uint32_t)) {
+  uint32_t h = *head;
+  if (h && !(member(p, key, h - 1) && D(p, h - 1)->prev == 0)) {
+    char why[120];
+    fmt_format(why, sizeof why, "%s[%u] names page %u, not a member: the "
+               "list is dropped", list, key, h - 1);
+    lazy_warn_p(p, "list", why);
+    *head = 0;
+  }
+  page_list_push(p, head, idx);
 }
 
 int page_lazy_begin(struct mmpool *p) {
   struct lazy *z = &lazy[p->id];
+  engine_lock(&z->lock);
   if (z->ok) vmmap_scratch_release(z->ok);
-  memset(z, 0, sizeof *z);
-  uint32_t top = ST(p)->top;
-  if (top == 0) return 0;
-  size_t words = ((size_t)top + 63) / 64;
-  uint64_t *bits = vmmap_scratch(2 * words * sizeof *bits);
+  z->ok = z->bad = z->chk = z->sbad = NULL;
+  z->gen = z->npages = z->prefix = 0;
+  z->words = 0;
+  z->warned = 0;
+  z->stuck = 0;
+  uint64_t np = p->hdr->npages;
+  size_t words = (size_t)((np + 63) / 64);
+  size_t len = (4 * words * sizeof(uint64_t) + 4095) & ~(size_t)4095;
+  // Zero pages until a bit is set: O(1) whatever the pool's size.
+  uint64_t *bits = len ? vmmap_scratch(len) : NULL;
+  if (bits) {
+    z->ok = bits;
+    z->bad = bits + words;
+    z->chk = bits + 2 * words;
+    z->sbad = bits + 3 * words;
+    z->words = words;
+    z->npages = (uint32_t)np;
+    z->gen = p->gen;
+  }
+  engine_unlock(&z->lock);
   if (!bits) return -ENOMEM;
-  z->ok = bits;
-  z->bad = bits + words;
-  z->words = words;
-  z->npages = top;
-  z->gen = p->gen;
+  // What page_detach_all does for the whole pool, in O(1): every committed
+  // page counts as dirty; the file's own pages are counted by page_stats.
+  struct pool_state *st = ST(p);
+  uint32_t committed = (uint32_t)((st->length - p->hdr->data_off) >>
+                                  PAGE_SHIFT);
+  if (st->hiwater != committed) st->hiwater = committed;
+  p->pages_used = p->pages_peak = 0;
+  __atomic_store_n(&p->fast_len, 0, __ATOMIC_RELEASE);
   return 0;
+}
+
+void page_fast_sync(struct mmpool *p) {
+  size_t f = __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
+  struct lazy *z = lazy_on(p);
+  if (z) {
+    size_t pre = (size_t)__atomic_load_n(&z->prefix, __ATOMIC_RELAXED)
+                 << PAGE_SHIFT;
+    if (pre < f) f = pre;
+  }
+  __atomic_store_n(&p->fast_len, f, __ATOMIC_RELEASE);
+}
+
+void page_lazy_advance(struct mmpool *p) {
+  struct lazy *z = lazy_on(p);
+  if (!z || __atomic_load_n(&z->stuck, __ATOMIC_RELAXED)) return;
+  engine_lock(&z->lock);
+  size_t len = __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
+  uint32_t end = (uint32_t)(len >> PAGE_SHIFT), i = z->prefix;
+  if (end > z->npages) end = z->npages;
+  for (uint32_t work = 0; i < end && work < ADVANCE_PAGES;) {
+    if (i % 64 == 0 && i + 64 <= end &&
+        __atomic_load_n(&z->chk[i / 64], __ATOMIC_ACQUIRE) == ~(uint64_t)0) {
+      i += 64;
+      work++;
+      continue;
+    }
+    if (bit_get(z->chk, i)) {
+      i++;
+      continue;
+    }
+    int r = verify(p, z, i, V_QUIET);
+    if (r < 0) {
+      // Damaged: the fast path stops short of it; frees past it take the
+      // slow path, which checks each page it needs.
+      __atomic_store_n(&z->stuck, 1, __ATOMIC_RELAXED);
+      break;
+    }
+    if (r == V_NOSPAN) {
+      // Every page below is checked, so no span holds this one: made
+      // inert, as a page above the top.
+      struct pdesc *d = D(p, i);
+      if (d->head_delta != 0 ||
+          (d->owner != OWNER_NONE && d->owner != OWNER_DETACHED))
+        make_inert(d, d->kind);
+      bit_set(z->chk, i);
+    }
+    work += D(p, i)->kind == PD_FREE || D(p, i)->kind == PD_SLAB ||
+                    D(p, i)->kind == PD_LARGE
+                ? D(p, i)->npages
+                : 1;
+  }
+  __atomic_store_n(&z->prefix, i, __ATOMIC_RELAXED);
+  size_t f = (size_t)i << PAGE_SHIFT;
+  __atomic_store_n(&p->fast_len, f < len ? f : len, __ATOMIC_RELEASE);
+  engine_unlock(&z->lock);
+}
+
+void page_lazy_fork_child(void) {
+  for (unsigned i = 0; i <= MMPOOL_MAX_POOLS; i++)
+    pthread_mutex_init(&lazy[i].lock, NULL);
 }
 
 int page_slab_sound(struct mmpool *p, struct pdesc *d) {
@@ -828,13 +1274,9 @@ int page_slab_sound(struct mmpool *p, struct pdesc *d) {
     return 1;
   }
   z->bad[idx / 64] |= m;
-  if (z->warned < LAZY_WARN_MAX)
-    log_print(LOG_WARN, "pool '%s': %s: damaged slab left unused (its blocks "
-              "are leaked): %s", p->name, p->path, why);
-  else if (z->warned == LAZY_WARN_MAX)
-    log_print(LOG_WARN, "pool '%s': %s: more damaged slabs left unused "
-              "(mmpool_check names them)", p->name, p->path);
-  z->warned++;
+  engine_lock(&z->lock);
+  lazy_warn(p, z, "slab", why);
+  engine_unlock(&z->lock);
   return 0;
 }
 
@@ -843,14 +1285,13 @@ struct pdesc *page_avail_first(struct mmpool *p, unsigned c) {
   while (*head) {
     uint32_t idx = *head - 1;
     struct pdesc *d = D(p, idx);
-    // Checked at attach and kept since; a list that lies all the same (a
-    // stray store into the descriptors) is dropped, not followed.
-    if (idx >= ST(p)->top || d->kind != PD_SLAB || d->cls != c ||
-        !(d->flags & PDF_LISTED) || d->prev != 0 ||
-        d->owner != OWNER_DETACHED) {
-      log_print(LOG_WARN, "pool '%s': avail[%u] names page %u, not a "
-                "detached slab of its class: the list is dropped", p->name,
-                c, idx);
+    // Checked on first use (avail_member); a list that lies is dropped,
+    // not followed.
+    if (!avail_member(p, c, idx) || d->prev != 0) {
+      char why[160];
+      fmt_format(why, sizeof why, "avail[%u] names page %u, not a detached "
+                 "slab of its class: the list is dropped", c, idx);
+      lazy_warn_p(p, "list", why);
       *head = 0;
       return NULL;
     }
@@ -860,12 +1301,28 @@ struct pdesc *page_avail_first(struct mmpool *p, unsigned c) {
   return NULL;
 }
 
+// The next span head at or after page i for a walk of [i, top): i itself
+// once checked, or past a page that is not one (damaged, or a free span's
+// middle). *n: its pages, 0 when i is not a head.
+static uint32_t walk_step(struct mmpool *p, uint32_t i, uint32_t *n) {
+  *n = 0;
+  if (page_verify(p, i) != 0) return i + 1;
+  struct pdesc *d = D(p, i);
+  if ((d->kind != PD_FREE && d->kind != PD_SLAB && d->kind != PD_LARGE) ||
+      d->head_delta != 0 || d->npages == 0)
+    return i + 1;
+  *n = d->npages;
+  return i + d->npages;
+}
+
 int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
               void *arg) {
   struct pool_state *st = ST(p);
   uint64_t bm[BITMAP_WORDS];
   char why[16];
-  for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
+  for (uint32_t i = 0, next, n; i < st->top; i = next) {
+    next = walk_step(p, i, &n);
+    if (!n) continue;
     struct pdesc *d = D(p, i);
     uintptr_t a = page_addr(p, i);
     if (d->kind == PD_LARGE) {
@@ -913,7 +1370,9 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
   for (unsigned c = 0; c < SC_COUNT; c++)
     o->classes[c].block_size = sc_table[c].bsize;
   size_t used_pages = 0;
-  for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
+  for (uint32_t i = 0, next, n; i < st->top; i = next) {
+    next = walk_step(p, i, &n);
+    if (!n) continue;
     struct pdesc *d = D(p, i);
     if (d->kind == PD_LARGE) {
       o->in_use += (size_t)d->npages << PAGE_SHIFT;
@@ -934,7 +1393,11 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
     }
   }
   o->free_bytes = data - (used_pages << PAGE_SHIFT);
-  o->peak = (size_t)p->pages_peak << PAGE_SHIFT;
+  // pages_used and pages_peak count from the open: what the pool held then
+  // is what it holds now less pages_used.
+  int64_t peak = (int64_t)used_pages - p->pages_used + p->pages_peak;
+  if (peak < (int64_t)used_pages) peak = (int64_t)used_pages;
+  o->peak = (size_t)peak << PAGE_SHIFT;
 }
 
 uint64_t page_room(struct mmpool *p) {

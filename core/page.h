@@ -5,9 +5,11 @@
 // for slabs and large blocks, keeps free spans in size bins, grows the
 // committed part of the pool, and owns every whole-pool pass over the
 // descriptors: check, walk, statistics, repair after a crash, detach on
-// attach. It knows nothing of threads: heap.c sits above it.
+// attach; and the checks, on first use, of an attached file's descriptors.
+// It knows nothing of threads: heap.c sits above it.
 //
-// pre for every function below: the pool's lock is held.
+// pre for every function below, unless it says otherwise: the pool's lock
+// is held.
 #ifndef MMPOOL_PAGE_H
 #define MMPOOL_PAGE_H
 
@@ -46,18 +48,34 @@ void page_avail_remove(struct mmpool *p, struct pdesc *d) HIDDEN;
 int page_grow(struct mmpool *p, uint64_t top) HIDDEN;
 // Verifies every invariant; 0 or -EUCLEAN with a reason in why.
 int page_check(struct mmpool *p, char *why, size_t why_len) HIDDEN;
-// What attach checks of a clean file: page_check less what it reads in data
-// pages (slab free lists, slack arrays). Every descriptor field that code
-// follows without a check of its own, and the bins and avail lists.
-int page_check_desc(struct mmpool *p, char *why, size_t why_len) HIDDEN;
-// After page_check_desc: the slabs below the top are to be checked one by
-// one, when first used (page_slab_sound). -ENOMEM when the process-local
-// record of that cannot be made (then check them all now: page_check).
+// Lazy attach (page.c): a clean file's descriptors are checked on first
+// use, not at attach. page_lazy_begin starts it (after the header checks;
+// fast_len 0): -ENOMEM when the process-local record of checked pages
+// cannot be made (then check everything now: page_check, page_detach_all).
 int page_lazy_begin(struct mmpool *p) HIDDEN;
+// 0 when descriptor idx may be trusted (checked now or before, made here,
+// or no lazy attach); 1 when it says it lies inside a free span (nothing
+// may follow it); -EUCLEAN when it is in a damaged span, said once and left
+// unused from then on. Any lock or none may be held (it takes a lock of
+// its own, after the pool's).
+int page_verify(struct mmpool *p, uint32_t idx) HIDDEN;
+// heap_block's reason for a block in a damaged span: a free of it is
+// ignored (the span's blocks leak; the warning was said).
+extern const char page_damaged_why[] HIDDEN;
+#define PAGE_DAMAGED page_damaged_why
+// Grows fast_len towards data_len by a bounded number of checked pages.
+// Called by the slow paths while fast_len < data_len; no lock needed.
+void page_lazy_advance(struct mmpool *p) HIDDEN;
+// fast_len after data_len changed: data_len, or less while pages of a
+// lazily attached file are still unchecked.
+void page_fast_sync(struct mmpool *p) HIDDEN;
+// In a fork child: the lazy locks made anew.
+void page_lazy_fork_child(void) HIDDEN;
 // 1 when detached slab d may be adopted or freed into: made by this
 // process, or checked (page_check's slab checks) on its first use here.
 // A damaged one gives 0 from then on (it is never used again: its blocks
-// leak), said once with its page and the fault.
+// leak), said once with its page and the fault. pre: d checked
+// (page_verify).
 int page_slab_sound(struct mmpool *p, struct pdesc *d) HIDDEN;
 // The first slab of avail[c] that is sound; damaged ones on the way leave
 // the list. NULL when none.
@@ -69,7 +87,7 @@ void page_stats(struct mmpool *p, mmpool_stats_t *out) HIDDEN;
 // After a crash: rebuilds spans, bins and slab counts from the live heads.
 // -EUCLEAN (reason in why) when a descriptor is damaged, not half-written.
 int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
-// On attach, after page_check or page_check_desc: every slab becomes
+// On attach, after page_check (not lazily): every slab becomes
 // detached, and is on its class's avail list iff its descriptor says it has
 // room; every descriptor that is not a slab head gets owner OWNER_NONE,
 // those inside free spans and above the top (up to meta_committed) are

@@ -3,9 +3,10 @@
 // The handle table is process-local; a pool's own state is in its mapping.
 // Opening a file pool is the one place where outside bytes enter the engine:
 // the header is read with pread and validated field by field before the file
-// is mapped, then the mapped descriptors are checked before any allocation
-// trusts them, and each slab's blocks before this process first uses the
-// slab (page.c, page_slab_sound). A pool file is locked (flock) while
+// is mapped; a clean file's descriptors are then checked one span at a time,
+// on first use (page.c, "Lazy attach"), and each slab's blocks before this
+// process first uses the slab (page_slab_sound), so that attach costs the
+// same for any size of file. A pool file is locked (flock) while
 // attached: exclusively for mode=shared, shared for mode=private.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,6 +69,7 @@ static void bind(struct mmpool *p, uintptr_t base) {
   p->data = base + h->data_off;
   p->desc = (struct pdesc *)(base + h->desc_off);
   p->meta_mapped = h->st.meta_committed;
+  // fast_len stays 0 until the caller says what may be trusted.
   __atomic_store_n(&p->data_len, h->st.length - h->data_off, __ATOMIC_RELEASE);
 }
 
@@ -137,8 +139,12 @@ static void stamp_new(struct poolfile_header *h) {
 }
 
 // The clean mark, with what it vouches for: the metadata checksum and the
-// time. pre: no thread changes the pool's metadata.
+// time. pre: no thread changes the pool's metadata. The checksum covers
+// the descriptors only (POOLFILE_COMPAT_META_DESC): hashing the slabs'
+// slack arrays too made a close cost in proportion to the heap, read every
+// slab, and kept the other threads frozen meanwhile.
 static void mark_clean(struct poolfile_header *h) {
+  h->feature_compat |= POOLFILE_COMPAT_META_DESC;
   h->meta_checksum = poolfile_meta_hash(h);
   h->closed = os_time();
   h->flags |= POOLFILE_CLEAN;
@@ -162,6 +168,7 @@ static int open_anon(struct mmpool *p, const struct pool_spec *sp) {
   poolfile_init(h, p->name, base, cap);
   stamp_new(h);
   bind(p, base);
+  page_fast_sync(p);
   return 0;
 }
 
@@ -193,6 +200,7 @@ static int create_file(struct mmpool *p, const struct pool_spec *sp) {
   *h = tmp;
   stamp_new(h);
   bind(p, base);
+  page_fast_sync(p);
   return 0;
 }
 
@@ -219,22 +227,26 @@ static int map_file_pool(struct mmpool *p, uintptr_t base,
 }
 
 // The checks of a mapped file's metadata (docs/pool-file-format.md, "What
-// attach validates"). A clean file's descriptors are checked now, and each
-// slab's blocks when this process first uses the slab (page_slab_sound), so
-// that attach reads no data page; nor is the metadata checksum verified (it
-// covers every slack array): 'mmpool check FILE' does that. A file not
-// closed cleanly is repaired, then checked whole.
-static int check_mapped(struct mmpool *p, int unclean, char *why,
+// attach validates"). A clean file's descriptors are checked when this
+// process first uses each span, and each slab's blocks when it first uses
+// the slab (page.c, "Lazy attach"), so that attach reads no descriptor and
+// no data page; nor is the metadata checksum verified: 'mmpool check FILE'
+// does that. A file not closed cleanly is repaired, then checked whole
+// (*lazy 0).
+static int check_mapped(struct mmpool *p, int unclean, int *lazy, char *why,
                         size_t why_len) {
   int r;
+  *lazy = 0;
   if (unclean) {
     r = page_repair(p, why, why_len);
     return r ? r : page_check(p, why, why_len);
   }
-  r = page_check_desc(p, why, why_len);
-  if (r) return r;
-  // No memory for the record of checked slabs: all of them now.
-  return page_lazy_begin(p) ? page_check(p, why, why_len) : 0;
+  if (page_lazy_begin(p) == 0) {
+    *lazy = 1;
+    return 0;
+  }
+  // No memory for the record of checked pages: all of them now.
+  return page_check(p, why, why_len);
 }
 
 static int attach_file(struct mmpool *p, const struct pool_spec *sp,
@@ -282,6 +294,7 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   int shared = sp->mode != SPEC_PRIVATE;
   int unclean = !(hb.flags & POOLFILE_CLEAN);
   struct poolfile_header *h = (struct poolfile_header *)base;
+  int lazy = 0;
   for (int pass = unclean && shared ? 0 : 1; pass < 2 && !r; pass++) {
     r = map_file_pool(p, base, &hb, pass == 0 ? 0 : shared);
     if (r) {
@@ -291,7 +304,7 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
     bind(p, base);
     if (memcmp(h, &hb, sizeof hb) != 0) {
       r = file_fail(p, EAGAIN, "changed while it was being attached");
-    } else if ((r = check_mapped(p, unclean, why, sizeof why))) {
+    } else if ((r = check_mapped(p, unclean, &lazy, why, sizeof why))) {
       char msg[420];
       fmt_format(msg, sizeof msg, "damaged metadata: %s", why);
       r = file_fail(p, EUCLEAN, msg);
@@ -301,12 +314,16 @@ static int attach_file(struct mmpool *p, const struct pool_spec *sp,
     vmmap_release(base);
     p->hdr = NULL;
     p->data_len = 0;
+    p->fast_len = 0;
     return r;
   }
   if (!(h->flags & POOLFILE_CLEAN))
     log_print(LOG_WARN, "pool '%s': %s was not closed cleanly; its metadata "
               "checked sound, attached", p->name, p->path);
-  page_detach_all(p);
+  if (!lazy) {
+    page_detach_all(p);
+    page_fast_sync(p);
+  }
   h->generation++;
   h->flags &= ~POOLFILE_CLEAN;
   memset(h->name, 0, sizeof h->name);
@@ -580,6 +597,7 @@ static int close_frozen(struct mmpool *p) {
     if (!p->frozen) os_unlock_file(p->fd);
     os_close(p->fd);
   }
+  __atomic_store_n(&p->fast_len, 0, __ATOMIC_RELEASE);
   __atomic_store_n(&p->data_len, 0, __ATOMIC_RELEASE);
   p->base = p->data = 0;
   p->capacity = 0;
@@ -742,6 +760,7 @@ static void fork_copy(struct mmpool *p) {
               os_strerror(-r, eb, sizeof eb));
     p->frozen = FROZEN_FORK;
     p->frozen_len = p->data_len;
+    __atomic_store_n(&p->fast_len, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&p->data_len, 0, __ATOMIC_RELAXED);
     return;
   }
@@ -760,6 +779,7 @@ void pool_fork_child(void) {
     tl_locks = 0;  // every lock the prepare handler took is made anew below
   }
   vmmap_child_reset();
+  page_lazy_fork_child();
   pthread_mutex_init(&default_lock, NULL);
   owner_pid = os_getpid();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
@@ -814,6 +834,7 @@ unsigned pool_release_files(const char *when) {
     } else {
       p->frozen = FROZEN_RELEASED;
       p->frozen_len = p->data_len;
+      __atomic_store_n(&p->fast_len, 0, __ATOMIC_RELEASE);
       __atomic_store_n(&p->data_len, 0, __ATOMIC_RELEASE);
       os_unlock_file(p->fd);
       n++;
@@ -838,6 +859,7 @@ void pool_reclaim_files(void) {
       poolfile_seal(p->hdr);
       p->frozen = FROZEN_NONE;
       __atomic_store_n(&p->data_len, p->frozen_len, __ATOMIC_RELEASE);
+      page_fast_sync(p);
     } else {
       log_print(LOG_WARN, "pool '%s': %s was taken by another process while "
                 "this one tried to exec: it is read-only here", p->name,

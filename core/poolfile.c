@@ -72,6 +72,7 @@ uint64_t poolfile_meta_hash_at(const struct poolfile_header *h,
   uint32_t top = h->st.top;
   uint64_t sum = hash_bytes(d, (size_t)top * sizeof(struct pdesc),
                             h->generation);
+  if (h->feature_compat & POOLFILE_COMPAT_META_DESC) return sum;
   // Then the slack array of every slab: it lives in the slab's last bytes,
   // among the data, and usable_size and realloc's copy trust it. The walk
   // follows the heads as the descriptors tell them; where they do not tile

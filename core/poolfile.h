@@ -53,7 +53,12 @@
 // This build knows the bits of the *_KNOWN masks. A feature that changes the
 // meaning of existing bytes takes an incompat bit, one that adds bytes in the
 // reserved areas a compat or ro_compat bit.
-#define POOLFILE_COMPAT_KNOWN 0u
+#define POOLFILE_COMPAT_KNOWN POOLFILE_COMPAT_META_DESC
+// meta_checksum covers the descriptors below top only, not the slabs' slack
+// arrays (which the close would have to read: its cost was the heap's).
+// Set by every clean close of this build; a file without it (closed by an
+// older build) has the slack arrays under its checksum too.
+#define POOLFILE_COMPAT_META_DESC 1u
 #define POOLFILE_RO_COMPAT_KNOWN 0u
 #define POOLFILE_INCOMPAT_KNOWN 0u
 
@@ -157,7 +162,8 @@ struct poolfile_header {
   uint64_t desc_off;       // POOLFILE_HEADER_SIZE
   uint64_t data_off;       // first data page, 64 KiB aligned
   uint64_t npages;         // data pages that fit in capacity
-  uint64_t meta_checksum;  // descriptors [0, top), slack arrays; if CLEAN
+  uint64_t meta_checksum;  // descriptors [0, top) (slack arrays: see
+                           // POOLFILE_COMPAT_META_DESC); if CLEAN
   uint64_t created;        // creation time, seconds since 1970
   uint64_t closed;         // time of the last clean close or sync, or 0
   uint64_t uuid[2];        // random at creation; names the pool's lineage
@@ -210,10 +216,11 @@ const char *poolfile_abi_differs(unsigned word_size, unsigned byte_order,
 // file with any is attached only without writing it (mode=private).
 uint32_t poolfile_ro_unknown(const struct poolfile_header *h);
 
-// The checksum of the descriptors of pages [0, h->st.top) and of the slack
-// arrays of the slabs among them, as recorded in meta_checksum at a clean
-// close. pre: h passed poolfile_validate, and its descriptors and data are
-// mapped (or h is a whole file image).
+// The checksum of the descriptors of pages [0, h->st.top), and, unless
+// h has POOLFILE_COMPAT_META_DESC, of the slack arrays of the slabs among
+// them, as recorded in meta_checksum at a clean close. pre: h passed
+// poolfile_validate, and its descriptors and data are mapped (or h is a
+// whole file image).
 uint64_t poolfile_meta_hash(const struct poolfile_header *h);
 // The same, with the descriptors and the data pages at other addresses
 // than after h (a snapshot's copies of a pool).

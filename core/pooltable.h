@@ -41,6 +41,11 @@ struct mmpool {
   uintptr_t base;        // address of the header
   uintptr_t data;        // base + data_off
   size_t data_len;       // committed data bytes (grows; relaxed atomic)
+  // The data bytes whose descriptors the free fast path may read: checked,
+  // or written by this process (page.c, "Lazy attach"); at most data_len.
+  // Equal to it but in an attached file whose descriptors are still being
+  // checked; 0 when data_len is (relaxed atomic).
+  size_t fast_len;
   size_t reserved;       // reserved bytes from base (grows; relaxed atomic)
   struct pdesc *desc;    // base + desc_off
   unsigned id;           // index in pool_table
@@ -61,9 +66,11 @@ struct mmpool {
   uint64_t capacity;
   uint64_t dev, ino;      // file pools: the file's identity
   size_t meta_mapped;    // descriptor bytes mapped, from desc_off
-  // Data pages held by slabs and large blocks: now, and at most since the
-  // pool was opened (pool lock).
-  uint32_t pages_used, pages_peak;
+  // Data pages held by slabs and large blocks, taken less given back since
+  // the pool was opened, and the most that ever was (pool lock). Relative:
+  // an attached file's own pages are not counted at attach (page_stats
+  // counts them and adds them to both).
+  int64_t pages_used, pages_peak;
   char name[MMPOOL_NAME_MAX + 1];
   char path[SPEC_PATH_MAX];
   // A power-of-two size, so that the free fast path finds pool_table[id]

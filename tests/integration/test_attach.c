@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -879,6 +880,107 @@ static void test_bad_paths(void **state) {
   assert_null(mmpool_get("s"));
 }
 
+// ---------------------------------------------------------------------------
+// Lazy attach under threads (docs/engine.md, "Attach"): the file's
+// descriptors are checked on first use, and the free fast path reaches only
+// a checked prefix that the slow paths grow. Four threads free every block
+// the file holds, interleaved across the pool (so frees land past the
+// prefix, slabs are adopted from the file by whichever thread frees first,
+// and the prefix grows under them), allocating and freeing their own blocks
+// meanwhile. The pool stays sound and ends empty, and so does the file.
+
+#define LZ_THREADS 4
+
+struct lz {
+  mmpool_t *pool;
+  void **blocks;
+  size_t n;
+  int k;
+  int bad;
+};
+
+static int lz_collect(void *b, size_t n, void *arg) {
+  (void)n;
+  struct lz *z = arg;
+  z->blocks[z->n++] = b;
+  return 0;
+}
+
+static void *lz_worker(void *arg) {
+  struct lz *z = arg;
+  void *mine[64];
+  int m = 0;
+  for (size_t i = (size_t)z->k; i < z->n; i += LZ_THREADS) {
+    mmpool_free(z->blocks[i]);
+    if (i % 8 == 0) {
+      size_t sz = 16 + (i % 2000);
+      char *b = mmpool_malloc(z->pool, sz);
+      if (!b) z->bad = 1;
+      else memset(b, 0x3c, sz);
+      if (m == 64) {
+        while (m) mmpool_free(mine[--m]);
+      }
+      if (b) mine[m++] = b;
+    }
+  }
+  while (m) mmpool_free(mine[--m]);
+  return NULL;
+}
+
+static void test_lazy_threads(void **state) {
+  (void)state;
+  char *p = path_in("lazy.pool");
+  unlink(p);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char opts[4200];
+    snprintf(opts, sizeof opts, "file=%s size=256M", p);
+    mmpool_t *pool = mmpool_open("lz", opts);
+    if (!pool) _exit(10);
+    for (int i = 0; i < 150000; i++)
+      if (!mmpool_malloc(pool, 16 + (size_t)(i * 37) % 3000)) _exit(11);
+    for (int i = 0; i < 16; i++)
+      if (!mmpool_malloc(pool, 70000 + (size_t)i * 9000)) _exit(12);
+    if (mmpool_close(pool) != 0) _exit(13);
+    snprintf(opts, sizeof opts, "file=%s", p);
+    pool = mmpool_open("lz", opts);
+    if (!pool) _exit(14);
+    static struct lz z[LZ_THREADS];
+    void **blocks = malloc(200000 * sizeof *blocks);
+    if (!blocks) _exit(15);
+    struct lz all = {.pool = pool, .blocks = blocks};
+    if (mmpool_walk(pool, lz_collect, &all) != 0 || all.n != 150016)
+      _exit(16);
+    pthread_t t[LZ_THREADS];
+    for (int k = 0; k < LZ_THREADS; k++) {
+      z[k] = all;
+      z[k].k = k;
+      if (pthread_create(&t[k], NULL, lz_worker, &z[k]) != 0) _exit(17);
+    }
+    for (int k = 0; k < LZ_THREADS; k++) {
+      pthread_join(t[k], NULL);
+      if (z[k].bad) _exit(18);
+    }
+    if (mmpool_check(pool) != 0) _exit(19);
+    mmpool_stats_t st;
+    if (mmpool_stats(pool, &st) != 0 || st.in_use_blocks != 0) _exit(20);
+    if (mmpool_close(pool) != 0) _exit(21);
+    pool = mmpool_open("lz", opts);
+    if (!pool || mmpool_check(pool) != 0) _exit(22);
+    if (mmpool_stats(pool, &st) != 0 || st.in_use_blocks != 0) _exit(23);
+    _exit(mmpool_close(pool) == 0 ? 0 : 24);
+  }
+  assert_true(pid > 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    print_error("lazy threads: child status 0x%x\n", st);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  unlink(p);
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "phase") == 0)
     return phase_main(argc, argv);
@@ -892,6 +994,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_auto_base),
       cmocka_unit_test(test_in_process_conflicts),
       cmocka_unit_test(test_bad_paths),
+      cmocka_unit_test(test_lazy_threads),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
