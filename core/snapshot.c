@@ -189,6 +189,7 @@ static int write_image(struct writer *w, struct mmpool *p, const char *file,
   // What a clean close says, for this copy: attachable without recover.
   h.st.length = len;
   h.st.hiwater = top;
+  h.feature_compat |= POOLFILE_COMPAT_META_DESC;  // as mark_clean (pool.c)
   // A root left on a block freed since, past the top now, would make the
   // image unattachable (roots must lie in its data): it is dropped.
   for (unsigned k = 0; k < MMPOOL_ROOTS; k++)
