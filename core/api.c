@@ -288,6 +288,12 @@ void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
   if (!d) {
     // A pointer of no pool is another allocator's (refused); inside a pool
     // it is a misuse (freed block, interior pointer): like free, abort.
+    // A block in a span of the file found damaged (lazy attach): its size
+    // is unknown and its bytes untrusted; it stays where it is (EIO).
+    if (why == PAGE_DAMAGED) {
+      log_fail(EIO, "realloc(%p): %s", ptr, why);
+      return fail_null(EIO);
+    }
     if (q && !q->frozen) heap_misuse(q, a, "realloc", why);
     log_fail(EINVAL, "realloc(%p): %s", ptr, why);
     return fail_null(EINVAL);

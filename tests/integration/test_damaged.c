@@ -838,6 +838,9 @@ static void test_damage_far(void **state) {
     if (damaged_lines(log) != 1) _exit(37);
     mmpool_free(d);  // ignored: its pages stay out of use
     if (mmpool_usable_size(d) != 0) _exit(38);
+    // realloc neither aborts nor moves it: NULL with EIO, the block stays.
+    errno = 0;
+    if (mmpool_realloc(NULL, d, 64) != NULL || errno != EIO) _exit(44);
     for (int i = 0; i < 64; i++)
       if (mmpool_malloc(pool, 300 * 1024) == d) _exit(39);
     if (damaged_lines(log) != 1) _exit(40);  // said once
