@@ -193,8 +193,10 @@ static struct theap *heap_get(struct mmpool *p) {
   h = p->state == POOL_OPEN ? heap_new_mem() : NULL;
   if (h) {
     memset(h, 0, sizeof *h);
-    for (unsigned s = 0; s <= SC_DIRECT_MAX; s++)
+    for (unsigned s = 0; s <= SC_DIRECT_MAX; s++) {
       h->direct[s] = &empty_desc;
+      h->slack[s] = (uint16_t)(sc_table[sc_of(s ? s : 1)].bsize - s);
+    }
     for (unsigned c = 0; c < SC_COUNT; c++) h->cur[c] = &empty_desc;
     h->base = p->base;
     h->pool = p;
@@ -518,7 +520,7 @@ static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
   if (!h) return NULL;
   struct pdesc *d = h->cur[c];
   if (!d->free && !(d = find_slab(p, h, c))) return NULL;
-  return heap_slab_pop(h->base, d, d->free, n);
+  return heap_slab_pop(h->base, d, d->free, (uint16_t)(d->bsize - n));
 }
 
 // The slow paths' entry points run between heap_enter and heap_leave.

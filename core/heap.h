@@ -32,6 +32,10 @@ struct theap {
   // indexes it with the size itself (no rounding: two instructions fewer
   // than a table by 16-byte step, for 8 KiB per heap).
   struct pdesc *direct[SC_DIRECT_MAX + 1];
+  // By size too: the slack of a block of that size (block size - size),
+  // the same for every slab of its class. One load instead of the block
+  // size's load and a subtraction, for 2 KiB per heap.
+  uint16_t slack[SC_DIRECT_MAX + 1];
   struct pdesc *cur[SC_COUNT];                  // current slab by class
   struct mmpool *pool;
   uint32_t gen;            // pool->gen when made; stale when different
@@ -205,9 +209,9 @@ void *heap_arena_alloc(size_t n) HIDDEN;
 // The fast path
 
 // Pops the free block at pool offset off of slab d (which has it) for a
-// request of n bytes.
+// request of d->bsize - slack bytes.
 static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
-                                  uint64_t off, size_t n) {
+                                  uint64_t off, uint16_t slack) {
   uintptr_t blk = base + off;
   // No block is at address 0: callers that test what heap_try_* returned
   // need no second test after a pop (the compiler drops it).
@@ -217,7 +221,7 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
   d->used++;
   // The slack array is indexed by granule from a biased base (see
   // sizeclass.h), so usable_size needs neither a division nor the slab start.
-  *pdesc_slack(base, d, off) = (uint16_t)(d->bsize - n);
+  *pdesc_slack(base, d, off) = slack;
   return (void *)blk;
 }
 
@@ -233,7 +237,7 @@ heap_try_direct(unsigned id, size_t n) {
   struct pdesc *d = h->direct[n];
   uint64_t off = d->free;
   void *b = NULL;
-  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, n);
+  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, h->slack[n]);
   heap_out();
   return b;
 }
@@ -250,7 +254,7 @@ heap_try_direct_handle(unsigned id, uintptr_t handle, size_t n) {
   uint64_t off = d->free;
   void *b = NULL;
   if (likely(h->handle == handle && off != 0))
-    b = heap_slab_pop(h->base, d, off, n);
+    b = heap_slab_pop(h->base, d, off, h->slack[n]);
   heap_out();
   return b;
 }
@@ -263,7 +267,8 @@ heap_try_class(unsigned id, unsigned c, size_t n) {
   struct pdesc *d = h->cur[c];
   uint64_t off = d->free;
   void *b = NULL;
-  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, n);
+  if (likely(off != 0))
+    b = heap_slab_pop(h->base, d, off, (uint16_t)(d->bsize - n));
   heap_out();
   return b;
 }
