@@ -83,6 +83,8 @@ extern __thread struct heap_tls tl_fast HIDDEN;
 // whose mark it reads as 0 either had not entered yet (it will load the
 // poison, since the barrier ordered its later loads after the poison
 // store) or has left (its stores are visible before the mark's clear).
+// Two stores per call is the least such a mark costs (docs/engine.md, "Why
+// 4 and not 2").
 static inline __attribute__((always_inline)) void heap_in(void) {
   tl_fast.inside++;
   __atomic_signal_fence(__ATOMIC_SEQ_CST);  // for the compiler only
