@@ -231,7 +231,7 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
 // or NULL when the slab at hand has no free block (the caller then takes a
 // slow path: heap_alloc_slow, or a routing decision first). Id 0, a pool
 // this thread has not used yet and a closed pool all give NULL: their heap
-// is the empty heap. Two table loads and a pop.
+// is the empty heap. Table loads (the heap, the slab, its slack) and a pop.
 static inline __attribute__((always_inline)) void *
 heap_try_direct(unsigned id, size_t n) {
   heap_in();
