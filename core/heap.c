@@ -31,7 +31,7 @@
 
 struct pdesc empty_desc;
 struct theap empty_heap = {
-    .direct = {[0 ... SC_DIRECT_MAX / 16] = &empty_desc},
+    .direct = {[0 ... SC_DIRECT_MAX] = &empty_desc},
     .cur = {[0 ... SC_COUNT - 1] = &empty_desc},
 };
 __thread struct heap_tls tl_fast = {
@@ -143,9 +143,13 @@ static void set_cur(struct theap *h, unsigned c, struct pdesc *d) {
   h->cur[c] = d;
   uint32_t b = sc_table[c].bsize;
   if (b > SC_DIRECT_MAX) return;
-  // The direct slots of class c: sizes (previous class, b].
-  unsigned lo = c ? sc_table[c - 1].bsize / 16 + 1 : 0;
-  for (unsigned s = lo; s <= b / 16; s++) h->direct[s] = d;
+  // The direct slots of class c: sizes (previous class, b], and size 0 for
+  // class 0. Classes are multiples of 16 bytes: the slots come 16 at a time
+  // (up to 128 for a class near 1 KiB, at every change of slab).
+  if (c == 0) h->direct[0] = d;
+  struct pdesc **s = &h->direct[c ? sc_table[c - 1].bsize + 1 : 1];
+  for (struct pdesc **e = &h->direct[b + 1]; s < e; s += 16)
+    for (unsigned i = 0; i < 16; i++) s[i] = d;
 }
 
 // Makes sure thread_exit runs when this thread exits. May allocate (keys
@@ -189,8 +193,10 @@ static struct theap *heap_get(struct mmpool *p) {
   h = p->state == POOL_OPEN ? heap_new_mem() : NULL;
   if (h) {
     memset(h, 0, sizeof *h);
-    for (unsigned s = 0; s <= SC_DIRECT_MAX / 16; s++)
+    for (unsigned s = 0; s <= SC_DIRECT_MAX; s++) {
       h->direct[s] = &empty_desc;
+      h->slack[s] = (uint16_t)(sc_table[sc_of(s ? s : 1)].bsize - s);
+    }
     for (unsigned c = 0; c < SC_COUNT; c++) h->cur[c] = &empty_desc;
     h->base = p->base;
     h->pool = p;
@@ -514,7 +520,7 @@ static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
   if (!h) return NULL;
   struct pdesc *d = h->cur[c];
   if (!d->free && !(d = find_slab(p, h, c))) return NULL;
-  return heap_slab_pop(h->base, d, d->free, n);
+  return heap_slab_pop(h->base, d, d->free, (uint16_t)(d->bsize - n));
 }
 
 // The slow paths' entry points run between heap_enter and heap_leave.

@@ -26,12 +26,19 @@
 #include "sizeclass.h"
 
 struct theap {
-  struct pdesc *direct[SC_DIRECT_MAX / 16 + 1]; // current slab by (n+15)>>4
-  struct pdesc *cur[SC_COUNT];                  // current slab by class
   uintptr_t base;          // the pool's base
+  uintptr_t handle;        // pool->handle when made; 0 once forgotten
+  // The current slab by size, for sizes up to SC_DIRECT_MAX: the fast path
+  // indexes it with the size itself (no rounding: two instructions fewer
+  // than a table by 16-byte step, for 8 KiB per heap).
+  struct pdesc *direct[SC_DIRECT_MAX + 1];
+  // By size too: the slack of a block of that size (block size - size),
+  // the same for every slab of its class. One load instead of the block
+  // size's load and a subtraction, for 2 KiB per heap.
+  uint16_t slack[SC_DIRECT_MAX + 1];
+  struct pdesc *cur[SC_COUNT];                  // current slab by class
   struct mmpool *pool;
   uint32_t gen;            // pool->gen when made; stale when different
-  uintptr_t handle;        // pool->handle when made; 0 once forgotten
   uint32_t tid;            // owner thread id
   uint32_t list[SC_COUNT]; // owned slabs of each class: page index + 1
   struct theap *reg_next, *reg_prev;  // registry of live heaps
@@ -76,6 +83,8 @@ extern __thread struct heap_tls tl_fast HIDDEN;
 // whose mark it reads as 0 either had not entered yet (it will load the
 // poison, since the barrier ordered its later loads after the poison
 // store) or has left (its stores are visible before the mark's clear).
+// Two stores per call is the least such a mark costs (docs/engine.md, "Why
+// 4 and not 2").
 static inline __attribute__((always_inline)) void heap_in(void) {
   tl_fast.inside++;
   __atomic_signal_fence(__ATOMIC_SEQ_CST);  // for the compiler only
@@ -202,9 +211,9 @@ void *heap_arena_alloc(size_t n) HIDDEN;
 // The fast path
 
 // Pops the free block at pool offset off of slab d (which has it) for a
-// request of n bytes.
+// request of d->bsize - slack bytes.
 static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
-                                  uint64_t off, size_t n) {
+                                  uint64_t off, uint16_t slack) {
   uintptr_t blk = base + off;
   // No block is at address 0: callers that test what heap_try_* returned
   // need no second test after a pop (the compiler drops it).
@@ -214,7 +223,7 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
   d->used++;
   // The slack array is indexed by granule from a biased base (see
   // sizeclass.h), so usable_size needs neither a division nor the slab start.
-  *pdesc_slack(base, d, off) = (uint16_t)(d->bsize - n);
+  *pdesc_slack(base, d, off) = slack;
   return (void *)blk;
 }
 
@@ -222,15 +231,15 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
 // or NULL when the slab at hand has no free block (the caller then takes a
 // slow path: heap_alloc_slow, or a routing decision first). Id 0, a pool
 // this thread has not used yet and a closed pool all give NULL: their heap
-// is the empty heap. Two table loads and a pop.
+// is the empty heap. Table loads (the heap, the slab, its slack) and a pop.
 static inline __attribute__((always_inline)) void *
 heap_try_direct(unsigned id, size_t n) {
   heap_in();
   struct theap *h = tl_fast.heap[id];
-  struct pdesc *d = h->direct[(n + 15) >> 4];
+  struct pdesc *d = h->direct[n];
   uint64_t off = d->free;
   void *b = NULL;
-  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, n);
+  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, h->slack[n]);
   heap_out();
   return b;
 }
@@ -243,11 +252,11 @@ static inline __attribute__((always_inline)) void *
 heap_try_direct_handle(unsigned id, uintptr_t handle, size_t n) {
   heap_in();
   struct theap *h = tl_fast.heap[id];
-  struct pdesc *d = h->direct[(n + 15) >> 4];
+  struct pdesc *d = h->direct[n];
   uint64_t off = d->free;
   void *b = NULL;
   if (likely(h->handle == handle && off != 0))
-    b = heap_slab_pop(h->base, d, off, n);
+    b = heap_slab_pop(h->base, d, off, h->slack[n]);
   heap_out();
   return b;
 }
@@ -260,7 +269,8 @@ heap_try_class(unsigned id, unsigned c, size_t n) {
   struct pdesc *d = h->cur[c];
   uint64_t off = d->free;
   void *b = NULL;
-  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, n);
+  if (likely(off != 0))
+    b = heap_slab_pop(h->base, d, off, (uint16_t)(d->bsize - n));
   heap_out();
   return b;
 }
@@ -275,6 +285,35 @@ static inline void *heap_alloc(struct mmpool *p, size_t n, int *dirty) {
     return likely(b != NULL) ? b : heap_alloc_slow(p, n);
   }
   return heap_alloc_large(p, n, 0, dirty);
+}
+
+// The push of heap_free_as: block a of slab d, which this thread owns (the
+// caller is inside, heap_in); returns outside.
+static inline __attribute__((always_inline)) void heap_free_own(
+    struct mmpool *p, struct pdesc *d, uintptr_t a, const char *call) {
+  uint64_t *b = (uint64_t *)a;
+  // Blocks are 16-aligned: a misaligned (interior) pointer goes to the
+  // slow path, which checks and reports it.
+  if (likely((a & 15) == 0 && b[1] != (uintptr_t)d)) {
+    b[0] = d->free;
+    // A relaxed atomic store is a plain mov, but keeps the compiler from
+    // pairing the two stores through vector registers (4 instructions).
+    __atomic_store_n(&b[1], (uintptr_t)d, __ATOMIC_RELAXED);
+    d->free = a - p->base;
+    // The slab's last block. The current slab of its class stays at hand
+    // (heap_slab_empty's first case, tested here: a block allocated and
+    // freed in turn empties its slab every time, and a call would also
+    // load tl_fast's offset again). Otherwise heap_slab_empty leaves the
+    // allocator itself (a tail call: no register is kept across a call
+    // here). A poisoned heap is the empty heap, whose slabs are never d:
+    // the slow path decides.
+    if (unlikely(--d->used == 0) && tl_fast.heap[p->id]->cur[d->cls] != d)
+      return heap_slab_empty(p, d);
+    heap_out();
+    return;
+  }
+  heap_out();
+  heap_free_slow(p, d, a, call);
 }
 
 // free, as called by `call` ("free", "realloc": named in the message of a
@@ -302,30 +341,21 @@ static inline __attribute__((always_inline)) void heap_free_as(
   // folds into the compare (an __atomic_load_n costs two more instructions).
   if (likely(rel < p->fast_len)) {
     struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
-    d -= d->head_delta;
     // The mark goes before the load of fast_tid, which a freeze poisons
     // (heap_in); what was read before it is either still true or, after a
     // freeze that changed it, behind a poisoned fast_tid.
     heap_in();
-    // Only slabs carry thread ids. Blocks are 16-aligned: a misaligned
-    // (interior) pointer goes to the slow path, which checks and reports
-    // it.
-    if (likely(d->owner == tl_fast.fast_tid && (a & 15) == 0)) {
-      uint64_t *b = (uint64_t *)a;
-      if (likely(b[1] != (uintptr_t)d)) {
-        b[0] = d->free;
-        // A relaxed atomic store is a plain mov, but keeps the compiler
-        // from pairing the two stores through vector registers (4
-        // instructions).
-        __atomic_store_n(&b[1], (uintptr_t)d, __ATOMIC_RELAXED);
-        d->free = a - p->base;
-        // The slab's last block: heap_slab_empty leaves the allocator
-        // itself (a tail call: no register is kept across a call here).
-        if (unlikely(--d->used == 0)) return heap_slab_empty(p, d);
-        heap_out();
-        return;
-      }
-    }
+    // Only slab heads carry thread ids (every other descriptor has
+    // OWNER_NONE or OWNER_DETACHED), so a page whose owner is this thread
+    // is the head of its slab: a one-page slab (blocks up to 7 KiB) needs
+    // no head_delta. Any other page, a later page of a slab of bigger
+    // blocks among them, finds its head first. (api.c and shim/preload.c
+    // are built with -fno-crossjumping: the two pushes stay apart, and the
+    // first keeps its registers.)
+    uint32_t tid = tl_fast.fast_tid;
+    if (likely(d->owner == tid)) return heap_free_own(p, d, a, call);
+    d -= d->head_delta;
+    if (likely(d->owner == tid)) return heap_free_own(p, d, a, call);
     heap_out();
     return heap_free_slow(p, d, a, call);
   }

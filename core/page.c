@@ -452,7 +452,8 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
   p->pages_used -= n;
   // A stale head must not look like a live slab to a later bogus free, nor
   // a stale tail lead one to a slab that reuses the head's page later: the
-  // free fast path resolves any page through head_delta and trusts the
+  // free fast path trusts a page whose owner is the caller's id as a slab
+  // head, and resolves any other page through head_delta and trusts the
   // owner it finds there (heap.h).
   h->kind = PD_FREE;
   h->owner = OWNER_NONE;
@@ -535,10 +536,11 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
 
 // A descriptor that no span starts at and that a free may still reach (a
 // stray pointer into a free span, or into committed data above the top):
-// it must not send heap_free's fast path anywhere. The fast path follows
-// head_delta and then trusts an owner equal to the calling thread's id, so
-// a harmless one says "no head" and "not a slab". Written only when it
-// differs, so that a sound file's pages stay clean.
+// it must not send heap_free's fast path anywhere. The fast path trusts an
+// owner equal to the calling thread's id, on the page itself or else on the
+// page head_delta leads to, so a harmless one says "no head" and "not a
+// slab". Written only when it differs, so that a sound file's pages stay
+// clean.
 static void make_inert(struct pdesc *d, uint8_t kind) {
   if (d->kind == kind && d->head_delta == 0 && d->owner == OWNER_NONE)
     return;
@@ -560,8 +562,8 @@ void page_detach_all(struct mmpool *p) {
   for (uint32_t i = 0; i < st->top; i += D(p, i)->npages) {
     struct pdesc *d = D(p, i);
     uint32_t n = d->npages;
-    // Only slab heads carry thread ids; a tail's owner is never read by
-    // the fast path (head_delta >= 1) but is cleared all the same.
+    // Only slab heads carry thread ids: the free fast path takes a page
+    // whose owner is the caller's id for a slab head (heap.h).
     for (uint32_t t = 1; t < n; t++) {
       struct pdesc *x = D(p, i + t);
       if (d->kind != PD_FREE) {

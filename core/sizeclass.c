@@ -72,6 +72,20 @@ const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1] = {
     19,
 };
 
+// Entry i: sizes (256 i, 256 (i + 1)], from i = 4 (entries 0-3, of sizes
+// up to 1 KiB, which sc_direct serves, hold the class of their largest
+// size). Checked against sc_table for every size by test_sizeclass.
+const uint8_t sc_upper[SC_SMALL_MAX >> SC_UPPER_SHIFT] = {
+    [0] = 11, [1] = 15, [2] = 17, [3] = 19, [4] = 20, [5] = 21, [6] = 22,
+    [7] = 23, [8 ... 9] = 24, [10 ... 11] = 25, [12 ... 13] = 26,
+    [14 ... 15] = 27, [16 ... 19] = 28, [20 ... 23] = 29, [24 ... 27] = 30,
+    [28 ... 31] = 31, [32 ... 39] = 32, [40 ... 47] = 33, [48 ... 55] = 34,
+    [56 ... 63] = 35, [64 ... 79] = 36, [80 ... 95] = 37, [96 ... 111] = 38,
+    [112 ... 127] = 39, [128 ... 159] = 40, [160 ... 191] = 41,
+    [192 ... 223] = 42, [224 ... 255] = 43, [256 ... 319] = 44,
+    [320 ... 383] = 45, [384 ... 447] = 46, [448 ... 511] = 47,
+};
+
 unsigned sc_of_aligned(size_t n, size_t align) {
   if (n > SC_SMALL_MAX || align > PAGE_BYTES) return SC_COUNT;
   for (unsigned c = sc_of(n ? n : 1); c < SC_COUNT; c++)
