@@ -559,6 +559,22 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   return b;
 }
 
+uint64_t heap_trim(struct mmpool *p) {
+  uint64_t n = 0;
+  heap_enter();
+  // The registry lock keeps the slot from being closed meanwhile.
+  heap_registry_lock();
+  if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
+      !p->frozen) {
+    engine_lock(&p->lock);
+    n = page_trim(p);
+    engine_unlock(&p->lock);
+  }
+  heap_registry_unlock();
+  heap_leave();
+  return n;
+}
+
 // ---------------------------------------------------------------------------
 // Free
 
