@@ -38,6 +38,17 @@
 #ifndef MMPOOL_PURGE_DELAY_MS
 #define MMPOOL_PURGE_DELAY_MS 100
 #endif
+// Free pages kept at most, whatever their age: this many (1 GiB), or
+// 1/2^PURGE_BUDGET_SHIFT of the pages in use if more. A bound for a program
+// that frees much and then makes no call that would purge, not a tuning:
+// tighter budgets (64 or 256 MiB, a fourth of the pages in use) cost the
+// large workload 2 to 7 times its CPU time (docs/performance.md).
+#ifndef PURGE_BUDGET_MIN
+#define PURGE_BUDGET_MIN 16384u
+#endif
+#ifndef PURGE_BUDGET_SHIFT
+#define PURGE_BUDGET_SHIFT 0
+#endif
 // Growth of the committed data: at least this much at a time (few VMAs).
 #define GROW_MIN ((size_t)2 << 20)
 #define META_GRANULE ((size_t)64 << 10)
@@ -249,9 +260,10 @@ int page_grow(struct mmpool *p, uint64_t top) {
 // no system call and takes no page fault. Pages go back (vmmap_purge) once
 // they have stayed free for page_purge_delay_ms, when a later call of
 // page_span_alloc or page_span_free finds them due (purge_tick): a
-// purge delay as mimalloc's, with no thread of ours. page_trim purges all
-// at once (malloc_trim); closing an anonymous pool unmaps it all. File
-// pools never purge (docs/performance.md, "Large blocks", says why).
+// purge delay as mimalloc's, with no thread of ours. All go back at once
+// when the pages kept pass the budget (PURGE_BUDGET_*), and on page_trim
+// (malloc_trim); closing an anonymous pool unmaps it all. File pools never
+// purge (docs/performance.md, "Large blocks", says why).
 //
 // In an anonymous pool, a free span of PURGE_MIN_PAGES or more keeps in
 // its head's req (which no free span uses otherwise) the os_clock_ms of
@@ -269,6 +281,7 @@ static struct decay {
   int tail_purged;   // MMPOOL_PURGE_LAZY: [top, hiwater) given back
   uint64_t oldest;   // the oldest stamp waiting (ms); 0: nothing waits
   uint64_t tail;     // when the top last came down (ms)
+  uint64_t dirty;    // pages in dirty free spans, not given back
 } decay[MMPOOL_MAX_POOLS + 1];
 
 static int anon_memory(struct mmpool *p) { return !p->is_file; }
@@ -285,9 +298,36 @@ static void purge_later(struct mmpool *p, uint64_t t) {
   if (z->oldest == 0 || t < z->oldest) z->oldest = t;
 }
 
+// Whether free span d counts in decay.dirty.
+static int counted(struct mmpool *p, const struct pdesc *d) {
+  return anon_memory(p) && (d->flags & PDF_DIRTY) &&
+         !(MMPOOL_PURGE_LAZY && d->npages >= PURGE_MIN_PAGES &&
+           d->req == STAMP_PURGED);
+}
+
+// Free pages of an anonymous pool that are not given back: dirty spans,
+// and the pages between the top and hiwater.
+static uint64_t dirty_pages(struct mmpool *p) {
+  struct pool_state *st = ST(p);
+  struct decay *z = decay_of(p);
+  uint64_t tail = st->hiwater > st->top ? st->hiwater - st->top : 0;
+  if (MMPOOL_PURGE_LAZY && z->tail_purged) tail = 0;
+  return z->dirty + tail;
+}
+
+// Takes free span idx out of its bin.
+static void bin_take(struct mmpool *p, uint32_t idx) {
+  struct pdesc *d = D(p, idx);
+  if (counted(p, d)) decay_of(p)->dirty -= d->npages;
+  page_list_remove(p, &ST(p)->bins[bin_of(d->npages)], idx);
+}
+
 static void stamp(struct mmpool *p, uint32_t idx, uint64_t t) {
-  if (anon_memory(p) && D(p, idx)->npages >= PURGE_MIN_PAGES)
-    D(p, idx)->req = t;
+  struct pdesc *d = D(p, idx);
+  if (!anon_memory(p) || d->npages < PURGE_MIN_PAGES) return;
+  int was = counted(p, d);
+  d->req = t;
+  decay_of(p)->dirty += (uint64_t)(counted(p, d) - was) * d->npages;
 }
 
 static int give_back(struct mmpool *p, uint32_t idx, uint64_t n) {
@@ -317,8 +357,12 @@ static uint64_t purge(struct mmpool *p, uint64_t now, uint32_t min,
       }
       if (give_back(p, idx, d->npages)) continue;
       done += d->npages;
-      if (MMPOOL_PURGE_LAZY) stamp(p, idx, STAMP_PURGED);
-      else d->flags &= (uint8_t)~PDF_DIRTY;
+      if (MMPOOL_PURGE_LAZY) {
+        stamp(p, idx, STAMP_PURGED);
+      } else {
+        if (counted(p, d)) z->dirty -= d->npages;
+        d->flags &= (uint8_t)~PDF_DIRTY;
+      }
     }
   }
   uint32_t tail = st->hiwater > st->top ? st->hiwater - st->top : 0;
@@ -346,6 +390,10 @@ static void purge_tick(struct mmpool *p) {
     purge(p, now, PURGE_MIN_PAGES, 0);
 }
 
+uint64_t page_kept(struct mmpool *p) {
+  return anon_memory(p) ? dirty_pages(p) : 0;
+}
+
 uint64_t page_trim(struct mmpool *p) {
   if (!anon_memory(p)) return 0;
   return purge(p, os_clock_ms(), 1, 1);
@@ -362,6 +410,7 @@ static void span_insert(struct mmpool *p, uint32_t idx, uint32_t n,
   h->flags = dirty ? PDF_DIRTY : 0;
   h->npages = n;
   h->owner = OWNER_NONE;
+  if (counted(p, h)) decay_of(p)->dirty += n;
   if (n > 1) {
     struct pdesc *l = D(p, idx + n - 1);
     l->kind = PD_FREE_LAST;
@@ -394,7 +443,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
       if (m < n || m - n < pad) continue;
       int dty = d->flags & PDF_DIRTY;
       uint64_t t = d->req;  // what is left was freed no later
-      page_list_remove(p, &st->bins[b], idx);
+      bin_take(p, idx);
       if (pad) {
         span_insert(p, idx, pad, dty);
         stamp(p, idx, t);
@@ -467,13 +516,13 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
                                              : idx;
     if (ps < idx && D(p, ps)->kind == PD_FREE &&
         ps + D(p, ps)->npages == idx) {
-      page_list_remove(p, &st->bins[bin_of(D(p, ps)->npages)], ps);
+      bin_take(p, ps);
       start = ps;
     }
   }
   if (end < st->top && D(p, end)->kind == PD_FREE) {
     uint32_t m = D(p, end)->npages;
-    page_list_remove(p, &st->bins[bin_of(m)], end);
+    bin_take(p, end);
     D(p, end)->kind = PD_FREE_MID;  // now the middle of a span
     end += m;
   }
@@ -495,7 +544,12 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
       purge_later(p, t);
     }
   }
-  purge_tick(p);
+  uint64_t budget = p->pages_used >> PURGE_BUDGET_SHIFT;
+  if (budget < PURGE_BUDGET_MIN) budget = PURGE_BUDGET_MIN;
+  if (anon_memory(p) && dirty_pages(p) > budget)
+    purge(p, os_clock_ms(), PURGE_MIN_PAGES, 1);
+  else
+    purge_tick(p);
 }
 
 int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
@@ -516,7 +570,7 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
     uint32_t m = d->npages;
     int dty = d->flags & PDF_DIRTY;
     uint64_t t = d->req;
-    page_list_remove(p, &st->bins[bin_of(m)], j);
+    bin_take(p, j);
     if (m > extra) {
       span_insert(p, j + extra, m - extra, dty);
       stamp(p, j + extra, t);

@@ -33,6 +33,10 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) HIDDEN;
 // spans, and the pages above the top); the number of pages. 0 for a file
 // pool, whose free pages stay with the file.
 uint64_t page_trim(struct mmpool *p) HIDDEN;
+// Free pages of an anonymous pool kept for reuse, not given back yet: its
+// dirty free spans and the pages between the top and hiwater (the figure
+// the budget bounds). 0 for a file pool.
+uint64_t page_kept(struct mmpool *p) HIDDEN;
 // How long free pages wait before page_span_alloc or page_span_free gives
 // them back (ms); tests change it.
 extern uint32_t page_purge_delay_ms HIDDEN;

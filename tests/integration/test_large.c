@@ -50,6 +50,21 @@ static size_t resident(void *a, size_t len) {
   return k;
 }
 
+// page_kept's running count against the descriptors: the dirty free spans
+// below the top, and the pages from the top to hiwater.
+static void kept_is_exact(mmpool_t *h) {
+  struct mmpool *p = pool_from_handle(h);
+  engine_lock(&p->lock);
+  struct pool_state *st = &p->hdr->st;
+  uint64_t n = st->hiwater > st->top ? st->hiwater - st->top : 0;
+  for (uint32_t i = 0; i < st->top; i += p->desc[i].npages)
+    if (p->desc[i].kind == PD_FREE && (p->desc[i].flags & PDF_DIRTY))
+      n += p->desc[i].npages;
+  uint64_t kept = page_kept(p);
+  engine_unlock(&p->lock);
+  assert_int_equal(kept, n);
+}
+
 static void touch(void *a, size_t len, unsigned char c) {
   for (size_t o = 0; o < len; o += 4096) ((unsigned char *)a)[o] = c;
 }
@@ -96,7 +111,9 @@ static void steady_state_makes_no_system_call(void **state) {
   // would fault at least 50 a time. A few may come from elsewhere (NUMA
   // balancing's hinting faults).
   assert_true(faulted < ITERS / 10);
+  kept_is_exact(h);
   for (int k = 0; k < RING; k++) mmpool_free(ring[k]);
+  kept_is_exact(h);
   assert_int_equal(mmpool_check(h), 0);
   assert_int_equal(mmpool_close(h), 0);
 }
@@ -199,12 +216,48 @@ static void trim_gives_back_everything(void **state) {
   assert_int_equal(resident(b, 20 * MiB), 20 * MiB / 4096);
   uint64_t pages = heap_trim(p);
   assert_true(pages >= (small + 20 * MiB + 3 * MiB) / PAGE_BYTES);
+  kept_is_exact(h);
+  assert_int_equal(page_kept(p), 0);
   assert_int_equal(resident(a, small), 0);
   assert_int_equal(resident(b, 20 * MiB), 0);
   assert_int_equal(resident(c, 3 * MiB), 0);
   assert_int_equal(heap_trim(p), 0);
   mmpool_free(g1);
   mmpool_free(g2);
+  assert_int_equal(mmpool_check(h), 0);
+  assert_int_equal(mmpool_close(h), 0);
+}
+
+// Past the budget (1 GiB, or as many pages as are in use), the pages kept
+// go back at once, due or not. The blocks are touched on one page only:
+// what is counted is pages kept free, resident or not.
+static void budget_bounds_what_is_kept(void **state) {
+  (void)state;
+  page_purge_delay_ms = DAY_MS;
+  mmpool_t *h = mmpool_open("lg.budget", "size=8G");
+  assert_non_null(h);
+  struct mmpool *p = pool_from_handle(h);
+  size_t n = 600 * MiB;
+  void *a = mmpool_malloc(h, n), *b = mmpool_malloc(h, n);
+  void *guard = mmpool_malloc(h, 1 * MiB);
+  assert_true(a && b && guard);
+  touch(a, 4096, 1);
+  touch(b, 4096, 1);
+  unsigned long calls = os_syscalls();
+  mmpool_free(a);  // 600 MiB kept: under the budget
+  assert_int_equal(os_syscalls(), calls);
+  assert_int_equal(page_kept(p), n / PAGE_BYTES);
+  kept_is_exact(h);
+  mmpool_free(b);  // 1200 MiB: over it, all go back
+  assert_true(os_syscalls() > calls);
+  assert_int_equal(page_kept(p), 0);
+  kept_is_exact(h);
+  int dirty = -1;
+  void *c = heap_alloc_large(p, n, 0, &dirty);
+  assert_non_null(c);
+  assert_int_equal(dirty, 0);
+  mmpool_free(c);
+  mmpool_free(guard);
   assert_int_equal(mmpool_check(h), 0);
   assert_int_equal(mmpool_close(h), 0);
 }
@@ -244,8 +297,9 @@ static void file_pool_keeps_its_pages(void **state) {
   page_purge_delay_ms = DAY_MS;
 }
 
-// Threads replacing large blocks in one pool, with purges due all along
-// (delay 0) half of the time: the heap checks sound after.
+// Threads replacing large blocks in one pool, spans kept (a delay of a
+// day) and then purges due all along (delay 0): the heap checks sound, and
+// the count of pages kept is exact, after each.
 struct worker {
   mmpool_t *h;
   unsigned seed;
@@ -268,7 +322,6 @@ static void *work(void *arg) {
     ring[k] = mmpool_malloc(w->h, sz[k]);
     if (!ring[k]) return "malloc";
     ((unsigned char *)ring[k])[sz[k] - 1] = (unsigned char)k;
-    if (i == 200) page_purge_delay_ms = 0;
   }
   for (int k = 0; k < 4; k++) mmpool_free(ring[k]);
   return NULL;
@@ -276,25 +329,28 @@ static void *work(void *arg) {
 
 static void threads_share_the_spans(void **state) {
   (void)state;
-  page_purge_delay_ms = DAY_MS;
   mmpool_t *h = mmpool_open("lg.mt", "size=4G");
   assert_non_null(h);
   enum { NT = 4 };
-  pthread_t t[NT];
-  struct worker w[NT];
-  for (int i = 0; i < NT; i++) {
-    w[i] = (struct worker){h, 7u + (unsigned)i};
-    assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+  for (int round = 0; round < 2; round++) {
+    page_purge_delay_ms = round ? 0 : DAY_MS;
+    pthread_t t[NT];
+    struct worker w[NT];
+    for (int i = 0; i < NT; i++) {
+      w[i] = (struct worker){h, 7u + (unsigned)(i + NT * round)};
+      assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < NT; i++) {
+      void *r;
+      assert_int_equal(pthread_join(t[i], &r), 0);
+      if (r) fail_msg("round %d, thread %d: %s", round, i, (char *)r);
+    }
+    kept_is_exact(h);
+    assert_int_equal(mmpool_check(h), 0);
+    mmpool_stats_t st;
+    assert_int_equal(mmpool_stats(h, &st), 0);
+    assert_int_equal(st.large_blocks, 0);
   }
-  for (int i = 0; i < NT; i++) {
-    void *r;
-    assert_int_equal(pthread_join(t[i], &r), 0);
-    if (r) fail_msg("thread %d: %s", i, (char *)r);
-  }
-  assert_int_equal(mmpool_check(h), 0);
-  mmpool_stats_t st;
-  assert_int_equal(mmpool_stats(h, &st), 0);
-  assert_int_equal(st.large_blocks, 0);
   assert_int_equal(mmpool_close(h), 0);
   page_purge_delay_ms = DAY_MS;
 }
@@ -305,6 +361,7 @@ int main(void) {
       cmocka_unit_test(kept_span_is_dirty_purged_is_clean),
       cmocka_unit_test(purged_when_due_on_a_later_call),
       cmocka_unit_test(trim_gives_back_everything),
+      cmocka_unit_test(budget_bounds_what_is_kept),
       cmocka_unit_test(file_pool_keeps_its_pages),
       cmocka_unit_test(threads_share_the_spans),
   };
