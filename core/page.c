@@ -381,11 +381,12 @@ static uint64_t purge(struct mmpool *p, uint64_t now, uint32_t min,
 }
 
 // Called by page_span_alloc and page_span_free: one load while nothing is
-// due, one read of the clock (no system call) while something waits.
-static void purge_tick(struct mmpool *p) {
+// due, one read of the clock (no system call) while something waits, none
+// when the caller read it (now, else 0).
+static void purge_tick(struct mmpool *p, uint64_t now) {
   struct decay *z = &decay[p->id];
   if (z->gen != p->gen || z->oldest == 0) return;
-  uint64_t now = os_clock_ms();
+  if (!now) now = os_clock_ms();
   if (now - z->oldest >= page_purge_delay_ms || now < z->oldest)
     purge(p, now, PURGE_MIN_PAGES, 0);
 }
@@ -434,7 +435,7 @@ static uint32_t align_pad(struct mmpool *p, uint32_t idx, uint32_t align) {
 int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
                         int *dirty) {
   struct pool_state *st = ST(p);
-  purge_tick(p);
+  purge_tick(p, 0);
   for (unsigned b = bin_of(n); b < POOL_NBINS; b++) {
     for (uint32_t l = st->bins[b]; l; l = D(p, l - 1)->next) {
       uint32_t idx = l - 1;
@@ -528,28 +529,32 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
   }
   // Kept, dirty, for reuse: given back when it has stayed free for the
   // purge delay ("Purging" above). A merge restarts its neighbours' wait.
+  uint64_t now = 0;
   if (end == st->top) {
     st->top = start;
     if (anon_memory(p) && st->hiwater - start >= PURGE_MIN_PAGES) {
       struct decay *z = decay_of(p);
-      z->tail = os_clock_ms();
+      z->tail = now = os_clock_ms();
       z->tail_purged = 0;
-      purge_later(p, z->tail);
+      purge_later(p, now);
     }
   } else {
     span_insert(p, start, end - start, 1);
     if (anon_memory(p) && end - start >= PURGE_MIN_PAGES) {
-      uint64_t t = os_clock_ms();
-      stamp(p, start, t);
-      purge_later(p, t);
+      now = os_clock_ms();
+      stamp(p, start, now);
+      purge_later(p, now);
     }
   }
-  uint64_t budget = p->pages_used >> PURGE_BUDGET_SHIFT;
-  if (budget < PURGE_BUDGET_MIN) budget = PURGE_BUDGET_MIN;
-  if (anon_memory(p) && dirty_pages(p) > budget)
-    purge(p, os_clock_ms(), PURGE_MIN_PAGES, 1);
-  else
-    purge_tick(p);
+  if (now) {  // pages kept that may be due one day: within the budget?
+    uint64_t budget = p->pages_used >> PURGE_BUDGET_SHIFT;
+    if (budget < PURGE_BUDGET_MIN) budget = PURGE_BUDGET_MIN;
+    if (dirty_pages(p) > budget) {
+      purge(p, now, PURGE_MIN_PAGES, 1);
+      return;
+    }
+  }
+  purge_tick(p, now);
 }
 
 int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
