@@ -29,7 +29,9 @@
 // Free spans at least this long (1 MiB), and as many unused pages above the
 // top, give their pages back to the kernel in anonymous pools once they
 // have stayed free for page_purge_delay_ms (see "Purging" below).
+#ifndef PURGE_MIN_PAGES
 #define PURGE_MIN_PAGES 16u
+#endif
 // MMPOOL_PURGE_LAZY=1 (a build flag, for the measurement in
 // docs/performance.md, "Large blocks"): MADV_FREE instead of MADV_DONTNEED.
 #ifndef MMPOOL_PURGE_LAZY
