@@ -540,6 +540,9 @@ static void *alloc_large(struct mmpool *p, size_t n, size_t align,
   uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
   if (np == 0) np = 1;
   uint32_t ap = align > PAGE_BYTES ? (uint32_t)(align >> PAGE_SHIFT) : 1;
+  // The pool lock, once per large malloc as once per large free
+  // (free_slow): a freed span kept for reuse is an ordinary free span of
+  // the pool (page.c, "Purging"), so taking it back changes descriptors.
   engine_lock(&p->lock);
   int64_t idx = page_span_alloc(p, np, ap, dirty);
   if (idx >= 0) {
