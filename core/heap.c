@@ -549,6 +549,9 @@ static void *alloc_large(struct mmpool *p, size_t n, size_t align,
   uint32_t np = (uint32_t)((n + PAGE_BYTES - 1) >> PAGE_SHIFT);
   if (np == 0) np = 1;
   uint32_t ap = align > PAGE_BYTES ? (uint32_t)(align >> PAGE_SHIFT) : 1;
+  // The pool lock, once per large malloc as once per large free
+  // (free_slow): a freed span kept for reuse is an ordinary free span of
+  // the pool (page.c, "Purging"), so taking it back changes descriptors.
   engine_lock(&p->lock);
   int64_t idx = page_span_alloc(p, np, ap, dirty);
   if (idx >= 0) {
@@ -566,6 +569,22 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   void *b = alloc_large(p, n, align, dirty);
   heap_leave();
   return b;
+}
+
+uint64_t heap_trim(struct mmpool *p) {
+  uint64_t n = 0;
+  heap_enter();
+  // The registry lock keeps the slot from being closed meanwhile.
+  heap_registry_lock();
+  if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
+      !p->frozen) {
+    engine_lock(&p->lock);
+    n = page_trim(p);
+    engine_unlock(&p->lock);
+  }
+  heap_registry_unlock();
+  heap_leave();
+  return n;
 }
 
 // ---------------------------------------------------------------------------

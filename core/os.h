@@ -30,6 +30,9 @@ int os_map_copy(int fd, size_t len, int writable, uintptr_t *out);
 int os_purge(uintptr_t addr, size_t len);
 // madvise(MADV_HUGEPAGE): transparent huge pages where they fit.
 int os_advise_huge(uintptr_t addr, size_t len);
+// MADV_FREE: the kernel takes the pages when it needs memory, not before;
+// until then they keep their bytes (they do not read as zeros after).
+int os_purge_lazy(uintptr_t addr, size_t len);
 int os_unmap(uintptr_t addr, size_t len);
 // Writes a shared file mapping's dirty pages to the file and waits.
 int os_msync(uintptr_t addr, size_t len);
@@ -97,6 +100,9 @@ void os_wait_while(int *addr, int val);
 void os_wake_all(int *addr);
 // Seconds since 1970 (CLOCK_REALTIME).
 uint64_t os_time(void);
+// Milliseconds of a monotonic clock (coarse: a few ms of resolution),
+// read without a system call (the vDSO).
+uint64_t os_clock_ms(void);
 // len random bytes (getrandom); unique but predictable bytes when the
 // kernel has none to give.
 void os_random(void *buf, size_t len);
@@ -167,6 +173,10 @@ void os_fault_arm(unsigned kinds, unsigned nth, int err)
     __attribute__((visibility("hidden")));
 // How many injected failures happened since the last os_fault_arm.
 unsigned os_fault_fired(void) __attribute__((visibility("hidden")));
+// System calls made by the functions of this file since the start, for
+// tests that show a path makes none (a relaxed count, exact while one
+// thread calls).
+unsigned long os_syscalls(void) __attribute__((visibility("hidden")));
 
 // A few words for an errno value ("errno N" for the rare ones).
 const char *os_strerror(int err, char *buf, size_t len);

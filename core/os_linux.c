@@ -36,10 +36,14 @@
 #define PR_SET_VMA_ANON_NAME 0
 #endif
 
+// System calls made through sys(), for tests (os_syscalls).
+static unsigned long syscalls;
+
 // Runs a system call and turns -1/errno into a negative errno result,
 // leaving the caller's errno as it was.
 static long sys(long nr, long a, long b, long c, long d, long e, long f) {
   int saved = errno;
+  __atomic_fetch_add(&syscalls, 1, __ATOMIC_RELAXED);
   long r = syscall(nr, a, b, c, d, e, f);
   if (r == -1) r = -(long)errno;
   errno = saved;
@@ -136,6 +140,14 @@ int os_purge(uintptr_t addr, size_t len) {
 
 int os_advise_huge(uintptr_t addr, size_t len) {
   return (int)SYS3(SYS_madvise, addr, len, MADV_HUGEPAGE);
+}
+
+int os_purge_lazy(uintptr_t addr, size_t len) {
+#ifdef MADV_FREE
+  return (int)SYS3(SYS_madvise, addr, len, MADV_FREE);
+#else
+  return -EINVAL;
+#endif
 }
 
 int os_unmap(uintptr_t addr, size_t len) {
@@ -655,6 +667,18 @@ uint64_t os_time(void) {
   struct timespec ts = {0, 0};
   SYS3(SYS_clock_gettime, CLOCK_REALTIME, &ts, 0);
   return (uint64_t)ts.tv_sec;
+}
+
+uint64_t os_clock_ms(void) {
+  struct timespec ts = {0, 0};
+  // libc's clock_gettime reads the vDSO: no system call, no allocation.
+  // The coarse clock (a few ms of resolution) is the cheapest there.
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+unsigned long os_syscalls(void) {
+  return __atomic_load_n(&syscalls, __ATOMIC_RELAXED);
 }
 
 void os_random(void *buf, size_t len) {

@@ -29,9 +29,31 @@
 #include "os.h"
 #include "vmmap.h"
 
-// Free spans at least this long (4 MiB) give their pages back to the kernel
-// in anonymous pools.
-#define PURGE_MIN_PAGES 64u
+// Free spans at least this long (1 MiB), and as many unused pages above the
+// top, give their pages back to the kernel in anonymous pools once they
+// have stayed free for page_purge_delay_ms (see "Purging" below).
+#ifndef PURGE_MIN_PAGES
+#define PURGE_MIN_PAGES 16u
+#endif
+// MMPOOL_PURGE_LAZY=1 (a build flag, for the measurement in
+// docs/performance.md, "Large blocks"): MADV_FREE instead of MADV_DONTNEED.
+#ifndef MMPOOL_PURGE_LAZY
+#define MMPOOL_PURGE_LAZY 0
+#endif
+#ifndef MMPOOL_PURGE_DELAY_MS
+#define MMPOOL_PURGE_DELAY_MS 100
+#endif
+// Free pages kept at most, whatever their age: this many (1 GiB), or
+// 1/2^PURGE_BUDGET_SHIFT of the pages in use if more. A bound for a program
+// that frees much and then makes no call that would purge, not a tuning:
+// tighter budgets (64 or 256 MiB, a fourth of the pages in use) cost the
+// large workload 2 to 7 times its CPU time (docs/performance.md).
+#ifndef PURGE_BUDGET_MIN
+#define PURGE_BUDGET_MIN 16384u
+#endif
+#ifndef PURGE_BUDGET_SHIFT
+#define PURGE_BUDGET_SHIFT 0
+#endif
 // Growth of the committed data: at least this much at a time (few VMAs).
 #define GROW_MIN ((size_t)2 << 20)
 #define META_GRANULE ((size_t)64 << 10)
@@ -335,6 +357,160 @@ int page_grow(struct mmpool *p, uint64_t top) {
 }
 
 // ---------------------------------------------------------------------------
+// Purging: when free pages go back to the kernel
+//
+// A freed span keeps its pages (dirty) and is reused as it is, from its
+// size bin, before the top grows: a malloc/free loop of large blocks makes
+// no system call and takes no page fault. Pages go back (vmmap_purge) once
+// they have stayed free for page_purge_delay_ms, when a later call of
+// page_span_alloc or page_span_free finds them due (purge_tick): a
+// purge delay as mimalloc's, with no thread of ours. All go back at once
+// when the pages kept pass the budget (PURGE_BUDGET_*), and on page_trim
+// (malloc_trim); closing an anonymous pool unmaps it all. File pools never
+// purge (docs/performance.md, "Large blocks", says why).
+//
+// In an anonymous pool, a free span of PURGE_MIN_PAGES or more keeps in
+// its head's req (which no free span uses otherwise) the os_clock_ms of
+// its last free or merge; the pages between the top and hiwater have one
+// stamp, kept here. Nothing of this reaches a file.
+
+uint32_t page_purge_delay_ms = MMPOOL_PURGE_DELAY_MS;
+
+// req of a span MADV_FREE gave back already (MMPOOL_PURGE_LAZY): its pages
+// are still dirty, but not due again until it is freed or merged anew.
+#define STAMP_PURGED UINT64_MAX
+
+static struct decay {
+  uint32_t gen;      // the open it belongs to (pool_table's gen)
+  int tail_purged;   // MMPOOL_PURGE_LAZY: [top, hiwater) given back
+  uint64_t oldest;   // the oldest stamp waiting (ms); 0: nothing waits
+  uint64_t tail;     // when the top last came down (ms)
+  uint64_t dirty;    // pages in dirty free spans, not given back
+} decay[MMPOOL_MAX_POOLS + 1];
+
+static int anon_memory(struct mmpool *p) { return !p->is_file; }
+
+static struct decay *decay_of(struct mmpool *p) {
+  struct decay *z = &decay[p->id];
+  if (z->gen != p->gen) memset(z, 0, sizeof *z), z->gen = p->gen;
+  return z;
+}
+
+// Pages freed or merged at t (> 0): due at t + the delay.
+static void purge_later(struct mmpool *p, uint64_t t) {
+  struct decay *z = decay_of(p);
+  if (z->oldest == 0 || t < z->oldest) z->oldest = t;
+}
+
+// Whether free span d counts in decay.dirty.
+static int counted(struct mmpool *p, const struct pdesc *d) {
+  return anon_memory(p) && (d->flags & PDF_DIRTY) &&
+         !(MMPOOL_PURGE_LAZY && d->npages >= PURGE_MIN_PAGES &&
+           d->req == STAMP_PURGED);
+}
+
+// Free pages of an anonymous pool that are not given back: dirty spans,
+// and the pages between the top and hiwater.
+static uint64_t dirty_pages(struct mmpool *p) {
+  struct pool_state *st = ST(p);
+  struct decay *z = decay_of(p);
+  uint64_t tail = st->hiwater > st->top ? st->hiwater - st->top : 0;
+  if (MMPOOL_PURGE_LAZY && z->tail_purged) tail = 0;
+  return z->dirty + tail;
+}
+
+// Takes free span idx out of its bin.
+static void bin_take(struct mmpool *p, uint32_t idx) {
+  struct pdesc *d = D(p, idx);
+  if (counted(p, d)) decay_of(p)->dirty -= d->npages;
+  // The neighbours' links are checked (lazy attach): a damaged one is cut.
+  unsigned b = bin_of(d->npages);
+  list_unlink(p, &ST(p)->bins[b], b, idx, "bins", bin_member);
+}
+
+static void stamp(struct mmpool *p, uint32_t idx, uint64_t t) {
+  struct pdesc *d = D(p, idx);
+  if (!anon_memory(p) || d->npages < PURGE_MIN_PAGES) return;
+  int was = counted(p, d);
+  d->req = t;
+  decay_of(p)->dirty += (uint64_t)(counted(p, d) - was) * d->npages;
+}
+
+static int give_back(struct mmpool *p, uint32_t idx, uint64_t n) {
+  uintptr_t a = page_addr(p, idx);
+  size_t len = (size_t)n << PAGE_SHIFT;
+  return MMPOOL_PURGE_LAZY ? vmmap_purge_lazy(a, len) : vmmap_purge(a, len);
+}
+
+// Gives back the dirty free spans of min pages or more, and the pages
+// above the top, that are due at now (all: every one); the oldest stamp
+// of the rest is kept for the next look. The number of pages given back.
+static uint64_t purge(struct mmpool *p, uint64_t now, uint32_t min,
+                      int all) {
+  struct pool_state *st = ST(p);
+  struct decay *z = decay_of(p);
+  uint64_t delay = page_purge_delay_ms, next = 0, done = 0;
+  for (unsigned b = bin_of(min); b < POOL_NBINS; b++) {
+    for (uint32_t l = st->bins[b], prev = 0; l;
+         prev = l, l = D(p, l - 1)->next) {
+      uint32_t idx = l - 1;
+      // Followed as page_span_alloc does: a link that lies ends the walk
+      // (page_span_alloc cuts it, with its line, when it gets there).
+      if (!bin_member(p, b, idx) || D(p, idx)->prev != prev) break;
+      struct pdesc *d = D(p, idx);
+      if (!(d->flags & PDF_DIRTY) || d->npages < min) continue;
+      uint64_t t = d->npages >= PURGE_MIN_PAGES ? d->req : 0;
+      if (t == STAMP_PURGED) continue;
+      if (!all && t <= now && now - t < delay) {
+        if (next == 0 || t < next) next = t;
+        continue;
+      }
+      if (give_back(p, idx, d->npages)) continue;
+      done += d->npages;
+      if (MMPOOL_PURGE_LAZY) {
+        stamp(p, idx, STAMP_PURGED);
+      } else {
+        if (counted(p, d)) z->dirty -= d->npages;
+        d->flags &= (uint8_t)~PDF_DIRTY;
+      }
+    }
+  }
+  uint32_t tail = st->hiwater > st->top ? st->hiwater - st->top : 0;
+  if (tail >= min && !(MMPOOL_PURGE_LAZY && z->tail_purged)) {
+    if (!all && z->tail <= now && now - z->tail < delay) {
+      if (next == 0 || z->tail < next) next = z->tail;
+    } else if (give_back(p, st->top, tail) == 0) {
+      done += tail;
+      // MADV_FREE leaves the bytes: the pages stay below hiwater (dirty).
+      if (MMPOOL_PURGE_LAZY) z->tail_purged = 1;
+      else st->hiwater = st->top;
+    }
+  }
+  z->oldest = next;
+  return done;
+}
+
+// Called by page_span_alloc and page_span_free: one load while nothing is
+// due, one read of the clock (no system call) while something waits, none
+// when the caller read it (now, else 0).
+static void purge_tick(struct mmpool *p, uint64_t now) {
+  struct decay *z = &decay[p->id];
+  if (z->gen != p->gen || z->oldest == 0) return;
+  if (!now) now = os_clock_ms();
+  if (now - z->oldest >= page_purge_delay_ms || now < z->oldest)
+    purge(p, now, PURGE_MIN_PAGES, 0);
+}
+
+uint64_t page_kept(struct mmpool *p) {
+  return anon_memory(p) ? dirty_pages(p) : 0;
+}
+
+uint64_t page_trim(struct mmpool *p) {
+  if (!anon_memory(p)) return 0;
+  return purge(p, os_clock_ms(), 1, 1);
+}
+
+// ---------------------------------------------------------------------------
 // Spans
 
 static void span_insert(struct mmpool *p, uint32_t idx, uint32_t n,
@@ -345,6 +521,7 @@ static void span_insert(struct mmpool *p, uint32_t idx, uint32_t n,
   h->flags = dirty ? PDF_DIRTY : 0;
   h->npages = n;
   h->owner = OWNER_NONE;
+  if (counted(p, h)) decay_of(p)->dirty += n;
   if (n > 1) {
     struct pdesc *l = D(p, idx + n - 1);
     l->kind = PD_FREE_LAST;
@@ -377,6 +554,7 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
   uint64_t abytes = (uint64_t)align << PAGE_SHIFT;
   if (abytes > POOL_BASE_ALIGN && abytes > st->align_max)
     st->align_max = abytes;
+  purge_tick(p, 0);
   for (unsigned b = bin_of(n); b < POOL_NBINS; b++) {
     for (uint32_t l = st->bins[b], prev = 0; l;
          prev = l, l = D(p, l - 1)->next) {
@@ -396,9 +574,16 @@ int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align,
       uint32_t m = d->npages, pad = align_pad(p, idx, align);
       if (m < n || m - n < pad) continue;
       int dty = d->flags & PDF_DIRTY;
-      list_unlink(p, &st->bins[b], b, idx, "bins", bin_member);
-      if (pad) span_insert(p, idx, pad, dty);
-      if (m - pad - n) span_insert(p, idx + pad + n, m - pad - n, dty);
+      uint64_t t = d->req;  // what is left was freed no later
+      bin_take(p, idx);
+      if (pad) {
+        span_insert(p, idx, pad, dty);
+        stamp(p, idx, t);
+      }
+      if (m - pad - n) {
+        span_insert(p, idx + pad + n, m - pad - n, dty);
+        stamp(p, idx + pad + n, t);
+      }
       *dirty = dty;
       pages_taken(p, n);
       return idx + pad;
@@ -444,8 +629,6 @@ void page_set_span(struct mmpool *p, uint32_t idx, uint32_t n, uint8_t kind) {
   }
 }
 
-static int anon_memory(struct mmpool *p) { return !p->is_file; }
-
 void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
   struct pool_state *st = ST(p);
   struct pdesc *h = D(p, idx);
@@ -473,35 +656,45 @@ void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) {
                                              : idx;
     if (ps < idx && D(p, ps)->kind == PD_FREE &&
         ps + D(p, ps)->npages == idx) {
-      unsigned b = bin_of(D(p, ps)->npages);
-      list_unlink(p, &st->bins[b], b, ps, "bins", bin_member);
+      bin_take(p, ps);
       start = ps;
     }
   }
   if (end < st->top && page_verify(p, end) == 0 &&
       D(p, end)->kind == PD_FREE) {
     uint32_t m = D(p, end)->npages;
-    list_unlink(p, &st->bins[bin_of(m)], bin_of(m), end, "bins",
-                bin_member);
+    bin_take(p, end);
     D(p, end)->kind = PD_FREE_MID;  // now the middle of a span
     end += m;
   }
+  // Kept, dirty, for reuse: given back when it has stayed free for the
+  // purge delay ("Purging" above). A merge restarts its neighbours' wait.
+  uint64_t now = 0;
   if (end == st->top) {
-    // The span meets the top: lower it, and give big tails back.
     st->top = start;
     if (anon_memory(p) && st->hiwater - start >= PURGE_MIN_PAGES) {
-      vmmap_purge(page_addr(p, start),
-                  (size_t)(st->hiwater - start) << PAGE_SHIFT);
-      st->hiwater = start;
+      struct decay *z = decay_of(p);
+      z->tail = now = os_clock_ms();
+      z->tail_purged = 0;
+      purge_later(p, now);
     }
-    return;
+  } else {
+    span_insert(p, start, end - start, 1);
+    if (anon_memory(p) && end - start >= PURGE_MIN_PAGES) {
+      now = os_clock_ms();
+      stamp(p, start, now);
+      purge_later(p, now);
+    }
   }
-  int dirty = 1;
-  if (anon_memory(p) && end - start >= PURGE_MIN_PAGES) {
-    vmmap_purge(page_addr(p, start), (size_t)(end - start) << PAGE_SHIFT);
-    dirty = 0;
+  if (now) {  // pages kept that may be due one day: within the budget?
+    uint64_t budget = p->pages_used >> PURGE_BUDGET_SHIFT;
+    if (budget < PURGE_BUDGET_MIN) budget = PURGE_BUDGET_MIN;
+    if (dirty_pages(p) > budget) {
+      purge(p, now, PURGE_MIN_PAGES, 1);
+      return;
+    }
   }
-  span_insert(p, start, end - start, dirty);
+  purge_tick(p, now);
 }
 
 int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
@@ -523,8 +716,12 @@ int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,
       d->npages >= extra) {
     uint32_t m = d->npages;
     int dty = d->flags & PDF_DIRTY;
-    list_unlink(p, &st->bins[bin_of(m)], bin_of(m), j, "bins", bin_member);
-    if (m > extra) span_insert(p, j + extra, m - extra, dty);
+    uint64_t t = d->req;
+    bin_take(p, j);
+    if (m > extra) {
+      span_insert(p, j + extra, m - extra, dty);
+      stamp(p, j + extra, t);
+    }
     pages_taken(p, extra);
     return 0;
   }

@@ -27,7 +27,21 @@
 int64_t page_span_alloc(struct mmpool *p, uint32_t n, uint32_t align_pages,
                         int *dirty) HIDDEN;
 // Returns pages [idx, idx+n) to the free spans, merged with free neighbours.
+// Their pages are kept for reuse; in an anonymous pool they go back to the
+// kernel once free for page_purge_delay_ms, on a later call of
+// page_span_alloc or page_span_free (page.c, "Purging").
 void page_span_free(struct mmpool *p, uint32_t idx, uint32_t n) HIDDEN;
+// Gives every free page of an anonymous pool back to the kernel now (free
+// spans, and the pages above the top); the number of pages. 0 for a file
+// pool, whose free pages stay with the file.
+uint64_t page_trim(struct mmpool *p) HIDDEN;
+// Free pages of an anonymous pool kept for reuse, not given back yet: its
+// dirty free spans and the pages between the top and hiwater (the figure
+// the budget bounds). 0 for a file pool.
+uint64_t page_kept(struct mmpool *p) HIDDEN;
+// How long free pages wait before page_span_alloc or page_span_free gives
+// them back (ms); tests change it.
+extern uint32_t page_purge_delay_ms HIDDEN;
 // Takes pages [idx+n, idx+n+extra) for the block at idx if they are free
 // (or the top); 0 on success.
 int page_span_extend(struct mmpool *p, uint32_t idx, uint32_t n,

@@ -267,6 +267,10 @@ int vmmap_advise_huge(uintptr_t addr, size_t len) {
   OWNED_OP(addr, len, os_advise_huge(addr, len));
 }
 
+int vmmap_purge_lazy(uintptr_t addr, size_t len) {
+  OWNED_OP(addr, len, os_purge_lazy(addr, len));
+}
+
 int vmmap_sync(uintptr_t addr, size_t len) {
   OWNED_OP(addr, len, os_msync(addr, len));
 }

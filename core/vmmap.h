@@ -66,6 +66,9 @@ int vmmap_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
                    int shared);
 // Drops the pages of committed anonymous memory (reads as zeros after).
 int vmmap_purge(uintptr_t addr, size_t len);
+// The same by MADV_FREE: the kernel may take the pages later, under memory
+// pressure; until then they keep their bytes.
+int vmmap_purge_lazy(uintptr_t addr, size_t len);
 // Syncs a shared file range.
 int vmmap_sync(uintptr_t addr, size_t len);
 // Asks for transparent huge pages in an own range (thp=yes): a copy of the

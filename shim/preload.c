@@ -651,10 +651,22 @@ EXPORT int mallopt(int param, int value) {
   return 1;
 }
 
-// Free spans of 4 MiB and more are already given back as they are freed.
+// Every open anonymous pool gives its free pages back to the kernel at once,
+// instead of when they have stayed free for the purge delay (core/page.c,
+// "Purging"); file pools keep theirs. pad is ignored: nothing stays. 1 when
+// memory was given back, as glibc's.
 EXPORT int malloc_trim(size_t pad) {
   (void)pad;
-  return 0;
+  int saved = errno;
+  (void)pool_for();  // the configured pools are open
+  uint64_t n = 0;
+  for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++) {
+    struct mmpool *p = &pool_table[id];
+    if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN)
+      n += heap_trim(p);
+  }
+  errno = saved;
+  return n != 0;
 }
 
 // Like glibc's: on the stderr of the moment (fd 2 as it is now, whatever
