@@ -5,7 +5,8 @@
 // in a signal handler that interrupted this very thread inside (or on the
 // way into) a critical section; it then takes no lock at all, as glibc does
 // for a single-threaded process (PITFALLS 4.3), instead of deadlocking on
-// itself. Lock order: the heap registry lock, then a pool's lock, then the
+// itself. Lock order: the freeze's lock (heap.c), the heap registry lock,
+// a pool's lock, that pool's lazy-attach lock (page.c), then the
 // address-space ledger's lock.
 #ifndef MMPOOL_LOCK_H
 #define MMPOOL_LOCK_H

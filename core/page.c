@@ -1454,6 +1454,12 @@ void page_lazy_advance(struct mmpool *p) {
   engine_unlock(&z->lock);
 }
 
+void page_lazy_hold(struct mmpool *p) { engine_lock(&lazy[p->id].lock); }
+
+void page_lazy_release(struct mmpool *p) {
+  engine_unlock(&lazy[p->id].lock);
+}
+
 void page_lazy_fork_child(void) {
   for (unsigned i = 0; i <= MMPOOL_MAX_POOLS; i++)
     pthread_mutex_init(&lazy[i].lock, NULL);

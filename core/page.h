@@ -84,6 +84,12 @@ void page_lazy_advance(struct mmpool *p) HIDDEN;
 // lazily attached file are still unchecked.
 void page_fast_sync(struct mmpool *p) HIDDEN;
 // In a fork child: the lazy locks made anew.
+// The lazy attach's first checks write descriptors (page_verify), also
+// from outside the allocator (usable_size, realloc, set_root): a copy or
+// a checksum of the pool's metadata holds this lock around it, after its
+// last call into this file. Lock order: after the pool's lock.
+void page_lazy_hold(struct mmpool *p) HIDDEN;
+void page_lazy_release(struct mmpool *p) HIDDEN;
 void page_lazy_fork_child(void) HIDDEN;
 // 1 when detached slab d may be adopted or freed into: made by this
 // process, or checked (page_check's slab checks) on its first use here.

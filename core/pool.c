@@ -587,8 +587,10 @@ static int close_frozen(struct mmpool *p) {
   int r = 0;
   if (p->is_file && p->shared && !p->frozen) {
     struct poolfile_header *h = p->hdr;
+    page_lazy_hold(p);
     mark_clean(h);
     r = sync_locked(p);
+    page_lazy_release(p);
   }
   vmmap_release(p->base);
   if (p->fd >= 0) {
@@ -716,14 +718,20 @@ void pool_hold_all(void) {
   heap_freeze();
   heap_registry_lock();
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++)
-    if (pool_table[i].state == POOL_OPEN) engine_lock(&pool_table[i].lock);
+    if (pool_table[i].state == POOL_OPEN) {
+      engine_lock(&pool_table[i].lock);
+      page_lazy_hold(&pool_table[i]);
+    }
   fork_copies_make();
 }
 
 void pool_unhold_all(void) {
   fork_copies_drop();
   for (unsigned i = MMPOOL_MAX_POOLS; i >= 1; i--)
-    if (pool_table[i].state == POOL_OPEN) engine_unlock(&pool_table[i].lock);
+    if (pool_table[i].state == POOL_OPEN) {
+      page_lazy_release(&pool_table[i]);
+      engine_unlock(&pool_table[i].lock);
+    }
   heap_registry_unlock();
   heap_thaw();
 }
@@ -824,8 +832,10 @@ unsigned pool_release_files(const char *when) {
     engine_lock(&p->lock);
     heap_release_pool(p);
     struct poolfile_header *h = p->hdr;
+    page_lazy_hold(p);
     mark_clean(h);
     int r = sync_locked(p);
+    page_lazy_release(p);
     if (r) {
       h->flags &= ~POOLFILE_CLEAN;
       poolfile_seal(h);
