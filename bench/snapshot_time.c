@@ -42,25 +42,10 @@
 #include <sys/mman.h>
 
 #include "mmpool.h"
+#include "timing.h"
 
 #define BLOCK 256
 #define ROUNDS 5
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_d);
-  return v[n / 2];
-}
 
 static void die(const char *what) {
   fprintf(stderr, "snapshot_time: %s: %s\n", what, mmpool_last_error());
