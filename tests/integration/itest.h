@@ -65,6 +65,24 @@ static inline void itest_rmtree(const char *dir) {
     nftw(dir, itest_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+// A test program's scratch directory: `static char *dir`, made by the
+// group setup `setup` (mmpool-TAG-XXXXXX) and removed with what it holds by
+// `teardown`, for cmocka_run_group_tests(tests, setup, teardown).
+#define ITEST_SCRATCH_DIR(tag)                                                 \
+  static char *dir;                                                            \
+  static int setup(void **state) {                                             \
+    (void)state;                                                               \
+    dir = itest_mkdtemp(tag);                                                  \
+    return dir ? 0 : -1;                                                       \
+  }                                                                            \
+  static int teardown(void **state) {                                          \
+    (void)state;                                                               \
+    itest_rmtree(dir);                                                         \
+    free(dir);                                                                 \
+    return 0;                                                                  \
+  }
+
+
 // Reads a whole file into a malloc'd buffer. 0 or -1 (errno set).
 static inline int itest_read_file(const char *path, unsigned char **buf,
                                   size_t *len) {

@@ -24,20 +24,7 @@
 #define MiB ((size_t)1 << 20)
 #define DAY_MS (24u * 3600 * 1000)
 
-static char *dir;
-
-static int setup(void **state) {
-  (void)state;
-  dir = itest_mkdtemp("large");
-  return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  itest_rmtree(dir);
-  free(dir);
-  return 0;
-}
+ITEST_SCRATCH_DIR("large")
 
 // Resident 4 KiB pages of [a, a+len).
 static size_t resident(void *a, size_t len) {

@@ -25,20 +25,7 @@
 #include "os.h"
 #include "snapshot.h"
 
-static char *dir;  // the scratch directory of the test
-
-static int setup(void **state) {
-  (void)state;
-  dir = itest_mkdtemp("snap");
-  return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  itest_rmtree(dir);
-  free(dir);
-  return 0;
-}
+ITEST_SCRATCH_DIR("snap")
 
 // mmpool_snapshot, its failure said.
 static void snap_ok(const char *sd) {

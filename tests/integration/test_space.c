@@ -24,20 +24,7 @@
 
 static size_t reserved_of(mmpool_t *p) { return pool_from_handle(p)->reserved; }
 
-static char *dir;
-
-static int setup(void **state) {
-  (void)state;
-  dir = itest_mkdtemp("space");
-  return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  itest_rmtree(dir);
-  free(dir);
-  return 0;
-}
+ITEST_SCRATCH_DIR("space")
 
 // Allocates blocks of n bytes until the pool is full; returns how many.
 static size_t fill(mmpool_t *p, void **blk, size_t max, size_t n) {
