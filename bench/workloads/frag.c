@@ -1,8 +1,9 @@
 /* frag: fragmenting churn, then the resident memory and what malloc_trim
  * gives back. SCALE*1000 blocks of 16..512 bytes are allocated (interleaved
  * with a few of 4..16 KiB), then 15 of every 16 are freed, leaving a sparse
- * live set; RSS is read before and after malloc_trim(0). Prints
- * rss_peak_kib, rss_frag_kib, rss_trim_kib. */
+ * live set; RSS is read after the frees, after an idle period
+ * (wl_rss_after_idle_kib) and after malloc_trim(0). Prints rss_peak_kib,
+ * rss_frag_kib, rss_idle_kib, rss_trim_kib. */
 #include "wl.h"
 #include <malloc.h>
 
@@ -24,6 +25,7 @@ int main(int argc, char **argv) {
   for (long i = 0; i < n; i++)
     if (i % 16) { free(b[i]); b[i] = NULL; }
   long fragd = wl_rss_kib();
+  long idle = wl_rss_after_idle_kib();
   malloc_trim(0);
   long trimmed = wl_rss_kib();
   for (long i = 0; i < n; i += 16) {
@@ -34,7 +36,7 @@ int main(int argc, char **argv) {
   }
   free(b); free(sz);
   printf("OK frag threads=%d scale=%ld checksum=%016llx rss_peak_kib=%ld "
-         "rss_frag_kib=%ld rss_trim_kib=%ld\n", t, scale,
-         (unsigned long long)sum, peak, fragd, trimmed);
+         "rss_frag_kib=%ld rss_idle_kib=%ld rss_trim_kib=%ld\n", t, scale,
+         (unsigned long long)sum, peak, fragd, idle, trimmed);
   return 0;
 }

@@ -1,12 +1,13 @@
 /* liveset: a live set that rises and falls. 8 cycles: each thread
  * allocates up to SCALE*1000/THREADS blocks of 16..8192 bytes, then frees
  * them all but 1 in 64; RSS is read at each low point. Prints
- * rss_high_kib (largest high) and rss_low_kib (last low point): memory
- * returned to the OS between peaks. */
+ * rss_high_kib (largest high), rss_low_kib (last low point): memory
+ * returned to the OS between peaks, and rss_idle_kib: the last low point
+ * after an idle period (wl_rss_after_idle_kib). */
 #include "wl.h"
 
 typedef struct { int id; long n; uint64_t sum; pthread_barrier_t *bar; } arg_t;
-static long rss_high, rss_low;
+static long rss_high, rss_low, rss_idle;
 
 static void *work(void *p) {
   arg_t *a = p;
@@ -30,8 +31,10 @@ static void *work(void *p) {
         WL_FAIL("liveset: content");
       if ((i + cyc) % 64) { sum += sz[i]; free(b[i]); b[i] = NULL; }
     }
-    if (pthread_barrier_wait(a->bar) == PTHREAD_BARRIER_SERIAL_THREAD)
+    if (pthread_barrier_wait(a->bar) == PTHREAD_BARRIER_SERIAL_THREAD) {
       rss_low = wl_rss_kib();
+      if (cyc == 7) rss_idle = wl_rss_after_idle_kib();
+    }
     pthread_barrier_wait(a->bar);
   }
   for (long i = 0; i < a->n; i++) free(b[i]);
@@ -51,7 +54,8 @@ int main(int argc, char **argv) {
   uint64_t h = 0;
   for (int i = 0; i < t; i++) { if (!a[i].sum) WL_FAIL("liveset: nothing freed"); h = wl_mix(h, a[i].sum); }
   printf("OK liveset threads=%d scale=%ld checksum=%016llx rss_high_kib=%ld "
-         "rss_low_kib=%ld\n", t, scale, (unsigned long long)h, rss_high, rss_low);
+         "rss_low_kib=%ld rss_idle_kib=%ld\n", t, scale, (unsigned long long)h,
+         rss_high, rss_low, rss_idle);
   free(a);
   return 0;
 }

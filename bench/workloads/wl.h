@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -44,6 +45,21 @@ static inline long wl_rss_kib(void) {
   if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = -1;
   fclose(f);
   return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* RSS after an idle period: WL_IDLE_MS milliseconds (default 1000; 0: no
+ * wait) of sleep, so that allocators that give memory back on a timer or
+ * from a background thread (jemalloc's and mimalloc's decay) show it; an
+ * allocator that only purges on its next call shows nothing more. */
+static inline long wl_rss_after_idle_kib(void) {
+  const char *e = getenv("WL_IDLE_MS");
+  long ms = e && *e ? atol(e) : 1000;
+  if (ms > 0) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+  }
+  return wl_rss_kib();
 }
 
 /* Runs fn(arg_i) in `threads` threads, each getting its index. */
