@@ -79,6 +79,39 @@ void snap_manifest_seal(struct snap_manifest *m) {
   m->checksum = manifest_hash(m);
 }
 
+int snap_manifest_install(int dfd, const struct snap_manifest *m,
+                          int *placed) {
+  *placed = 0;
+  os_unlink_at(dfd, SNAP_MANIFEST_TMP);
+  int fd = os_open_at(dfd, SNAP_MANIFEST_TMP, O_WRONLY | O_CREAT | O_EXCL,
+                      0600);
+  if (fd < 0) return fd;
+  int r = os_write_all(fd, m, sizeof *m);
+  if (!r) r = os_fsync(fd);
+  os_close(fd);
+  if (!r) r = os_rename_at(dfd, SNAP_MANIFEST_TMP, SNAP_MANIFEST);
+  if (r) {
+    os_unlink_at(dfd, SNAP_MANIFEST_TMP);
+    return r;
+  }
+  // The rename is durable once the directory is.
+  *placed = 1;
+  return os_fsync(dfd);
+}
+
+const char *snap_entry_differs(const struct snap_entry *e,
+                               const struct poolfile_header *h,
+                               uint64_t file_size, int moved) {
+  return !moved && h->base != e->base ? "base"
+         : h->capacity != e->capacity ? "capacity"
+         : h->uuid[0] != e->uuid[0] || h->uuid[1] != e->uuid[1] ? "uuid"
+         : !file_size                 ? NULL
+         : file_size != e->length     ? "length"
+         : h->generation != e->generation ? "generation"
+         : h->checksum != e->header_checksum ? "header checksum"
+                                             : NULL;
+}
+
 static int name_ok(const char *s, size_t max) {
   size_t n = strnlen(s, max);
   if (n == 0 || n == max) return 0;
@@ -154,7 +187,6 @@ struct writer {
   int dfd, res_fd, go_fd;
   const char *dir;
   uint64_t serial;
-  struct snap_manifest *old;  // NULL when there is none
   struct snap_manifest m;     // the new one
   struct snap_msg msg;
   int synced_dir_failed;      // the manifest was renamed into place
@@ -270,27 +302,16 @@ static void remove_new_images(struct writer *w) {
 }
 
 static int write_manifest(struct writer *w) {
-  os_unlink_at(w->dfd, SNAP_MANIFEST_TMP);
-  int fd = os_open_at(w->dfd, SNAP_MANIFEST_TMP,
-                      O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) return writer_fail(w, -fd, "cannot create", SNAP_MANIFEST_TMP);
-  int r = os_write_all(fd, &w->m, sizeof w->m);
-  if (!r) r = os_fsync(fd);
-  os_close(fd);
-  if (!r) r = os_rename_at(w->dfd, SNAP_MANIFEST_TMP, SNAP_MANIFEST);
-  if (r) {
-    os_unlink_at(w->dfd, SNAP_MANIFEST_TMP);
-    return writer_fail(w, -r, "cannot write", SNAP_MANIFEST);
-  }
-  // The rename is durable once the directory is. If that fails, the new
-  // manifest is in place all the same (a reader sees it): its images stay.
-  r = os_fsync(w->dfd);
-  if (r) {
-    w->synced_dir_failed = 1;
-    return writer_fail(w, -r, "renamed, but cannot sync the directory of",
-                       SNAP_MANIFEST);
-  }
-  return 0;
+  int placed = 0;
+  int r = snap_manifest_install(w->dfd, &w->m, &placed);
+  if (!r) return 0;
+  // A failed sync of the directory after the rename: the new manifest is in
+  // place all the same (a reader sees it), so its images stay.
+  w->synced_dir_failed = placed;
+  return writer_fail(w, -r, placed ? "renamed, but cannot sync the "
+                                     "directory of"
+                                   : "cannot write",
+                     SNAP_MANIFEST);
 }
 
 static _Noreturn void writer_run(struct writer *w) {
@@ -446,8 +467,8 @@ static struct mmpool *missing_copy(void) {
   return NULL;
 }
 
-static int take(const char *dir, int dfd, struct snap_manifest *old,
-                int have_old, uint64_t *pause_out, struct snap_msg *msg) {
+static int take(const char *dir, int dfd, uint64_t serial,
+                uint64_t *pause_out, struct snap_msg *msg) {
   char eb[32];
   int res[2], go[2];
   int r = os_pipe(res);
@@ -466,8 +487,7 @@ static int take(const char *dir, int dfd, struct snap_manifest *old,
   w.res_fd = res[1];
   w.go_fd = go[0];
   w.dir = dir;
-  w.serial = have_old ? old->serial + 1 : 1;
-  w.old = have_old ? old : NULL;
+  w.serial = serial;
   memset(w.program, 0, sizeof w.program);
   os_program_name(w.program, sizeof w.program);
 
@@ -548,7 +568,8 @@ int snapshot_take(const char *dir) {
   uint64_t pause = 0;
   struct snap_msg msg;
   memset(&msg, 0, sizeof msg);
-  if (!r) r = take(dir, dfd, &old, have_old, &pause, &msg);
+  uint64_t serial = have_old > 0 ? old.serial + 1 : 1;
+  if (!r) r = take(dir, dfd, serial, &pause, &msg);
   if (!claimed && dfd >= 0 &&
       __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL) >= 0)
     os_close(dfd);
@@ -565,7 +586,7 @@ int snapshot_take(const char *dir) {
     fmt_size(sz, sizeof sz, msg.bytes);
     log_print(LOG_INFO, "snapshot %llu of %u pools written to %s (%s, "
               "pause %llu us)",
-              (unsigned long long)(have_old ? old.serial + 1 : 1), msg.pools,
+              (unsigned long long)serial, msg.pools,
               dir, sz, (unsigned long long)(pause / 1000));
   }
   snap_end();
@@ -574,12 +595,12 @@ int snapshot_take(const char *dir) {
 
 int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
                          int moved) {
-  const struct poolfile_header *h = p->hdr;
-  if ((!moved && h->base != e->base) || h->uuid[0] != e->uuid[0] ||
-      h->uuid[1] != e->uuid[1] || h->capacity != e->capacity)
+  // Attached: its generation and header checksum are this open's.
+  const char *bad = snap_entry_differs(e, p->hdr, 0, moved);
+  if (bad)
     return log_fail(EUCLEAN, "snapshot: the image %s of pool '%s' is not "
-                    "the one its manifest names (base, capacity or uuid "
-                    "differ)", e->file, e->name);
+                    "the one its manifest names (its %s differs)", e->file,
+                    e->name, bad);
   return 0;
 }
 
@@ -667,11 +688,11 @@ int snapshot_relocated(const char *dir, const struct snap_manifest *m,
       r = log_fail(-r, "relocate: %s: %s", path, why);
       break;
     }
-    if (in.hdr.base != e->base || in.hdr.uuid[0] != e->uuid[0] ||
-        in.hdr.uuid[1] != e->uuid[1]) {
+    const char *bad = snap_entry_differs(e, &in.hdr, in.file_size, 0);
+    if (bad) {
       inspect_close(&in);
       r = log_fail(EUCLEAN, "relocate: %s is not the image its manifest "
-                   "names", path);
+                   "names (its %s differs)", path, bad);
       break;
     }
     r = reloc_check(&in, set[i].new_base, why, sizeof why);

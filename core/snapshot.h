@@ -72,6 +72,21 @@ struct snap_manifest {
 int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
                         char *why, size_t why_len) HIDDEN;
 void snap_manifest_seal(struct snap_manifest *m) HIDDEN;
+// Puts m in place as the directory dfd's manifest, atomically: written to
+// manifest.tmp, synced, renamed over manifest, then the directory synced.
+// 0, or a negative errno; *placed is 1 once the rename is done (then only
+// the directory's sync failed: readers see the new manifest). Raw system
+// calls only (the snapshot writer uses it).
+int snap_manifest_install(int dfd, const struct snap_manifest *m,
+                          int *placed) HIDDEN;
+struct poolfile_header;
+// What of header h (of a file of file_size bytes; 0: an attached pool,
+// whose generation and header checksum are its open's) is not what entry
+// e says: "base" (not checked when moved), "capacity", "uuid", "length",
+// "generation", "header checksum"; NULL when it is e's image.
+const char *snap_entry_differs(const struct snap_entry *e,
+                               const struct poolfile_header *h,
+                               uint64_t file_size, int moved) HIDDEN;
 
 // Takes a snapshot of every open pool into the directory dir (made, mode
 // 0700, when missing; it must be the effective user's and not writable by

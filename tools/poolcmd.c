@@ -725,7 +725,7 @@ static int copy_rest(int fd, int out, uint64_t from, uint64_t size) {
   return ftruncate(out, (off_t)size) == 0 ? 0 : -errno;
 }
 
-static int fsync_dir(const char *dir) {
+int poolcmd_fsync_dir(const char *dir) {
   int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (d < 0) return -errno;
   int r = fsync(d) == 0 ? 0 : -errno;
@@ -848,7 +848,7 @@ int poolcmd_upgrade(const char *path) {
     return POOLCMD_BAD;
   }
   inspect_close(&in);  // the old file's lock goes with it
-  r = fsync_dir(dir);
+  r = poolcmd_fsync_dir(dir);
   if (r)
     fprintf(stderr, "mmpool: %s: converted, but its directory could not be "
             "synced: %s\n", p, strerror(-r));

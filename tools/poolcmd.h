@@ -18,5 +18,7 @@ int poolcmd_map(const char *path, const char *out);
 int poolcmd_map_many(const char *const *paths, unsigned n, const char *title,
                      const char *out);
 int poolcmd_upgrade(const char *path);
+// fsync of the directory dir (a rename in it made durable): 0 or -errno.
+int poolcmd_fsync_dir(const char *dir);
 
 #endif

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "inspect.h"
+#include "log.h"
 #include "poolcmd.h"
 #include "relocate.h"
 #include "snapshot.h"
@@ -30,14 +31,11 @@
 static struct inspect in;          // 8 KiB aligned: static
 static struct snap_manifest man;
 
+// The directory of path made durable (poolcmd_fsync_dir): 0 or -errno.
 static int sync_dir_of(const char *path) {
   char tmp[PATH_MAX];
   snprintf(tmp, sizeof tmp, "%s", path);
-  int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int r = fsync(fd);
-  close(fd);
-  return r;
+  return poolcmd_fsync_dir(dirname(tmp));
 }
 
 // Writes the moved copy of the open image `in` to out (created O_EXCL).
@@ -89,12 +87,17 @@ static int relocate_file(const char *path, uint64_t addr) {
   int bad = write_copy(path, tmp, &r, 1, addr, &changed);
   inspect_close(&in);
   if (bad) return POOLCMD_BAD;
-  if (rename(tmp, path) != 0 || sync_dir_of(path) != 0) {
+  if (rename(tmp, path) != 0) {
     fprintf(stderr, "mmpool: relocate: cannot put %s in place: %s\n", tmp,
             strerror(errno));
     unlink(tmp);
     return POOLCMD_BAD;
   }
+  int sr = sync_dir_of(path);
+  if (sr)
+    fprintf(stderr, "mmpool: relocate: %s is moved, but its directory could "
+            "not be synced (%s): the move may not survive a crash of the "
+            "system\n", path, strerror(-sr));
   printf("%s: moved from 0x%" PRIx64 " to 0x%" PRIx64 ": %" PRIu64
          " words changed (pointers into the pool, and any integer that "
          "looked like one)\n", path, old, addr, changed);
@@ -102,28 +105,9 @@ static int relocate_file(const char *path, uint64_t addr) {
 }
 
 static int read_manifest(const char *dir) {
-  char path[PATH_MAX], why[300];
-  snprintf(path, sizeof path, "%s/%s", dir, SNAP_MANIFEST);
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    fprintf(stderr, "mmpool: relocate: %s: %s\n", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  int ok = S_ISREG(st.st_mode) && st.st_size == sizeof man &&
-           pread(fd, &man, sizeof man, 0) == (ssize_t)sizeof man;
-  close(fd);
-  if (!ok) {
-    fprintf(stderr, "mmpool: relocate: %s: not an mmpool snapshot "
-            "manifest\n", path);
-    return -1;
-  }
-  if (snap_manifest_check(&man, sizeof man, why, sizeof why)) {
-    fprintf(stderr, "mmpool: relocate: %s: %s\n", path, why);
-    return -1;
-  }
-  return 0;
+  if (snapshot_read(dir, &man) == 0) return 0;
+  fprintf(stderr, "mmpool: relocate: %s\n", log_last_error());
+  return -1;
 }
 
 static int relocate_snapshot(const char *dir, uint64_t addr) {
@@ -163,10 +147,11 @@ static int relocate_snapshot(const char *dir, uint64_t addr) {
       bad = 1;
       break;
     }
-    if (in.hdr.base != man.pool[i].base ||
-        in.hdr.uuid[0] != man.pool[i].uuid[0]) {
+    const char *diff = snap_entry_differs(&man.pool[i], &in.hdr,
+                                          in.file_size, 0);
+    if (diff) {
       fprintf(stderr, "mmpool: relocate: %s is not the image the manifest "
-              "names\n", src);
+              "names (its %s differs)\n", src, diff);
       inspect_close(&in);
       bad = 1;
       break;
@@ -191,27 +176,17 @@ static int relocate_snapshot(const char *dir, uint64_t addr) {
   }
   if (!bad) {
     snap_manifest_seal(&next);
-    char mt[PATH_MAX], mf[PATH_MAX];
-    snprintf(mt, sizeof mt, "%s/%s", dir, SNAP_MANIFEST_TMP);
-    snprintf(mf, sizeof mf, "%s/%s", dir, SNAP_MANIFEST);
-    unlink(mt);
-    int fd = open(mt, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                  0600);
-    bad = fd < 0 || write(fd, &next, sizeof next) != (ssize_t)sizeof next ||
-          fsync(fd) != 0;
-    if (fd >= 0) close(fd);
-    if (!bad) bad = rename(mt, mf) != 0;
-    if (bad) {
-      fprintf(stderr, "mmpool: relocate: cannot write %s: %s\n", mf,
-              strerror(errno));
-      unlink(mt);
-    } else {
-      int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-      }
-    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int placed = 0;
+    int r = dfd < 0 ? -errno : snap_manifest_install(dfd, &next, &placed);
+    if (dfd >= 0) close(dfd);
+    // Once renamed, the moved snapshot is the one in place: go on.
+    bad = r != 0 && !placed;
+    if (r)
+      fprintf(stderr, "mmpool: relocate: %s %s/%s: %s\n",
+              placed ? "renamed, but cannot sync the directory of"
+                     : "cannot write",
+              dir, SNAP_MANIFEST, strerror(-r));
   }
   if (bad) {
     // The new images are nobody's: the old manifest still stands.

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "inspect.h"
+#include "log.h"
 #include "poolcmd.h"
 #include "snapshot.h"
 
@@ -35,36 +36,18 @@ int snapcmd_is_dir(const char *path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// Reads and checks DIR/manifest into man; one line on stdout (a problem)
-// or stderr (cannot read) when it fails.
-static int read_manifest(const char *dir) {
-  char path[4200], why[300];
-  snprintf(path, sizeof path, "%s/%s", dir, SNAP_MANIFEST);
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    fprintf(stderr, "mmpool: %s: %s%s\n", path, strerror(errno),
-            errno == ENOENT ? " (not a snapshot directory?)" : "");
-    return -1;
-  }
-  struct stat st;
-  int r = fstat(fd, &st);
-  if (r == 0 && (!S_ISREG(st.st_mode) || st.st_size != sizeof man)) {
-    printf("%s: not an mmpool snapshot manifest (%lld bytes)\n", path,
-           (long long)st.st_size);
-    r = -1;
-  } else if (r == 0) {
-    ssize_t n = pread(fd, &man, sizeof man, 0);
-    if (n != (ssize_t)sizeof man) {
-      fprintf(stderr, "mmpool: %s: short read\n", path);
-      r = -1;
-    } else if (snap_manifest_check(&man, (uint64_t)st.st_size, why,
-                                   sizeof why)) {
-      printf("%s: %s\n", path, why);
-      r = -1;
-    }
-  }
-  close(fd);
-  return r;
+// Reads and checks DIR/manifest into man (snapshot_read): 0, or -1 after
+// one line unless quiet: on stdout when the manifest is not a sound one (a
+// problem, as check reports them), else on stderr.
+static int read_manifest(const char *dir, int quiet) {
+  int r = snapshot_read(dir, &man);
+  if (!r) return 0;
+  if (quiet) return -1;
+  if (r == -EUCLEAN || r == -ENOEXEC)
+    printf("%s\n", log_last_error());
+  else
+    fprintf(stderr, "mmpool: %s\n", log_last_error());
+  return -1;
 }
 
 static const char *kind_name(uint32_t k) {
@@ -89,15 +72,7 @@ static int open_image(const char *dir, uint32_t i) {
     printf("%s: %s\n", path, why);
     return -1;
   }
-  const struct poolfile_header *h = &img.hdr;
-  const char *bad = h->base != e->base             ? "base"
-                    : h->capacity != e->capacity   ? "capacity"
-                    : img.file_size != e->length   ? "length"
-                    : h->generation != e->generation ? "generation"
-                    : h->uuid[0] != e->uuid[0] || h->uuid[1] != e->uuid[1]
-                        ? "uuid"
-                    : h->checksum != e->header_checksum ? "header checksum"
-                                                        : NULL;
+  const char *bad = snap_entry_differs(e, &img.hdr, img.file_size, 0);
   if (bad) {
     printf("%s: its %s is not what the manifest says: the image is not the "
            "one of this snapshot\n", path, bad);
@@ -172,7 +147,7 @@ static const char *when(uint64_t t, char *buf, size_t n) {
 }
 
 int snapcmd_info(const char *dir, int json) {
-  if (read_manifest(dir)) return POOLCMD_BAD;
+  if (read_manifest(dir, 0)) return POOLCMD_BAD;
   char tb[64];
   static struct walk_ptrs ptrs[MMPOOL_MAX_POOLS];
   int bad = 0;
@@ -249,7 +224,7 @@ int snapcmd_info(const char *dir, int json) {
 // check
 
 int snapcmd_check(const char *dir) {
-  if (read_manifest(dir)) return POOLCMD_BAD;
+  if (read_manifest(dir, 0)) return POOLCMD_BAD;
   int bad = 0;
   for (uint32_t i = 0; i < man.npools; i++) {
     if (open_image(dir, i)) {
@@ -270,7 +245,7 @@ int snapcmd_check(const char *dir) {
 // map
 
 int snapcmd_map(const char *dir, const char *out) {
-  if (read_manifest(dir)) return POOLCMD_BAD;
+  if (read_manifest(dir, 0)) return POOLCMD_BAD;
   static char paths[MMPOOL_MAX_POOLS][4200];
   const char *p[MMPOOL_MAX_POOLS];
   for (uint32_t i = 0; i < man.npools; i++) {
@@ -350,7 +325,7 @@ int snapcmd_snapshot(int pid, int wait_s) {
   else
     snprintf(dir, sizeof dir, "/proc/%d/cwd/%s", pid, sp->snap_dir);
   uint64_t before = 0;
-  if (snapcmd_is_dir(dir) && read_manifest(dir) == 0) before = man.serial;
+  if (snapcmd_is_dir(dir) && read_manifest(dir, 1) == 0) before = man.serial;
   if (kill(pid, sp->snap_signal) != 0) {
     fprintf(stderr, "mmpool: snapshot: cannot signal process %d: %s\n", pid,
             strerror(errno));
@@ -359,11 +334,8 @@ int snapcmd_snapshot(int pid, int wait_s) {
   for (int t = 0; t < wait_s * 20; t++) {
     struct timespec ts = {0, 50000000};
     nanosleep(&ts, NULL);
-    char mp[4300];
-    snprintf(mp, sizeof mp, "%s/%s", dir, SNAP_MANIFEST);
-    if (access(mp, F_OK) != 0) continue;
     // A manifest being replaced reads whole or not at all (rename).
-    if (read_manifest(dir) == 0 && man.serial > before) {
+    if (read_manifest(dir, 1) == 0 && man.serial > before) {
       printf("snapshot %" PRIu64 " of process %d in %s: %u pools, %" PRIu64
              " bytes, pause %" PRIu64 " us\n",
              man.serial, pid, sp->snap_dir, man.npools, man.bytes,

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "itest.h"
+#include "../common/smaps.h"
 #include "log.h"
 #include "mmpool.h"
 #include "poolfile.h"
@@ -725,22 +726,8 @@ static void test_slack_damaged_recover(void **state) {
 // KiB dirty (Shared_Dirty + Private_Dirty in /proc/self/smaps) in the
 // mappings inside [lo, hi), or -1.
 static long dirty_kib(uintptr_t lo, uintptr_t hi) {
-  FILE *f = fopen("/proc/self/smaps", "r");
-  if (!f) return -1;
-  char line[512];
-  long kib = 0, v;
-  int in = 0;
-  while (fgets(line, sizeof line, f)) {
-    unsigned long a, b;
-    char *dash = strchr(line, '-'), *sp = strchr(line, ' ');
-    if (dash && sp && dash < sp && sscanf(line, "%lx-%lx ", &a, &b) == 2)
-      in = a >= lo && b <= hi;
-    else if (in && (sscanf(line, "Shared_Dirty: %ld", &v) == 1 ||
-                    sscanf(line, "Private_Dirty: %ld", &v) == 1))
-      kib += v;
-  }
-  fclose(f);
-  return kib;
+  long kib = 0;
+  return smaps_range(lo, hi, &kib, NULL) ? -1 : kib;
 }
 
 // Attaching a clean file writes its header page and no descriptor that

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "itest.h"
+#include "../common/smaps.h"
 
 #include "inspect.h"
 #include "os.h"
@@ -209,19 +210,8 @@ static void test_three_pools(void **state) {
 // page-table entry per 2 MiB; without it, not.
 
 static int range_has_hg(uintptr_t lo, uintptr_t hi) {
-  FILE *f = fopen("/proc/self/smaps", "r");
-  assert_non_null(f);
-  char line[512];
-  int in = 0, hg = 0;
-  while (fgets(line, sizeof line, f)) {
-    unsigned long a, b;
-    if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') <
-                                                     strchr(line, ' '))
-      in = a >= lo && b <= hi;
-    else if (in && !strncmp(line, "VmFlags:", 8) && strstr(line, " hg"))
-      hg = 1;
-  }
-  fclose(f);
+  int hg = 0;
+  assert_int_equal(smaps_range(lo, hi, NULL, &hg), 0);
   return hg;
 }
 
