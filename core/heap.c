@@ -140,6 +140,15 @@ static void heap_free_mem(struct theap *h) {
 }
 
 static void set_cur(struct theap *h, unsigned c, struct pdesc *d) {
+  // The current slab is pinned (PDESC_USED_PIN): its count never falls to
+  // 0, so the free fast path needs no test of which slab emptied. The
+  // owner alone changes used (or the pool lock's holder, for a detached
+  // slab): plain stores. Set and cleared, never added: idempotent.
+  struct pdesc *old = h->cur[c];
+  if (old != d) {
+    if (old != &empty_desc) old->used &= ~PDESC_USED_PIN;
+    if (d != &empty_desc) d->used |= PDESC_USED_PIN;
+  }
   h->cur[c] = d;
   uint32_t b = sc_table[c].bsize;
   if (b > SC_DIRECT_MAX) return;
@@ -394,7 +403,7 @@ static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
   uint32_t k = 1;
   for (uint64_t n; (n = *(uint64_t *)(p->base + tail)) != 0; k++) {
     // More blocks than are live: a block was freed twice (a loop).
-    if (k > d->used)
+    if (k > pdesc_used(d))
       log_fatal("pool '%s': a block of page %u was freed twice", p->name,
                 page_index(p, d));
     tail = n;
@@ -595,8 +604,8 @@ static void slab_empty(struct mmpool *p, struct pdesc *d) {
   // thread entered.
   struct theap *h = tl_own[p->id];
   struct pdesc *cur = h->cur[d->cls];
-  if (cur == d) return;  // keep one slab per class at hand
-  if (cur != &empty_desc && cur->used != 0) {
+  if (cur == d) return;  // keep one slab per class at hand (pinned: rare)
+  if (cur != &empty_desc && pdesc_used(cur) != 0) {
     // Make the empty slab current instead of giving it back: a working set
     // that straddles two slabs would otherwise free and retake one slab
     // (under the pool lock) again and again. At most one empty slab per
@@ -905,6 +914,7 @@ static void recount(struct mmpool *p, struct pdesc *d, int seal) {
 // Leaves every slab of h detached: on avail if it has room, freed if empty.
 static void abandon(struct mmpool *p, struct theap *h) {
   for (unsigned c = 0; c < SC_COUNT; c++) {
+    set_cur(h, c, &empty_desc);  // first: unpins the current slab
     for (uint32_t l = h->list[c]; l;) {
       struct pdesc *s = &p->desc[l - 1];
       l = s->next;
@@ -917,7 +927,6 @@ static void abandon(struct mmpool *p, struct theap *h) {
         page_avail_push(p, s);
     }
     h->list[c] = 0;
-    set_cur(h, c, &empty_desc);
   }
 }
 

@@ -305,14 +305,13 @@ static inline __attribute__((always_inline)) void heap_free_own(
     __atomic_store_n(&b[1], (uintptr_t)d, __ATOMIC_RELAXED);
     d->free = a - p->base;
     // The slab's last block. The current slab of its class stays at hand
-    // (heap_slab_empty's first case, tested here: a block allocated and
-    // freed in turn empties its slab every time, and a call would also
-    // load tl_fast's offset again). Otherwise heap_slab_empty leaves the
-    // allocator itself (a tail call: no register is kept across a call
-    // here). A poisoned heap is the empty heap, whose slabs are never d:
-    // the slow path decides.
-    if (unlikely(--d->used == 0) && tl_fast.heap[p->id]->cur[d->cls] != d)
-      return heap_slab_empty(p, d);
+    // and never gets here: its count is pinned (PDESC_USED_PIN), so a
+    // block allocated and freed in turn, or a batch freed whole, costs no
+    // test of which slab it was (a branch on "emptied" alone is
+    // mispredicted half the time when a batch of mixed sizes is freed).
+    // heap_slab_empty leaves the allocator itself (a tail call: no
+    // register is kept across a call here).
+    if (unlikely(--d->used == 0)) return heap_slab_empty(p, d);
     heap_out();
     return;
   }

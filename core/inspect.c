@@ -365,10 +365,11 @@ static int slab_scan(struct walker *w, struct inspect *in,
   if (bad) return -1;
   // Blocks on the thread-free list count as used until the owner
   // collects them.
-  if ((uint64_t)d->used + (uint64_t)nf != d->inited || nr > d->used) {
+  uint32_t used = pdesc_used(d);  // the current slab's pin masked
+  if ((uint64_t)used + (uint64_t)nf != d->inited || nr > used) {
     if (w)
       report(w, i, 0, "%u used + %u free blocks (%u freed by other "
-             "threads), but %u handed out", d->used, (unsigned)nf,
+             "threads), but %u handed out", used, (unsigned)nf,
              (unsigned)nr, d->inited);
     return -1;
   }

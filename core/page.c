@@ -778,6 +778,7 @@ void page_detach_all(struct mmpool *p) {
     }
     if (d->kind != PD_SLAB) continue;
     if (d->owner != OWNER_DETACHED) d->owner = OWNER_DETACHED;
+    if (d->used & PDESC_USED_PIN) d->used &= ~PDESC_USED_PIN;
     if (!(d->thread_free & TF_DETACHED)) d->thread_free |= TF_DETACHED;
     // The avail lists checked sound: a slab stays on its list, or leaves
     // it, or joins it, by whether its descriptor says it has room (its
@@ -1004,9 +1005,10 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
                 "thread-free", why, why_len);
   if (r) return r;
   // Blocks on the thread-free list still count in used until collected.
-  CHECK(d->used + nfree == d->inited && nremote <= d->used,
+  uint32_t used = pdesc_used(d);
+  CHECK(used + nfree == d->inited && nremote <= used,
         "page %u: %u used + %u free blocks (%u freed by other threads), but "
-        "%u handed out", idx, d->used, nfree, nremote, d->inited);
+        "%u handed out", idx, used, nfree, nremote, d->inited);
   // Every live block's slack: usable_size and realloc's copy trust it.
   for (uint32_t b = 0; b < d->inited; b++) {
     if (bm[b / 64] >> (b % 64) & 1) continue;
@@ -1197,6 +1199,7 @@ static void span_trust(struct mmpool *p, struct lazy *z, uint32_t h) {
   } else if (d->kind == PD_SLAB) {
     if (d->owner != OWNER_DETACHED)
       __atomic_store_n(&d->owner, OWNER_DETACHED, __ATOMIC_RELAXED);
+    if (d->used & PDESC_USED_PIN) d->used &= ~PDESC_USED_PIN;
     if (!(d->thread_free & TF_DETACHED)) d->thread_free |= TF_DETACHED;
     if (!(d->flags & PDF_LISTED) && (d->next || d->prev))
       d->next = d->prev = 0;
@@ -1556,7 +1559,7 @@ static uint32_t thread_free_count(struct mmpool *p, struct pdesc *d,
   uint64_t off = __atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE) &
                  ~TF_DETACHED;
   uint32_t k = 0;
-  while (off && k < d->used && off >= slab && off < end) {
+  while (off && k < pdesc_used(d) && off >= slab && off < end) {
     k++;
     off = *(uint64_t *)(p->base + off);
   }
@@ -1586,7 +1589,7 @@ void page_stats(struct mmpool *p, mmpool_stats_t *o) {
       used_pages += d->npages;
     } else if (d->kind == PD_SLAB) {
       mmpool_class_stats_t *c = &o->classes[d->cls];
-      uint32_t used = __atomic_load_n(&d->used, __ATOMIC_RELAXED);
+      uint32_t used = pdesc_used(d);
       used -= thread_free_count(p, d, i);  // freed, not yet collected
       if (used > d->nblocks) used = d->nblocks;
       c->blocks_used += used;

@@ -95,7 +95,8 @@ struct pdesc {
   uint32_t bsize;     // slab: bytes per block
   uint32_t nblocks;   // slab: blocks that fit
   uint32_t inited;    // slab: blocks [0, inited) have been handed out once
-  uint32_t used;      // slab: live blocks (kept by the owner)
+  uint32_t used;      // slab: live blocks (kept by the owner), and
+                      // PDESC_USED_PIN while it is its owner's current slab
   uint32_t owner;     // slab: owning thread id, OWNER_DETACHED; else NONE
   uint32_t next;      // list link: page index + 1, 0 = none
   uint32_t prev;      // list link: page index + 1, 0 = none
@@ -108,6 +109,19 @@ struct pdesc {
     uint64_t req;     // large block: the requested size
   };
 };
+
+// Bit 31 of a slab's used count: set while the slab is the current slab of
+// its class for its owning thread (heap.c, set_cur). The free fast path
+// tests only "--used == 0", and a pinned count never reaches 0, so the
+// current slab, which keeps its place when it empties, costs no second test
+// and no branch that a batch of allocations and frees makes unpredictable.
+// A reader of a descriptor masks it (pdesc_used); attach clears it (the
+// slab is detached then). Files a process left while running (snapshot
+// images, a crash) carry it; a clean close does not.
+#define PDESC_USED_PIN 0x80000000u
+static inline uint32_t pdesc_used(const struct pdesc *d) {
+  return __atomic_load_n(&d->used, __ATOMIC_RELAXED) & ~PDESC_USED_PIN;
+}
 
 // The slack-array entry (block size - requested size) of the block at pool
 // offset off of slab d, in the pool mapped at base.

@@ -646,7 +646,7 @@ static uint32_t first_live_slab(struct img *m, uint64_t *slack_at) {
   struct poolfile_header *h = img_hdr(m);
   for (uint32_t i = 0; i < h->st.top; i++) {
     struct pdesc *d = img_desc(m, i);
-    if (d->kind != PD_SLAB || d->used == 0) continue;
+    if (d->kind != PD_SLAB || pdesc_used(d) == 0) continue;
     uint64_t slab = h->data_off + (uint64_t)i * PAGE_BYTES;
     *slack_at = d->slack_off + ((slab >> d->gshift) << 1);
     assert_true(*slack_at + 2 <= m->len);
