@@ -455,6 +455,14 @@ static void slab_init(struct mmpool *p, uint32_t idx, unsigned c,
   d->owner = owner;
 }
 
+// Takes slab d off h's list of its class; find_slab's place in that list
+// moves on if it was d.
+static void own_remove(struct mmpool *p, struct theap *h, struct pdesc *d) {
+  uint32_t idx = page_index(p, d);
+  if (h->scan[d->cls] == idx + 1) h->scan[d->cls] = d->next;
+  page_list_remove(p, &h->list[d->cls], idx);
+}
+
 // Takes slab d (detached) for heap h. pre: pool lock.
 static void adopt(struct mmpool *p, struct theap *h, struct pdesc *d) {
   if (d->flags & PDF_LISTED) page_avail_remove(p, d);
@@ -471,13 +479,26 @@ static int detach_full(struct mmpool *p, struct theap *h, struct pdesc *d) {
   done = __atomic_compare_exchange_n(&d->thread_free, &expect, TF_DETACHED,
                                      0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
   if (done) {
-    page_list_remove(p, &h->list[d->cls], page_index(p, d));
+    own_remove(p, h, d);
     __atomic_store_n(&d->owner, OWNER_DETACHED, __ATOMIC_RELAXED);
     if (h->cur[d->cls] == d) set_cur(h, d->cls, &empty_desc);
   }
   engine_unlock(&p->lock);
   return done;
 }
+
+// Gives back slab s of h, which holds no live block (so no other thread
+// can free into it meanwhile).
+static void slab_release(struct mmpool *p, struct theap *h, struct pdesc *s) {
+  own_remove(p, h, s);
+  engine_lock(&p->lock);
+  page_span_free(p, page_index(p, s), s->npages);
+  engine_unlock(&p->lock);
+}
+
+// How many of its own slabs of a class a thread looks at when its current
+// one is spent (find_slab).
+#define FIND_SCAN 8
 
 // A slab of class c with a free block, made current; NULL when p is full.
 static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
@@ -487,17 +508,56 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
     collect(p, d, 0);
     if (extend(p, d)) return d;
   }
-  // The other slabs this thread owns; full ones are detached on the way.
-  for (uint32_t l = h->list[c]; l;) {
+  // The other slabs this thread owns, FIND_SCAN at most, from where the
+  // last search stopped (round the list: every slab is seen in turn): each
+  // has the blocks other threads freed collected; one that holds no live
+  // block any more goes back to the pool (blocks freed by other threads
+  // would otherwise keep slab after slab of a thread's); a full one is
+  // detached. The first with a free block becomes current; blocks never
+  // handed out (memory not touched yet) are taken only when no slab seen
+  // has a free one.
+  struct pdesc *best = NULL, *fresh = NULL, *empty = NULL;
+  uint32_t l = h->scan[c] ? h->scan[c] : h->list[c], seen[FIND_SCAN];
+  for (unsigned n = 0; l && n < FIND_SCAN; n++) {
+    // Round the list once at most: a slab seen already ends the search
+    // (slabs leave the list on the way, so the start is no mark).
+    for (unsigned k = 0; k < n; k++)
+      if (seen[k] == l) goto searched;
+    seen[n] = l;
     struct pdesc *s = &p->desc[l - 1];
-    l = s->next;
+    l = s->next ? s->next : h->list[c];
+    h->scan[c] = l;
     collect(p, s, 0);
-    if (extend(p, s) || !detach_full(p, h, s)) {
-      collect(p, s, 0);
-      if (!extend(p, s)) continue;
-      set_cur(h, c, s);
-      return s;
+    if (!s->free && s->inited == s->nblocks) {
+      if (detach_full(p, h, s)) continue;
+      collect(p, s, 0);  // a block came back meanwhile
     }
+    if (s == d) continue;  // current and spent: seen above
+    if (pdesc_used(s) == 0) {
+      if (!empty) {
+        empty = s;
+        continue;
+      }
+      slab_release(p, h, s);
+      continue;
+    }
+    if (s->free) {
+      best = s;
+      break;
+    } else if (!fresh) {
+      fresh = s;
+    }
+  }
+searched:
+  if (!best) best = fresh;
+  if (best && empty) {
+    slab_release(p, h, empty);
+    empty = NULL;
+  }
+  if (!best) best = empty;
+  if (best && extend(p, best)) {
+    set_cur(h, c, best);
+    return best;
   }
   // Slabs left by exited threads or an earlier process, then fresh pages.
   engine_lock(&p->lock);
@@ -613,11 +673,7 @@ static void slab_empty(struct mmpool *p, struct pdesc *d) {
     set_cur(h, d->cls, d);
     return;
   }
-  // used == 0: no block is live, so no other thread can push meanwhile.
-  page_list_remove(p, &h->list[d->cls], page_index(p, d));
-  engine_lock(&p->lock);
-  page_span_free(p, page_index(p, d), d->npages);
-  engine_unlock(&p->lock);
+  slab_release(p, h, d);
 }
 
 void heap_slab_empty(struct mmpool *p, struct pdesc *d) {
@@ -926,7 +982,7 @@ static void abandon(struct mmpool *p, struct theap *h) {
       else if (s->free || s->inited < s->nblocks)
         page_avail_push(p, s);
     }
-    h->list[c] = 0;
+    h->list[c] = h->scan[c] = 0;
   }
 }
 

@@ -41,6 +41,8 @@ struct theap {
   uint32_t gen;            // pool->gen when made; stale when different
   uint32_t tid;            // owner thread id
   uint32_t list[SC_COUNT]; // owned slabs of each class: page index + 1
+  uint32_t scan[SC_COUNT]; // where find_slab looks next in list: idem, 0:
+                           // the head
   struct theap *reg_next, *reg_prev;  // registry of live heaps
   int registered;
 };
