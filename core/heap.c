@@ -812,6 +812,38 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
   engine_unlock(&p->lock);
 }
 
+void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                     const char *call, uint32_t tid) {
+  uint32_t o = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
+  uint64_t *b = (uint64_t *)a;
+  // Only slab heads carry thread ids; TID_NONE: poisoned by a freeze, or
+  // MMPOOL_CHECK=full (every free checked by the slow path).
+  if (tid != TID_NONE && o != OWNER_NONE && o != OWNER_DETACHED &&
+      d->kind == PD_SLAB && (a & 15) == 0 && b[1] != (uintptr_t)d) {
+    // The start of a block handed out, as heap_block checks it, with the
+    // division done by a multiply (sizeclass.h, sc_recip).
+    uint64_t so = a - page_addr(p, page_index(p, d));
+    uint64_t q = (so * sc_recip[d->cls]) >> 40;
+    if (q * d->bsize == so && q < __atomic_load_n(&d->inited, __ATOMIC_RELAXED)) {
+      uint64_t off = a - p->base;
+      uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
+      // A detached slab (TF_DETACHED) is adopted by the slow path; a
+      // block already at the head of the list is a double free it names.
+      while (!(old & TF_DETACHED) && old != off) {
+        b[0] = old;
+        b[1] = (uintptr_t)d;  // the free mark
+        if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+          heap_out();
+          return;
+        }
+      }
+    }
+  }
+  heap_out();
+  heap_free_slow(p, d, a, call);
+}
+
 // free keeps errno (glibc's tst-free-errno): the slow path saves it, since
 // thread-heap creation and logging may set it.
 void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,

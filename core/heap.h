@@ -140,6 +140,14 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
 // address and the pool; one that no pool owns is reported and ignored.
 void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
                     const char *call) HIDDEN;
+// free's path for a block of a page this thread does not own: d is the
+// page's head descriptor, tid what heap_free_as read of fast_tid. A block
+// of another thread's slab that checks out exactly (the start of a block
+// handed out, without the free mark) goes on the slab's thread-free list
+// at once; anything else takes heap_free_slow. pre: inside (heap_in);
+// returns outside.
+void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                     const char *call, uint32_t tid) HIDDEN;
 // Aborts with "CALL(): double free of ADDR in pool 'NAME'" or "CALL():
 // invalid pointer ADDR (WHY) in pool 'NAME'", as heap_block described it.
 _Noreturn void heap_misuse(struct mmpool *p, uintptr_t a, const char *call,
@@ -361,14 +369,64 @@ static inline __attribute__((always_inline)) void heap_free_as(
     if (likely(d->owner == tid)) return heap_free_own(p, d, a, call);
     d -= d->head_delta;
     if (likely(d->owner == tid)) return heap_free_own(p, d, a, call);
-    heap_out();
-    return heap_free_slow(p, d, a, call);
+    return heap_free_other(p, d, a, call, tid);
   }
   heap_free_slow(p, NULL, a, call);
 }
 
 static inline __attribute__((always_inline)) void heap_free(void *ptr) {
   heap_free_as(ptr, "free");
+}
+
+// realloc's fast path, for a block of a slab this thread owns or no
+// thread owns (a full slab is detached: the blocks of a vector grown in
+// step with others fill their slab), checked as heap_free_as checks a
+// block (the free mark, 16-byte alignment, a slab head) and also for being
+// the start of a block handed out: 1 when n bytes
+// stay in place (heap_resize's rule: the block is at most twice what is
+// needed), its slack updated (the live block's own entry: no other thread
+// writes it); 0 when the block must move, with *pp its pool and *usable
+// its usable size; -1 when only the slow path can tell (another thread's
+// block, a large block, a pointer the checks refuse, MMPOOL_CHECK=full).
+// n > 0.
+static inline __attribute__((always_inline)) int heap_try_resize(
+    void *ptr, size_t n, struct mmpool **pp, size_t *usable) {
+  uintptr_t a = (uintptr_t)ptr;
+  struct mmpool *p = &pool_table[vmmap_pool_id(a)];
+  uintptr_t rel = a - p->data;
+  if (!(rel < p->fast_len) || (a & 15)) return -1;
+  struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
+  heap_in();
+  uint32_t tid = tl_fast.fast_tid;
+  if (d->owner != tid) d -= d->head_delta;
+  uint32_t o = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
+  int r = -1;
+  if (unlikely(o != tid && (o != OWNER_DETACHED || d->kind != PD_SLAB ||
+                            tid == TID_NONE))) {
+    heap_out();
+    return r;
+  }
+  // The start of a block handed out: realloc copies the block and frees
+  // it, so an interior pointer is sent to the slow path (which aborts),
+  // not passed on as free's fast path would; the division is a multiply.
+  uint64_t so = rel - ((uint64_t)(d - p->desc) << PAGE_SHIFT);
+  uint64_t q = (so * sc_recip[d->cls]) >> 40;
+  if (likely(q * d->bsize == so && q < d->inited &&
+             ((uint64_t *)a)[1] != (uintptr_t)d)) {
+    uint32_t b = d->bsize;
+    uint16_t *slack = pdesc_slack(p->base, d, a - p->base);
+    if (n <= b && (n > b / 2 || b <= 16)) {
+      *slack = (uint16_t)(b - n);
+      r = 1;
+    } else {
+      uint32_t s = *slack;
+      *usable = s <= b ? b - s : 0;
+      *pp = p;
+      r = 0;
+    }
+  }
+  heap_out();
+  return r;
 }
 
 #endif

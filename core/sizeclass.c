@@ -64,6 +64,27 @@ const struct sizeclass sc_table[SC_COUNT] = {
     {114688, 16, 9, 16, 1048544},
     {131072, 16, 7, 16, 1048544},
 };
+// Reciprocals of the block sizes, for an exact "start of a block" test
+// without a division (realloc's fast path, heap.h): for an offset o in a
+// slab (below 2^20: 16 pages), (o * sc_recip[c]) >> 40 is o / bsize: the
+// reciprocal is rounded up by less than 1, which adds less than
+// o / 2^40 < 2^-20 to the quotient, less than the 1 / bsize an offset short
+// of the next multiple leaves below it (test_sizeclass tries every offset).
+#define SC_RECIP(b) ((((uint64_t)1 << 40) + (b) - 1) / (b))
+const uint64_t sc_recip[SC_COUNT] = {
+    SC_RECIP(16), SC_RECIP(32), SC_RECIP(48), SC_RECIP(64), SC_RECIP(80),
+    SC_RECIP(96), SC_RECIP(112), SC_RECIP(128), SC_RECIP(160), SC_RECIP(192),
+    SC_RECIP(224), SC_RECIP(256), SC_RECIP(320), SC_RECIP(384), SC_RECIP(448),
+    SC_RECIP(512), SC_RECIP(640), SC_RECIP(768), SC_RECIP(896), SC_RECIP(1024),
+    SC_RECIP(1280), SC_RECIP(1536), SC_RECIP(1792), SC_RECIP(2048),
+    SC_RECIP(2560), SC_RECIP(3072), SC_RECIP(3584), SC_RECIP(4096),
+    SC_RECIP(5120), SC_RECIP(6144), SC_RECIP(7168), SC_RECIP(8192),
+    SC_RECIP(10240), SC_RECIP(12288), SC_RECIP(14336), SC_RECIP(16384),
+    SC_RECIP(20480), SC_RECIP(24576), SC_RECIP(28672), SC_RECIP(32768),
+    SC_RECIP(40960), SC_RECIP(49152), SC_RECIP(57344), SC_RECIP(65536),
+    SC_RECIP(81920), SC_RECIP(98304), SC_RECIP(114688), SC_RECIP(131072),
+};
+
 const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1] = {
     0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,
     11, 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15,

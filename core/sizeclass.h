@@ -32,6 +32,8 @@ struct sizeclass {
 };
 
 extern const struct sizeclass sc_table[SC_COUNT];
+// (o * sc_recip[c]) >> 40 == o / sc_table[c].bsize for o < 2^20.
+extern const uint64_t sc_recip[SC_COUNT];
 
 // pdesc.slack_off of a slab of class sc at pool offset so: the slack
 // array's offset, biased so that a block's entry is found from the block's

@@ -484,6 +484,22 @@ static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
     heap_free_as(ptr, "realloc");
     return NULL;
   }
+  // A small block of this thread: in place, or moved within its pool by
+  // the fast paths (a string or vector grown step by step).
+  struct mmpool *p;
+  size_t old;
+  int fast = heap_try_resize(ptr, n, &p, &old);
+  if (likely(fast > 0)) return ptr;
+  if (fast == 0) {
+    int errno0 = errno, dirty;
+    void *r = heap_alloc(p, n, &dirty);
+    if (likely(r != NULL)) {
+      memcpy(r, ptr, old < n ? old : n);
+      heap_free_as(ptr, "realloc");
+      return r;
+    }
+    errno = errno0;  // the slow path below decides, and says why
+  }
   if (!pool_of_addr((uintptr_t)ptr)) {
     // Not ours (a foreign library's block): we cannot know its size.
     log_print(LOG_WARN, "realloc(%p): not a block of any pool", ptr);

@@ -218,6 +218,21 @@ static void test_layout_hash(void **state) {
   assert_int_not_equal(hash_bytes(copy, sizeof copy, SC_COUNT), t0);
 }
 
+// realloc's fast path divides by a block size with sc_recip: exact for
+// every offset of every slab.
+static void test_reciprocals(void **state) {
+  (void)state;
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    const struct sizeclass *sc = &sc_table[c];
+    uint64_t end = (uint64_t)sc->npages << PAGE_SHIFT;
+    assert_true(end <= (uint64_t)1 << 20);
+    for (uint64_t o = 0; o < end; o++)
+      if (((o * sc_recip[c]) >> 40) != o / sc->bsize)
+        fail_msg("class %u (%u bytes): offset %llu", c, sc->bsize,
+                 (unsigned long long)o);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table_follows_rules),
@@ -226,6 +241,7 @@ int main(void) {
       cmocka_unit_test(test_alignment),
       cmocka_unit_test(test_lookup_aligned),
       cmocka_unit_test(test_layout_hash),
+      cmocka_unit_test(test_reciprocals),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
