@@ -2,7 +2,7 @@
 # gcc.sh SCALE DIR: gcc run unmodified (the driver, cc1 and as, all with the
 # allocator preloaded: the runner preloads it into this script and the
 # children inherit it) compiling at -O2 a C file of SCALE*10 functions
-# (about SCALE*170 lines) that this script generates into DIR with awk: structs,
+# (about SCALE*180 lines) that this script generates into DIR with awk: structs,
 # loops, switches, calls between the functions for the inliner, string
 # tables. cc1 is what allocates (its GC heap, obstacks, hash tables).
 # The checksum is the object's symbol count, section sizes (nm, size) and

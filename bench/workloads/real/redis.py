@@ -30,11 +30,18 @@ import os, signal, socket, subprocess, sys, tempfile, time
 SIZES = (16, 256, 1024, 8192)
 TESTS = "set,get,lpush,lpop,rpush,rpop,sadd,hset,spop,zadd,zpopmin,mset"
 NTESTS = len(TESTS.split(","))
-SERVER_LIFE_S = 600
+
+
+LOG = None  # the server's log, whose last lines go with a failure
 
 
 def fail(msg):
-    print("FAIL redis: " + msg, file=sys.stderr)
+    tail = []
+    if LOG and os.path.exists(LOG):
+        with open(LOG, errors="replace") as f:
+            tail = [l.rstrip() for l in f if l.strip()][-3:]
+    print("FAIL redis: " + msg + "".join("\n  server log: " + l for l in tail),
+          file=sys.stderr)
     sys.exit(1)
 
 
@@ -61,8 +68,8 @@ class Conn:
     """A minimal RESP client: enough for replies of one line and bulk
     strings."""
 
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    def __init__(self, port, timeout=30):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
 
     def send(self, *cmds):
@@ -100,6 +107,8 @@ class Conn:
             return v
         if l[:1] == b":":
             return int(l[1:])
+        if l[:1] == b"*":
+            return [self.reply() for _ in range(int(l[1:]))]
         return l[1:]
 
     def cmd(self, *args):
@@ -117,13 +126,17 @@ def main():
     if len(sys.argv) != 4:
         fail("usage: redis.py SCALE DIR MEASURE")
     scale = int(sys.argv[1])
+    # The most the server may live (it takes about scale/50 s here): the
+    # bound for when this script is killed with SIGKILL and cannot clean up.
+    life_s = 60 + 3 * scale
     tmp = sys.argv[2]
     measure = sys.argv[3]
     preload = os.environ.get("LD_PRELOAD") or libc_path()
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     work = tempfile.mkdtemp(prefix="wl-redis-", dir=tmp)
     res = os.path.join(work, "server.measure")
-    log = os.path.join(work, "server.log")
+    global LOG
+    log = LOG = os.path.join(work, "server.log")
     server = None
 
     def stop(*_):
@@ -138,7 +151,7 @@ def main():
             port = free_port()
             server = subprocess.Popen(
                 [measure, res, preload, "timeout", "--foreground", "-k", "5",
-                 str(SERVER_LIFE_S),
+                 str(life_s),
                  "redis-server", "--port", str(port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "no", "--dir", work,
                  "--logfile", log, "--daemonize", "no",
@@ -148,11 +161,15 @@ def main():
             conn = None
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and server.poll() is None:
+                # Whoever answers on the port must be our server (its
+                # directory is ours alone), not another one that held the
+                # port first: this script flushes what it finds.
                 try:
-                    conn = Conn(port)
-                    if conn.cmd("PING") == b"PONG":
+                    conn = Conn(port, timeout=1)
+                    if conn.cmd("CONFIG", "GET", "dir") == [b"dir", work.encode()]:
+                        conn.s.settimeout(30)
                         break
-                except (OSError, RuntimeError):
+                except (OSError, RuntimeError, ValueError):
                     pass
                 conn = None
                 time.sleep(0.01)
@@ -162,8 +179,7 @@ def main():
                 fail("redis-server on port %d did not answer in 20 s" % port)
             server = None  # it exited: most likely the port was taken
         else:
-            tail = open(log).read().strip().splitlines()[-1:] if os.path.exists(log) else []
-            fail("redis-server did not start in 5 tries: %s" % (tail or "no log"))
+            fail("redis-server did not start in 5 tries")
 
         # The benchmark: the same requests under every allocator, values of
         # every size class band, random keys (-r), pipelined so that the
@@ -176,7 +192,7 @@ def main():
                 ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "16",
                  "-P", "16", "-r", "20000", "-d", str(d), "-n", str(per),
                  "-t", TESTS, "--csv"], env=env, capture_output=True, text=True,
-                timeout=SERVER_LIFE_S)
+                timeout=life_s)
             rows = [l.replace('"', "").split(",") for l in p.stdout.splitlines()]
             rows = [r for r in rows if len(r) > 1 and r[0] != "test"]
             if p.returncode != 0 or len(rows) < NTESTS:
@@ -232,7 +248,7 @@ def main():
         server = None
         wall, cpu, maxrss, rc = open(res).read().split()
         if int(rc) != 0:
-            fail("redis-server exited with status %s (log: %s)" % (rc, log))
+            fail("redis-server exited with status %s" % rc)
         print("OK redis scale=%d checksum=%s-%d rps=%d used_memory_kib=%d "
               "rss_loaded_kib=%d server_wall_s=%s server_cpu_s=%s server_maxrss_kib=%s" % (
                   scale, digest, dbsize, total_req / total_s, used, rss, wall, cpu, maxrss))
