@@ -11,7 +11,7 @@ all taken by the small C program wl-measure (workloads/measure.c).
 Every run must exit 0 and print its "OK <name> ... checksum=X" line, and the
 checksum must be the same under every allocator. Writes the medians to CSV,
 every run to <csv>-raw.csv. Python's standard library only."""
-import argparse, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, os, platform, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -40,7 +40,21 @@ WORKLOADS = {
         "/usr/bin/perl", os.path.join(HERE, "workloads/real/perl.pl"), str(s)]),
     "sqlite":   (False, 300, 5, lambda b, t, s, tmp: [
         os.path.join(HERE, "workloads/real/sqlite.sh"), str(s), tmp]),
+    "redis":    (False, 100, 2, lambda b, t, s, tmp: [
+        "/usr/bin/python3", os.path.join(HERE, "workloads/real/redis.py"), str(s), tmp,
+        os.path.join(b, "wl-measure")]),
+    "gcc":      (False, 60, 2, lambda b, t, s, tmp: [
+        os.path.join(HERE, "workloads/real/gcc.sh"), str(s), tmp]),
 }
+# Run once before a workload is measured, unmeasured, without the allocator:
+# gcc's generated source.
+PREPARE = {
+    "gcc": lambda b, s, tmp: [os.path.join(HERE, "workloads/real/gcc.sh"), "gen", str(s), tmp],
+}
+# Figures a workload measures itself and prints on its OK line, which take
+# the place of wl-measure's: redis.py measures the server alone (with
+# wl-measure too), not the client and the driver around it.
+OWN = ("server_wall_s=", "server_cpu_s=", "server_maxrss_kib=")
 
 
 def run_one(cmd, preload, tmp, measure):
@@ -58,6 +72,13 @@ def run_one(cmd, preload, tmp, measure):
         return rc, 0.0, 0.0, 0, [], e
     wall, cpu, rss, rc = open(res).read().split()
     ok = [l for l in o.splitlines() if l.startswith("OK ")]
+    if len(ok) == 1:
+        own = {f.split("=", 1)[0] + "=": f.split("=", 1)[1] for f in ok[0].split()
+               if f.startswith(OWN)}
+        if own:
+            if len(own) != len(OWN):
+                return 1, 0.0, 0.0, 0, [], "OK line with only some of " + " ".join(OWN)
+            wall, cpu, rss = (own[k] for k in OWN)
     return int(rc), float(wall), float(cpu), int(rss), ok, e
 
 
@@ -123,6 +144,12 @@ def main():
     for w in names:
         threaded, scale, qscale, build = WORKLOADS[w]
         s = qscale if a.q else scale
+        if w in PREPARE:
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+            if subprocess.call(PREPARE[w](a.bin, s, tmp), env=env) != 0:
+                failures += 1
+                print("bench: FAIL %s: its preparation failed" % w, file=sys.stderr)
+                continue
         for t in (threads if threaded else [1]):
             cmd = build(a.bin, t, s, tmp)
             runs = {n: [] for n, _ in allocs}
@@ -135,7 +162,9 @@ def main():
                     if good:
                         cs = [f for f in ok[0].split() if f.startswith("checksum=")]
                         sums.setdefault(cs[0] if cs else "", []).append(name)
-                    extra = " ".join(f for f in ok[0].split()[1:] if "_kib=" in f) if ok else ""
+                    extra = " ".join(f for f in ok[0].split()[1:]
+                                     if ("_kib=" in f or f.startswith("rps="))
+                                     and not f.startswith(OWN)) if ok else ""
                     raw.append((w, t, name, r + 1, "%.4f" % wall, "%.4f" % cpu, rss,
                                 "ok" if good else "FAIL rc=%d" % rc, extra))
                     if not good:
@@ -155,9 +184,11 @@ def main():
                     continue
                 m = (statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs),
                      statistics.median(x[2] for x in rs))
-                med.append([w, t, name, len(rs), m[0], m[1], m[2], rs[len(rs) // 2][3]])
+                mid = sorted(rs, key=lambda x: x[0])[len(rs) // 2]  # the median-wall run
+                med.append([w, t, name, len(rs), m[0], m[1], m[2], mid[3]])
                 line.append("%s %.3fs %dMiB" % (name, m[0], m[2] // 1024))
             print("bench: %-9s t=%-2d %s" % (w, t, "  ".join(line)), file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
     if a.q:
         print("bench: quick check: %d failure(s)" % failures)
         return 1 if failures else 0
@@ -173,6 +204,10 @@ def main():
                 "(< 1: mmpool faster or smaller); every run in %s\n" % (
                     reps, " ".join(n for n, _ in allocs),
                     os.path.basename(a.csv)[:-4] + "-raw.csv"))
+        if "redis" in names:
+            f.write("# redis: wall_s, cpu_s and maxrss_kib are redis-server's alone (from its "
+                    "start to its shutdown), measured by redis.py; extra: the client's "
+                    "requests/s (rps), used_memory and RSS from INFO after the same load\n")
         f.write("workload,threads,allocator,runs,wall_s,cpu_s,maxrss_kib,"
                 "mmpool_wall_ratio,mmpool_cpu_ratio,mmpool_rss_ratio,extra\n")
         for r in med:
