@@ -461,6 +461,12 @@ static void own_remove(struct mmpool *p, struct theap *h, struct pdesc *d) {
   uint32_t idx = page_index(p, d);
   if (h->scan[d->cls] == idx + 1) h->scan[d->cls] = d->next;
   page_list_remove(p, &h->list[d->cls], idx);
+  h->nlist[d->cls]--;
+}
+
+static void own_push(struct mmpool *p, struct theap *h, struct pdesc *d) {
+  page_list_push(p, &h->list[d->cls], page_index(p, d));
+  h->nlist[d->cls]++;
 }
 
 // Takes slab d (detached) for heap h. pre: pool lock.
@@ -468,7 +474,7 @@ static void adopt(struct mmpool *p, struct theap *h, struct pdesc *d) {
   if (d->flags & PDF_LISTED) page_avail_remove(p, d);
   __atomic_store_n(&d->owner, h->tid, __ATOMIC_RELAXED);
   collect(p, d, 0);  // also clears TF_DETACHED
-  page_list_push(p, &h->list[d->cls], page_index(p, d));
+  own_push(p, h, d);
 }
 
 // Detaches a full slab d of h; 0 if a remote free made it non-full first.
@@ -517,13 +523,11 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
   // handed out (memory not touched yet) are taken only when no slab seen
   // has a free one.
   struct pdesc *best = NULL, *fresh = NULL, *empty = NULL;
-  uint32_t l = h->scan[c] ? h->scan[c] : h->list[c], seen[FIND_SCAN];
-  for (unsigned n = 0; l && n < FIND_SCAN; n++) {
-    // Round the list once at most: a slab seen already ends the search
-    // (slabs leave the list on the way, so the start is no mark).
-    for (unsigned k = 0; k < n; k++)
-      if (seen[k] == l) goto searched;
-    seen[n] = l;
+  uint32_t l = h->scan[c] ? h->scan[c] : h->list[c];
+  // Round the list once at most: slabs that leave it on the way were seen
+  // already, so the ones not seen yet follow in the same order.
+  uint32_t todo = h->nlist[c] < FIND_SCAN ? h->nlist[c] : FIND_SCAN;
+  for (; l && todo; todo--) {
     struct pdesc *s = &p->desc[l - 1];
     l = s->next ? s->next : h->list[c];
     h->scan[c] = l;
@@ -548,7 +552,6 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
       fresh = s;
     }
   }
-searched:
   if (!best) best = fresh;
   if (best && empty) {
     slab_release(p, h, empty);
@@ -574,7 +577,7 @@ searched:
   int64_t idx = page_span_alloc(p, sc_table[c].npages, 1, &dirty);
   if (idx >= 0) {
     slab_init(p, (uint32_t)idx, c, h->tid);
-    page_list_push(p, &h->list[c], (uint32_t)idx);
+    own_push(p, h, &p->desc[idx]);
   }
   engine_unlock(&p->lock);
   if (idx < 0) return NULL;
@@ -1014,7 +1017,7 @@ static void abandon(struct mmpool *p, struct theap *h) {
       else if (s->free || s->inited < s->nblocks)
         page_avail_push(p, s);
     }
-    h->list[c] = h->scan[c] = 0;
+    h->list[c] = h->scan[c] = h->nlist[c] = 0;
   }
 }
 

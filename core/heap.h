@@ -43,6 +43,7 @@ struct theap {
   uint32_t list[SC_COUNT]; // owned slabs of each class: page index + 1
   uint32_t scan[SC_COUNT]; // where find_slab looks next in list: idem, 0:
                            // the head
+  uint32_t nlist[SC_COUNT];// slabs in list
   struct theap *reg_next, *reg_prev;  // registry of live heaps
   int registered;
 };
