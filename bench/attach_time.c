@@ -15,6 +15,9 @@
 //         i.e. what the open made the kernel read, read-ahead included;
 //   first the first mmpool_malloc(256) after a cold open (its slab is
 //         checked then);
+//   rebuild the other way to the same heap: a fresh anonymous pool of the
+//         same capacity filled with the same blocks, each written (what a
+//         program that keeps no heap spends rebuilding it), median of 3;
 //   dirty KiB of the pool's mappings dirty after a warm open
 //         (/proc/self/smaps: Shared_Dirty + Private_Dirty), what the open
 //         wrote into the file's pages;
@@ -150,9 +153,23 @@ static void measure(const char *dir, uint64_t mib) {
     }
     if (mmpool_close(p) != 0) die("close");
   }
-  printf("%llu\t%.3f\t%.3f\t%zu\t%.3f\t%ld\t%.3f\n",
+  double rebuild[3];
+  snprintf(opts, sizeof opts, "size=%llu", (unsigned long long)cap);
+  for (int i = 0; i < 3; i++) {
+    double t0 = now_ms();
+    p = mmpool_open("rebuild", opts);
+    if (!p) die("open anonymous");
+    for (uint64_t k = 0; k < bytes / BLOCK; k++) {
+      void *b = mmpool_malloc(p, BLOCK);
+      if (!b) die("rebuild");
+      memset(b, (int)k, BLOCK);
+    }
+    rebuild[i] = now_ms() - t0;
+    if (mmpool_close(p) != 0) die("close anonymous");
+  }
+  printf("%llu\t%.3f\t%.3f\t%zu\t%.3f\t%ld\t%.3f\t%.3f\n",
          (unsigned long long)mib, median(warm, 7), median(cold, 3),
-         read_pages, first, dirty, median(closing, 7));
+         read_pages, first, dirty, median(closing, 7), median(rebuild, 3));
   fflush(stdout);
   unlink(path);
 }
@@ -165,7 +182,7 @@ int main(int argc, char **argv) {
   printf("# attach_time");
   for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
   printf("\nMiB\twarm_ms\tcold_ms\tcold_read_pages\tfirst_malloc_ms\t"
-         "dirty_kib\tclose_ms\n");
+         "dirty_kib\tclose_ms\trebuild_ms\n");
   if (argc == 2) {
     static const uint64_t sizes[] = {1, 16, 256, 1024, 4096};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
