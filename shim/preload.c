@@ -324,11 +324,29 @@ static inline __attribute__((always_inline)) void *lane(struct rtable *t,
   return b;
 }
 
+// lane_refill (below) for a size above SC_DIRECT_MAX, whose tab0 lane is
+// by class. Out of line: malloc_slow serves every such malloc.
+static __attribute__((noinline)) void *class_refill(size_t n, uintptr_t ra) {
+  struct rtable *t = &tl_route.tab0;
+  unsigned c = sc_of(n), part = n > t->ccut[c], id = t->cpid[c][part];
+  if (route_lane_ok(id)) {
+    int errno0 = errno;
+    void *b = heap_alloc_slow(&pool_table[id], n);
+    if (likely(b != NULL)) {
+      t->ccount[c][part]++;
+      return b;
+    }
+    errno = errno0;
+  }
+  return alloc(n, 0, 0, ra);
+}
+
 static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {
   if (n > SC_DIRECT_MAX && n <= SC_SMALL_MAX) {
     struct rtable *t = table_now(ra);
     void *b = t ? lane(t, n) : NULL;
     if (b) return b;
+    if (!route_by_lib) return class_refill(n, ra);  // t is tab0
   }
   return alloc(n, 0, 0, ra);
 }
@@ -348,12 +366,34 @@ static __attribute__((noinline)) void *malloc_slow(size_t n, uintptr_t ra) {
 //    back into the other's tail;
 //  - preload.c is built with -fno-crossjumping (shim/CMakeLists.txt), which
 //    would merge the two copies of pop_direct's tail again.
+// tab0's lane for n names pool id, but its slab at hand had no free block:
+// that pool's slow path directly (the route was decided when the lane was
+// filled), counted as the fast path counts; routing in full
+// (malloc_slow) when the lane may be stale or the pool cannot serve (its
+// full= policy decides there). The lane is read again here: keeping it
+// across the pop would cost the fast path a register copy. Id 0 names no
+// open pool.
+static __attribute__((noinline)) void *lane_refill(size_t n, uintptr_t ra) {
+  unsigned id = tl_route.tab0.pid[n];
+  if (route_lane_ok(id)) {
+    int errno0 = errno;
+    void *b = heap_alloc_slow(&pool_table[id], n);
+    if (likely(b != NULL)) {
+      tl_route.tab0.count[n]++;
+      return b;
+    }
+    errno = errno0;
+  }
+  return malloc_slow(n, ra);
+}
+
 static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
   if (__builtin_expect_with_probability(n < route_tab0_limit, 1, 0.5)) {
     // Id 0 ("ask the slow path") needs no test: the heap of id 0 is the empty
     // heap, whose slabs have no free block.
     void *b = pop_direct(tl_route.tab0.pid[n], &tl_route.tab0.count[n], n);
     if (likely(b != NULL)) return b;
+    return lane_refill(n, CALLER());
   } else if (n <= SC_DIRECT_MAX) {
     uintptr_t ra = CALLER();
     unsigned i = (uint8_t)ra;

@@ -295,6 +295,12 @@ static struct rtable *table_for(struct tstate *st, uintptr_t ra,
   return t;
 }
 
+int route_lane_ok(unsigned id) {
+  const struct tstate *st = &tl_st;
+  return !thread_routed && st->filled && !st->exited &&
+         route_pool_ok(&pool_table[id]);
+}
+
 struct mmpool *route_pick(size_t n, uintptr_t ra, struct mmpool *def,
                           unsigned *route) {
   struct tstate *st = &tl_st;

@@ -91,6 +91,12 @@ void route_init(const struct got_entries *entries) SHIM_HIDDEN;
 // (not another pool the program opened there since): routes may use it,
 // and the report counts it as configured.
 int route_pool_ok(const struct mmpool *p) SHIM_HIDDEN;
+// 1 when tab0's lane for pool id still says where this thread's blocks go,
+// so that a block may come from that pool's slow path without routing
+// again: the thread's tables are filled, no thread= route exists (the
+// thread's name may have changed since), and the pool is the one they were
+// made for (route_pool_ok).
+int route_lane_ok(unsigned id) SHIM_HIDDEN;
 
 // The slow path: the pool for n bytes asked from return address ra by this
 // thread (def: the default pool). *route receives the route index (or
