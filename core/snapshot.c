@@ -159,6 +159,9 @@ int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
   if (m->npools > MMPOOL_MAX_POOLS)
     WHY("manifest names %u pools (at most %u)", m->npools, MMPOOL_MAX_POOLS);
   if (m->serial == 0) WHY("manifest serial 0");
+  if (m->incremental > m->npools || m->why_full >= DIRTY_WHY_COUNT)
+    WHY("manifest says %u pools incremental of %u (reason %u)",
+        m->incremental, m->npools, m->why_full);
   for (uint32_t i = 0; i < m->npools; i++) {
     const struct snap_entry *e = &m->pool[i];
     if (!name_ok(e->name, sizeof e->name))
@@ -167,6 +170,12 @@ int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
       WHY("manifest entry %u ('%s'): bad image file name", i, e->name);
     if (e->kind < SNAP_POOL_ANON || e->kind > SNAP_POOL_PRIVATE)
       WHY("manifest entry %u ('%s'): bad kind %u", i, e->name, e->kind);
+    // 0: written by a build before incremental snapshots.
+    if (e->how && ((e->how & 0xff) < SNAP_HOW_FULL ||
+                   (e->how & 0xff) > SNAP_HOW_INCREMENTAL ||
+                   (e->how >> 8) >= DIRTY_WHY_COUNT ||
+                   ((e->how & 0xff) == SNAP_HOW_INCREMENTAL && e->how >> 8)))
+      WHY("manifest entry %u ('%s'): bad how 0x%x", i, e->name, e->how);
     for (uint32_t j = 0; j < i; j++)
       if (!strcmp(m->pool[j].name, e->name) ||
           !strcmp(m->pool[j].file, e->file))
