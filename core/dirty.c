@@ -121,7 +121,7 @@ static long scan(struct track *t, uintptr_t lo, uintptr_t hi, int what,
   return 0;
 }
 
-static void hold_one(unsigned id) {
+static void scan_one(unsigned id) {
   struct mmpool *p = &pool_table[id];
   struct track *t = &tracks[id];
   t->scanned = 0;
@@ -175,7 +175,7 @@ static void hold_one(unsigned id) {
   t->why = DIRTY_OK;
 }
 
-void dirty_hold(void) {
+void dirty_scan(void) {
   if (uffd < 0 && !refused) {
     int fd = os_uffd_open();
     int pm = fd >= 0 ? os_pagemap_open() : fd;
@@ -187,19 +187,22 @@ void dirty_hold(void) {
       refused = pm < 0 ? -pm : 1;
     }
   }
-  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) hold_one(i);
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) scan_one(i);
 }
 
 int dirty_usable(unsigned id, int s) {
   const struct track *t = &tracks[id];
+  const struct mmpool *p = &pool_table[id];
   if (!t->scanned) return t->why ? t->why : DIRTY_LOST;
+  // Opened since the scan (the scan runs before the hold).
+  if (t->gen != p->gen || t->data != p->data) return DIRTY_NEW;
   return t->valid[s] ? DIRTY_OK : DIRTY_NEW;
 }
 
 void dirty_taken(int s) {
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     struct track *t = &tracks[i];
-    t->valid[s] = t->scanned;
+    t->valid[s] = t->scanned && t->gen == pool_table[i].gen;
     if (t->scanned) memset(t->map + s * t->words, 0, t->words * sizeof *t->map);
   }
 }

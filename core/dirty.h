@@ -7,7 +7,7 @@
 // so the program never stops (kernel writes such as read(2) included), and
 // PAGEMAP_SCAN returns the pages so cleared and protects them again in one
 // step. Each anonymous pool's reserved range is registered at the first
-// snapshot's hold; at each hold the pool's data is scanned and the pages
+// snapshot; at each snapshot the pool's data is scanned and the pages
 // written are added to both sets' maps (one bit per 4 KiB page). A set's
 // map thus holds every page written since that set's instant, as long as
 // the set is valid for the pool (valid[s]); anything that breaks the
@@ -15,10 +15,11 @@
 // invalid, and its next image is written whole.
 //
 // What a scan does not see, the snapshot writer looks for itself: the
-// writes between the scan and the copy of the process (dirty_late: other
-// threads run through the hold), and the pages dropped since (purged by the
-// allocator or madvise'd by the program: they read as zeros with no write,
-// dirty_unpopulated).
+// writes between the scan and the copy of the process (dirty_late: the
+// scan comes before the hold, and threads outside the allocator run
+// through the hold), and the pages that have none in its copy (purged by
+// the allocator or madvise'd by the program: zeros with no write; this
+// kernel reports those as written too, dirty_holes_* does not rely on it).
 //
 // All of it runs in the thread taking a snapshot (one at a time) or in its
 // writer; fork children start over (nothing tracked).
@@ -50,23 +51,27 @@ enum {
 // A few words for a DIRTY_* value ("the first snapshots", ...).
 const char *dirty_why_text(int why) HIDDEN;
 
-// At a snapshot's hold (pre: pool_hold_all): registers what is new of each
-// anonymous pool's range and scans its data, adding the pages written to
-// every set's map. The first call opens the userfaultfd.
-void dirty_hold(void) HIDDEN;
+// At each snapshot, just before its hold (pre: the registry lock, so that
+// no pool opens or closes): registers what is new of each anonymous pool's
+// range and scans its data, adding the pages written to every set's map
+// and protecting them again. The first call opens the userfaultfd. The
+// writes from the scan to the copy of the process are the writer's to find
+// (dirty_late): the scan need not be in the pause.
+void dirty_scan(void) HIDDEN;
 // 0 when set s's map of pool id holds every page written since s's
-// instant (scanned at this hold); else a DIRTY_* reason.
+// instant up to this snapshot's scan (and the pool is the one scanned);
+// else a DIRTY_* reason.
 int dirty_usable(unsigned id, int s) HIDDEN;
-// After set s was written, at this hold: its maps start empty, valid for
-// the pools scanned at this hold, invalid for the others.
+// After set s was written at this snapshot: its maps start empty, valid
+// for the pools scanned at this snapshot, invalid for the others.
 void dirty_taken(int s) HIDDEN;
 // Set s's images were lost (a failed writer): every map of s is invalid.
 void dirty_lost(int s) HIDDEN;
-// 1 when dirty_hold has a userfaultfd (some pool may be tracked).
+// 1 when dirty_scan has a userfaultfd (some pool may be tracked).
 int dirty_active(void) HIDDEN;
 
 // In the writer (a copy of the process made at the hold): adds to set s's
-// map of pool id the pages written in the parent since the hold's scan,
+// map of pool id the pages written in the parent since this snapshot's scan,
 // over [start, end) (the parent's pagemap, inherited). 0 or a negative
 // errno.
 int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) HIDDEN;

@@ -821,12 +821,18 @@ static int take(const char *dir, int dfd, uint64_t serial,
   memset(w.program, 0, sizeof w.program);
   os_program_name(w.program, sizeof w.program);
 
+  // The pages written since the last scan, protected again. Before the
+  // hold, so that the pause does not grow with the heap: what is written
+  // from the scan to the copy of the process, the writer finds itself
+  // (dirty_late). The registry lock keeps the pools from opening and
+  // closing meanwhile.
+  if (why_all != DIRTY_ASKED) {
+    heap_registry_lock();
+    dirty_scan();
+    heap_registry_unlock();
+  }
   uint64_t t0 = os_now_ns();
   pool_hold_all();
-  // The pages written since the last hold, protected again: at the
-  // instant, so that the writer, a copy made next, and the maps agree
-  // (what other threads write until the copy, the writer finds itself).
-  if (why_all != DIRTY_ASKED) dirty_hold();
   if (snapshot_at_hold) snapshot_at_hold();
   // Keep the replaced manifest's images for the next snapshot to rewrite
   // when that one can be incremental: they are one of our sets.
