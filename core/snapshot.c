@@ -354,12 +354,16 @@ static int rewrite(struct writer *w, struct mmpool *p, const char *file,
   struct poolfile_header oh;
   struct os_stat st;
   uint64_t ino = 0, mtime = 0;
+  struct poolfile_header sealed;
   int bad = os_file_stat(fd, &st) || !st.is_regular ||
             st.size != old->length ||
             os_file_stamp(fd, &ino, &mtime) || ino != w->prev_set->ino[k] ||
             mtime != w->prev_set->mtime[k] ||
             os_pread_full(fd, &oh, sizeof oh, 0) ||
-            oh.checksum != old->header_checksum || oh.base != h->base ||
+            oh.checksum != old->header_checksum ||
+            (sealed = oh, poolfile_seal(&sealed), sealed.checksum) !=
+                oh.checksum ||
+            oh.desc_size != sizeof(struct pdesc) || oh.base != h->base ||
             oh.capacity != h->capacity || oh.uuid[0] != h->uuid[0] ||
             oh.uuid[1] != h->uuid[1] || oh.desc_off != h->desc_off ||
             oh.data_off != h->data_off ||

@@ -457,6 +457,22 @@ static void test_series(void **state) {
   write_some(10);
   snap(sd, 2, DIRTY_FILE, &m);
 
+  // The hidden image the next snapshot would rewrite, changed behind its
+  // back (a byte of its data): that pool is written whole, and says why.
+  {
+    char *kp = NULL;
+    assert_true(asprintf(&kp, "%s/%sincr_a.%llu.pool", sd, SNAP_KEPT_PREFIX,
+                         (unsigned long long)m.serial - 1) > 0);
+    int fd = open(kp, O_WRONLY);
+    if (fd < 0) fail_msg("no kept image %s", kp);
+    assert_int_equal(pwrite(fd, "x", 1, 1 << 20), 1);
+    close(fd);
+    free(kp);
+    snap(sd, 1, DIRTY_CHANGED, &m);
+    snap(sd, 2, DIRTY_FILE, &m);
+    snap(sd, 2, DIRTY_FILE, &m);
+  }
+
   // A fork child takes its own; the parent goes on incrementally.
   fork_child_series(sd);
   write_some(10);
