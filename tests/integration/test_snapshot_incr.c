@@ -18,7 +18,12 @@
 // own code, trims pools, and uses the test seams (snapshot_at_hold,
 // os_fault_arm, snapshot_set_incremental).
 #define _GNU_SOURCE
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "itest.h"
@@ -115,12 +120,22 @@ static void read_manifest(const char *sd, struct snap_manifest *m) {
   assert_int_equal(snap_manifest_check(m, sizeof *m, why, sizeof why), 0);
 }
 
-// 1 when the 4 KiB page at a has no page in this process (reads as zeros),
-// found without touching it: a read would map the zero page, which the
-// next scan reports as written, and hide what the writer must find itself.
+// 1 when the 4 KiB page at a of an anonymous pool has no page in this
+// process (reads as zeros), found without touching it: a read would map
+// the zero page, which the next scan reports as written, and hide what the
+// writer must find itself. (A file pool's page it has not is the file's.)
 static int absent(uintptr_t a) {
+  // A descriptor names the process that opened it: a fork child's own.
   static int fd = -1;
-  if (fd < 0) fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  static pid_t fd_pid;
+  if (fd >= 0 && fd_pid != getpid()) {
+    close(fd);
+    fd = -1;
+  }
+  if (fd < 0) {
+    fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    fd_pid = getpid();
+  }
   assert_true(fd >= 0);
   uint64_t v = 0;
   assert_int_equal(pread(fd, &v, sizeof v, (off_t)(a >> 12) * 8), sizeof v);
@@ -151,6 +166,7 @@ static void compare_images(const char *sd, const struct snap_manifest *m) {
     assert_int_equal(in.hdr.base, p->base);
     const char *img = (const char *)in.map + in.hdr.data_off;
     const char *live = (const char *)p->data;
+    int anon = !p->is_file;
     const struct pdesc *d =
         (const struct pdesc *)((const char *)in.map + in.hdr.desc_off);
     uint32_t top = in.hdr.st.top;
@@ -161,17 +177,17 @@ static void compare_images(const char *sd, const struct snap_manifest *m) {
       if (n == 0 || n > top - i) n = top - i;
       size_t off = (size_t)i << PAGE_SHIFT, len = (size_t)n << PAGE_SHIFT;
       for (size_t q = off; d[i].kind != PD_FREE && q < off + len; q += 4096)
-        if (absent((uintptr_t)live + q) ? !zero(img + q, 4096)
-                                        : memcmp(img + q, live + q, 4096)) {
+        if (anon && absent((uintptr_t)live + q)
+                ? !zero(img + q, 4096)
+                : memcmp(img + q, live + q, 4096) != 0) {
           size_t j = 0;
-          while (j < 4095 && img[q + j] == (absent((uintptr_t)live + q)
-                                                ? 0 : live[q + j]))
-            j++;
+          while (j < 4095 && img[q + j] == live[q + j]) j++;
           fail_msg("snapshot %llu, %s: in-use byte at data offset 0x%zx "
-                   "differs from the pool (0x%02x)%s",
+                   "is 0x%02x, in the pool 0x%02x%s",
                    (unsigned long long)m->serial, e->file, q + j,
-                   img[q + j] & 0xff,
-                   absent((uintptr_t)live + q) ? " (a page it has not)" : "");
+                   img[q + j] & 0xff, live[q + j] & 0xff,
+                   anon && absent((uintptr_t)live + q) ? " (a page it has not)"
+                                                       : "");
         }
       if (d[i].kind == PD_FREE && !zero(img + off, len))
         fail_msg("snapshot %llu, %s: a free span at data offset 0x%zx is "
@@ -498,9 +514,49 @@ static void test_series(void **state) {
   free(fpath);
 }
 
+// ---------------------------------------------------------------------------
+// A kernel that refuses userfaultfd
+
+// In a child whose userfaultfd(2) fails with EPERM (a seccomp filter, as a
+// container's would): every snapshot is whole, says why, and is right.
+static void test_kernel_refuses(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char *sd = path2(dir, "kernel");
+    dir = NULL;  // a failure ends this child, not the scratch directory
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof *f, f};
+    assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    pa = mmpool_open("incr_k", "size=256M");
+    assert_non_null(pa);
+    pb = pf = NULL;
+    nblk = 0;
+    for (unsigned i = 0; i < 300; i++) add(pa, some_size(), 0);
+    struct snap_manifest m;
+    for (int k = 0; k < 4; k++) {
+      write_some(10);
+      snap(sd, 0, DIRTY_KERNEL, &m);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_series),
+      cmocka_unit_test(test_kernel_refuses),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
