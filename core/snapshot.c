@@ -325,6 +325,34 @@ static int act(int fd, int what, const char *data, uint64_t data_off,
   return what == ACT_PUNCH ? zero_range(fd, data_off + off, bytes) : 0;
 }
 
+// 1 when fd, set w->target's image k, is what its writer left (inode,
+// modification time and length as recorded, a sealed header of the pool
+// whose image it is now, of the same layout), with its header in *oh; a
+// file changed or replaced since is not trusted.
+static int kept_image_is(const struct writer *w, uint32_t k, int fd,
+                         const struct poolfile_header *h,
+                         struct poolfile_header *oh) {
+  const struct snap_entry *old = &w->prev_set->m.pool[k];
+  struct os_stat st;
+  uint64_t ino = 0, mtime = 0;
+  if (os_file_stat(fd, &st) || !st.is_regular || st.size != old->length ||
+      os_file_stamp(fd, &ino, &mtime) || ino != w->prev_set->ino[k] ||
+      mtime != w->prev_set->mtime[k] ||
+      os_pread_full(fd, oh, sizeof *oh, 0) ||
+      oh->checksum != old->header_checksum)
+    return 0;
+  struct poolfile_header sealed = *oh;
+  poolfile_seal(&sealed);
+  return sealed.checksum == oh->checksum &&
+         oh->desc_size == sizeof(struct pdesc) && oh->base == h->base &&
+         oh->capacity == h->capacity && oh->uuid[0] == h->uuid[0] &&
+         oh->uuid[1] == h->uuid[1] && oh->desc_off == h->desc_off &&
+         oh->data_off == h->data_off &&
+         oh->data_off + ((uint64_t)oh->st.top << PAGE_SHIFT) == st.size &&
+         oh->desc_off + (uint64_t)oh->st.top * sizeof(struct pdesc) <=
+             oh->data_off;
+}
+
 // Rewrites, in place, the image old (of set w->target, which no manifest
 // names any more) as pool p's image named file: header h, descriptors
 // descs (meta bytes), data. The result reads as write_image's full image
@@ -343,7 +371,8 @@ static int rewrite(struct writer *w, struct mmpool *p, const char *file,
   const struct snap_entry *old = &w->prev_set->m.pool[k];
   uint32_t top = h->st.top;
   uint64_t top4k = (uint64_t)top << (PAGE_SHIFT - DIRTY_SHIFT);
-  // The writes since the hold's scan: other threads ran through the hold.
+  // The writes since this snapshot's scan (before the hold; other threads
+  // run through the hold too).
   if (dirty_late(p->id, w->target, p->data,
                  p->data + ((uint64_t)top << PAGE_SHIFT)) != 0)
     return DIRTY_LOST;
@@ -352,25 +381,7 @@ static int rewrite(struct writer *w, struct mmpool *p, const char *file,
   int fd = os_open_at(w->dfd, from, O_RDWR, 0);
   if (fd < 0) return DIRTY_CHANGED;
   struct poolfile_header oh;
-  struct os_stat st;
-  uint64_t ino = 0, mtime = 0;
-  struct poolfile_header sealed;
-  int bad = os_file_stat(fd, &st) || !st.is_regular ||
-            st.size != old->length ||
-            os_file_stamp(fd, &ino, &mtime) || ino != w->prev_set->ino[k] ||
-            mtime != w->prev_set->mtime[k] ||
-            os_pread_full(fd, &oh, sizeof oh, 0) ||
-            oh.checksum != old->header_checksum ||
-            (sealed = oh, poolfile_seal(&sealed), sealed.checksum) !=
-                oh.checksum ||
-            oh.desc_size != sizeof(struct pdesc) || oh.base != h->base ||
-            oh.capacity != h->capacity || oh.uuid[0] != h->uuid[0] ||
-            oh.uuid[1] != h->uuid[1] || oh.desc_off != h->desc_off ||
-            oh.data_off != h->data_off ||
-            oh.data_off + ((uint64_t)oh.st.top << PAGE_SHIFT) != st.size ||
-            oh.desc_off + (uint64_t)oh.st.top * sizeof(struct pdesc) >
-                oh.data_off;
-  if (bad) {
+  if (!kept_image_is(w, k, fd, h, &oh)) {
     os_close(fd);
     return DIRTY_CHANGED;
   }
