@@ -385,6 +385,11 @@ static int rewrite(struct writer *w, struct mmpool *p, const char *file,
     os_close(fd);
     return DIRTY_CHANGED;
   }
+  // This copy's pages that read as zeros, found as the walk goes.
+  if (dirty_holes_start(p->data, p->data + (top4k << DIRTY_SHIFT)) != 0) {
+    os_close(fd);
+    return DIRTY_LOST;
+  }
   // From here the file is the new snapshot's, named by no manifest until
   // the new one is in place: a crash leaves a file the next sweep removes.
   int r = os_rename_at(w->dfd, from, file);
@@ -400,7 +405,6 @@ static int rewrite(struct writer *w, struct mmpool *p, const char *file,
   olds.top = old_top;
   olds.lo = olds.n = olds.end = 0;
   r = os_truncate(fd, len);
-  if (!r) r = dirty_holes_start(p->data, p->data + (top4k << DIRTY_SHIFT));
   const struct pdesc *d = (const struct pdesc *)descs;
   uintptr_t hlo = 0, hhi = 0;  // the current hole of this copy
   int holes_left = 1;
