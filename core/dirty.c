@@ -159,6 +159,7 @@ static void scan_one(unsigned id) {
   uintptr_t hi = p->data + __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
   if (hi > end) hi = end;
   long r = scan(t, p->data, hi, OS_SCAN_WRITTEN_PROTECT, pagemap);
+  int why = DIRTY_OK;
   if (r == -EPERM) {
     // A mapping of the range is not registered (something mapped over it):
     // register it all again; what was written there is unknown.
@@ -166,13 +167,14 @@ static void scan_one(unsigned id) {
     t->gen = p->gen;
     if (os_uffd_register_wp(uffd, p->data, end - p->data) != 0) return;
     r = scan(t, p->data, hi, OS_SCAN_WRITTEN_PROTECT, pagemap);
+    why = DIRTY_LOST;  // this snapshot's images say so
   }
   if (r) {
     untrack(t, DIRTY_LOST);
     return;
   }
   t->scanned = 1;
-  t->why = DIRTY_OK;
+  t->why = (uint8_t)why;
 }
 
 void dirty_scan(void) {
@@ -196,7 +198,7 @@ int dirty_usable(unsigned id, int s) {
   if (!t->scanned) return t->why ? t->why : DIRTY_LOST;
   // Opened since the scan (the scan runs before the hold).
   if (t->gen != p->gen || t->data != p->data) return DIRTY_NEW;
-  return t->valid[s] ? DIRTY_OK : DIRTY_NEW;
+  return t->valid[s] ? DIRTY_OK : t->why ? t->why : DIRTY_NEW;
 }
 
 void dirty_taken(int s) {
