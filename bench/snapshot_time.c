@@ -25,6 +25,24 @@
 // (transparent huge pages: the copy of the page tables, the pause, is then
 // one entry per 2 MiB).
 // One line per size, tab-separated, after a header line with the command.
+// These snapshots are whole (snapshot-incremental=no), as they were before
+// incremental snapshots: the writer's throughput is against cp.
+//
+// snapshot_time --incremental DIR [MiB ...] (16, 256 and 1024 by default)
+// measures incremental snapshots instead. Per size, with a heap of
+// 256-byte blocks (no other thread):
+//   - the cost of the tracking on the program: a loop that writes one byte
+//     in every 4 KiB page of the heap right after a snapshot, whole
+//     without tracking (the copy of the process leaves every page write-
+//     protected: a minor fault each) and then with it (userfaultfd write-
+//     protect as well), and the same loop once more (no fault): ns/page;
+//   - for 1 % and 10 % of the 4 KiB pages dirtied between snapshots (one
+//     byte in a block of each page picked at random), 3 snapshots whole
+//     (first, before anything was registered) and 3 incremental (after the
+//     two whole ones every process begins with, and one more interval),
+//     medians: pause, time, bytes written, and the incremental time over
+//     the whole one. An incremental snapshot rewrites the image set of the
+//     snapshot before last: the pages dirtied in two intervals.
 //
 // Built by the bench preset (cmake --preset bench && cmake --build
 // build-bench); run: build-bench/bench/snapshot_time DIR [MiB ...]. DIR
@@ -42,6 +60,7 @@
 #include <sys/mman.h>
 
 #include "mmpool.h"
+#include "snapshot.h"  // the static core: snapshot_set_incremental
 #include "timing.h"
 
 #define BLOCK 256
@@ -108,6 +127,7 @@ static double copy_ms(const char *src, const char *dst) {
 
 static void measure(const char *dir, uint64_t mib) {
   char sd[4096], img[4300], cp[4300];
+  snapshot_set_incremental(0);
   snprintf(sd, sizeof sd, "%s/snapshot_time.%d", dir, (int)getpid());
   char opts[64];
   snprintf(opts, sizeof opts, "size=%lluM thp=%s",
@@ -174,10 +194,133 @@ static void measure(const char *dir, uint64_t mib) {
   if (system(cmd) != 0) fprintf(stderr, "snapshot_time: cannot remove %s\n", sd);
 }
 
+
+// ---------------------------------------------------------------------------
+// --incremental
+
+static char **blocks;
+static uint64_t nblocks;
+
+static void snap_facts(const char *sd, double *ms, struct snap_manifest *m) {
+  double t0 = now_ms();
+  if (mmpool_snapshot(sd) != 0) die("snapshot");
+  *ms = now_ms() - t0;
+  if (snapshot_read(sd, m) != 0) die("manifest");
+}
+
+// One byte in a block of pct % of the heap's 4 KiB pages, picked at random.
+static void dirty(double pct, uint64_t *rng) {
+  uint64_t per_page = 4096 / BLOCK, pages = nblocks / per_page;
+  uint64_t n = (uint64_t)(pages * pct / 100);
+  for (uint64_t i = 0; i < n; i++) {
+    *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+    blocks[(*rng >> 11) % nblocks][7]++;
+  }
+}
+
+// ns per 4 KiB page of a loop writing one byte in each page of the heap.
+static double touch_ns(void) {
+  char *lo = blocks[0], *hi = blocks[0];
+  for (uint64_t i = 0; i < nblocks; i++) {
+    if (blocks[i] < lo) lo = blocks[i];
+    if (blocks[i] > hi) hi = blocks[i];
+  }
+  uintptr_t a = ((uintptr_t)lo + 4095) & ~(uintptr_t)4095;
+  uint64_t pages = 0;
+  double t0 = now_ms();
+  for (; a + 4096 <= (uintptr_t)hi; a += 4096, pages++)
+    ((volatile char *)a)[8]++;
+  return (now_ms() - t0) * 1e6 / (double)pages;
+}
+
+static void measure_incr(const char *dir, uint64_t mib) {
+  char sd[4096], opts[64];
+  snprintf(sd, sizeof sd, "%s/snapshot_incr.%d", dir, (int)getpid());
+  snprintf(opts, sizeof opts, "size=%lluM thp=%s",
+           (unsigned long long)(mib * 2 + 256),
+           getenv("SNAP_THP") && atoi(getenv("SNAP_THP")) ? "yes" : "no");
+  pool = mmpool_open("si", opts);
+  if (!pool) die("open");
+  nblocks = (mib << 20) / BLOCK;
+  blocks = malloc(nblocks * sizeof *blocks);
+  if (!blocks) die("blocks");
+  for (uint64_t i = 0; i < nblocks; i++) {
+    blocks[i] = mmpool_malloc(pool, BLOCK);
+    if (!blocks[i]) die("fill");
+    memset(blocks[i], (int)i, BLOCK);
+  }
+  struct snap_manifest m;
+  double ms;
+  uint64_t rng = 12345;
+  static const double pcts[] = {1, 10};
+  // [pct][incremental][round]
+  double t[2][2][ROUNDS], pz[2][2][ROUNDS], by[2][2][ROUNDS], img = 0;
+  double plain = 0, warm = 0, tracked = 0;
+  // Whole snapshots first, in a process that never registered a range:
+  // the first write to each page after one, then the rounds.
+  for (int incr = 0; incr < 2; incr++) {
+    snapshot_set_incremental(incr);
+    snap_facts(sd, &ms, &m);
+    if (!incr) {
+      plain = touch_ns();
+      warm = touch_ns();
+    } else {
+      tracked = touch_ns();
+      snap_facts(sd, &ms, &m);  // every process's first two are whole
+    }
+    for (int k = 0; k < 2; k++) {
+      dirty(pcts[k], &rng);  // the interval before the first round
+      snap_facts(sd, &ms, &m);
+      for (int r = 0; r < 3; r++) {
+        dirty(pcts[k], &rng);
+        snap_facts(sd, &t[k][incr][r], &m);
+        if (incr && !m.incremental) die("not incremental");
+        pz[k][incr][r] = m.pause_ns / 1e6;
+        by[k][incr][r] = (double)m.bytes;
+        img = (double)m.image_bytes;
+      }
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    double tf = median(t[k][0], 3), ti = median(t[k][1], 3);
+    printf("%llu\t%.0f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t"
+           "%.0f\t%.0f\t%.0f\n",
+           (unsigned long long)mib, pcts[k], median(pz[k][0], 3),
+           median(pz[k][1], 3), tf, ti, median(by[k][0], 3) / 1048576,
+           median(by[k][1], 3) / 1048576, img / 1048576, ti / tf, plain,
+           tracked, warm);
+  }
+  fflush(stdout);
+  mmpool_close(pool);
+  free(blocks);
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", sd);
+  if (system(cmd) != 0) fprintf(stderr, "snapshot_time: cannot remove %s\n", sd);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: snapshot_time DIR [MiB ...]\n");
+    fprintf(stderr, "usage: snapshot_time [--incremental] DIR [MiB ...]\n");
     return 2;
+  }
+  if (!strcmp(argv[1], "--incremental")) {
+    if (argc < 3) {
+      fprintf(stderr, "usage: snapshot_time --incremental DIR [MiB ...]\n");
+      return 2;
+    }
+    printf("# snapshot_time");
+    for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
+    printf("\nMiB\tdirty_pct\tpause_full_ms\tpause_incr_ms\tfull_ms\t"
+           "incr_ms\tfull_MiB\tincr_MiB\timage_MiB\tincr_over_full\t"
+           "first_write_ns\tfirst_write_tracked_ns\tsecond_write_ns\n");
+    if (argc == 3) {
+      static const uint64_t sizes[] = {16, 256, 1024};
+      for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        measure_incr(argv[2], sizes[i]);
+    }
+    for (int i = 3; i < argc; i++)
+      measure_incr(argv[2], strtoull(argv[i], NULL, 0));
+    return 0;
   }
   printf("# snapshot_time");
   for (int i = 1; i < argc; i++) printf(" %s", argv[i]);

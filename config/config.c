@@ -849,6 +849,7 @@ static void pool_line(struct out *o, const struct config_pool *p) {
       put_num(o, sp->snap_interval, 10);
       put(o, "s");
     }
+    if (sp->snap_full) put(o, " snapshot-incremental=no");
   }
 }
 

@@ -144,6 +144,47 @@ void os_wait_while_ns(int *addr, int val, uint64_t ns);
 // Sends sig to the process pid.
 int os_kill(int pid, int sig);
 
+// Dirty-page tracking (core/dirty.c): userfaultfd write-protect in
+// asynchronous mode (the kernel resolves a write fault itself, kernel
+// writes such as read(2) included) and PAGEMAP_SCAN (Linux 6.7;
+// PITFALLS 6.7-6.9). os_uffd_open: a userfaultfd (close-on-exec, user
+// faults only, so that an unprivileged process may have one where
+// vm.unprivileged_userfaultfd is 0) with UFFD_FEATURE_WP_ASYNC and
+// WP_UNPOPULATED: its fd, or -EPERM / -ENOSYS (refused), -EOPNOTSUPP
+// (the kernel lacks a feature).
+int os_uffd_open(void);
+// Registers [addr, addr+len) (whole mappings, anonymous or shmem) for
+// write-protect with the userfaultfd uffd; a part already registered with
+// it stays as it is. -EINVAL for other mappings (files on disk).
+int os_uffd_register_wp(int uffd, uintptr_t addr, size_t len);
+// /proc/self/pagemap, for os_pagemap_scan. A descriptor keeps the process
+// it was opened in: a copy of the process that inherits it scans its
+// parent's pages.
+int os_pagemap_open(void);
+// A range found by os_pagemap_scan: the layout of the kernel's
+// struct page_region.
+struct os_region {
+  uint64_t start, end, categories;
+};
+enum {
+  OS_SCAN_WRITTEN_PROTECT = 0, // written since protected; protected again
+  OS_SCAN_WRITTEN = 1,         // the same, nothing changed
+  OS_SCAN_UNPOPULATED = 2,     // no page, nor swap: reads as zeros
+};
+// PAGEMAP_SCAN of [start, end) of the process of fd (os_pagemap_open) for
+// the pages `what` names, into vec (at most n ranges): the count, with
+// *walk_end where the scan stopped (end, or the first page not looked at
+// when vec filled). -EOPNOTSUPP without PAGEMAP_SCAN; -EPERM when a
+// mapping in the range is not registered for asynchronous write-protect
+// (OS_SCAN_WRITTEN*).
+long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
+                     struct os_region *vec, size_t n, uintptr_t *walk_end);
+// fallocate(PUNCH_HOLE | KEEP_SIZE): [off, off+len) of the file reads as
+// zeros and holds no blocks. -EOPNOTSUPP where the file system cannot.
+int os_punch_hole(int fd, uint64_t off, uint64_t len);
+// A file's identity and last change: inode and modification time (ns).
+int os_file_stamp(int fd, uint64_t *ino, uint64_t *mtime_ns);
+
 // Like os_describe_mapping, for searches: 1 when a mapping overlaps
 // [addr, addr+len) (its line in out when outlen, its end in *end when end
 // is not NULL), 0 when none does, a negative errno value when

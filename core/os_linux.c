@@ -14,8 +14,10 @@
 #include <linux/falloc.h>
 #include <linux/futex.h>
 #include <linux/openat2.h>
+#include <linux/userfaultfd.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -737,4 +739,103 @@ int os_program_name(char *buf, size_t len) {
   if (n < 0) return (int)n;
   while (n > 0 && buf[n - 1] == '\n') buf[--n] = 0;
   return (int)n;
+}
+
+// ---------------------------------------------------------------------------
+// Dirty-page tracking (os.h). The constants of Linux 6.7 that older
+// headers lack.
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#define UFFD_WP_UNPOPULATED (1ULL << 13)
+#define UFFD_WP_ASYNC (1ULL << 15)
+
+struct pm_scan_arg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask;
+  uint64_t return_mask;
+};
+#define PM_PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PM_PAGE_IS_WRITTEN (1ULL << 1)
+#define PM_PAGE_IS_PRESENT (1ULL << 3)
+#define PM_PAGE_IS_SWAPPED (1ULL << 4)
+#define PM_SCAN_WP_MATCHING (1ULL << 0)
+#define PM_SCAN_CHECK_WPASYNC (1ULL << 1)
+
+int os_uffd_open(void) {
+  // User faults only: all that asynchronous write-protect needs (the
+  // kernel resolves its own writes without us), and what an unprivileged
+  // process is allowed. Kernels before 5.11 do not know the flag.
+  long fd = SYS3(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY,
+                 0, 0);
+  if (fd == -EINVAL) fd = SYS3(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, 0, 0);
+  if (fd < 0) return (int)fd;
+  struct uffdio_api api = {.api = UFFD_API,
+                           .features = UFFD_WP_ASYNC | UFFD_WP_UNPOPULATED};
+  long r = SYS3(SYS_ioctl, fd, UFFDIO_API, &api);
+  if (r == 0 && (api.features & (UFFD_WP_ASYNC | UFFD_WP_UNPOPULATED)) !=
+                    (UFFD_WP_ASYNC | UFFD_WP_UNPOPULATED))
+    r = -EOPNOTSUPP;
+  if (r) {
+    SYS3(SYS_close, fd, 0, 0);
+    return r == -EINVAL ? -EOPNOTSUPP : (int)r;
+  }
+  return (int)fd;
+}
+
+int os_uffd_register_wp(int uffd, uintptr_t addr, size_t len) {
+  struct uffdio_register reg = {.range = {.start = addr, .len = len},
+                                .mode = UFFDIO_REGISTER_MODE_WP};
+  return (int)SYS3(SYS_ioctl, uffd, UFFDIO_REGISTER, &reg);
+}
+
+int os_pagemap_open(void) {
+  return (int)SYS6(SYS_openat, AT_FDCWD, "/proc/self/pagemap",
+                   O_RDONLY | O_CLOEXEC, 0, 0, 0);
+}
+
+long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
+                     struct os_region *vec, size_t n, uintptr_t *walk_end) {
+  struct pm_scan_arg a;
+  memset(&a, 0, sizeof a);
+  a.size = sizeof a;
+  a.start = start;
+  a.end = end;
+  a.vec = (uint64_t)(uintptr_t)vec;
+  a.vec_len = n;
+  if (what == OS_SCAN_UNPOPULATED) {
+    a.category_inverted = PM_PAGE_IS_PRESENT | PM_PAGE_IS_SWAPPED;
+    a.category_mask = PM_PAGE_IS_PRESENT | PM_PAGE_IS_SWAPPED;
+    a.return_mask = PM_PAGE_IS_PRESENT;
+  } else {
+    a.category_mask = PM_PAGE_IS_WRITTEN;
+    a.return_mask = PM_PAGE_IS_WRITTEN;
+    a.flags = PM_SCAN_CHECK_WPASYNC;
+    if (what == OS_SCAN_WRITTEN_PROTECT) a.flags |= PM_SCAN_WP_MATCHING;
+  }
+  long r;
+  do r = SYS3(SYS_ioctl, fd, PM_PAGEMAP_SCAN, &a);
+  while (r == -EINTR);
+  if (r == -ENOTTY || r == -EINVAL) return -EOPNOTSUPP;
+  *walk_end = (uintptr_t)a.walk_end;
+  return r;
+}
+
+int os_punch_hole(int fd, uint64_t off, uint64_t len) {
+  long r;
+  do r = SYS6(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+              off, len, 0, 0);
+  while (r == -EINTR);
+  return (int)r;
+}
+
+int os_file_stamp(int fd, uint64_t *ino, uint64_t *mtime_ns) {
+  struct stat st;
+  long r = SYS3(SYS_fstat, fd, &st, 0);
+  if (r < 0) return (int)r;
+  *ino = (uint64_t)st.st_ino;
+  *mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+              (uint64_t)st.st_mtim.tv_nsec;
+  return 0;
 }

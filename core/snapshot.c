@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "dirty.h"
 #include "fmt.h"
 #include "hash.h"
 #include "heap.h"
@@ -38,7 +39,10 @@ static int snap_dfd = -1;
 static int claim_fd = -1;
 static char claim_dir[4096];
 
+static void sets_forget(void);
+
 static void snap_fork_child(void) {
+  sets_forget();
   int fd = __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL);
   if (fd >= 0 && fd != claim_fd) os_close(fd);
   if (claim_fd >= 0) os_close(claim_fd);
@@ -155,6 +159,9 @@ int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
   if (m->npools > MMPOOL_MAX_POOLS)
     WHY("manifest names %u pools (at most %u)", m->npools, MMPOOL_MAX_POOLS);
   if (m->serial == 0) WHY("manifest serial 0");
+  if (m->incremental > m->npools || m->why_full >= DIRTY_WHY_COUNT)
+    WHY("manifest says %u pools incremental of %u (reason %u)",
+        m->incremental, m->npools, m->why_full);
   for (uint32_t i = 0; i < m->npools; i++) {
     const struct snap_entry *e = &m->pool[i];
     if (!name_ok(e->name, sizeof e->name))
@@ -163,6 +170,12 @@ int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
       WHY("manifest entry %u ('%s'): bad image file name", i, e->name);
     if (e->kind < SNAP_POOL_ANON || e->kind > SNAP_POOL_PRIVATE)
       WHY("manifest entry %u ('%s'): bad kind %u", i, e->name, e->kind);
+    // 0: written by a build before incremental snapshots.
+    if (e->how && ((e->how & 0xff) < SNAP_HOW_FULL ||
+                   (e->how & 0xff) > SNAP_HOW_INCREMENTAL ||
+                   (e->how >> 8) >= DIRTY_WHY_COUNT ||
+                   ((e->how & 0xff) == SNAP_HOW_INCREMENTAL && e->how >> 8)))
+      WHY("manifest entry %u ('%s'): bad how 0x%x", i, e->name, e->how);
     for (uint32_t j = 0; j < i; j++)
       if (!strcmp(m->pool[j].name, e->name) ||
           !strcmp(m->pool[j].file, e->file))
@@ -181,7 +194,40 @@ struct snap_msg {
   uint64_t bytes;
   int placed;       // the new manifest is in place (even on failure)
   char why[256];
+  // Incremental snapshots: the pools rewritten so, why the others were
+  // not, what the images hold, and each image's identity as written (for
+  // the next rewrite of this set), by manifest entry.
+  uint32_t incremental, why_full;
+  uint64_t image_bytes;
+  uint64_t ino[MMPOOL_MAX_POOLS], mtime[MMPOOL_MAX_POOLS];
 };
+_Static_assert(sizeof(struct snap_msg) <= 4096, "one atomic pipe write");
+
+// The two image sets of the directory this process writes its snapshots
+// to (docs/snapshots.md, "Incremental snapshots"): the one its manifest
+// names, and the one before, which the next snapshot rewrites in place.
+// Under busy_pid; a fork child forgets them (dirty.c forgets the maps).
+struct image_set {
+  int valid;                // its files are as recorded here
+  struct snap_manifest m;   // the manifest that named them
+  uint64_t ino[MMPOOL_MAX_POOLS], mtime[MMPOOL_MAX_POOLS];  // by entry
+};
+static struct image_set sets[DIRTY_SETS];
+static int cur_set = -1;           // the set the directory's manifest names
+static uint64_t set_dev, set_ino;  // that directory
+static int incremental_on = 1;
+void (*snapshot_at_hold)(void);
+
+// A fork child's copy of the process takes its own snapshots: whole at
+// first (dirty.c forgets its maps too).
+static void sets_forget(void) {
+  sets[0].valid = sets[1].valid = 0;
+  cur_set = -1;
+}
+
+void snapshot_set_incremental(int on) {
+  __atomic_store_n(&incremental_on, on != 0, __ATOMIC_RELAXED);
+}
 
 struct writer {
   int dfd, res_fd, go_fd;
@@ -191,6 +237,11 @@ struct writer {
   struct snap_msg msg;
   int synced_dir_failed;      // the manifest was renamed into place
   char program[16];           // the parent's name (the child's is a thread's)
+  int target;                 // the set rewritten
+  int why_all;                // DIRTY_* for every pool (DIRTY_OK: look)
+  const struct image_set *prev_set;  // the set rewritten (target's)
+  const struct snap_manifest *prev;  // the manifest replaced; NULL: none
+  int keep_prev;              // the sweep keeps prev's anonymous images
 };
 
 static int writer_fail(struct writer *w, int err, const char *what,
@@ -202,7 +253,233 @@ static int writer_fail(struct writer *w, int err, const char *what,
   return -err;
 }
 
-// Writes pool p's image as file. The sources: the pool itself (anonymous
+// The weightier of two reasons for a full image, for the manifest's one:
+// a failure first, then the kernel, the option, the first snapshots.
+static int weightier(int a, int b) {
+  // By DIRTY_*: a pool kind that never can is said last.
+  static const uint8_t rank[DIRTY_WHY_COUNT] = {0, 2, 3, 1, 4, 1, 5, 5};
+  return rank[b] > rank[a] ? b : a;
+}
+
+// ---------------------------------------------------------------------------
+// Incremental rewrite of an image (the writer)
+
+// The previous image's spans, read from its file page by page in order.
+static struct old_spans {
+  int fd;
+  uint64_t desc_off;
+  uint32_t top;
+  uint32_t lo, n;             // descs [lo, lo+n) are in buf
+  uint32_t end;               // the current span ends here
+  int free;                   // ... and is free
+  struct pdesc buf[256];
+} olds;
+
+// Whether page i (ascending calls, i < olds.top) lay in a free span.
+static int old_free(uint32_t i, int *is_free) {
+  while (i >= olds.end) {
+    uint32_t hd = olds.end;
+    if (hd < olds.lo || hd >= olds.lo + olds.n) {
+      uint32_t n = olds.top - hd;
+      if (n > 256) n = 256;
+      int r = os_pread_full(olds.fd, olds.buf, (size_t)n * sizeof *olds.buf,
+                            olds.desc_off + (uint64_t)hd * sizeof *olds.buf);
+      if (r) return r;
+      olds.lo = hd;
+      olds.n = n;
+    }
+    const struct pdesc *d = &olds.buf[hd - olds.lo];
+    uint32_t n = d->npages;
+    if (n == 0 || n > olds.top - hd) n = olds.top - hd;  // as write_image
+    olds.end = hd + n;
+    olds.free = d->kind == PD_FREE;
+  }
+  *is_free = olds.free;
+  return 0;
+}
+
+enum { ACT_SKIP = 0, ACT_WRITE = 1, ACT_PUNCH = 2 };
+static const char zeros[1 << 16];
+
+// [off, off+len) of fd reads as zeros: a hole, or zeros written on a file
+// system without holes.
+static int zero_range(int fd, uint64_t off, uint64_t len) {
+  int r = os_punch_hole(fd, off, len);
+  for (uint64_t k = 0; r == -EOPNOTSUPP && k < len;) {
+    uint64_t n = len - k < sizeof zeros ? len - k : sizeof zeros;
+    r = os_pwrite_all(fd, zeros, n, off + k);
+    k += n;
+    if (!r && k < len) r = -EOPNOTSUPP;
+  }
+  return r;
+}
+
+// Carries out one run of pages [lo, hi) (DIRTY_SHIFT units from data).
+static int act(int fd, int what, const char *data, uint64_t data_off,
+               uint64_t lo, uint64_t hi, uint64_t *written) {
+  uint64_t off = lo << DIRTY_SHIFT, bytes = (hi - lo) << DIRTY_SHIFT;
+  if (what == ACT_WRITE) {
+    *written += bytes;
+    return os_pwrite_all(fd, data + off, bytes, data_off + off);
+  }
+  return what == ACT_PUNCH ? zero_range(fd, data_off + off, bytes) : 0;
+}
+
+// 1 when fd, set w->target's image k, is what its writer left (inode,
+// modification time and length as recorded, a sealed header of the pool
+// whose image it is now, of the same layout), with its header in *oh; a
+// file changed or replaced since is not trusted.
+static int kept_image_is(const struct writer *w, uint32_t k, int fd,
+                         const struct poolfile_header *h,
+                         struct poolfile_header *oh) {
+  const struct snap_entry *old = &w->prev_set->m.pool[k];
+  struct os_stat st;
+  uint64_t ino = 0, mtime = 0;
+  if (os_file_stat(fd, &st) || !st.is_regular || st.size != old->length ||
+      os_file_stamp(fd, &ino, &mtime) || ino != w->prev_set->ino[k] ||
+      mtime != w->prev_set->mtime[k] ||
+      os_pread_full(fd, oh, sizeof *oh, 0) ||
+      oh->checksum != old->header_checksum)
+    return 0;
+  struct poolfile_header sealed = *oh;
+  poolfile_seal(&sealed);
+  return sealed.checksum == oh->checksum &&
+         oh->desc_size == sizeof(struct pdesc) && oh->base == h->base &&
+         oh->capacity == h->capacity && oh->uuid[0] == h->uuid[0] &&
+         oh->uuid[1] == h->uuid[1] && oh->desc_off == h->desc_off &&
+         oh->data_off == h->data_off &&
+         oh->data_off + ((uint64_t)oh->st.top << PAGE_SHIFT) == st.size &&
+         oh->desc_off + (uint64_t)oh->st.top * sizeof(struct pdesc) <=
+             oh->data_off;
+}
+
+// Rewrites, in place, the image old (of set w->target, which no manifest
+// names any more) as pool p's image named file: header h, descriptors
+// descs (meta bytes), data. The result reads as write_image's full image
+// does: data pages of spans in use, free spans as holes (zeros). A page is
+// written when it is in use and was free or past the end in the old image,
+// or was written since the old image's instant (set w->target's map,
+// dirty_late); a page of the old image that is free now or has no page in
+// this copy (purged since: zeros) becomes a hole; the rest is the old
+// image's already. 0 with *fd_out open on the file (written, not synced),
+// a DIRTY_* reason (> 0) to write it whole instead (before anything was
+// changed), or a negative errno (said by writer_fail; file removed).
+static int rewrite(struct writer *w, struct mmpool *p, const char *file,
+                   const struct poolfile_header *h, const char *descs,
+                   const char *data, uint64_t meta, uint32_t k,
+                   int *fd_out, uint64_t *written) {
+  const struct snap_entry *old = &w->prev_set->m.pool[k];
+  uint32_t top = h->st.top;
+  uint64_t top4k = (uint64_t)top << (PAGE_SHIFT - DIRTY_SHIFT);
+  // The writes since this snapshot's scan (before the hold; other threads
+  // run through the hold too).
+  if (dirty_late(p->id, w->target, p->data,
+                 p->data + ((uint64_t)top << PAGE_SHIFT)) != 0)
+    return DIRTY_LOST;
+  char from[SNAP_FILE_MAX + sizeof SNAP_KEPT_PREFIX];
+  fmt_format(from, sizeof from, "%s%s", SNAP_KEPT_PREFIX, old->file);
+  int fd = os_open_at(w->dfd, from, O_RDWR, 0);
+  if (fd < 0) return DIRTY_CHANGED;
+  struct poolfile_header oh;
+  if (!kept_image_is(w, k, fd, h, &oh)) {
+    os_close(fd);
+    return DIRTY_CHANGED;
+  }
+  // This copy's pages that read as zeros, found as the walk goes.
+  if (dirty_holes_start(p->data, p->data + (top4k << DIRTY_SHIFT)) != 0) {
+    os_close(fd);
+    return DIRTY_LOST;
+  }
+  // From here the file is the new snapshot's, named by no manifest until
+  // the new one is in place: a crash leaves a file the next sweep removes.
+  int r = os_rename_at(w->dfd, from, file);
+  if (r) {
+    os_close(fd);
+    return writer_fail(w, -r, "cannot rename", from);
+  }
+  uint32_t old_top = oh.st.top;
+  uint64_t old4k = (uint64_t)old_top << (PAGE_SHIFT - DIRTY_SHIFT);
+  uint64_t len = h->data_off + ((uint64_t)top << PAGE_SHIFT);
+  olds.fd = fd;
+  olds.desc_off = oh.desc_off;
+  olds.top = old_top;
+  olds.lo = olds.n = olds.end = 0;
+  r = os_truncate(fd, len);
+  const struct pdesc *d = (const struct pdesc *)descs;
+  uintptr_t hlo = 0, hhi = 0;  // the current hole of this copy
+  int holes_left = 1;
+  int run = ACT_SKIP;
+  uint64_t run_lo = 0;
+  for (uint32_t i = 0; !r && i < top;) {
+    uint32_t n = d[i].npages;
+    if (n == 0 || n > top - i) n = top - i;
+    int in_use = d[i].kind != PD_FREE;
+    for (uint32_t j = i; !r && j < i + n; j++) {
+      int was_free = 1;
+      if (j < old_top) r = old_free(j, &was_free);
+      for (uint64_t q = (uint64_t)j << (PAGE_SHIFT - DIRTY_SHIFT),
+                    qe = q + (1u << (PAGE_SHIFT - DIRTY_SHIFT));
+           !r && q < qe; q++) {
+        uintptr_t a = p->data + (q << DIRTY_SHIFT);
+        while (holes_left && a >= hhi) {
+          int hr = dirty_holes_next(&hlo, &hhi);
+          if (hr < 0) r = hr;
+          if (hr <= 0) holes_left = 0;
+        }
+        int held = q < old4k && !was_free;  // the old image has bytes here
+        int what;
+        if (!in_use || (holes_left && a >= hlo && a < hhi))
+          what = held ? ACT_PUNCH : ACT_SKIP;
+        else
+          what = !held || dirty_test(p->id, w->target, q) ? ACT_WRITE
+                                                           : ACT_SKIP;
+        if (what != run) {
+          if (!r) r = act(fd, run, data, h->data_off, run_lo, q, written);
+          run = what;
+          run_lo = q;
+        }
+      }
+    }
+    i += n;
+  }
+  if (!r) r = act(fd, run, data, h->data_off, run_lo, top4k, written);
+  // Descriptors and header last: the old descriptors were read above.
+  uint64_t old_meta = oh.st.meta_committed;
+  if (old_meta > oh.data_off - oh.desc_off) old_meta = oh.data_off - oh.desc_off;
+  if (!r && old_meta > meta)
+    r = zero_range(fd, h->desc_off + meta, old_meta - meta);
+  if (!r && meta) r = os_pwrite_all(fd, descs, meta, h->desc_off);
+  if (!r) r = os_pwrite_all(fd, h, sizeof *h, 0);
+  *written += sizeof *h + meta;
+  if (r) {
+    os_close(fd);
+    os_unlink_at(w->dfd, file);
+    return writer_fail(w, -r, "cannot write", file);
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+// The entry of the set being rewritten for pool p (same name, base and
+// uuid), or -1.
+static int old_entry(const struct writer *w, const struct mmpool *p,
+                     const struct poolfile_header *h) {
+  const struct snap_manifest *m = &w->prev_set->m;
+  for (uint32_t k = 0; k < m->npools && k < MMPOOL_MAX_POOLS; k++) {
+    const struct snap_entry *e = &m->pool[k];
+    if (!strcmp(e->name, p->name) && e->kind == SNAP_POOL_ANON &&
+        e->base == h->base && e->capacity == h->capacity &&
+        e->uuid[0] == h->uuid[0] && e->uuid[1] == h->uuid[1])
+      return (int)k;
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------------------
+// The writer
+
+// Writes pool p's image as file: whole, or rewriting the image of the set
+// w->target in place (rewrite). The sources: the pool itself (anonymous
 // and private pools: this process is a copy), or the copy the parent made
 // of a shared file pool while the set was held.
 static int write_image(struct writer *w, struct mmpool *p, const char *file,
@@ -233,30 +510,55 @@ static int write_image(struct writer *w, struct mmpool *p, const char *file,
   h.flags |= POOLFILE_CLEAN;
   poolfile_seal(&h);
 
-  int fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd == -EEXIST) {  // left by a writer that died before its manifest
-    os_unlink_at(w->dfd, file);
-    fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  }
-  if (fd < 0) return writer_fail(w, -fd, "cannot create", file);
-  // The size first: free spans are never written and stay holes.
-  int r = os_truncate(fd, len);
-  if (!r) r = os_pwrite_all(fd, &h, sizeof h, 0);
-  if (!r && meta) r = os_pwrite_all(fd, descs, meta, h.desc_off);
   const struct pdesc *d = (const struct pdesc *)descs;
-  uint64_t written = sizeof h + meta;
-  for (uint32_t i = 0; !r && i < top;) {
+  uint64_t image = sizeof h + meta;  // what a full image writes
+  for (uint32_t i = 0; i < top;) {
     uint32_t n = d[i].npages;
     if (n == 0 || n > top - i) n = top - i;  // not a span: write it all
-    if (d[i].kind != PD_FREE) {
-      uint64_t off = (uint64_t)i << PAGE_SHIFT, bytes = (uint64_t)n
-                                                       << PAGE_SHIFT;
-      r = os_pwrite_all(fd, data + off, bytes, h.data_off + off);
-      written += bytes;
-    }
+    if (d[i].kind != PD_FREE) image += (uint64_t)n << PAGE_SHIFT;
     i += n;
   }
+  int why = w->why_all, k = -1, fd = -1, r = 0;
+  uint64_t written = 0;
+  if (why != DIRTY_ASKED) {
+    // What holds for the pool for good (its kind, the kernel) first.
+    int u = dirty_usable(p->id, w->target);
+    if (!why || u == DIRTY_FILE || u == DIRTY_KERNEL) why = u;
+  }
+  if (!why && (k = old_entry(w, p, &h)) < 0) why = DIRTY_NEW;
+  if (!why) {
+    why = rewrite(w, p, file, &h, descs, data, meta, (uint32_t)k, &fd,
+                  &written);
+    if (why < 0) return why;
+  }
+  if (why) {
+    written = 0;
+    fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd == -EEXIST) {  // left by a writer that died before its manifest
+      os_unlink_at(w->dfd, file);
+      fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    }
+    if (fd < 0) return writer_fail(w, -fd, "cannot create", file);
+    // The size first: free spans are never written and stay holes.
+    r = os_truncate(fd, len);
+    if (!r) r = os_pwrite_all(fd, &h, sizeof h, 0);
+    if (!r && meta) r = os_pwrite_all(fd, descs, meta, h.desc_off);
+    written = sizeof h + meta;
+    for (uint32_t i = 0; !r && i < top;) {
+      uint32_t n = d[i].npages;
+      if (n == 0 || n > top - i) n = top - i;  // not a span: write it all
+      if (d[i].kind != PD_FREE) {
+        uint64_t off = (uint64_t)i << PAGE_SHIFT, bytes = (uint64_t)n
+                                                         << PAGE_SHIFT;
+        r = os_pwrite_all(fd, data + off, bytes, h.data_off + off);
+        written += bytes;
+      }
+      i += n;
+    }
+  }
   if (!r) r = os_fsync(fd);
+  uint32_t at = w->m.npools;  // this entry's index
+  if (!r) r = os_file_stamp(fd, &w->msg.ino[at], &w->msg.mtime[at]);
   os_close(fd);
   if (r) {
     os_unlink_at(w->dfd, file);
@@ -275,7 +577,15 @@ static int write_image(struct writer *w, struct mmpool *p, const char *file,
   e->kind = !p->is_file ? SNAP_POOL_ANON
             : p->shared ? SNAP_POOL_SHARED
                         : SNAP_POOL_PRIVATE;
+  if (why) {
+    e->how = SNAP_HOW_FULL | (uint32_t)why << 8;
+    w->msg.why_full = (uint32_t)weightier((int)w->msg.why_full, why);
+  } else {
+    e->how = SNAP_HOW_INCREMENTAL;
+    w->msg.incremental++;
+  }
   w->msg.bytes += written;
+  w->msg.image_bytes += image;
   return 0;
 }
 
@@ -285,11 +595,41 @@ static int named_by(const struct snap_manifest *m, const char *name) {
   return 0;
 }
 
+// The previous snapshot's images of anonymous pools are kept, under a
+// hidden name (SNAP_KEPT_PREFIX NAME.SERIAL.pool), for the next snapshot
+// to rewrite (incremental snapshots): the directory shows the manifest and
+// its images only. 1 when name is one of those.
+static int kept(const struct writer *w, const char *name) {
+  size_t n = sizeof SNAP_KEPT_PREFIX - 1;
+  if (!w->keep_prev || !w->prev || strncmp(name, SNAP_KEPT_PREFIX, n) != 0)
+    return 0;
+  for (uint32_t i = 0; i < w->prev->npools && i < MMPOOL_MAX_POOLS; i++)
+    if (w->prev->pool[i].kind == SNAP_POOL_ANON &&
+        !strcmp(w->prev->pool[i].file, name + n))
+      return 1;
+  return 0;
+}
+
+// Hides the previous snapshot's anonymous images (see kept). Once the new
+// manifest is in place, so no manifest names them: a crash half way
+// leaves files the next sweep removes.
+static void hide_prev(struct writer *w) {
+  char to[SNAP_FILE_MAX + sizeof SNAP_KEPT_PREFIX];
+  for (uint32_t i = 0; w->keep_prev && w->prev && i < w->prev->npools &&
+                       i < MMPOOL_MAX_POOLS; i++) {
+    const struct snap_entry *e = &w->prev->pool[i];
+    if (e->kind != SNAP_POOL_ANON || named_by(&w->m, e->file)) continue;
+    fmt_format(to, sizeof to, "%s%s", SNAP_KEPT_PREFIX, e->file);
+    os_rename_at(w->dfd, e->file, to);
+  }
+}
+
 // After the new manifest is in place: every image it does not name (the
-// previous snapshot's, or a dead writer's) and a stale temporary manifest.
+// previous snapshot's unless kept, a dead writer's, images kept for the
+// set just rewritten whose pools are gone) and a stale temporary manifest.
 static int sweep_one(void *arg, const char *name) {
   struct writer *w = arg;
-  if ((image_name(name) && !named_by(&w->m, name)) ||
+  if ((image_name(name) && !named_by(&w->m, name) && !kept(w, name)) ||
       !strcmp(name, SNAP_MANIFEST_TMP) ||
       !strncmp(name, ".relocated-", 11))
     os_unlink_at(w->dfd, name);
@@ -342,6 +682,9 @@ static _Noreturn void writer_run(struct writer *w) {
   if (os_read(w->go_fd, &ppid, sizeof ppid) == sizeof ppid)
     m->pid = (uint32_t)ppid;
   m->bytes = w->msg.bytes;
+  m->incremental = w->msg.incremental;
+  m->why_full = w->msg.why_full;
+  m->image_bytes = w->msg.image_bytes;
   if (!r) {
     snap_manifest_seal(m);
     r = write_manifest(w);
@@ -349,6 +692,7 @@ static _Noreturn void writer_run(struct writer *w) {
   if (r && !w->synced_dir_failed) {
     remove_new_images(w);
   } else {
+    hide_prev(w);
     os_list_dir(w->dfd, sweep_one, w);
     w->msg.pools = m->npools;
     w->msg.placed = 1;
@@ -468,6 +812,7 @@ static struct mmpool *missing_copy(void) {
 }
 
 static int take(const char *dir, int dfd, uint64_t serial,
+                const struct snap_manifest *prev, int target, int why_all,
                 uint64_t *pause_out, struct snap_msg *msg) {
   char eb[32];
   int res[2], go[2];
@@ -488,11 +833,29 @@ static int take(const char *dir, int dfd, uint64_t serial,
   w.go_fd = go[0];
   w.dir = dir;
   w.serial = serial;
+  w.prev = prev;
+  w.target = target;
+  w.prev_set = &sets[target];
+  w.why_all = why_all;
   memset(w.program, 0, sizeof w.program);
   os_program_name(w.program, sizeof w.program);
 
+  // The pages written since the last scan, protected again. Before the
+  // hold, so that the pause does not grow with the heap: what is written
+  // from the scan to the copy of the process, the writer finds itself
+  // (dirty_late). The registry lock keeps the pools from opening and
+  // closing meanwhile.
+  if (why_all != DIRTY_ASKED) {
+    heap_registry_lock();
+    dirty_scan();
+    heap_registry_unlock();
+  }
   uint64_t t0 = os_now_ns();
   pool_hold_all();
+  if (snapshot_at_hold) snapshot_at_hold();
+  // Keep the replaced manifest's images for the next snapshot to rewrite
+  // when that one can be incremental: they are one of our sets.
+  w.keep_prev = why_all != DIRTY_ASKED && dirty_active() && cur_set >= 0;
   struct mmpool *nocopy = missing_copy();
   int pid = nocopy ? -ENOMEM : os_spawn_quiet();
   if (pid == 0) {
@@ -543,6 +906,92 @@ static int take(const char *dir, int dfd, uint64_t serial,
   return 0;
 }
 
+// Which image set this snapshot writes (*target) and, when it cannot be
+// rewritten incrementally, why (a DIRTY_* reason for every pool). The
+// directory's manifest must be the one this process put there last, in
+// the same directory; otherwise the sets are forgotten and the next two
+// snapshots are whole. pre: busy_pid.
+static int pick_set(int dfd, const struct snap_manifest *old, int *target) {
+  *target = cur_set >= 0 ? 1 - cur_set : 0;
+  if (!__atomic_load_n(&incremental_on, __ATOMIC_RELAXED)) {
+    sets[0].valid = sets[1].valid = 0;  // nothing tracked from here
+    cur_set = -1;
+    return DIRTY_ASKED;
+  }
+  struct os_stat st;
+  if (os_file_stat(dfd, &st) != 0) st.dev = st.ino = 0;
+  if (cur_set < 0 || !old || st.dev != set_dev || st.ino != set_ino ||
+      old->serial != sets[cur_set].m.serial ||
+      old->checksum != sets[cur_set].m.checksum) {
+    sets[0].valid = sets[1].valid = 0;
+    cur_set = -1;
+    set_dev = st.dev;
+    set_ino = st.ino;
+    *target = 0;
+    return DIRTY_NO_SET;
+  }
+  return sets[*target].valid ? DIRTY_OK : DIRTY_NO_SET;
+}
+
+// After set target was written and its manifest put in place: it is the
+// current set, its maps start empty. pre: busy_pid.
+static int set_written(int dfd, const char *dir, int target, int why_all,
+                       const struct snap_msg *msg) {
+  if (why_all == DIRTY_ASKED) return 0;
+  struct image_set *s = &sets[target];
+  s->valid = read_manifest(dfd, dir, &s->m) == 1 &&
+             s->m.npools == msg->pools;
+  if (!s->valid) {  // not what was written: start over
+    sets[0].valid = sets[1].valid = 0;
+    cur_set = -1;
+    return 0;
+  }
+  memcpy(s->ino, msg->ino, sizeof s->ino);
+  memcpy(s->mtime, msg->mtime, sizeof s->mtime);
+  cur_set = target;
+  dirty_taken(target);
+  return 0;
+}
+
+// A failed snapshot: its set's files may be half rewritten. When the new
+// manifest is in place all the same (only the directory's sync failed),
+// the sets are forgotten. pre: busy_pid.
+static void set_lost(int target, int placed) {
+  sets[target].valid = 0;
+  dirty_lost(target);
+  if (placed) {
+    sets[0].valid = sets[1].valid = 0;
+    cur_set = -1;
+  }
+}
+
+// The line a snapshot leaves: at info level, unless an incremental
+// snapshot was possible and the writer had to write an image whole (a
+// failure of the tracking, an image changed behind our back), or the
+// kernel refuses the tracking (said once): then a warning.
+static void said(const char *dir, uint64_t serial, const struct snap_msg *msg,
+                 uint64_t pause) {
+  static int kernel_said;
+  char sz[32], all[32], how[200];
+  fmt_size(sz, sizeof sz, msg->bytes);
+  fmt_size(all, sizeof all, msg->image_bytes);
+  int why = (int)msg->why_full;
+  if (msg->incremental && msg->incremental == msg->pools)
+    fmt_format(how, sizeof how, "incremental: %s written of %s", sz, all);
+  else if (msg->incremental)
+    fmt_format(how, sizeof how, "incremental for %u of %u pools: %s written "
+               "of %s; the others whole: %s", msg->incremental, msg->pools,
+               sz, all, dirty_why_text(why));
+  else
+    fmt_format(how, sizeof how, "full, %s: %s", sz, dirty_why_text(why));
+  int level = LOG_INFO;
+  if (why == DIRTY_LOST || why == DIRTY_CHANGED) level = LOG_WARN;
+  if (why == DIRTY_KERNEL && !kernel_said) level = LOG_WARN, kernel_said = 1;
+  log_print(level, "snapshot %llu of %u pools written to %s (%s; pause %llu "
+            "us)", (unsigned long long)serial, msg->pools, dir, how,
+            (unsigned long long)(pause / 1000));
+}
+
 int snapshot_take(const char *dir) {
   if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
   // From a signal handler that interrupted the allocator in this thread:
@@ -566,10 +1015,16 @@ int snapshot_take(const char *dir) {
     if (have_old < 0) r = have_old;
   }
   uint64_t pause = 0;
-  struct snap_msg msg;
+  static struct snap_msg msg;  // under busy_pid
   memset(&msg, 0, sizeof msg);
   uint64_t serial = have_old > 0 ? old.serial + 1 : 1;
-  if (!r) r = take(dir, dfd, serial, &pause, &msg);
+  int target = 0, why_all = DIRTY_OK;
+  if (!r) why_all = pick_set(dfd, have_old > 0 ? &old : NULL, &target);
+  if (!r)
+    r = take(dir, dfd, serial, have_old > 0 ? &old : NULL, target, why_all,
+             &pause, &msg);
+  if (!r) r = set_written(dfd, dir, target, why_all, &msg);
+  else if (why_all != DIRTY_ASKED) set_lost(target, msg.placed);
   if (!claimed && dfd >= 0 &&
       __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL) >= 0)
     os_close(dfd);
@@ -581,13 +1036,15 @@ int snapshot_take(const char *dir) {
     stats.pause_last_ns = pause;
     stats.pause_total_ns += pause;
     if (pause > stats.pause_max_ns) stats.pause_max_ns = pause;
+    stats.last_incremental = msg.incremental != 0;
+    stats.last_bytes = msg.bytes;
+    stats.last_image_bytes = msg.image_bytes;
+    if (msg.incremental) {
+      stats.incremental++;
+      stats.bytes_incremental += msg.bytes;
+    }
     last_err = 0;
-    char sz[32];
-    fmt_size(sz, sizeof sz, msg.bytes);
-    log_print(LOG_INFO, "snapshot %llu of %u pools written to %s (%s, "
-              "pause %llu us)",
-              (unsigned long long)serial, msg.pools,
-              dir, sz, (unsigned long long)(pause / 1000));
+    said(dir, serial, &msg, pause);
   }
   snap_end();
   return r;

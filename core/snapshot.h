@@ -16,6 +16,12 @@
 // directory synced; only then are the previous images removed. A crash at
 // any point leaves the previous manifest with its images, or the new one
 // with its images; what a crashed writer left is removed by the next one.
+//
+// Incremental snapshots (core/dirty.h, docs/snapshots.md): the previous
+// images of anonymous pools are not removed but hidden (SNAP_KEPT_PREFIX),
+// and the next snapshot renames each to its new name and rewrites only the
+// pages that differ, once the image is checked to be the one its writer
+// left. The files the current manifest names are never touched.
 #ifndef MMPOOL_SNAPSHOT_H
 #define MMPOOL_SNAPSHOT_H
 
@@ -30,8 +36,11 @@
 #define SNAP_MANIFEST "manifest"
 #define SNAP_MANIFEST_TMP "manifest.tmp"
 #define SNAP_FILE_MAX 80       // an image's file name, with its NUL
+// The previous snapshot's images kept for an incremental rewrite.
+#define SNAP_KEPT_PREFIX ".prev."
 
 enum { SNAP_POOL_ANON = 1, SNAP_POOL_SHARED = 2, SNAP_POOL_PRIVATE = 3 };
+enum { SNAP_HOW_FULL = 1, SNAP_HOW_INCREMENTAL = 2 };
 
 // One pool of the set. Everything here repeats (or names) what the image's
 // own header says, so that a manifest and an image that do not belong
@@ -45,7 +54,10 @@ struct snap_entry {
   uint64_t uuid[2];
   uint64_t header_checksum;       // the image header's checksum field
   uint32_t kind;                  // SNAP_POOL_*
-  uint32_t reserved;
+  // How the image was written: SNAP_HOW_INCREMENTAL, or SNAP_HOW_FULL with
+  // the reason (DIRTY_*, core/dirty.h) in bits 8-15; 0 in the manifests of
+  // builds before incremental snapshots.
+  uint32_t how;
 };
 _Static_assert(sizeof(struct snap_entry) == 192, "snap_entry layout");
 
@@ -61,7 +73,15 @@ struct snap_manifest {
   uint64_t pause_ns;              // how long the program was held
   uint64_t bytes;                 // bytes of all images written
   char program[16];               // the program's name
-  uint8_t reserved[48];
+  // Incremental snapshots (0 in manifests of older builds): the pools whose
+  // image was rewritten incrementally (0: a full snapshot), why the others
+  // were written whole (the weightiest DIRTY_* reason), and the bytes the
+  // images hold, which a full snapshot writes (bytes above is what this one
+  // wrote).
+  uint32_t incremental;
+  uint32_t why_full;
+  uint64_t image_bytes;
+  uint8_t reserved[32];
   struct snap_entry pool[MMPOOL_MAX_POOLS];
   uint64_t checksum;              // hash_bytes of everything above
 };
@@ -133,7 +153,19 @@ struct snap_stats {
   uint64_t taken, failed;
   uint64_t pause_last_ns, pause_max_ns, pause_total_ns;
   uint64_t bytes;
+  // Of those taken: incremental ones (at least one image rewritten
+  // incrementally) and the bytes they wrote; the last one's kind and bytes.
+  uint64_t incremental, bytes_incremental;
+  int last_incremental;
+  uint64_t last_bytes, last_image_bytes;
 };
+// Incremental snapshots on (the default) or off (snapshot-incremental=no:
+// every image written whole, nothing tracked). For the process.
+void snapshot_set_incremental(int on) HIDDEN;
+// For tests (they link the static core): called while the set is held,
+// after the scan of written pages and before the writer is made, as a
+// thread that runs through the hold would write then.
+extern void (*snapshot_at_hold)(void) HIDDEN;
 void snapshot_stats(struct snap_stats *out) HIDDEN;
 // For snapshots the program did not ask for (signal, interval, exit): 1
 // when err (0: success) differs from the last failure's, so that a cause

@@ -149,7 +149,8 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
     static const char *const names[] = {"anon",     "file", "mode", "size",
                                         "base",     "relocate", "full",
                                         "brk",      "recover", "trust",
-                                        "snapshot", "snapshot-on", "thp"};
+                                        "snapshot", "snapshot-on", "thp",
+                                        "snapshot-incremental"};
     unsigned opt = 0;
     while (opt < sizeof names / sizeof *names && !key_is(w, kl, names[opt]))
       opt++;
@@ -233,10 +234,17 @@ int spec_parse(const char *words, struct pool_spec *sp, char *why,
       else return BAD("bad value in '%.*s' (yes or no)", wi, w);
       sp->thp_set = 1;
       break;
+    case 13:
+      if (vl == 3 && !memcmp(v, "yes", 3)) sp->snap_full = 0;
+      else if (vl == 2 && !memcmp(v, "no", 2)) sp->snap_full = 1;
+      else return BAD("bad value in '%.*s' (yes or no)", wi, w);
+      break;
     }
   }
   if (sp->snap_on && !sp->snap_dir[0])
     return BAD("option 'snapshot-on' needs snapshot=DIR");
+  if (seen & (1u << 13) && !sp->snap_dir[0])
+    return BAD("option 'snapshot-incremental' needs snapshot=DIR");
   if (sp->snap_dir[0] && !sp->snap_on) sp->snap_on = SPEC_SNAP_ON_EXIT;
   if (sp->mode_set && !sp->file)
     return BAD("option 'mode' applies to file pools only (add file=PATH)");

@@ -40,6 +40,7 @@ struct pool_spec {
   unsigned snap_on;             // SPEC_SNAP_ON_* of snapshot-on=
   int snap_signal;              // signal:NAME
   uint32_t snap_interval;       // interval:N, seconds
+  int snap_full;                // snapshot-incremental=no: every one whole
 };
 
 enum { SPEC_SNAP_ON_EXIT = 1, SPEC_SNAP_ON_SIGNAL = 2,

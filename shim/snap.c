@@ -77,6 +77,7 @@ void snap_start(void) {
     if (shim_cfg.pools[i].spec.snap_dir[0]) snap_spec = &shim_cfg.pools[i].spec;
   if (!snap_spec) return;
   owner_pid = os_getpid();
+  snapshot_set_incremental(!snap_spec->snap_full);
   int c = snapshot_claim(snap_spec->snap_dir);
   if (c) {
     // Held by another process: the normal case of a program started by

@@ -317,16 +317,22 @@ __attribute__((destructor)) static void stats_report(void) {
   struct snap_stats ss;
   snapshot_stats(&ss);
   if (ss.taken || ss.failed) {
-    char b1[32];
-    line(&r, "snapshots: %llu taken, %llu failed; pause last %llu us, most "
-         "%llu us, mean %llu us; %s written (a snapshot at exit comes after "
-         "this report)",
+    char b1[32], b2[32], b3[32], b4[32];
+    line(&r, "snapshots: %llu taken, %llu failed (%llu incremental); pause "
+         "last %llu us, most %llu us, mean %llu us; %s written, %s by the "
+         "incremental ones; the last %s, %s of %s (a snapshot at exit "
+         "comes after this report)",
          (unsigned long long)ss.taken, (unsigned long long)ss.failed,
+         (unsigned long long)ss.incremental,
          (unsigned long long)(ss.pause_last_ns / 1000),
          (unsigned long long)(ss.pause_max_ns / 1000),
          (unsigned long long)(ss.taken ? ss.pause_total_ns / ss.taken / 1000
                                        : 0),
-         bytes(b1, sizeof b1, ss.bytes));
+         bytes(b1, sizeof b1, ss.bytes),
+         bytes(b2, sizeof b2, ss.bytes_incremental),
+         ss.last_incremental ? "incremental" : "full",
+         bytes(b3, sizeof b3, ss.last_bytes),
+         bytes(b4, sizeof b4, ss.last_image_bytes));
   }
   flush(&r);
 out:

@@ -26,6 +26,7 @@
 #include "inspect.h"
 #include "log.h"
 #include "poolcmd.h"
+#include "dirty.h"
 #include "snapshot.h"
 
 static struct snap_manifest man;
@@ -146,6 +147,25 @@ static const char *when(uint64_t t, char *buf, size_t n) {
   return buf;
 }
 
+// How an image was written (struct snap_entry's how): "incremental",
+// "full", or "" in manifests of builds before incremental snapshots; the
+// reason for a full one in *why (NULL when none).
+static const char *how_name(uint32_t how, const char **why) {
+  *why = NULL;
+  if ((how & 0xff) == SNAP_HOW_INCREMENTAL) return "incremental";
+  if ((how & 0xff) != SNAP_HOW_FULL) return "";
+  *why = dirty_why_text((int)(how >> 8));
+  return "full";
+}
+
+// The snapshot as a whole: "incremental", "full", or "" (not recorded).
+static const char *snap_kind(void) {
+  if (man.incremental) return "incremental";
+  for (uint32_t i = 0; i < man.npools; i++)
+    if (!man.pool[i].how) return "";
+  return "full";
+}
+
 int snapcmd_info(const char *dir, int json) {
   if (read_manifest(dir, 0)) return POOLCMD_BAD;
   char tb[64];
@@ -164,18 +184,25 @@ int snapcmd_info(const char *dir, int json) {
   if (json) {
     printf("{\"snapshot\": {\"serial\": %" PRIu64 ", \"taken\": %" PRIu64
            ", \"pid\": %u, \"program\": \"%.16s\", \"pause_ns\": %" PRIu64
-           ", \"bytes\": %" PRIu64 "}, \"pools\": [",
+           ", \"bytes\": %" PRIu64 ", \"written\": \"%s\", "
+           "\"incremental_pools\": %u, \"image_bytes\": %" PRIu64
+           ", \"why_full\": \"%s\"}, \"pools\": [",
            man.serial, man.taken, man.pid, man.program, man.pause_ns,
-           man.bytes);
+           man.bytes, snap_kind(), man.incremental, man.image_bytes,
+           man.incremental == man.npools ? ""
+                                         : dirty_why_text((int)man.why_full));
     for (uint32_t i = 0; i < man.npools; i++) {
       const struct snap_entry *e = &man.pool[i];
+      const char *why;
       printf("%s{\"name\": \"%s\", \"file\": \"%s\", \"kind\": \"%s\", "
              "\"base\": %" PRIu64 ", \"length\": %" PRIu64
-             ", \"generation\": %" PRIu64 ", \"pointers_to\": {",
+             ", \"generation\": %" PRIu64 ", \"written\": \"%s\", "
+             "\"why\": \"%s\", \"pointers_to\": {",
              i ? ", " : "", e->name, e->file,
              e->kind == SNAP_POOL_ANON ? "anon"
              : e->kind == SNAP_POOL_SHARED ? "shared" : "private",
-             e->base, e->length, e->generation);
+             e->base, e->length, e->generation, how_name(e->how, &why),
+             why ? why : "");
       int first = 1;
       for (uint32_t j = 0; j < man.npools; j++)
         if (ptrs[i].count[j]) {
@@ -193,14 +220,25 @@ int snapcmd_info(const char *dir, int json) {
            when(man.taken, tb, sizeof tb), man.program, man.pid);
     printf("pause       %" PRIu64 " us (the program was held this long)\n",
            man.pause_ns / 1000);
-    printf("written     %" PRIu64 " bytes\n", man.bytes);
+    const char *kind = snap_kind();
+    if (!*kind)
+      printf("written     %" PRIu64 " bytes\n", man.bytes);
+    else if (man.incremental)
+      printf("written     %" PRIu64 " bytes, incremental (%u of %u pools; "
+             "a full snapshot writes %" PRIu64 ")\n", man.bytes,
+             man.incremental, man.npools, man.image_bytes);
+    else
+      printf("written     %" PRIu64 " bytes, full: %s\n", man.bytes,
+             dirty_why_text((int)man.why_full));
     printf("pools       %u\n", man.npools);
     for (uint32_t i = 0; i < man.npools; i++) {
       const struct snap_entry *e = &man.pool[i];
+      const char *why, *how = how_name(e->how, &why);
       printf("  %-16s %s, base 0x%" PRIx64 ", %" PRIu64 " bytes, "
-             "generation %" PRIu64 ": %s\n",
+             "generation %" PRIu64 ": %s%s%s%s%s%s\n",
              e->name, kind_name(e->kind), e->base, e->length, e->generation,
-             e->file);
+             e->file, *how ? " (" : "", how, why ? ": " : "",
+             why ? why : "", *how ? ")" : "");
     }
     printf("pointers between pools (aligned words of live blocks)\n");
     int any = 0;
@@ -337,9 +375,9 @@ int snapcmd_snapshot(int pid, int wait_s) {
     // A manifest being replaced reads whole or not at all (rename).
     if (read_manifest(dir, 1) == 0 && man.serial > before) {
       printf("snapshot %" PRIu64 " of process %d in %s: %u pools, %" PRIu64
-             " bytes, pause %" PRIu64 " us\n",
+             " bytes%s%s, pause %" PRIu64 " us\n",
              man.serial, pid, sp->snap_dir, man.npools, man.bytes,
-             man.pause_ns / 1000);
+             *snap_kind() ? " " : "", snap_kind(), man.pause_ns / 1000);
       return fflush(stdout) == 0 ? POOLCMD_OK : POOLCMD_TOOL;
     }
     if (kill(pid, 0) != 0) {

@@ -258,6 +258,14 @@ static void test_unknown_word(void **state) {
   BAD("snapshot=/s snapshot-on=interval:200h", "out of range",
       "'interval:200h'");
   BAD("snapshot=/s snapshot=/t", "given twice", "'snapshot=/t'");
+  BAD("snapshot-incremental=no", "needs snapshot=DIR",
+      "snapshot-incremental");
+  BAD("snapshot=/s snapshot-incremental=off", "bad value",
+      "'snapshot-incremental=off'");
+  BAD("snapshot=/s snapshot-incremental=", "needs a value",
+      "'snapshot-incremental='");
+  BAD("snapshot=/s snapshot-incremental=no snapshot-incremental=yes",
+      "given twice", "'snapshot-incremental=yes'");
 }
 
 static void test_snapshot_words(void **state) {
@@ -267,6 +275,13 @@ static void test_snapshot_words(void **state) {
   assert_int_equal(spec_parse("snapshot=/var/snap", &sp, why, sizeof why), 0);
   assert_string_equal(sp.snap_dir, "/var/snap");
   assert_int_equal(sp.snap_on, SPEC_SNAP_ON_EXIT);  // the default
+  assert_int_equal(sp.snap_full, 0);  // incremental when it can be
+  assert_int_equal(spec_parse("snapshot=d snapshot-incremental=no", &sp, why,
+                              sizeof why), 0);
+  assert_int_equal(sp.snap_full, 1);
+  assert_int_equal(spec_parse("snapshot=d snapshot-incremental=yes", &sp, why,
+                              sizeof why), 0);
+  assert_int_equal(sp.snap_full, 0);
   assert_int_equal(spec_parse("snapshot=d snapshot-on=signal:SIGUSR1,"
                               "interval:5m,exit",
                               &sp, why, sizeof why),
