@@ -12,23 +12,8 @@
 # - MMPOOL_STATS=1 counts the incremental ones;
 # - snapshot-incremental=no: every one whole, and info says so.
 set -u
-lib=$(realpath "$1")
-tool=$(realpath "$2")
-py=/usr/bin/python3
-[ -x "$py" ] || py=$(command -v python3)
-d=$(mktemp -d "${TMPDIR:-/tmp}/mmpool-incr.XXXXXX") || exit 1
-trap 'rm -rf "$d"' EXIT
-fails=0
-fail() {
-  echo "FAIL: $*"
-  fails=$((fails + 1))
-}
-checks() {  # DIR WHAT
-  "$tool" check "$1" >"$d/chk.out" 2>"$d/chk.err" || {
-    fail "$2: mmpool check $1:"
-    cat "$d/chk.out" "$d/chk.err"
-  }
-}
+prefix=mmpool-incr
+. "$(dirname "$0")/common.sh"
 field() { "$tool" info --json "$1" 2>/dev/null |
   sed -n "s/.*\"snapshot\": {[^}]*\"$2\": \"*\([a-z0-9]*\).*/\1/p"; }
 

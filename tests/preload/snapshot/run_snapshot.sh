@@ -22,23 +22,8 @@
 # Each snapshot passes `mmpool check DIR`; each image attaches (mmpool info);
 # `mmpool map DIR` draws every pool of it.
 set -u
-lib=$(realpath "$1")
-tool=$(realpath "$2")
-py=/usr/bin/python3
-[ -x "$py" ] || py=$(command -v python3)
-d=$(mktemp -d "${TMPDIR:-/tmp}/mmpool-snap.XXXXXX") || exit 1
-trap 'rm -rf "$d"' EXIT
-fails=0
-fail() {
-  echo "FAIL: $*"
-  fails=$((fails + 1))
-}
-checks() {  # DIR WHAT
-  "$tool" check "$1" >"$d/chk.out" 2>"$d/chk.err" || {
-    fail "$2: mmpool check $1:"
-    cat "$d/chk.out" "$d/chk.err"
-  }
-}
+prefix=mmpool-snap
+. "$(dirname "$0")/common.sh"
 serial() { "$tool" info --json "$1" 2>/dev/null |
   sed -n 's/.*"serial": \([0-9]*\).*/\1/p'; }
 
