@@ -823,11 +823,7 @@ void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
   // MMPOOL_CHECK=full (every free checked by the slow path).
   if (tid != TID_NONE && o != OWNER_NONE && o != OWNER_DETACHED &&
       d->kind == PD_SLAB && (a & 15) == 0 && b[1] != (uintptr_t)d) {
-    // The start of a block handed out, as heap_block checks it, with the
-    // division done by a multiply (sizeclass.h, sc_recip).
-    uint64_t so = a - page_addr(p, page_index(p, d));
-    uint64_t q = (so * sc_recip[d->cls]) >> 40;
-    if (q * d->bsize == so && q < __atomic_load_n(&d->inited, __ATOMIC_RELAXED)) {
+    if (heap_block_start(d, a - page_addr(p, page_index(p, d)))) {
       uint64_t off = a - p->base;
       uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
       // A detached slab (TF_DETACHED) is adopted by the slow path; a

@@ -379,6 +379,18 @@ static inline __attribute__((always_inline)) void heap_free(void *ptr) {
   heap_free_as(ptr, "free");
 }
 
+// 1 when the address so bytes into slab d (its head descriptor) starts a
+// block handed out once, as heap_block decides it, with the division by
+// the block size done by a multiply (sizeclass.h, sc_recip). For the
+// paths that take a block without heap_block: realloc's, and free's of
+// another thread's block (whose owner may raise inited meanwhile).
+static inline __attribute__((always_inline)) int heap_block_start(
+    const struct pdesc *d, uint64_t so) {
+  uint64_t q = (so * sc_recip[d->cls]) >> 40;
+  return q * d->bsize == so &&
+         q < __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
+}
+
 // realloc's fast path, for a block of a slab this thread owns or no
 // thread owns (a full slab is detached: the blocks of a vector grown in
 // step with others fill their slab), checked as heap_free_as checks a
@@ -409,10 +421,9 @@ static inline __attribute__((always_inline)) int heap_try_resize(
   }
   // The start of a block handed out: realloc copies the block and frees
   // it, so an interior pointer is sent to the slow path (which aborts),
-  // not passed on as free's fast path would; the division is a multiply.
+  // not passed on as free's fast path would.
   uint64_t so = rel - ((uint64_t)(d - p->desc) << PAGE_SHIFT);
-  uint64_t q = (so * sc_recip[d->cls]) >> 40;
-  if (likely(q * d->bsize == so && q < d->inited &&
+  if (likely(heap_block_start(d, so) &&
              ((uint64_t *)a)[1] != (uintptr_t)d)) {
     uint32_t b = d->bsize;
     uint16_t *slack = pdesc_slack(p->base, d, a - p->base);
