@@ -57,6 +57,14 @@ static struct blk blks[NB];
 static unsigned nblk;
 static uint64_t seed = 0x9e3779b97f4a7c15ull;
 
+// Waits for child pid, which must have exited with status 0.
+static void child_ok(pid_t pid) {
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static uint64_t rnd(void) {
   seed ^= seed << 13;
   seed ^= seed >> 7;
@@ -345,10 +353,7 @@ static void fork_child_series(const char *sd) {
     blocks_hold();
     _exit(0);
   }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  child_ok(pid);
 }
 
 static void restore_child(const char *sd) {
@@ -376,10 +381,7 @@ static void restore_child(const char *sd) {
     snap(rd, 0, DIRTY_FILE, &m);
     _exit(0);
   }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  child_ok(pid);
 }
 
 static void test_series(void **state) {
@@ -569,10 +571,7 @@ static void test_kernel_refuses(void **state) {
     }
     _exit(0);
   }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  child_ok(pid);
 }
 
 int main(void) {
