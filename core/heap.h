@@ -394,8 +394,8 @@ static inline __attribute__((always_inline)) int heap_block_start(
 // realloc's fast path, for a block of a slab this thread owns or no
 // thread owns (a full slab is detached: the blocks of a vector grown in
 // step with others fill their slab), checked as heap_free_as checks a
-// block (the free mark, 16-byte alignment, a slab head) and also for being
-// the start of a block handed out: 1 when n bytes
+// block (the free mark, a slab head) and also for being the start of a
+// block handed out (so 16-byte aligned): 1 when n bytes
 // stay in place (heap_resize's rule: the block is at most twice what is
 // needed), its slack updated (the live block's own entry: no other thread
 // writes it); 0 when the block must move, with *pp its pool and *usable
@@ -407,11 +407,18 @@ static inline __attribute__((always_inline)) int heap_try_resize(
   uintptr_t a = (uintptr_t)ptr;
   struct mmpool *p = &pool_table[vmmap_pool_id(a)];
   uintptr_t rel = a - p->data;
-  if (!(rel < p->fast_len) || (a & 15)) return -1;
+  // No alignment test: a block start is a multiple of 16 from its slab's
+  // start (heap_block_start), which comes before the free mark's read.
+  if (!(rel < p->fast_len)) return -1;
   struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
+  uint64_t so = rel & ((1u << PAGE_SHIFT) - 1);  // a's offset in its slab
   heap_in();
   uint32_t tid = tl_fast.fast_tid;
-  if (d->owner != tid) d -= d->head_delta;
+  if (d->owner != tid) {
+    uint32_t delta = d->head_delta;
+    d -= delta;
+    so += (uint64_t)delta << PAGE_SHIFT;
+  }
   uint32_t o = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
   int r = -1;
   if (unlikely(o != tid && (o != OWNER_DETACHED || d->kind != PD_SLAB ||
@@ -422,7 +429,6 @@ static inline __attribute__((always_inline)) int heap_try_resize(
   // The start of a block handed out: realloc copies the block and frees
   // it, so an interior pointer is sent to the slow path (which aborts),
   // not passed on as free's fast path would.
-  uint64_t so = rel - ((uint64_t)(d - p->desc) << PAGE_SHIFT);
   if (likely(heap_block_start(d, so) &&
              ((uint64_t *)a)[1] != (uintptr_t)d)) {
     uint32_t b = d->bsize;

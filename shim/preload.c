@@ -507,13 +507,33 @@ EXPORT size_t malloc_usable_size(void *ptr) {
   return mmpool_usable_size(ptr);
 }
 
-static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
-                                                                  size_t n) {
-  if (!ptr) return malloc_inline(n);
+// realloc when the block moves within its pool p (the fast paths: a string
+// or vector grown step by step leaves its class); old is its usable size.
+static __attribute__((noinline)) void *realloc_move(void *ptr, size_t n,
+                                                    struct mmpool *p,
+                                                    size_t old) {
+  int errno0 = errno, dirty;
+  void *r = heap_alloc(p, n, &dirty);
+  if (likely(r != NULL)) {
+    memcpy(r, ptr, old < n ? old : n);
+    heap_free_as(ptr, "realloc");
+    return r;
+  }
+  errno = errno0;  // mmpool_realloc decides, and says why
+  r = mmpool_realloc(NULL, ptr, n);
+  if (likely(r != NULL)) return r;
+  return realloc_failed(ptr, n, errno0);
+}
+
+// Every other realloc but NULL: size 0, a bootstrap block (moved by a
+// malloc routed for the caller ra), another thread's or a large block, one
+// the fast path's checks refuse.
+static __attribute__((noinline)) void *realloc_slow(void *ptr, size_t n,
+                                                    uintptr_t ra) {
   if (unlikely(in_boot(ptr))) {
     // Bootstrap blocks move into a pool (they are never freed).
     if (n == 0) return NULL;
-    void *r = malloc_inline(n);
+    void *r = malloc_slow(n, ra);
     if (r) {
       size_t old = boot_size(ptr);
       memcpy(r, ptr, old < n ? old : n);
@@ -523,22 +543,6 @@ static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
   if (n == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
     heap_free_as(ptr, "realloc");
     return NULL;
-  }
-  // A small block of this thread: in place, or moved within its pool by
-  // the fast paths (a string or vector grown step by step).
-  struct mmpool *p;
-  size_t old;
-  int fast = heap_try_resize(ptr, n, &p, &old);
-  if (likely(fast > 0)) return ptr;
-  if (fast == 0) {
-    int errno0 = errno, dirty;
-    void *r = heap_alloc(p, n, &dirty);
-    if (likely(r != NULL)) {
-      memcpy(r, ptr, old < n ? old : n);
-      heap_free_as(ptr, "realloc");
-      return r;
-    }
-    errno = errno0;  // the slow path below decides, and says why
   }
   if (!pool_of_addr((uintptr_t)ptr)) {
     // Not ours (a foreign library's block): we cannot know its size.
@@ -552,7 +556,25 @@ static inline __attribute__((always_inline)) void *realloc_inline(void *ptr,
   return realloc_failed(ptr, n, errno0);
 }
 
-EXPORT void *realloc(void *ptr, size_t n) { return realloc_inline(ptr, n); }
+// realloc(NULL, n) is malloc's fast path; a small block of this thread (or
+// of a full slab) that stays in place returns here too, with no call: the
+// other cases are out of line. A bootstrap block and a foreign pointer
+// fail heap_try_resize's first test (no pool holds them in its checked
+// range); size 0 frees.
+static inline __attribute__((always_inline)) void *realloc_inline(
+    void *ptr, size_t n) {
+  if (!ptr) return malloc_inline(n);
+  struct mmpool *p;
+  size_t old;
+  int fast = likely(n != 0) ? heap_try_resize(ptr, n, &p, &old) : -1;
+  if (likely(fast > 0)) return ptr;
+  if (fast == 0) return realloc_move(ptr, n, p, old);
+  return realloc_slow(ptr, n, CALLER());
+}
+
+EXPORT void *realloc(void *ptr, size_t n) {
+  return realloc_inline(ptr, n);
+}
 
 EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
   size_t total;
