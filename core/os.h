@@ -69,6 +69,10 @@ int os_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int os_allocate(int fd, uint64_t off, uint64_t len);  // fallocate, mode 0
 int os_truncate(int fd, uint64_t len);
 int os_fsync(int fd);
+// Starts writing fd's dirty pages to its device and returns without
+// waiting (sync_file_range, SYNC_FILE_RANGE_WRITE): a later fsync then
+// waits for what is left. Errors are the caller's to ignore.
+int os_writeback(int fd);
 // flock: exclusive or shared, never waits (-EWOULDBLOCK when taken).
 int os_lock_file(int fd, int exclusive);
 int os_unlock_file(int fd);

@@ -301,6 +301,31 @@ static int old_free(uint32_t i, int *is_free) {
 enum { ACT_SKIP = 0, ACT_WRITE = 1, ACT_PUNCH = 2 };
 static const char zeros[1 << 16];
 
+// Bytes of data written to the image at hand since the device was last
+// started on it (image_put). The writer is a process of its own with one
+// thread.
+static uint64_t unkicked;
+#define SNAP_KICK (8u << 20)
+
+// Writes data to a whole image: os_pwrite_all, and every SNAP_KICK bytes
+// the device is started on what the image holds so far (os_writeback), so
+// that the disk works while the copy goes on and the fsync at the end waits
+// for the last few MiB only, not for all of them (1 GiB: 1.43-1.49 s ->
+// 0.85-1.01 s; bench/snapshot_time).
+static int image_put(int fd, const char *buf, uint64_t len, uint64_t off) {
+  int r = 0;
+  while (!r && len) {
+    uint64_t n = SNAP_KICK - unkicked < len ? SNAP_KICK - unkicked : len;
+    r = os_pwrite_all(fd, buf, n, off);
+    buf += n, off += n, len -= n;
+    if (!r && (unkicked += n) == SNAP_KICK) {
+      unkicked = 0;
+      os_writeback(fd);
+    }
+  }
+  return r;
+}
+
 // [off, off+len) of fd reads as zeros: a hole, or zeros written on a file
 // system without holes.
 static int zero_range(int fd, uint64_t off, uint64_t len) {
@@ -320,6 +345,9 @@ static int act(int fd, int what, const char *data, uint64_t data_off,
   uint64_t off = lo << DIRTY_SHIFT, bytes = (hi - lo) << DIRTY_SHIFT;
   if (what == ACT_WRITE) {
     *written += bytes;
+    // No image_put: starting the device on scattered pages early made an
+    // incremental snapshot at 10 % dirty three times slower (the fsync
+    // gets them sorted and merged).
     return os_pwrite_all(fd, data + off, bytes, data_off + off);
   }
   return what == ACT_PUNCH ? zero_range(fd, data_off + off, bytes) : 0;
@@ -544,15 +572,21 @@ static int write_image(struct writer *w, struct mmpool *p, const char *file,
     if (!r) r = os_pwrite_all(fd, &h, sizeof h, 0);
     if (!r && meta) r = os_pwrite_all(fd, descs, meta, h.desc_off);
     written = sizeof h + meta;
-    for (uint32_t i = 0; !r && i < top;) {
-      uint32_t n = d[i].npages;
-      if (n == 0 || n > top - i) n = top - i;  // not a span: write it all
-      if (d[i].kind != PD_FREE) {
-        uint64_t off = (uint64_t)i << PAGE_SHIFT, bytes = (uint64_t)n
-                                                         << PAGE_SHIFT;
-        r = os_pwrite_all(fd, data + off, bytes, h.data_off + off);
-        written += bytes;
+    // Runs of spans in use, each in one write (free spans stay holes).
+    uint32_t run = 0;  // the first page of the run at hand
+    for (uint32_t i = 0; !r && i <= top;) {
+      uint32_t n = i < top ? d[i].npages : 0;
+      if (i < top && (n == 0 || n > top - i)) n = top - i;  // not a span
+      if (i == top || d[i].kind == PD_FREE) {
+        if (run < i) {
+          uint64_t off = (uint64_t)run << PAGE_SHIFT,
+                   bytes = (uint64_t)(i - run) << PAGE_SHIFT;
+          r = image_put(fd, data + off, bytes, h.data_off + off);
+          written += bytes;
+        }
+        run = i + n;
       }
+      if (i == top) break;
       i += n;
     }
   }
