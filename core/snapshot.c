@@ -299,7 +299,12 @@ static int old_free(uint32_t i, int *is_free) {
 }
 
 enum { ACT_SKIP = 0, ACT_WRITE = 1, ACT_PUNCH = 2 };
-static const char zeros[1 << 16];
+// What zero_range writes where the file system has no holes. Not const:
+// in .bss, whose pages nobody maps until this writer reads them (and then
+// the kernel's zero page), rather than 64 KiB of .rodata in the library
+// file, which the kernel maps around every fault near it into every
+// program (docs/performance.md, "The library's own memory").
+static char zeros[1 << 16];
 
 // [off, off+len) of fd reads as zeros: a hole, or zeros written on a file
 // system without holes.
