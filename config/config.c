@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 
+#include "compiler.h"
 #include "fmt.h"
 #include "log.h"
 #include "os.h"
@@ -139,7 +140,7 @@ static int has_word(const char *words, const char *w) {
 
 static void add_line(struct report *rep, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void add_line(struct report *rep, const char *fmt, ...) {
+RARE static void add_line(struct report *rep, const char *fmt, ...) {
   rep->nerr++;
   struct config_errors *e = rep->errs;
   if (!e) return;
@@ -156,7 +157,7 @@ static void add_line(struct report *rep, const char *fmt, ...) {
 }
 
 // A long path is shown by its tail, the part that tells files apart.
-static void show_path(const char *path, char *out, size_t n) {
+RARE static void show_path(const char *path, char *out, size_t n) {
   size_t len = strlen(path);
   if (len < n) {
     memcpy(out, path, len + 1);
@@ -165,7 +166,7 @@ static void show_path(const char *path, char *out, size_t n) {
   fmt_format(out, n, "...%s", path + len - (n - 4));
 }
 
-static void show_text(const char *s, size_t len, char *out) {
+RARE static void show_text(const char *s, size_t len, char *out) {
   if (len > CONFIG_STMT_SHOWN)
     fmt_format(out, CONFIG_STMT_SHOWN + 1, "%.*s...", CONFIG_STMT_SHOWN - 3, s);
   else
@@ -174,8 +175,8 @@ static void show_text(const char *s, size_t len, char *out) {
 
 static void stmt_error(struct work *x, const struct origin *at, const char *fmt,
                        ...) __attribute__((format(printf, 3, 4)));
-static void stmt_error(struct work *x, const struct origin *at, const char *fmt,
-                       ...) {
+RARE static void stmt_error(struct work *x, const struct origin *at,
+                            const char *fmt, ...) {
   char fault[CONFIG_ERROR_LEN], shown[CONFIG_STMT_SHOWN + 1];
   va_list ap;
   va_start(ap, fmt);
@@ -198,7 +199,8 @@ static void stmt_error(struct work *x, const struct origin *at, const char *fmt,
 
 #define NAME_RULE "1 to 47 of A-Z a-z 0-9 _ . -"
 
-static void st_pool(struct work *x, const struct origin *at, const char *p) {
+RARE static void st_pool(struct work *x, const struct origin *at,
+                         const char *p) {
   struct mmpool_config *c = x->c;
   size_t n;
   const char *name = next_word(&p, &n);
@@ -233,8 +235,8 @@ static void st_pool(struct work *x, const struct origin *at, const char *p) {
 #define COND_RULE "size>=N, size<N, size=A..B, lib=GLOB or thread=GLOB"
 
 // A size of a condition; 0 or -1 after reporting.
-static int cond_size(struct work *x, const struct origin *at, const char *s,
-                     size_t n, uint64_t *v) {
+RARE static int cond_size(struct work *x, const struct origin *at,
+                          const char *s, size_t n, uint64_t *v) {
   trim(&s, &n);
   int r = spec_parse_size(s, n, v);
   if (r == -ERANGE)
@@ -245,8 +247,8 @@ static int cond_size(struct work *x, const struct origin *at, const char *s,
 }
 
 // Parses cond (n bytes, trimmed) into r; 0 or -1 after reporting.
-static int parse_cond(struct work *x, const struct origin *at, const char *cond,
-                      size_t n, struct config_route *r) {
+RARE static int parse_cond(struct work *x, const struct origin *at,
+                           const char *cond, size_t n, struct config_route *r) {
   int shown = (int)(n > 60 ? 60 : n);
   size_t k = 0;
   while (k < n && cond[k] >= 'a' && cond[k] <= 'z')
@@ -324,7 +326,8 @@ static int parse_cond(struct work *x, const struct origin *at, const char *cond,
   return 0;
 }
 
-static void st_route(struct work *x, const struct origin *at, const char *p) {
+RARE static void st_route(struct work *x, const struct origin *at,
+                          const char *p) {
   struct mmpool_config *c = x->c;
   // The last "->": a pool name cannot hold '>', a pattern may.
   const char *arrow = NULL;
@@ -351,7 +354,8 @@ static void st_route(struct work *x, const struct origin *at, const char *p) {
   x->route_at[i] = *at;
 }
 
-static void st_default(struct work *x, const struct origin *at, const char *p) {
+RARE static void st_default(struct work *x, const struct origin *at,
+                            const char *p) {
   size_t n, extra;
   const char *name = next_word(&p, &n);
   next_word(&p, &extra);
@@ -366,7 +370,7 @@ static void st_default(struct work *x, const struct origin *at, const char *p) {
   x->default_set = 1;
 }
 
-static void statement(struct work *x, const struct origin *at) {
+RARE static void statement(struct work *x, const struct origin *at) {
   const char *p = at->text;
   size_t n;
   const char *w = next_word(&p, &n);
@@ -382,7 +386,7 @@ static void statement(struct work *x, const struct origin *at) {
 }
 
 // Splits s[0..n) (with s[n] == 0, ours to write) into statements.
-static void parse_text(struct work *x, char *s, size_t n, unsigned src) {
+RARE static void parse_text(struct work *x, char *s, size_t n, unsigned src) {
   size_t i = 0;
   unsigned line = 1, num = 0;
   while (i < n) {
@@ -411,7 +415,7 @@ static void parse_text(struct work *x, char *s, size_t n, unsigned src) {
 // ---------------------------------------------------------------------------
 // Sources
 
-static void load_file(struct work *x, const char *path) {
+RARE static void load_file(struct work *x, const char *path) {
   char shown[121], ebuf[24];
   show_path(path, shown, sizeof shown);
   x->path = path;
@@ -758,7 +762,7 @@ struct out {
   size_t n, len;
 };
 
-static void putn(struct out *o, const char *s, size_t l) {
+RARE static void putn(struct out *o, const char *s, size_t l) {
   if (o->len + 1 < o->n) {
     size_t room = o->n - 1 - o->len;
     memcpy(o->buf + o->len, s, l < room ? l : room);
@@ -767,11 +771,11 @@ static void putn(struct out *o, const char *s, size_t l) {
   if (o->n) o->buf[o->len < o->n ? o->len : o->n - 1] = 0;
 }
 
-static void put(struct out *o, const char *s) { putn(o, s, strlen(s)); }
+RARE static void put(struct out *o, const char *s) { putn(o, s, strlen(s)); }
 
 // The user's text (a path, a pattern), its control bytes escaped as \xNN:
 // the description is printed (mmpool run --explain, MMPOOL_DEBUG).
-static void put_text(struct out *o, const char *s) {
+RARE static void put_text(struct out *o, const char *s) {
   for (; *s; s++) {
     char esc[8];
     size_t l = fmt_escape(esc, sizeof esc, s, 1);
@@ -779,7 +783,7 @@ static void put_text(struct out *o, const char *s) {
   }
 }
 
-static void put_num(struct out *o, uint64_t v, unsigned radix) {
+RARE static void put_num(struct out *o, uint64_t v, unsigned radix) {
   char tmp[24];
   int i = sizeof tmp;
   do
@@ -789,7 +793,7 @@ static void put_num(struct out *o, uint64_t v, unsigned radix) {
 }
 
 // A size in the largest unit that divides it, as spec_parse_size reads it.
-static void put_size(struct out *o, uint64_t v) {
+RARE static void put_size(struct out *o, uint64_t v) {
   static const char units[] = "KMGT";
   int u = -1;
   while (u < 3 && v && v % 1024 == 0)
@@ -798,7 +802,7 @@ static void put_size(struct out *o, uint64_t v) {
   if (u >= 0) putn(o, &units[u], 1);
 }
 
-static void pool_line(struct out *o, const struct config_pool *p) {
+RARE static void pool_line(struct out *o, const struct config_pool *p) {
   const struct pool_spec *sp = &p->spec;
   put(o, "pool ");
   put(o, p->name);
@@ -853,8 +857,8 @@ static void pool_line(struct out *o, const struct config_pool *p) {
   }
 }
 
-static void route_line(struct out *o, const struct mmpool_config *c,
-                       const struct config_route *r) {
+RARE static void route_line(struct out *o, const struct mmpool_config *c,
+                            const struct config_route *r) {
   put(o, "route ");
   if (r->cond == CONFIG_SIZE) {
     if (r->hi == UINT64_MAX) {
@@ -879,23 +883,24 @@ static void route_line(struct out *o, const struct mmpool_config *c,
   put(o, r->pool < c->npools ? c->pools[r->pool].name : "?");
 }
 
-size_t config_describe_pool(const struct mmpool_config *c, unsigned i,
-                            char *buf, size_t n) {
+RARE size_t config_describe_pool(const struct mmpool_config *c, unsigned i,
+                                 char *buf, size_t n) {
   struct out o = {buf, n, 0};
   if (n) buf[0] = 0;
   if (i < c->npools) pool_line(&o, &c->pools[i]);
   return o.len;
 }
 
-size_t config_describe_route(const struct mmpool_config *c, unsigned i,
-                             char *buf, size_t n) {
+RARE size_t config_describe_route(const struct mmpool_config *c, unsigned i,
+                                  char *buf, size_t n) {
   struct out o = {buf, n, 0};
   if (n) buf[0] = 0;
   if (i < c->nroutes) route_line(&o, c, &c->routes[i]);
   return o.len;
 }
 
-size_t config_describe(const struct mmpool_config *c, char *buf, size_t n) {
+RARE size_t config_describe(const struct mmpool_config *c, char *buf,
+                            size_t n) {
   static const char *const lv[] = {"error", "warn", "info", "debug"};
   struct out o = {buf, n, 0};
   if (n) buf[0] = 0;

@@ -118,7 +118,7 @@ int mmpool_close(mmpool_t *pool) {
   return r ? fail_int(r) : 0;
 }
 
-int mmpool_sync(mmpool_t *pool) {
+RARE int mmpool_sync(mmpool_t *pool) {
   log_take_code();
   struct mmpool *p = resolve(pool, "mmpool_sync");
   if (!p) return fail_int(-log_take_code());
@@ -132,7 +132,7 @@ int mmpool_snapshot(const char *dir) {
   return r ? fail_int(r) : 0;
 }
 
-int mmpool_restore(const char *dir, const char *options) {
+RARE int mmpool_restore(const char *dir, const char *options) {
   log_take_code();
   static struct snap_manifest m;  // 12 KiB: not on the stack
   static char files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
@@ -418,7 +418,7 @@ size_t mmpool_capacity(const mmpool_t *pool) {
   return p ? p->capacity : 0;
 }
 
-int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
+RARE int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
   log_take_code();
   struct mmpool *p = resolve(pool, "mmpool_stats");
   if (!p) return fail_int(-log_take_code());
@@ -432,7 +432,7 @@ int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
   return 0;
 }
 
-int mmpool_check(mmpool_t *pool) {
+RARE int mmpool_check(mmpool_t *pool) {
   log_take_code();
   struct mmpool *p = resolve(pool, "mmpool_check");
   if (!p) return fail_int(-log_take_code());
@@ -447,8 +447,8 @@ int mmpool_check(mmpool_t *pool) {
   return 0;
 }
 
-int mmpool_walk(mmpool_t *pool, int (*fn)(void *, size_t, void *),
-                void *arg) {
+RARE int mmpool_walk(mmpool_t *pool, int (*fn)(void *, size_t, void *),
+                     void *arg) {
   log_take_code();
   struct mmpool *p = resolve(pool, "mmpool_walk");
   if (!p) return fail_int(-log_take_code());

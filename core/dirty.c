@@ -50,7 +50,7 @@ __attribute__((constructor)) static void dirty_ctor(void) {
   pthread_atfork(NULL, NULL, dirty_fork_child);
 }
 
-const char *dirty_why_text(int why) {
+RARE const char *dirty_why_text(int why) {
   static const char *const text[DIRTY_WHY_COUNT] = {
       "incremental",
       "no earlier image set of this process to rewrite",
@@ -64,16 +64,16 @@ const char *dirty_why_text(int why) {
   return why >= 0 && why < DIRTY_WHY_COUNT ? text[why] : "unknown";
 }
 
-int dirty_active(void) { return uffd >= 0; }
+RARE int dirty_active(void) { return uffd >= 0; }
 
-static void set_bits(uint64_t *m, uint64_t lo, uint64_t hi) {
+RARE static void set_bits(uint64_t *m, uint64_t lo, uint64_t hi) {
   while (lo < hi && (lo & 63)) m[lo >> 6] |= 1ull << (lo & 63), lo++;
   while (lo + 64 <= hi) m[lo >> 6] = ~0ull, lo += 64;
   while (lo < hi) m[lo >> 6] |= 1ull << (lo & 63), lo++;
 }
 
 // Adds [lo, hi) (addresses) to every map of t.
-static void mark(struct track *t, uint64_t lo, uint64_t hi) {
+RARE static void mark(struct track *t, uint64_t lo, uint64_t hi) {
   uint64_t limit = t->data + ((uint64_t)t->words << (6 + DIRTY_SHIFT));
   if (lo < t->data) lo = t->data;
   if (hi > limit) hi = limit;
@@ -83,7 +83,7 @@ static void mark(struct track *t, uint64_t lo, uint64_t hi) {
   for (int s = 0; s < DIRTY_SETS; s++) set_bits(t->map + s * t->words, lo, hi);
 }
 
-static void untrack(struct track *t, int why) {
+RARE static void untrack(struct track *t, int why) {
   t->gen = 0;
   t->scanned = 0;
   t->why = (uint8_t)why;
@@ -91,7 +91,7 @@ static void untrack(struct track *t, int why) {
 }
 
 // Maps for `pages` pages (the range registered), keeping what they hold.
-static int fit_maps(struct track *t, uint64_t pages) {
+RARE static int fit_maps(struct track *t, uint64_t pages) {
   size_t words = (size_t)((pages + 63) >> 6);
   if (words <= t->words) return 0;
   words += words / 4;  // room to grow without a copy each time
@@ -108,8 +108,8 @@ static int fit_maps(struct track *t, uint64_t pages) {
 }
 
 // Scans [lo, hi): the written pages into t's maps, protected again.
-static long scan(struct track *t, uintptr_t lo, uintptr_t hi, int what,
-                 int fd) {
+RARE static long scan(struct track *t, uintptr_t lo, uintptr_t hi, int what,
+                      int fd) {
   while (lo < hi) {
     uintptr_t end = hi;
     long n = os_pagemap_scan(fd, what, lo, hi, vec, SCAN_VEC, &end);
@@ -121,7 +121,7 @@ static long scan(struct track *t, uintptr_t lo, uintptr_t hi, int what,
   return 0;
 }
 
-static void scan_one(unsigned id) {
+RARE static void scan_one(unsigned id) {
   struct mmpool *p = &pool_table[id];
   struct track *t = &tracks[id];
   t->scanned = 0;
@@ -177,7 +177,7 @@ static void scan_one(unsigned id) {
   t->why = (uint8_t)why;
 }
 
-void dirty_scan(void) {
+RARE void dirty_scan(void) {
   if (uffd < 0 && !refused) {
     int fd = os_uffd_open();
     int pm = fd >= 0 ? os_pagemap_open() : fd;
@@ -192,7 +192,7 @@ void dirty_scan(void) {
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) scan_one(i);
 }
 
-int dirty_usable(unsigned id, int s) {
+RARE int dirty_usable(unsigned id, int s) {
   const struct track *t = &tracks[id];
   const struct mmpool *p = &pool_table[id];
   if (!t->scanned) return t->why ? t->why : DIRTY_LOST;
@@ -201,7 +201,7 @@ int dirty_usable(unsigned id, int s) {
   return t->valid[s] ? DIRTY_OK : t->why ? t->why : DIRTY_NEW;
 }
 
-void dirty_taken(int s) {
+RARE void dirty_taken(int s) {
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     struct track *t = &tracks[i];
     t->valid[s] = t->scanned && t->gen == pool_table[i].gen;
@@ -209,17 +209,17 @@ void dirty_taken(int s) {
   }
 }
 
-void dirty_lost(int s) {
+RARE void dirty_lost(int s) {
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) tracks[i].valid[s] = 0;
 }
 
-int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) {
+RARE int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) {
   struct track *t = &tracks[id];
   (void)s;  // every map gets them: this copy uses s's alone
   return (int)scan(t, start, end, OS_SCAN_WRITTEN, pagemap);
 }
 
-int dirty_test(unsigned id, int s, uint64_t page) {
+RARE int dirty_test(unsigned id, int s, uint64_t page) {
   const struct track *t = &tracks[id];
   if (page >= (uint64_t)t->words * 64) return 1;
   return (int)(t->map[s * t->words + (page >> 6)] >> (page & 63)) & 1;
@@ -234,7 +234,7 @@ static struct {
   long n, i;            // vec[i, n) not handed out yet
 } holes = {-1, 0, 0, 0, 0};
 
-int dirty_holes_start(uintptr_t start, uintptr_t end) {
+RARE int dirty_holes_start(uintptr_t start, uintptr_t end) {
   if (holes.fd < 0) {
     int fd = os_pagemap_open();
     if (fd < 0) return fd;
@@ -246,7 +246,7 @@ int dirty_holes_start(uintptr_t start, uintptr_t end) {
   return 0;
 }
 
-int dirty_holes_next(uintptr_t *lo, uintptr_t *hi) {
+RARE int dirty_holes_next(uintptr_t *lo, uintptr_t *hi) {
   while (holes.i == holes.n) {
     if (holes.next >= holes.end) return 0;
     uintptr_t we = holes.end;

@@ -30,8 +30,9 @@ _Static_assert(BM_WORDS == INSPECT_BM_WORDS, "inspect.h says the size");
 // ---------------------------------------------------------------------------
 // Version 1 headers
 
-int inspect_v1_convert(const void *page, uint64_t file_size, uint64_t ctime,
-                       struct poolfile_header *h, char *why, size_t why_len) {
+RARE int inspect_v1_convert(const void *page, uint64_t file_size,
+                            uint64_t ctime, struct poolfile_header *h,
+                            char *why, size_t why_len) {
   const struct poolfile_header_v1 *o = page;
   if (memcmp(o->magic, POOLFILE_MAGIC, 8) != 0) {
     fmt_format(why, why_len, "not an mmpool pool file (bad magic)");
@@ -105,8 +106,8 @@ int inspect_v1_convert(const void *page, uint64_t file_size, uint64_t ctime,
 // ---------------------------------------------------------------------------
 // Open and close
 
-int inspect_open(struct inspect *in, const char *path, unsigned flags,
-                 char *why, size_t why_len) {
+RARE int inspect_open(struct inspect *in, const char *path, unsigned flags,
+                      char *why, size_t why_len) {
   char eb[64];
   memset(in, 0, sizeof *in);
   in->fd = -1;
@@ -208,7 +209,7 @@ fail:
   return r;
 }
 
-void inspect_close(struct inspect *in) {
+RARE void inspect_close(struct inspect *in) {
   if (in->map) vmmap_view_release(in->map);
   in->map = 0;
   if (in->fd >= 0) os_close(in->fd);
@@ -230,14 +231,14 @@ struct walker {
   size_t bits_len;
 };
 
-static uint64_t page_off(const struct inspect *in, uint32_t i) {
+RARE static uint64_t page_off(const struct inspect *in, uint32_t i) {
   return in->hdr.data_off + ((uint64_t)i << PAGE_SHIFT);
 }
 
 static void report(struct walker *w, int64_t page, uint64_t off,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void report(struct walker *w, int64_t page, uint64_t off,
-                   const char *fmt, ...) {
+RARE static void report(struct walker *w, int64_t page, uint64_t off,
+                        const char *fmt, ...) {
   char line[512];
   size_t n = 0;
   uint64_t base = w->in->hdr.base;
@@ -255,10 +256,10 @@ static void report(struct walker *w, int64_t page, uint64_t off,
     w->cb->problem(w->cb->arg, page, off ? base + off : 0, line);
 }
 
-static int bit(const uint64_t *bm, uint64_t i) {
+RARE static int bit(const uint64_t *bm, uint64_t i) {
   return bm[i / 64] >> (i % 64) & 1;
 }
-static void set_bit(uint64_t *bm, uint64_t i) {
+RARE static void set_bit(uint64_t *bm, uint64_t i) {
   bm[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
@@ -271,8 +272,8 @@ static unsigned bin_of(uint32_t n) {  // as page.c
 // The slab fields that say where its blocks and slack array are; 0 when
 // they agree with the class table (then every block offset below nblocks
 // and every slack entry lies inside the slab).
-static int slab_fields_ok(const struct inspect *in, const struct pdesc *d,
-                          uint32_t i) {
+RARE static int slab_fields_ok(const struct inspect *in, const struct pdesc *d,
+                               uint32_t i) {
   if (d->cls >= SC_COUNT) return 0;
   const struct sizeclass *sc = &sc_table[d->cls];
   return d->bsize == sc->bsize && d->nblocks == sc->nblocks &&
@@ -283,10 +284,10 @@ static int slab_fields_ok(const struct inspect *in, const struct pdesc *d,
 
 // Marks the blocks of one free list of slab i in bm; their count, or -1
 // with the fault in why (w may be NULL: no report).
-static int64_t mark_list(const struct inspect *in, const struct pdesc *d,
-                         uint32_t i, uint64_t off, uint64_t *bm,
-                         const char *which, char *why, size_t why_len,
-                         uint64_t *where) {
+RARE static int64_t mark_list(const struct inspect *in, const struct pdesc *d,
+                              uint32_t i, uint64_t off, uint64_t *bm,
+                              const char *which, char *why, size_t why_len,
+                              uint64_t *where) {
   uint64_t slab = page_off(in, i);
   uint32_t n = 0;
   while (off) {
@@ -318,9 +319,9 @@ static int64_t mark_list(const struct inspect *in, const struct pdesc *d,
 
 // Scans slab i: its free blocks into bm; 0 when sound, else -1 (each fault
 // reported when w is not NULL). *nfree, *nremote: blocks on its lists.
-static int slab_scan(struct walker *w, struct inspect *in,
-                     const struct pdesc *d, uint32_t i, uint64_t *bm,
-                     uint32_t *nfree, uint32_t *nremote) {
+RARE static int slab_scan(struct walker *w, struct inspect *in,
+                          const struct pdesc *d, uint32_t i, uint64_t *bm,
+                          uint32_t *nfree, uint32_t *nremote) {
   char why[256];
   uint64_t where = 0;
   memset(bm, 0, BM_WORDS * 8);
@@ -395,8 +396,8 @@ static int slab_scan(struct walker *w, struct inspect *in,
 }
 
 // Slab i is sound (fields, lists, counts): its live blocks into the stats.
-static void count_slab(struct walker *w, const struct pdesc *d, uint32_t i,
-                       const uint64_t *bm) {
+RARE static void count_slab(struct walker *w, const struct pdesc *d, uint32_t i,
+                            const uint64_t *bm) {
   struct inspect_class *c = &w->st->cls[d->cls];
   for (uint32_t b = 0; b < d->inited; b++) {
     if (bit(bm, b)) continue;
@@ -407,7 +408,7 @@ static void count_slab(struct walker *w, const struct pdesc *d, uint32_t i,
 }
 
 // Pages [i, i+n) whose kinds say no span starts there: one line.
-static uint32_t bad_run(struct walker *w, uint32_t i, const char *what) {
+RARE static uint32_t bad_run(struct walker *w, uint32_t i, const char *what) {
   uint32_t j = i + 1;
   while (j < w->top && w->desc[j].kind != PD_FREE &&
          w->desc[j].kind != PD_SLAB && w->desc[j].kind != PD_LARGE)
@@ -424,7 +425,7 @@ static uint32_t bad_run(struct walker *w, uint32_t i, const char *what) {
   return j;
 }
 
-static void walk_spans(struct walker *w) {
+RARE static void walk_spans(struct walker *w) {
   const struct pdesc *D = w->desc;
   uint32_t top = w->top;
   uint64_t bm[BM_WORDS];
@@ -527,7 +528,7 @@ static void walk_spans(struct walker *w) {
 // The free-span bins and the avail lists: each member a head of the right
 // kind, size or class, met once, back links right; every free span in its
 // bin and every listed slab on its list.
-static void walk_lists(struct walker *w) {
+RARE static void walk_lists(struct walker *w) {
   const struct pdesc *D = w->desc;
   const struct pool_state *st = &w->in->hdr.st;
   uint32_t top = w->top;
@@ -578,8 +579,8 @@ static void walk_lists(struct walker *w) {
   }
 }
 
-unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
-                      struct inspect_stats *stats) {
+RARE unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
+                           struct inspect_stats *stats) {
   struct inspect_stats local;
   struct walker w = {.in = in, .cb = cb, .st = stats ? stats : &local};
   memset(w.st, 0, sizeof *w.st);
@@ -618,8 +619,8 @@ unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
   return w.problems;
 }
 
-int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
-                      uint32_t *inited) {
+RARE int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
+                           uint32_t *inited) {
   const struct poolfile_header *h = &in->hdr;
   uint32_t top = h->st.top;
   if (head >= top) return -1;
@@ -633,8 +634,8 @@ int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
   return 0;
 }
 
-int inspect_block_at(struct inspect *in, uint64_t off, uint64_t *blk,
-                     uint64_t *len) {
+RARE int inspect_block_at(struct inspect *in, uint64_t off, uint64_t *blk,
+                          uint64_t *len) {
   const struct poolfile_header *h = &in->hdr;
   if (off < h->data_off || off >= h->st.length) return 0;
   uint64_t i = (off - h->data_off) >> PAGE_SHIFT;

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "compiler.h"
 #include "fmt.h"
 #include "os.h"
 
@@ -86,7 +87,7 @@ int log_take_code(void) {
   return c;
 }
 
-int log_fail(int err, const char *fmt, ...) {
+RARE int log_fail(int err, const char *fmt, ...) {
   last_code = err;
   char raw[sizeof last_error];
   va_list ap;

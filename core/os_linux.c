@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "os.h"
 
+#include "compiler.h"
 #include "fmt.h"
 
 #include <errno.h>
@@ -183,7 +184,7 @@ int os_open_walk(const char *path, int flags, int mode) {
   return open_walk(path, flags, mode);
 }
 
-static int open_walk(const char *path, int flags, int mode) {
+RARE static int open_walk(const char *path, int flags, int mode) {
   // dir: the directory the next component is looked up in; owned (closed
   // here) once it is not AT_FDCWD.
   int dir = AT_FDCWD;
@@ -240,7 +241,7 @@ static int open_walk(const char *path, int flags, int mode) {
   }
 }
 
-int os_open_nolinks(const char *path, int flags, int mode) {
+RARE int os_open_nolinks(const char *path, int flags, int mode) {
   int f = FAULT(OS_FAULT_OPEN);
   if (f) return f;
   struct open_how how;
@@ -376,8 +377,8 @@ int os_unlink_at(int dirfd, const char *name) {
   return (int)SYS3(SYS_unlinkat, dirfd, name, 0);
 }
 
-int os_list_dir(int dirfd, int (*fn)(void *arg, const char *name),
-                void *arg) {
+RARE int os_list_dir(int dirfd, int (*fn)(void *arg, const char *name),
+                     void *arg) {
   // struct linux_dirent64: ino 8, off 8, reclen 2, type 1, then the name.
   char buf[4096] __attribute__((aligned(8)));
   long r = SYS3(SYS_lseek, dirfd, 0, SEEK_SET);
@@ -526,8 +527,8 @@ int os_find_mapping(uintptr_t addr, size_t len, uintptr_t *end, char *out,
   return found;
 }
 
-void os_describe_mapping(uintptr_t addr, size_t len, char *out,
-                         size_t outlen) {
+RARE void os_describe_mapping(uintptr_t addr, size_t len, char *out,
+                              size_t outlen) {
   int r = os_find_mapping(addr, len, NULL, out, outlen);
   if (r == 1 || !outlen) return;
   char eb[64];
@@ -537,7 +538,6 @@ void os_describe_mapping(uintptr_t addr, size_t len, char *out,
   else
     fmt_format(out, outlen, "an unknown mapping");
 }
-
 
 // Every errno the engine can see, as "NAME: text": a static table, since
 // strerror may consult locales and allocate.
@@ -589,7 +589,7 @@ static const struct {
     {EUCLEAN, "EUCLEAN: structure needs cleaning"},
 };
 
-const char *os_strerror(int err, char *buf, size_t len) {
+RARE const char *os_strerror(int err, char *buf, size_t len) {
   for (size_t i = 0; i < sizeof os_errors / sizeof os_errors[0]; i++)
     if (os_errors[i].err == err) return os_errors[i].text;
   if (len) {
@@ -768,7 +768,7 @@ struct pm_scan_arg {
 #define PM_SCAN_WP_MATCHING (1ULL << 0)
 #define PM_SCAN_CHECK_WPASYNC (1ULL << 1)
 
-int os_uffd_open(void) {
+RARE int os_uffd_open(void) {
   // User faults only: all that asynchronous write-protect needs (the
   // kernel resolves its own writes without us), and what an unprivileged
   // process is allowed. Kernels before 5.11 do not know the flag.
@@ -800,8 +800,9 @@ int os_pagemap_open(void) {
                    O_RDONLY | O_CLOEXEC, 0, 0, 0);
 }
 
-long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
-                     struct os_region *vec, size_t n, uintptr_t *walk_end) {
+RARE long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
+                          struct os_region *vec, size_t n,
+                          uintptr_t *walk_end) {
   struct pm_scan_arg a;
   memset(&a, 0, sizeof a);
   a.size = sizeof a;

@@ -181,7 +181,7 @@ static int file_fail(struct mmpool *p, int err, const char *why) {
 
 // A new pool in an empty file: header page, and a size that covers the
 // (sparse, never touched) descriptor range up to the first data page.
-static int create_file(struct mmpool *p, const struct pool_spec *sp) {
+RARE static int create_file(struct mmpool *p, const struct pool_spec *sp) {
   uint64_t cap = round_cap(sp->size);
   uintptr_t base;
   int r = reserve(p, sp->base, cap, 0, &base, "reserve its address range");
@@ -249,8 +249,8 @@ static int check_mapped(struct mmpool *p, int unclean, int *lazy, char *why,
   return page_check(p, why, why_len);
 }
 
-static int attach_file(struct mmpool *p, const struct pool_spec *sp,
-                       uint64_t size) {
+RARE static int attach_file(struct mmpool *p, const struct pool_spec *sp,
+                            uint64_t size) {
   struct poolfile_header hb;
   char why[384];
   memset(&hb, 0, sizeof hb);

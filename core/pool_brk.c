@@ -58,8 +58,8 @@ static int check(struct mmpool *p, uint64_t s, uint64_t c, struct pool_brk *out,
   return 0;
 }
 
-int pool_brk_get(struct mmpool *p, struct pool_brk *out, char *why,
-                 size_t why_len) {
+RARE int pool_brk_get(struct mmpool *p, struct pool_brk *out, char *why,
+                      size_t why_len) {
   engine_lock(&p->lock);
   // Each field read once: in a shared file pool the header is the file.
   uint64_t s = __atomic_load_n(&p->hdr->st.brk_start, __ATOMIC_RELAXED);

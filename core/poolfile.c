@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "compiler.h"
 #include "fmt.h"
 #include "hash.h"
 #include "sizeclass.h"
@@ -122,8 +123,8 @@ static int name_ok(const char *name, size_t max) {
   return i > 0 && i < max;
 }
 
-int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
-                      char *why, size_t why_len) {
+RARE int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
+                           char *why, size_t why_len) {
   // A short file that does not even start with the magic is foreign; one
   // that does is a pool file cut short. (Bytes past file_size read as 0.)
   if (file_size >= 8 && memcmp(h->magic, POOLFILE_MAGIC, 8) != 0)

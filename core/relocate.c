@@ -10,15 +10,15 @@
 #include "sizeclass.h"
 #include "vmmap.h"
 
-static void no_problem(void *arg, int64_t page, uint64_t addr,
-                       const char *line) {
+RARE static void no_problem(void *arg, int64_t page, uint64_t addr,
+                            const char *line) {
   (void)page, (void)addr;
   char *why = arg;
   if (!why[0]) fmt_format(why, 200, "%s", line);
 }
 
-int reloc_check(struct inspect *in, uint64_t new_base, char *why,
-                size_t why_len) {
+RARE int reloc_check(struct inspect *in, uint64_t new_base, char *why,
+                     size_t why_len) {
   const struct poolfile_header *h = &in->hdr;
   if (new_base % POOL_BASE_ALIGN || new_base < POOL_BASE_ALIGN) {
     fmt_format(why, why_len, "the new base 0x%llx is not a multiple of 1 GiB "
@@ -76,7 +76,7 @@ struct writer {
 
 #define RELOC_CHUNK ((size_t)4 << 20)  // the largest slab fits
 
-static uint64_t moved(struct writer *w, uint64_t v) {
+RARE static uint64_t moved(struct writer *w, uint64_t v) {
   for (unsigned i = 0; i < w->nset; i++) {
     const struct reloc_range *r = &w->set[i];
     if (v - r->old_base < r->old_end - r->old_base) {
@@ -87,7 +87,7 @@ static uint64_t moved(struct writer *w, uint64_t v) {
   return v;
 }
 
-static void move_words(struct writer *w, char *p, size_t len) {
+RARE static void move_words(struct writer *w, char *p, size_t len) {
   for (size_t k = 0; k + 8 <= len; k += 8) {
     uint64_t v;
     memcpy(&v, p + k, 8);
@@ -96,13 +96,14 @@ static void move_words(struct writer *w, char *p, size_t len) {
   }
 }
 
-static void out(struct writer *w, const void *p, size_t len, uint64_t off) {
+RARE static void out(struct writer *w, const void *p, size_t len,
+                     uint64_t off) {
   if (w->err) return;
   int r = os_pwrite_all(w->fd, p, len, off);
   if (r) w->err = r;
 }
 
-static void span(void *arg, const struct inspect_span *s) {
+RARE static void span(void *arg, const struct inspect_span *s) {
   struct writer *w = arg;
   if (w->err) return;
   struct inspect *in = w->in;
@@ -145,9 +146,9 @@ static void span(void *arg, const struct inspect_span *s) {
   // Free spans: holes in the copy.
 }
 
-int reloc_write(struct inspect *in, const struct reloc_range *set,
-                unsigned nset, uint64_t new_base, int fd, int durable,
-                uint64_t *changed, char *why, size_t why_len) {
+RARE int reloc_write(struct inspect *in, const struct reloc_range *set,
+                     unsigned nset, uint64_t new_base, int fd, int durable,
+                     uint64_t *changed, char *why, size_t why_len) {
   char eb[32];
   struct writer w = {in, set, nset, fd, 0, 0, NULL};
   w.buf = vmmap_scratch(RELOC_CHUNK);

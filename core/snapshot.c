@@ -53,7 +53,7 @@ __attribute__((constructor)) static void snap_ctor(void) {
   pthread_atfork(NULL, NULL, snap_fork_child);
 }
 
-static int snap_begin(void) {
+RARE static int snap_begin(void) {
   int me = os_getpid();
   int cur = __atomic_load_n(&busy_pid, __ATOMIC_ACQUIRE);
   for (;;) {
@@ -64,27 +64,25 @@ static int snap_begin(void) {
   }
 }
 
-static void snap_end(void) {
+RARE static void snap_end(void) {
   __atomic_store_n(&busy_pid, 0, __ATOMIC_RELEASE);
 }
 
-void snapshot_stats(struct snap_stats *out) {
-  *out = stats;
-}
+RARE void snapshot_stats(struct snap_stats *out) { *out = stats; }
 
 // ---------------------------------------------------------------------------
 // The manifest
 
-static uint64_t manifest_hash(const struct snap_manifest *m) {
+RARE static uint64_t manifest_hash(const struct snap_manifest *m) {
   return hash_bytes(m, offsetof(struct snap_manifest, checksum), 0x736e6170);
 }
 
-void snap_manifest_seal(struct snap_manifest *m) {
+RARE void snap_manifest_seal(struct snap_manifest *m) {
   m->checksum = manifest_hash(m);
 }
 
-int snap_manifest_install(int dfd, const struct snap_manifest *m,
-                          int *placed) {
+RARE int snap_manifest_install(int dfd, const struct snap_manifest *m,
+                               int *placed) {
   *placed = 0;
   os_unlink_at(dfd, SNAP_MANIFEST_TMP);
   int fd = os_open_at(dfd, SNAP_MANIFEST_TMP, O_WRONLY | O_CREAT | O_EXCL,
@@ -103,9 +101,9 @@ int snap_manifest_install(int dfd, const struct snap_manifest *m,
   return os_fsync(dfd);
 }
 
-const char *snap_entry_differs(const struct snap_entry *e,
-                               const struct poolfile_header *h,
-                               uint64_t file_size, int moved) {
+RARE const char *snap_entry_differs(const struct snap_entry *e,
+                                    const struct poolfile_header *h,
+                                    uint64_t file_size, int moved) {
   return !moved && h->base != e->base ? "base"
          : h->capacity != e->capacity ? "capacity"
          : h->uuid[0] != e->uuid[0] || h->uuid[1] != e->uuid[1] ? "uuid"
@@ -116,7 +114,7 @@ const char *snap_entry_differs(const struct snap_entry *e,
                                              : NULL;
 }
 
-static int name_ok(const char *s, size_t max) {
+RARE static int name_ok(const char *s, size_t max) {
   size_t n = strnlen(s, max);
   if (n == 0 || n == max) return 0;
   for (size_t i = 0; i < n; i++) {
@@ -129,7 +127,7 @@ static int name_ok(const char *s, size_t max) {
 }
 
 // An image's file name: NAME.SERIAL.pool. 1 when name is one (any serial).
-static int image_name(const char *name) {
+RARE static int image_name(const char *name) {
   size_t n = strlen(name);
   if (n < 8 || memcmp(name + n - 5, ".pool", 5) != 0) return 0;
   size_t d = n - 5, e = d;
@@ -143,8 +141,8 @@ static int image_name(const char *name) {
     return -EUCLEAN;                                                          \
   } while (0)
 
-int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
-                        char *why, size_t why_len) {
+RARE int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
+                             char *why, size_t why_len) {
   if (file_size != sizeof *m ||
       memcmp(m->magic, SNAP_MAGIC, sizeof m->magic) != 0) {
     fmt_format(why, why_len, "not an mmpool snapshot manifest");
@@ -220,12 +218,12 @@ void (*snapshot_at_hold)(void);
 
 // A fork child's copy of the process takes its own snapshots: whole at
 // first (dirty.c forgets its maps too).
-static void sets_forget(void) {
+RARE static void sets_forget(void) {
   sets[0].valid = sets[1].valid = 0;
   cur_set = -1;
 }
 
-void snapshot_set_incremental(int on) {
+RARE void snapshot_set_incremental(int on) {
   __atomic_store_n(&incremental_on, on != 0, __ATOMIC_RELAXED);
 }
 
@@ -244,8 +242,8 @@ struct writer {
   int keep_prev;              // the sweep keeps prev's anonymous images
 };
 
-static int writer_fail(struct writer *w, int err, const char *what,
-                       const char *name) {
+RARE static int writer_fail(struct writer *w, int err, const char *what,
+                            const char *name) {
   char eb[32];
   w->msg.err = err;
   fmt_format(w->msg.why, sizeof w->msg.why, "%s %s/%s: %s", what, w->dir,
@@ -255,7 +253,7 @@ static int writer_fail(struct writer *w, int err, const char *what,
 
 // The weightier of two reasons for a full image, for the manifest's one:
 // a failure first, then the kernel, the option, the first snapshots.
-static int weightier(int a, int b) {
+RARE static int weightier(int a, int b) {
   // By DIRTY_*: a pool kind that never can is said last.
   static const uint8_t rank[DIRTY_WHY_COUNT] = {0, 2, 3, 1, 4, 1, 5, 5};
   return rank[b] > rank[a] ? b : a;
@@ -276,7 +274,7 @@ static struct old_spans {
 } olds;
 
 // Whether page i (ascending calls, i < olds.top) lay in a free span.
-static int old_free(uint32_t i, int *is_free) {
+RARE static int old_free(uint32_t i, int *is_free) {
   while (i >= olds.end) {
     uint32_t hd = olds.end;
     if (hd < olds.lo || hd >= olds.lo + olds.n) {
@@ -299,7 +297,12 @@ static int old_free(uint32_t i, int *is_free) {
 }
 
 enum { ACT_SKIP = 0, ACT_WRITE = 1, ACT_PUNCH = 2 };
-static const char zeros[1 << 16];
+// What zero_range writes where the file system has no holes. Not const:
+// in .bss, whose pages nobody maps until this writer reads them (and then
+// the kernel's zero page), rather than 64 KiB of .rodata in the library
+// file, which the kernel maps around every fault near it into every
+// program (docs/performance.md, "The library's own memory").
+static char zeros[1 << 16];
 
 // Bytes of data written to the image at hand since the device was last
 // started on it (image_put). The writer is a process of its own with one
@@ -328,7 +331,7 @@ static int image_put(int fd, const char *buf, uint64_t len, uint64_t off) {
 
 // [off, off+len) of fd reads as zeros: a hole, or zeros written on a file
 // system without holes.
-static int zero_range(int fd, uint64_t off, uint64_t len) {
+RARE static int zero_range(int fd, uint64_t off, uint64_t len) {
   int r = os_punch_hole(fd, off, len);
   for (uint64_t k = 0; r == -EOPNOTSUPP && k < len;) {
     uint64_t n = len - k < sizeof zeros ? len - k : sizeof zeros;
@@ -340,8 +343,8 @@ static int zero_range(int fd, uint64_t off, uint64_t len) {
 }
 
 // Carries out one run of pages [lo, hi) (DIRTY_SHIFT units from data).
-static int act(int fd, int what, const char *data, uint64_t data_off,
-               uint64_t lo, uint64_t hi, uint64_t *written) {
+RARE static int act(int fd, int what, const char *data, uint64_t data_off,
+                    uint64_t lo, uint64_t hi, uint64_t *written) {
   uint64_t off = lo << DIRTY_SHIFT, bytes = (hi - lo) << DIRTY_SHIFT;
   if (what == ACT_WRITE) {
     *written += bytes;
@@ -357,9 +360,9 @@ static int act(int fd, int what, const char *data, uint64_t data_off,
 // modification time and length as recorded, a sealed header of the pool
 // whose image it is now, of the same layout), with its header in *oh; a
 // file changed or replaced since is not trusted.
-static int kept_image_is(const struct writer *w, uint32_t k, int fd,
-                         const struct poolfile_header *h,
-                         struct poolfile_header *oh) {
+RARE static int kept_image_is(const struct writer *w, uint32_t k, int fd,
+                              const struct poolfile_header *h,
+                              struct poolfile_header *oh) {
   const struct snap_entry *old = &w->prev_set->m.pool[k];
   struct os_stat st;
   uint64_t ino = 0, mtime = 0;
@@ -392,10 +395,10 @@ static int kept_image_is(const struct writer *w, uint32_t k, int fd,
 // image's already. 0 with *fd_out open on the file (written, not synced),
 // a DIRTY_* reason (> 0) to write it whole instead (before anything was
 // changed), or a negative errno (said by writer_fail; file removed).
-static int rewrite(struct writer *w, struct mmpool *p, const char *file,
-                   const struct poolfile_header *h, const char *descs,
-                   const char *data, uint64_t meta, uint32_t k,
-                   int *fd_out, uint64_t *written) {
+RARE static int rewrite(struct writer *w, struct mmpool *p, const char *file,
+                        const struct poolfile_header *h, const char *descs,
+                        const char *data, uint64_t meta, uint32_t k,
+                        int *fd_out, uint64_t *written) {
   const struct snap_entry *old = &w->prev_set->m.pool[k];
   uint32_t top = h->st.top;
   uint64_t top4k = (uint64_t)top << (PAGE_SHIFT - DIRTY_SHIFT);
@@ -490,8 +493,8 @@ static int rewrite(struct writer *w, struct mmpool *p, const char *file,
 
 // The entry of the set being rewritten for pool p (same name, base and
 // uuid), or -1.
-static int old_entry(const struct writer *w, const struct mmpool *p,
-                     const struct poolfile_header *h) {
+RARE static int old_entry(const struct writer *w, const struct mmpool *p,
+                          const struct poolfile_header *h) {
   const struct snap_manifest *m = &w->prev_set->m;
   for (uint32_t k = 0; k < m->npools && k < MMPOOL_MAX_POOLS; k++) {
     const struct snap_entry *e = &m->pool[k];
@@ -510,8 +513,8 @@ static int old_entry(const struct writer *w, const struct mmpool *p,
 // w->target in place (rewrite). The sources: the pool itself (anonymous
 // and private pools: this process is a copy), or the copy the parent made
 // of a shared file pool while the set was held.
-static int write_image(struct writer *w, struct mmpool *p, const char *file,
-                       struct snap_entry *e) {
+RARE static int write_image(struct writer *w, struct mmpool *p,
+                            const char *file, struct snap_entry *e) {
   const struct poolfile_header *src =
       p->fork_meta ? (const struct poolfile_header *)p->fork_meta : p->hdr;
   const char *data = p->fork_meta ? (const char *)p->fork_data
@@ -623,7 +626,7 @@ static int write_image(struct writer *w, struct mmpool *p, const char *file,
   return 0;
 }
 
-static int named_by(const struct snap_manifest *m, const char *name) {
+RARE static int named_by(const struct snap_manifest *m, const char *name) {
   for (uint32_t i = 0; m && i < m->npools; i++)
     if (!strcmp(m->pool[i].file, name)) return 1;
   return 0;
@@ -633,7 +636,7 @@ static int named_by(const struct snap_manifest *m, const char *name) {
 // hidden name (SNAP_KEPT_PREFIX NAME.SERIAL.pool), for the next snapshot
 // to rewrite (incremental snapshots): the directory shows the manifest and
 // its images only. 1 when name is one of those.
-static int kept(const struct writer *w, const char *name) {
+RARE static int kept(const struct writer *w, const char *name) {
   size_t n = sizeof SNAP_KEPT_PREFIX - 1;
   if (!w->keep_prev || !w->prev || strncmp(name, SNAP_KEPT_PREFIX, n) != 0)
     return 0;
@@ -647,7 +650,7 @@ static int kept(const struct writer *w, const char *name) {
 // Hides the previous snapshot's anonymous images (see kept). Once the new
 // manifest is in place, so no manifest names them: a crash half way
 // leaves files the next sweep removes.
-static void hide_prev(struct writer *w) {
+RARE static void hide_prev(struct writer *w) {
   char to[SNAP_FILE_MAX + sizeof SNAP_KEPT_PREFIX];
   for (uint32_t i = 0; w->keep_prev && w->prev && i < w->prev->npools &&
                        i < MMPOOL_MAX_POOLS; i++) {
@@ -661,7 +664,7 @@ static void hide_prev(struct writer *w) {
 // After the new manifest is in place: every image it does not name (the
 // previous snapshot's unless kept, a dead writer's, images kept for the
 // set just rewritten whose pools are gone) and a stale temporary manifest.
-static int sweep_one(void *arg, const char *name) {
+RARE static int sweep_one(void *arg, const char *name) {
   struct writer *w = arg;
   if ((image_name(name) && !named_by(&w->m, name) && !kept(w, name)) ||
       !strcmp(name, SNAP_MANIFEST_TMP) ||
@@ -670,12 +673,12 @@ static int sweep_one(void *arg, const char *name) {
   return 0;
 }
 
-static void remove_new_images(struct writer *w) {
+RARE static void remove_new_images(struct writer *w) {
   for (uint32_t i = 0; i < w->m.npools; i++)
     os_unlink_at(w->dfd, w->m.pool[i].file);
 }
 
-static int write_manifest(struct writer *w) {
+RARE static int write_manifest(struct writer *w) {
   int placed = 0;
   int r = snap_manifest_install(w->dfd, &w->m, &placed);
   if (!r) return 0;
@@ -688,7 +691,7 @@ static int write_manifest(struct writer *w) {
                      SNAP_MANIFEST);
 }
 
-static _Noreturn void writer_run(struct writer *w) {
+RARE static _Noreturn void writer_run(struct writer *w) {
   struct snap_manifest *m = &w->m;
   memset(m, 0, sizeof *m);
   memcpy(m->magic, SNAP_MAGIC, sizeof m->magic);
@@ -741,7 +744,7 @@ static _Noreturn void writer_run(struct writer *w) {
 // Opens dir, making it when missing; it must be a directory of the
 // effective user that group and others cannot write. Locked exclusively
 // (flock) for the snapshot.
-static int open_dir(const char *dir) {
+RARE static int open_dir(const char *dir) {
   char eb[32];
   int fd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
   if (fd == -ENOENT) {
@@ -784,8 +787,8 @@ static int open_dir(const char *dir) {
 // The directory's current manifest into *m: 1 when there is one, 0 when
 // there is none, or a negative errno (a file that is not a sound manifest
 // is refused: the directory is not ours, or was damaged).
-static int read_manifest_as(int dfd, const char *dir, struct snap_manifest *m,
-                            const char *advice) {
+RARE static int read_manifest_as(int dfd, const char *dir,
+                                 struct snap_manifest *m, const char *advice) {
   char eb[32], why[160];
   int fd = os_open_at(dfd, SNAP_MANIFEST, O_RDONLY, 0);
   if (fd == -ENOENT) return 0;
@@ -811,12 +814,13 @@ static int read_manifest_as(int dfd, const char *dir, struct snap_manifest *m,
   return 1;
 }
 
-static int read_manifest(int dfd, const char *dir, struct snap_manifest *m) {
+RARE static int read_manifest(int dfd, const char *dir,
+                              struct snap_manifest *m) {
   return read_manifest_as(dfd, dir, m,
                           "; remove it or choose another directory");
 }
 
-int snapshot_read(const char *dir, struct snap_manifest *m) {
+RARE int snapshot_read(const char *dir, struct snap_manifest *m) {
   char eb[32];
   if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
   int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
@@ -835,7 +839,7 @@ int snapshot_read(const char *dir, struct snap_manifest *m) {
 
 // A shared file pool whose copy could not be made (no memory) cannot be
 // in the snapshot as it was. pre: pool_hold_all.
-static struct mmpool *missing_copy(void) {
+RARE static struct mmpool *missing_copy(void) {
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     struct mmpool *p = &pool_table[i];
     if (p->state == POOL_OPEN && !p->frozen && p->is_file && p->shared &&
@@ -845,9 +849,9 @@ static struct mmpool *missing_copy(void) {
   return NULL;
 }
 
-static int take(const char *dir, int dfd, uint64_t serial,
-                const struct snap_manifest *prev, int target, int why_all,
-                uint64_t *pause_out, struct snap_msg *msg) {
+RARE static int take(const char *dir, int dfd, uint64_t serial,
+                     const struct snap_manifest *prev, int target, int why_all,
+                     uint64_t *pause_out, struct snap_msg *msg) {
   char eb[32];
   int res[2], go[2];
   int r = os_pipe(res);
@@ -945,7 +949,8 @@ static int take(const char *dir, int dfd, uint64_t serial,
 // directory's manifest must be the one this process put there last, in
 // the same directory; otherwise the sets are forgotten and the next two
 // snapshots are whole. pre: busy_pid.
-static int pick_set(int dfd, const struct snap_manifest *old, int *target) {
+RARE static int pick_set(int dfd, const struct snap_manifest *old,
+                         int *target) {
   *target = cur_set >= 0 ? 1 - cur_set : 0;
   if (!__atomic_load_n(&incremental_on, __ATOMIC_RELAXED)) {
     sets[0].valid = sets[1].valid = 0;  // nothing tracked from here
@@ -969,8 +974,8 @@ static int pick_set(int dfd, const struct snap_manifest *old, int *target) {
 
 // After set target was written and its manifest put in place: it is the
 // current set, its maps start empty. pre: busy_pid.
-static int set_written(int dfd, const char *dir, int target, int why_all,
-                       const struct snap_msg *msg) {
+RARE static int set_written(int dfd, const char *dir, int target, int why_all,
+                            const struct snap_msg *msg) {
   if (why_all == DIRTY_ASKED) return 0;
   struct image_set *s = &sets[target];
   s->valid = read_manifest(dfd, dir, &s->m) == 1 &&
@@ -990,7 +995,7 @@ static int set_written(int dfd, const char *dir, int target, int why_all,
 // A failed snapshot: its set's files may be half rewritten. When the new
 // manifest is in place all the same (only the directory's sync failed),
 // the sets are forgotten. pre: busy_pid.
-static void set_lost(int target, int placed) {
+RARE static void set_lost(int target, int placed) {
   sets[target].valid = 0;
   dirty_lost(target);
   if (placed) {
@@ -1003,8 +1008,8 @@ static void set_lost(int target, int placed) {
 // snapshot was possible and the writer had to write an image whole (a
 // failure of the tracking, an image changed behind our back), or the
 // kernel refuses the tracking (said once): then a warning.
-static void said(const char *dir, uint64_t serial, const struct snap_msg *msg,
-                 uint64_t pause) {
+RARE static void said(const char *dir, uint64_t serial,
+                      const struct snap_msg *msg, uint64_t pause) {
   static int kernel_said;
   char sz[32], all[32], how[200];
   fmt_size(sz, sizeof sz, msg->bytes);
@@ -1026,7 +1031,7 @@ static void said(const char *dir, uint64_t serial, const struct snap_msg *msg,
             (unsigned long long)(pause / 1000));
 }
 
-int snapshot_take(const char *dir) {
+RARE int snapshot_take(const char *dir) {
   if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
   // From a signal handler that interrupted the allocator in this thread:
   // the instant cannot be had (this thread's own operation is half done,
@@ -1084,8 +1089,8 @@ int snapshot_take(const char *dir) {
   return r;
 }
 
-int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
-                         int moved) {
+RARE int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
+                              int moved) {
   // Attached: its generation and header checksum are this open's.
   const char *bad = snap_entry_differs(e, p->hdr, 0, moved);
   if (bad)
@@ -1099,18 +1104,20 @@ int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
 // Restore with relocation
 
 // 1 when no mapping of this process overlaps [base, base + len).
-static int range_free(uint64_t base, uint64_t len) {
+RARE static int range_free(uint64_t base, uint64_t len) {
   for (uint64_t a = base; a < base + len; a += POOL_BASE_ALIGN)
     if (vmmap_pool_id(a)) return 0;
   return os_find_mapping(base, len, NULL, NULL, 0) == 0;
 }
 
-static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+RARE static uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
 
 // A free range of len bytes, aligned to align, in the window base=auto
 // uses, not overlapping the ranges [lo[i], hi[i]): its base, or 0.
-static uint64_t free_base(uint64_t len, uint64_t align, const uint64_t *lo,
-                          const uint64_t *hi, unsigned n) {
+RARE static uint64_t free_base(uint64_t len, uint64_t align, const uint64_t *lo,
+                               const uint64_t *hi, unsigned n) {
   uint64_t b = align_up(VM_AUTO_START, align);
   while (b + len <= VM_AUTO_END) {
     uint64_t next = 0;
@@ -1127,8 +1134,8 @@ static uint64_t free_base(uint64_t len, uint64_t align, const uint64_t *lo,
   return 0;
 }
 
-int snapshot_relocated(const char *dir, const struct snap_manifest *m,
-                       char (*files)[SNAP_FILE_MAX], uint64_t *changed) {
+RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
+                            char (*files)[SNAP_FILE_MAX], uint64_t *changed) {
   static struct inspect in;  // 8 KiB aligned
   static struct reloc_range set[MMPOOL_MAX_POOLS];
   static uint64_t lo[MMPOOL_MAX_POOLS], hi[MMPOOL_MAX_POOLS];
@@ -1218,8 +1225,8 @@ int snapshot_relocated(const char *dir, const struct snap_manifest *m,
   return r ? r : (int)moved;
 }
 
-void snapshot_relocated_drop(const char *dir, uint32_t n,
-                             char (*files)[SNAP_FILE_MAX]) {
+RARE void snapshot_relocated_drop(const char *dir, uint32_t n,
+                                  char (*files)[SNAP_FILE_MAX]) {
   int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
   if (dfd < 0) return;
   for (uint32_t i = 0; i < n; i++)
@@ -1227,7 +1234,7 @@ void snapshot_relocated_drop(const char *dir, uint32_t n,
   os_close(dfd);
 }
 
-int snapshot_claim(const char *dir) {
+RARE int snapshot_claim(const char *dir) {
   if (!dir || !*dir) return log_fail(EINVAL, "snapshot: no directory given");
   if (strlen(dir) >= sizeof claim_dir)
     return log_fail(ENAMETOOLONG, "snapshot: directory path too long");
@@ -1243,7 +1250,7 @@ int snapshot_claim(const char *dir) {
   return fd < 0 ? fd : 0;
 }
 
-int snapshot_failed_once(int err) {
+RARE int snapshot_failed_once(int err) {
   int was = last_err;
   last_err = err;
   return was != err;

@@ -6,10 +6,11 @@
 #include <signal.h>
 #include <string.h>
 
+#include "compiler.h"
 #include "log.h"
 #include "poolfile.h"
 
-int spec_parse_size(const char *s, size_t len, uint64_t *out) {
+RARE int spec_parse_size(const char *s, size_t len, uint64_t *out) {
   uint64_t v = 0;
   size_t i = 0;
   int hex = len > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');

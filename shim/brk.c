@@ -266,7 +266,7 @@ static int setup(void) {
 // Takes the lock with the region set up; -1 (lock not held) when there is
 // none. The shim's configuration comes first: a program may call sbrk
 // before any malloc (which otherwise initialises the shim).
-static int enter(void) {
+RARE static int enter(void) {
   int saved = errno;
   shim_start(); // returns at once when it has run
   brk_lock();
@@ -278,7 +278,7 @@ static int enter(void) {
 }
 
 // Moves the break to nb. pre: lock held, start <= nb <= end.
-static int move(uintptr_t nb) {
+RARE static int move(uintptr_t nb) {
   uintptr_t old = region.cur;
   if (nb == old) return 0;
   if (region.pool && region.pool->frozen)

@@ -74,8 +74,8 @@ static int in_load(const struct dl_phdr_info *info, uintptr_t a) {
   return 0;
 }
 
-int got_patch(const struct dl_phdr_info *info, const char *name,
-              unsigned cls, const struct got_entries *e) {
+RARE int got_patch(const struct dl_phdr_info *info, const char *name,
+                   unsigned cls, const struct got_entries *e) {
   if (cls >= GOT_CLASSES || !e) return 0;
   if (in_load(info, (uintptr_t)got_patch)) return 0; // this library
   const ElfW(Dyn) *dyn = NULL;

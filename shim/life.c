@@ -105,29 +105,30 @@ typedef int (*fexecve_fn)(int, char *const[], char *const[]);
 typedef int (*execveat_fn)(int, const char *, char *const[], char *const[],
                            int);
 
-EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+RARE EXPORT int execve(const char *path, char *const argv[],
+                       char *const envp[]) {
   EXEC_WRAP(X_EXECVE, execve_fn, fn(path, argv, envp));
 }
 
-EXPORT int execv(const char *path, char *const argv[]) {
+RARE EXPORT int execv(const char *path, char *const argv[]) {
   EXEC_WRAP(X_EXECV, execv_fn, fn(path, argv));
 }
 
-EXPORT int execvp(const char *file, char *const argv[]) {
+RARE EXPORT int execvp(const char *file, char *const argv[]) {
   EXEC_WRAP(X_EXECVP, execv_fn, fn(file, argv));
 }
 
-EXPORT int execvpe(const char *file, char *const argv[],
-                   char *const envp[]) {
+RARE EXPORT int execvpe(const char *file, char *const argv[],
+                        char *const envp[]) {
   EXEC_WRAP(X_EXECVPE, execve_fn, fn(file, argv, envp));
 }
 
-EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
+RARE EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
   EXEC_WRAP(X_FEXECVE, fexecve_fn, fn(fd, argv, envp));
 }
 
-EXPORT int execveat(int dirfd, const char *path, char *const argv[],
-                    char *const envp[], int flags) {
+RARE EXPORT int execveat(int dirfd, const char *path, char *const argv[],
+                         char *const envp[], int flags) {
   EXEC_WRAP(X_EXECVEAT, execveat_fn, fn(dirfd, path, argv, envp, flags));
 }
 
@@ -145,19 +146,19 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
   extra;                                                                     \
   va_end(ap)
 
-EXPORT int execl(const char *path, const char *arg, ...) {
+RARE EXPORT int execl(const char *path, const char *arg, ...) {
   va_list ap;
   GATHER(arg, ap, argv, (void)0);
   return execv(path, argv);
 }
 
-EXPORT int execlp(const char *file, const char *arg, ...) {
+RARE EXPORT int execlp(const char *file, const char *arg, ...) {
   va_list ap;
   GATHER(arg, ap, argv, (void)0);
   return execvp(file, argv);
 }
 
-EXPORT int execle(const char *path, const char *arg, ...) {
+RARE EXPORT int execle(const char *path, const char *arg, ...) {
   va_list ap;
   char **envp;
   GATHER(arg, ap, argv, envp = va_arg(ap, char **));

@@ -82,7 +82,7 @@ static const char *module_name(const struct dl_phdr_info *info) {
   return info->dlpi_name && *info->dlpi_name ? info->dlpi_name : exe_name;
 }
 
-static int build_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+RARE static int build_cb(struct dl_phdr_info *info, size_t size, void *arg) {
   struct build *b = arg;
   counters(b, info, size);
   const char *name = module_name(info);
@@ -127,7 +127,7 @@ static int modules_changed(void) {
 // Rebuilds the table; -1 when another thread is rebuilding it. Called with
 // no lock of ours held: dl_iterate_phdr takes the loader's lock, and a
 // thread holding that lock may be waiting in malloc.
-static int modules_build(void) {
+RARE static int modules_build(void) {
   if (__atomic_exchange_n(&mod_building, 1, __ATOMIC_ACQUIRE)) return -1;
   __atomic_store_n(&mod_dirty, 0, __ATOMIC_RELEASE);
   struct build b = {0};
@@ -155,7 +155,7 @@ static int modules_build(void) {
 // its class, and whether got_patch left slots of it unbound. 1 (found), 0
 // (in no module, or the table must be rebuilt first), -1 (a rebuild is
 // under way).
-static int module_class(uintptr_t ra, unsigned *cls, int *unbound) {
+RARE static int module_class(uintptr_t ra, unsigned *cls, int *unbound) {
   unsigned seq = __atomic_load_n(&mod_seq, __ATOMIC_ACQUIRE);
   if (seq & 1) return -1;
   if (__atomic_load_n(&mod_dirty, __ATOMIC_ACQUIRE)) return 0;
@@ -177,7 +177,7 @@ static int module_class(uintptr_t ra, unsigned *cls, int *unbound) {
   return found;
 }
 
-int module_caller_class(uintptr_t ra, unsigned *cls, int *unbound) {
+RARE int module_caller_class(uintptr_t ra, unsigned *cls, int *unbound) {
   *cls = 0;
   *unbound = 0;
   int f = ra ? module_class(ra, cls, unbound) : -1;
@@ -193,7 +193,7 @@ struct repatch {
   unsigned cls;
 };
 
-static int repatch_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+RARE static int repatch_cb(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
   struct repatch *r = arg;
   for (unsigned i = 0; i < info->dlpi_phnum; i++) {

@@ -153,7 +153,7 @@ static struct mmpool *emergency;
 static int emergency_state;  // 0 none yet, 1 opening, 2 open, 3 failed
 static int emergency_opener; // pid of the process whose thread opens it
 
-static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
+RARE static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
   int st = __atomic_load_n(&emergency_state, __ATOMIC_ACQUIRE);
   if (likely(st == 2)) return emergency;
   if (st == 3) return NULL;
@@ -212,7 +212,7 @@ static struct mmpool *emergency_pool(const struct mmpool *def, int err) {
 // pool. route: the route that chose p, counted as fallen back (NO_ROUTE: a
 // realloc move, which is no new allocation). errno0: the caller's errno,
 // restored on success.
-static __attribute__((noinline)) void *
+RARE static __attribute__((noinline)) void *
 pool_failed(struct mmpool *p, int err, size_t n, size_t align, int zero,
             struct mmpool *def, unsigned route, int errno0) {
   char eb[64];
@@ -271,8 +271,8 @@ static void *alloc(size_t n, size_t align, int zero, uintptr_t ra) {
 // its pool (mmpool_realloc failed): the pool's full= policy decides where
 // the block goes. NULL (errno as mmpool_realloc left it) when ptr is not a
 // block.
-static __attribute__((noinline)) void *realloc_failed(void *ptr, size_t n,
-                                                      int errno0) {
+RARE static __attribute__((noinline)) void *realloc_failed(void *ptr, size_t n,
+                                                           int errno0) {
   int err = errno;
   uintptr_t a = (uintptr_t)ptr;
   struct mmpool *q = pool_of_addr(a);
@@ -626,9 +626,9 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n) {
   return 0;
 }
 
-EXPORT void *valloc(size_t n) { return aligned(4096, n, CALLER()); }
+RARE EXPORT void *valloc(size_t n) { return aligned(4096, n, CALLER()); }
 
-EXPORT void *pvalloc(size_t n) {
+RARE EXPORT void *pvalloc(size_t n) {
   if (n > SIZE_MAX - 4095) {
     errno = ENOMEM;
     return NULL;
@@ -678,7 +678,7 @@ EXPORT int dlclose(void *handle) {
 
 // The next open pool after slot *id (start with *id = 0), its statistics in
 // *st; NULL after the last. A pool closed meanwhile is skipped.
-static struct mmpool *next_pool(unsigned *id, mmpool_stats_t *st) {
+RARE static struct mmpool *next_pool(unsigned *id, mmpool_stats_t *st) {
   (void)pool_for();  // the configured pools are open
   while (++*id <= MMPOOL_MAX_POOLS) {
     struct mmpool *p = &pool_table[*id];
@@ -693,7 +693,7 @@ static struct mmpool *next_pool(unsigned *id, mmpool_stats_t *st) {
 }
 
 // The sums of every open pool.
-EXPORT struct mallinfo2 mallinfo2(void) {
+RARE EXPORT struct mallinfo2 mallinfo2(void) {
   mmpool_stats_t st;
   struct mallinfo2 m;
   memset(&m, 0, sizeof m);
@@ -708,7 +708,7 @@ EXPORT struct mallinfo2 mallinfo2(void) {
   return m;
 }
 
-EXPORT struct mallinfo mallinfo(void) {
+RARE EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo2 m2 = mallinfo2();
   struct mallinfo m;
   memset(&m, 0, sizeof m);
@@ -750,7 +750,7 @@ EXPORT int malloc_trim(size_t pad) {
 // Like glibc's: on the stderr of the moment (fd 2 as it is now, whatever
 // it was at start-up), one line per open pool and the total. Written
 // without allocating, in one write per line.
-EXPORT void malloc_stats(void) {
+RARE EXPORT void malloc_stats(void) {
   mmpool_stats_t st;
   size_t blocks = 0, in_use = 0, mapped = 0, free_b = 0;
   char line[256];
@@ -775,7 +775,7 @@ EXPORT void malloc_stats(void) {
 
 // stdio may allocate: called with no lock of ours held (PITFALLS 1.6). One
 // <pool> element per open pool, then the sums.
-EXPORT int malloc_info(int options, FILE *fp) {
+RARE EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0) {
     errno = EINVAL;
     return -1;

@@ -356,7 +356,7 @@ void route_count(unsigned r, size_t n, size_t align, int fell_back) {
     route_stats_add(&st->c, r, b, fell_back);
 }
 
-int route_totals(struct route_totals *out) {
+RARE int route_totals(struct route_totals *out) {
   memset(out, 0, sizeof *out);
   route_stats_gone(out);
   if (tl_locks) return 0;

@@ -93,7 +93,7 @@ static unsigned fb_reason(int err) {
   return FB_OTHER;
 }
 
-void route_stats_fallback(unsigned id, int err) {
+RARE void route_stats_fallback(unsigned id, int err) {
   if (id > MMPOOL_MAX_POOLS) return;
   __atomic_fetch_add(&fallbacks[id][fb_reason(err)], 1, __ATOMIC_RELAXED);
 }

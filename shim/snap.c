@@ -44,7 +44,7 @@ static void take(const char *why) {
               log_last_error(), why);
 }
 
-static void *snap_thread(void *arg) {
+RARE static void *snap_thread(void *arg) {
   (void)arg;
   prctl(PR_SET_NAME, "mmpool-snap", 0, 0, 0);
   // The first freeze registers the process for membarrier, which takes

@@ -62,7 +62,7 @@ static long dup_floor(void) {
   return top >= 300 + 16 ? (long)(top - 16) : 3;
 }
 
-void shim_stats_start(void) {
+RARE void shim_stats_start(void) {
   int saved = errno;
   long d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, dup_floor());
   if (d < 0) d = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
@@ -100,7 +100,7 @@ static void flush(struct rep *r) {
 
 static void line(struct rep *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void line(struct rep *r, const char *fmt, ...) {
+RARE static void line(struct rep *r, const char *fmt, ...) {
   char l[512];
   size_t n = fmt_format(l, sizeof l, "mmpool: ");
   va_list ap;
@@ -114,7 +114,7 @@ static void line(struct rep *r, const char *fmt, ...) {
 }
 
 // "1245184 bytes (1.2 MiB)": exact, and rounded down from 1 KiB on.
-static const char *bytes(char *b, size_t n, uint64_t v) {
+RARE static const char *bytes(char *b, size_t n, uint64_t v) {
   static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
   if (v < 1024) {
     fmt_format(b, n, "%llu bytes", (unsigned long long)v);
@@ -139,7 +139,7 @@ static int pool_open_now(const struct mmpool *p) {
 }
 
 // The figures of one open pool.
-static void figures(struct rep *r, struct mmpool *p) {
+RARE static void figures(struct rep *r, struct mmpool *p) {
   char b1[48], b2[48], b3[48], b4[48];
   line(r, "  base %p, capacity %s", (void *)p->base,
        bytes(b1, sizeof b1, p->capacity));
@@ -185,7 +185,7 @@ static void figures(struct rep *r, struct mmpool *p) {
 // The blocks the pool in slot id could not serve and sent elsewhere
 // (full=fallback), by reason: "fallbacks: 12 (ENOSPC 10, EBUSY 2)". No
 // line for a pool that never fell back.
-static void fallback_line(struct rep *r, const struct mmpool *p) {
+RARE static void fallback_line(struct rep *r, const struct mmpool *p) {
   uint64_t total = route_stats_fallbacks(p->id, FB_REASONS);
   if (!total) return;
   char why[256];  // 9 reasons of at most 27 characters each
@@ -200,8 +200,8 @@ static void fallback_line(struct rep *r, const struct mmpool *p) {
 }
 
 // Counts of route k, or of the default (k == ROUTE_DEFAULT).
-static void route_line(struct rep *r, const struct route_totals *t,
-                       unsigned k, const char *what) {
+RARE static void route_line(struct rep *r, const struct route_totals *t,
+                            unsigned k, const char *what) {
   char b1[48], b2[48];
   if (!t->fb_n[k]) {
     line(r, "  %s: %llu allocations, %s", what,
