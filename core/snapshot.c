@@ -315,7 +315,8 @@ static uint64_t unkicked;
 // that the disk works while the copy goes on and the fsync at the end waits
 // for the last few MiB only, not for all of them (1 GiB: 1.43-1.49 s ->
 // 0.85-1.01 s; bench/snapshot_time).
-static int image_put(int fd, const char *buf, uint64_t len, uint64_t off) {
+RARE static int image_put(int fd, const char *buf, uint64_t len,
+                          uint64_t off) {
   int r = 0;
   while (!r && len) {
     uint64_t n = SNAP_KICK - unkicked < len ? SNAP_KICK - unkicked : len;
