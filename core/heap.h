@@ -46,6 +46,8 @@ struct theap {
   uint32_t nlist[SC_COUNT];// slabs in list
   struct theap *reg_next, *reg_prev;  // registry of live heaps
   int registered;
+  uint64_t idle;           // classes whose current slab was empty at the
+                           // last look for fresh pages (release_idle)
 };
 
 // The empty heap and slab: every thread starts with all its heaps the empty
