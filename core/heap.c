@@ -690,19 +690,44 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   return b;
 }
 
+// Gives back every slab of h that holds no block, its current ones too,
+// once the blocks other threads freed into them are collected. pre: the
+// freeze (h's thread is not inside: its slabs are ours meanwhile), pool
+// lock.
+static void trim_heap(struct mmpool *p, struct theap *h) {
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    for (uint32_t l = h->list[c]; l;) {
+      struct pdesc *s = &p->desc[l - 1];
+      l = s->next;
+      collect(p, s, 0);
+      if (pdesc_used(s) != 0) continue;
+      if (h->cur[c] == s) set_cur(h, c, &empty_desc);
+      own_remove(p, h, s);
+      page_span_free(p, page_index(p, s), s->npages);
+    }
+  }
+  h->idle = 0;
+}
+
 uint64_t heap_trim(struct mmpool *p) {
   uint64_t n = 0;
-  heap_enter();
+  // Frozen, so that every thread's slabs can be collected and given back:
+  // a thread that never calls malloc again (one that only frees, or the
+  // main thread that made the data its workers free) would otherwise keep
+  // the slabs it owns, and the blocks freed into them, for good.
+  heap_freeze();
   // The registry lock keeps the slot from being closed meanwhile.
   heap_registry_lock();
   if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
       !p->frozen) {
     engine_lock(&p->lock);
+    for (struct theap *h = registry; h; h = h->reg_next)
+      if (h->pool == p && h->gen == p->gen) trim_heap(p, h);
     n = page_trim(p);
     engine_unlock(&p->lock);
   }
   heap_registry_unlock();
-  heap_leave();
+  heap_thaw();
   return n;
 }
 
