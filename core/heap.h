@@ -46,8 +46,10 @@ struct theap {
   uint32_t nlist[SC_COUNT];// slabs in list
   struct theap *reg_next, *reg_prev;  // registry of live heaps
   int registered;
-  uint64_t idle;           // classes whose current slab was empty at the
-                           // last look for fresh pages (release_idle)
+  // release_idle: looks for fresh pages in a row that found the class's
+  // current slab empty, with this first free block.
+  uint64_t idle_head[SC_COUNT];
+  uint8_t idle[SC_COUNT];
 };
 
 // The empty heap and slab: every thread starts with all its heaps the empty

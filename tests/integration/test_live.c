@@ -151,7 +151,7 @@ static void grown_blocks_reuse_empty_slabs(void **state) {
   assert_int_equal(mmpool_stats(h, &st), 0);
   assert_int_equal(st.in_use_blocks, 0);
   // 31 classes passed through, each kept a slab before (peak 32 pages);
-  // now about the classes live at once (8).
+  // now about the classes live at once (10).
   print_message("peak %zu KiB, %llu pages held at the end\n", st.peak >> 10,
                 (unsigned long long)pages_used(h));
   assert_true(st.peak <= (size_t)12 * PAGE_BYTES);
