@@ -9,6 +9,8 @@
 // - Blocks grown through every size class by realloc leave each class's
 //   current slab empty behind them: a class that needs fresh pages takes
 //   those slabs' pages instead (release_idle).
+// - A slab left empty gives its page back to the kernel after the purge
+//   delay.
 // - malloc_trim (heap_trim) gives back every slab that holds no block, of
 //   every thread, then every free page (checked with mincore).
 // Each case asserts what the pool holds (pages_used, the peak, resident
@@ -160,6 +162,46 @@ static void grown_blocks_reuse_empty_slabs(void **state) {
 }
 
 // ---------------------------------------------------------------------------
+// Purging
+
+// A slab left empty goes back to the page allocator, and its page to the
+// kernel once free for the delay, as a large block's span does (it stayed
+// resident before: only spans of 1 MiB and more were purged).
+static void empty_slab_is_purged(void **state) {
+  (void)state;
+  for (int delayed = 0; delayed < 2; delayed++) {
+    page_purge_delay_ms = delayed ? DAY_MS : 0;
+    mmpool_t *h = mmpool_open("live.purge", "size=1G");
+    assert_non_null(h);
+    enum { N = 3 * 63 };  // three slabs of the 1 KiB class
+    unsigned char *b[N];
+    for (int i = 0; i < N; i++) {
+      b[i] = mmpool_malloc(h, 1000);
+      assert_non_null(b[i]);
+      memset(b[i], i, 1000);
+    }
+    // A live slab of another class above them: the freed slabs do not
+    // merge with the top (whose pages went back after the delay before).
+    void *guard = mmpool_malloc(h, 5000);
+    assert_non_null(guard);
+    uintptr_t second = (uintptr_t)b[63] & ~(uintptr_t)(PAGE_BYTES - 1);
+    assert_int_equal(resident(second, PAGE_BYTES), PAGE_BYTES / 4096);
+    // The first slab, emptied, becomes the current one (slab_empty); the
+    // second and third go back to the page allocator. A large block's
+    // malloc and free then pass the purge's clock.
+    for (int i = 0; i < N; i++) mmpool_free(b[i]);
+    mmpool_free(mmpool_malloc(h, 1 << 20));
+    size_t left = resident(second, PAGE_BYTES);
+    if (delayed) assert_true(left > 0);
+    else assert_int_equal(left, 0);
+    mmpool_free(guard);
+    assert_int_equal(mmpool_check(h), 0);
+    assert_int_equal(mmpool_close(h), 0);
+  }
+  page_purge_delay_ms = DAY_MS;
+}
+
+// ---------------------------------------------------------------------------
 // malloc_trim
 
 static void **trim_blocks;
@@ -216,6 +258,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(consumers_give_back_adopted_slabs),
       cmocka_unit_test(grown_blocks_reuse_empty_slabs),
+      cmocka_unit_test(empty_slab_is_purged),
       cmocka_unit_test(trim_collects_every_thread),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
