@@ -547,7 +547,9 @@ static void sweep(struct mmpool *p, struct theap *h, unsigned c) {
 // when 2 looks, without the head, were enough; none with 4 looks and the
 // head, for 11-35 % less than before on wl-realloc). Slabs of several
 // pages, whose blocks are sparsely touched, stay. pre: pool lock.
+#ifndef IDLE_LOOKS
 #define IDLE_LOOKS 4
+#endif
 static void release_idle(struct mmpool *p, struct theap *h, unsigned c) {
   for (unsigned k = 0; k < SC_COUNT; k++) {
     struct pdesc *s = h->cur[k];
