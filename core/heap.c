@@ -15,7 +15,9 @@
 //   slab of that class adopts one from there before taking fresh pages.
 // - A slab whose last block its owner frees goes back to the page
 //   allocator, unless it is, or can become, the thread's current slab of
-//   its class (heap_slab_empty): one empty slab per class stays at hand.
+//   its class (heap_slab_empty): one empty slab per class stays at hand,
+//   until the thread needs fresh pages for another class and finds it idle
+//   (release_idle), or malloc_trim (heap_trim) takes it.
 // Locks are taken in lock.h's order (registry, then pool). Nothing here
 // allocates: thread heaps come from the engine's arena (vmmap_internal).
 #define _GNU_SOURCE
