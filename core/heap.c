@@ -15,7 +15,9 @@
 //   slab of that class adopts one from there before taking fresh pages.
 // - A slab whose last block its owner frees goes back to the page
 //   allocator, unless it is, or can become, the thread's current slab of
-//   its class (heap_slab_empty): one empty slab per class stays at hand.
+//   its class (heap_slab_empty): one empty slab per class stays at hand,
+//   until the thread needs fresh pages for another class and finds it idle
+//   (release_idle), or malloc_trim (heap_trim) takes it.
 // Locks are taken in lock.h's order (registry, then pool). Nothing here
 // allocates: thread heaps come from the engine's arena (vmmap_internal).
 #define _GNU_SOURCE
@@ -503,8 +505,69 @@ static void slab_release(struct mmpool *p, struct theap *h, struct pdesc *s) {
 }
 
 // How many of its own slabs of a class a thread looks at when its current
-// one is spent (find_slab).
+// one is spent (find_slab), or when a free adopts one (sweep).
 #define FIND_SCAN 8
+
+// Collects up to FIND_SCAN of h's slabs of class c (from where the last
+// look stopped) and gives back those that hold no live block, but the
+// current one. For a thread that frees into slabs of a class it does not
+// allocate from (a consumer adopts its producer's full slabs,
+// free_detached; it has no current slab of the class): find_slab never
+// runs for it there, so the blocks that other threads free into those
+// slabs were never collected, and the slabs never emptied (wl-prodcons 4:
+// 118 MiB resident for 8 MiB live after 4 M messages). Not for a thread
+// with a current slab of the class: its find_slab does the same, and the
+// sweep cost a thread that frees its own detached slabs' blocks about 80
+// instructions per adoption (bench/routes.sh, ws100 at 4096: +5 per
+// pair).
+static void sweep(struct mmpool *p, struct theap *h, unsigned c) {
+  uint32_t l = h->scan[c] ? h->scan[c] : h->list[c];
+  uint32_t todo = h->nlist[c] < FIND_SCAN ? h->nlist[c] : FIND_SCAN;
+  for (; l && todo; todo--) {
+    struct pdesc *s = &p->desc[l - 1];
+    l = s->next ? s->next : h->list[c];
+    h->scan[c] = l;
+    if (s == h->cur[c]) continue;
+    collect(p, s, 0);
+    if (pdesc_used(s) == 0) slab_release(p, h, s);
+  }
+}
+
+// Before a thread takes fresh pages for a slab of one page (classes up to
+// 7 KiB): its current slabs of one page of the other classes go back to
+// the page allocator, which gives their pages (resident already) to the
+// new slab, when they held no block (their count is exactly the pin: no
+// block live, none freed by another thread and not collected) at
+// IDLE_LOOKS such looks in a row with the same first free block. Without
+// it every class a thread ever passed through kept a slab's touched pages:
+// strings and vectors grown through every class from 16 bytes to 7 KiB
+// (wl-realloc) held 1.2 MiB of slabs for 166 KiB live, 4 threads twice
+// their glibc RSS. A class used in between, even if empty at each look,
+// is spared: taking its slab away and back reassigns pages between
+// classes, which touch different parts of them (wl-aligned, whose 256
+// blocks of random alignment keep classes empty in turns: 13 % more RSS
+// when 2 looks, without the head, were enough; none with 4 looks and the
+// head, for 11-35 % less than before on wl-realloc). Slabs of several
+// pages, whose blocks are sparsely touched, stay. pre: pool lock.
+#ifndef IDLE_LOOKS
+#define IDLE_LOOKS 4
+#endif
+static void release_idle(struct mmpool *p, struct theap *h, unsigned c) {
+  for (unsigned k = 0; k < SC_COUNT; k++) {
+    struct pdesc *s = h->cur[k];
+    if (k == c || s == &empty_desc || s->used != PDESC_USED_PIN ||
+        s->npages != 1 || (h->idle[k] && h->idle_head[k] != s->free)) {
+      h->idle[k] = 0;
+      continue;
+    }
+    h->idle_head[k] = s->free;
+    if (++h->idle[k] < IDLE_LOOKS) continue;
+    h->idle[k] = 0;
+    set_cur(h, k, &empty_desc);
+    own_remove(p, h, s);
+    page_span_free(p, page_index(p, s), s->npages);
+  }
+}
 
 // A slab of class c with a free block, made current; NULL when p is full.
 static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
@@ -573,6 +636,7 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
       return s;
     }
   }
+  if (sc_table[c].npages == 1) release_idle(p, h, c);
   int dirty;
   int64_t idx = page_span_alloc(p, sc_table[c].npages, 1, &dirty);
   if (idx >= 0) {
@@ -643,19 +707,44 @@ void *heap_alloc_large(struct mmpool *p, size_t n, size_t align,
   return b;
 }
 
+// Gives back every slab of h that holds no block, its current ones too,
+// once the blocks other threads freed into them are collected. pre: the
+// freeze (h's thread is not inside: its slabs are ours meanwhile), pool
+// lock.
+static void trim_heap(struct mmpool *p, struct theap *h) {
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    for (uint32_t l = h->list[c]; l;) {
+      struct pdesc *s = &p->desc[l - 1];
+      l = s->next;
+      collect(p, s, 0);
+      if (pdesc_used(s) != 0) continue;
+      if (h->cur[c] == s) set_cur(h, c, &empty_desc);
+      own_remove(p, h, s);
+      page_span_free(p, page_index(p, s), s->npages);
+    }
+  }
+  memset(h->idle, 0, sizeof h->idle);
+}
+
 uint64_t heap_trim(struct mmpool *p) {
   uint64_t n = 0;
-  heap_enter();
+  // Frozen, so that every thread's slabs can be collected and given back:
+  // a thread that never calls malloc again (one that only frees, or the
+  // main thread that made the data its workers free) would otherwise keep
+  // the slabs it owns, and the blocks freed into them, for good.
+  heap_freeze();
   // The registry lock keeps the slot from being closed meanwhile.
   heap_registry_lock();
   if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_OPEN &&
       !p->frozen) {
     engine_lock(&p->lock);
+    for (struct theap *h = registry; h; h = h->reg_next)
+      if (h->pool == p && h->gen == p->gen) trim_heap(p, h);
     n = page_trim(p);
     engine_unlock(&p->lock);
   }
   heap_registry_unlock();
-  heap_leave();
+  heap_thaw();
   return n;
 }
 
@@ -801,7 +890,10 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
     engine_unlock(&p->lock);
     *(uint64_t *)a = d->free;
     d->free = off;
+    unsigned c = d->cls;  // d may go back to the pages below
     if (--d->used == 0) slab_empty(p, d);
+    // A thread that allocates from the class sweeps in find_slab.
+    if (h->cur[c] == &empty_desc) sweep(p, h, c);
     return;
   }
   *(uint64_t *)a = d->free;

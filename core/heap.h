@@ -46,6 +46,10 @@ struct theap {
   uint32_t nlist[SC_COUNT];// slabs in list
   struct theap *reg_next, *reg_prev;  // registry of live heaps
   int registered;
+  // release_idle: looks for fresh pages in a row that found the class's
+  // current slab empty, with this first free block.
+  uint64_t idle_head[SC_COUNT];
+  uint8_t idle[SC_COUNT];
 };
 
 // The empty heap and slab: every thread starts with all its heaps the empty
@@ -165,9 +169,11 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why)
 extern const char heap_freed_why[] HIDDEN;
 #define HEAP_FREED heap_freed_why
 size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
-// malloc_trim for pool p: every free page of an anonymous pool goes back to
-// the kernel now (page_trim); the number of pages. 0 for a closed, frozen
-// or file pool.
+// malloc_trim for pool p: at one instant (heap_freeze), every thread's
+// slabs that hold no block, once the blocks other threads freed into them
+// are collected, go back to the pool's free pages; then every free page of
+// an anonymous pool goes back to the kernel (page_trim). The number of
+// pages given back to the kernel: 0 for a closed, frozen or file pool.
 uint64_t heap_trim(struct mmpool *p) HIDDEN;
 // Resizes in place if it can; 0 on success.
 int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,

@@ -29,11 +29,12 @@
 #include "os.h"
 #include "vmmap.h"
 
-// Free spans at least this long (1 MiB), and as many unused pages above the
-// top, give their pages back to the kernel in anonymous pools once they
-// have stayed free for page_purge_delay_ms (see "Purging" below).
+// Free spans at least this long (every one: a slab's page too), and as
+// many unused pages above the top, give their pages back to the kernel in
+// anonymous pools once they have stayed free for page_purge_delay_ms (see
+// "Purging" below).
 #ifndef PURGE_MIN_PAGES
-#define PURGE_MIN_PAGES 16u
+#define PURGE_MIN_PAGES 1u
 #endif
 // MMPOOL_PURGE_LAZY=1 (a build flag, for the measurement in
 // docs/performance.md, "Large blocks"): MADV_FREE instead of MADV_DONTNEED.
@@ -369,6 +370,10 @@ int page_grow(struct mmpool *p, uint64_t top) {
 // (malloc_trim); closing an anonymous pool unmaps it all. File pools never
 // purge (docs/performance.md, "Large blocks", says why).
 //
+// Every free span counts, a slab's single page as a large block's 1,024
+// (PURGE_MIN_PAGES 1; it was 16): a slab left empty, whose class is not
+// used again, otherwise held its touched pages for good.
+//
 // In an anonymous pool, a free span of PURGE_MIN_PAGES or more keeps in
 // its head's req (which no free span uses otherwise) the os_clock_ms of
 // its last free or merge; the pages between the top and hiwater have one
@@ -445,11 +450,16 @@ static int give_back(struct mmpool *p, uint32_t idx, uint64_t n) {
 // Gives back the dirty free spans of min pages or more, and the pages
 // above the top, that are due at now (all: every one); the oldest stamp
 // of the rest is kept for the next look. The number of pages given back.
+// A look that finds the oldest due also takes those free for half the
+// delay: spans freed one after another (slabs left empty) then go back a
+// batch at a time, in at most two looks per delay, not one look over
+// every bin per span.
 static uint64_t purge(struct mmpool *p, uint64_t now, uint32_t min,
                       int all) {
   struct pool_state *st = ST(p);
   struct decay *z = decay_of(p);
-  uint64_t delay = page_purge_delay_ms, next = 0, done = 0;
+  uint64_t delay = page_purge_delay_ms - page_purge_delay_ms / 2;
+  uint64_t next = 0, done = 0;
   for (unsigned b = bin_of(min); b < POOL_NBINS; b++) {
     for (uint32_t l = st->bins[b], prev = 0; l;
          prev = l, l = D(p, l - 1)->next) {
