@@ -319,10 +319,16 @@ RARE static int image_put(int fd, const char *buf, uint64_t len,
                           uint64_t off) {
   int r = 0;
   while (!r && len) {
-    uint64_t n = SNAP_KICK - unkicked < len ? SNAP_KICK - unkicked : len;
+    // 64 KiB a write: the page cache makes its folios as large as the
+    // writes (ext4 on 6.x), and a later incremental rewrite of one 4 KiB
+    // page then dirties, and writes back, a whole folio. Written in runs of
+    // up to 1 GiB, an incremental snapshot of 1 GiB at 1 % took 121-142 ms
+    // instead of 76-82; in 64 KiB writes 80-84 ms; in 4 KiB writes 75 ms,
+    // but the whole image 0.94-1.02 s instead of 0.75.
+    uint64_t n = len < PAGE_BYTES ? len : PAGE_BYTES;
     r = os_pwrite_all(fd, buf, n, off);
     buf += n, off += n, len -= n;
-    if (!r && (unkicked += n) == SNAP_KICK) {
+    if (!r && (unkicked += n) >= SNAP_KICK) {
       unkicked = 0;
       os_writeback(fd);
     }
@@ -576,7 +582,7 @@ RARE static int write_image(struct writer *w, struct mmpool *p,
     if (!r) r = os_pwrite_all(fd, &h, sizeof h, 0);
     if (!r && meta) r = os_pwrite_all(fd, descs, meta, h.desc_off);
     written = sizeof h + meta;
-    // Runs of spans in use, each in one write (free spans stay holes).
+    // Runs of spans in use (free spans stay holes), through image_put.
     uint32_t run = 0;  // the first page of the run at hand
     for (uint32_t i = 0; !r && i <= top;) {
       uint32_t n = i < top ? d[i].npages : 0;
