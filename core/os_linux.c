@@ -323,7 +323,7 @@ int os_fsync(int fd) {
   return (int)SYS3(SYS_fsync, fd, 0, 0);
 }
 
-int os_writeback(int fd) {
+RARE int os_writeback(int fd) {
   // Offset 0 and length 0: the whole file. 2: SYNC_FILE_RANGE_WRITE.
   return (int)SYS6(SYS_sync_file_range, fd, 0, 0, 2, 0, 0);
 }
