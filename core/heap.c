@@ -508,6 +508,26 @@ static void slab_release(struct mmpool *p, struct theap *h, struct pdesc *s) {
 // one is spent (find_slab), or when a free adopts one (sweep).
 #define FIND_SCAN 8
 
+// A look at up to FIND_SCAN of h's slabs of class c (find_slab, sweep)
+// goes round the list from where the last look stopped, so every slab is
+// seen in turn, and once at most: slabs that leave the list on the way
+// were seen already, so the ones not seen yet follow in the same order.
+// scan_begin gives the first link and *todo; scan_step the slab at *l,
+// moving *l and h's place on.
+static uint32_t scan_begin(const struct theap *h, unsigned c,
+                           uint32_t *todo) {
+  *todo = h->nlist[c] < FIND_SCAN ? h->nlist[c] : FIND_SCAN;
+  return h->scan[c] ? h->scan[c] : h->list[c];
+}
+
+static struct pdesc *scan_step(struct mmpool *p, struct theap *h, unsigned c,
+                               uint32_t *l) {
+  struct pdesc *s = &p->desc[*l - 1];
+  *l = s->next ? s->next : h->list[c];
+  h->scan[c] = *l;
+  return s;
+}
+
 // Collects up to FIND_SCAN of h's slabs of class c (from where the last
 // look stopped) and gives back those that hold no live block, but the
 // current one. For a thread that frees into slabs of a class it does not
@@ -521,12 +541,9 @@ static void slab_release(struct mmpool *p, struct theap *h, struct pdesc *s) {
 // instructions per adoption (bench/routes.sh, ws100 at 4096: +5 per
 // pair).
 static void sweep(struct mmpool *p, struct theap *h, unsigned c) {
-  uint32_t l = h->scan[c] ? h->scan[c] : h->list[c];
-  uint32_t todo = h->nlist[c] < FIND_SCAN ? h->nlist[c] : FIND_SCAN;
+  uint32_t todo, l = scan_begin(h, c, &todo);
   for (; l && todo; todo--) {
-    struct pdesc *s = &p->desc[l - 1];
-    l = s->next ? s->next : h->list[c];
-    h->scan[c] = l;
+    struct pdesc *s = scan_step(p, h, c, &l);
     if (s == h->cur[c]) continue;
     collect(p, s, 0);
     if (pdesc_used(s) == 0) slab_release(p, h, s);
@@ -586,14 +603,9 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
   // handed out (memory not touched yet) are taken only when no slab seen
   // has a free one.
   struct pdesc *best = NULL, *fresh = NULL, *empty = NULL;
-  uint32_t l = h->scan[c] ? h->scan[c] : h->list[c];
-  // Round the list once at most: slabs that leave it on the way were seen
-  // already, so the ones not seen yet follow in the same order.
-  uint32_t todo = h->nlist[c] < FIND_SCAN ? h->nlist[c] : FIND_SCAN;
+  uint32_t todo, l = scan_begin(h, c, &todo);
   for (; l && todo; todo--) {
-    struct pdesc *s = &p->desc[l - 1];
-    l = s->next ? s->next : h->list[c];
-    h->scan[c] = l;
+    struct pdesc *s = scan_step(p, h, c, &l);
     collect(p, s, 0);
     if (!s->free && s->inited == s->nblocks) {
       if (detach_full(p, h, s)) continue;
