@@ -507,6 +507,15 @@ EXPORT size_t malloc_usable_size(void *ptr) {
   return mmpool_usable_size(ptr);
 }
 
+// realloc of a block of a pool through the control API's path, a failure
+// reported (realloc_failed).
+static void *realloc_pooled(void *ptr, size_t n) {
+  int errno0 = errno;
+  void *r = mmpool_realloc(NULL, ptr, n);
+  if (likely(r != NULL)) return r;
+  return realloc_failed(ptr, n, errno0);
+}
+
 // realloc when the block moves within its pool p (the fast paths: a string
 // or vector grown step by step leaves its class); old is its usable size.
 static __attribute__((noinline)) void *realloc_move(void *ptr, size_t n,
@@ -520,9 +529,7 @@ static __attribute__((noinline)) void *realloc_move(void *ptr, size_t n,
     return r;
   }
   errno = errno0;  // mmpool_realloc decides, and says why
-  r = mmpool_realloc(NULL, ptr, n);
-  if (likely(r != NULL)) return r;
-  return realloc_failed(ptr, n, errno0);
+  return realloc_pooled(ptr, n);
 }
 
 // Every other realloc but NULL: size 0, a bootstrap block (moved by a
@@ -550,10 +557,7 @@ static __attribute__((noinline)) void *realloc_slow(void *ptr, size_t n,
     errno = ENOMEM;
     return NULL;
   }
-  int errno0 = errno;
-  void *r = mmpool_realloc(NULL, ptr, n);
-  if (likely(r != NULL)) return r;
-  return realloc_failed(ptr, n, errno0);
+  return realloc_pooled(ptr, n);
 }
 
 // realloc(NULL, n) is malloc's fast path; a small block of this thread (or
