@@ -16,6 +16,11 @@
 //             `cp` then `sync FILE` do, in the same run (the image is in
 //             the page cache, as the pool's memory is for the writer);
 //   ratio     MBps / cp_MBps;
+//   new_ratio the first snapshot's MBps over its cp_MBps: images made as
+//             new files (the directory is empty);
+//   inplace_ratio  the same, median of the last 3: each image is the one
+//             of the snapshot before last, rewritten in place (the first
+//             two have none to rewrite);
 //   reloc_ms  then the pool is closed, a page mapped at its base, and the
 //             last snapshot restored with relocate=yes: copied, every
 //             pointer moved, attached (one run), and that per GiB.
@@ -169,6 +174,8 @@ static void measure(const char *dir, uint64_t mib) {
   atomic_store(&stop, 1);
   for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
   double m = median(mbps, ROUNDS), c = median(cpps, ROUNDS);
+  double inplace[ROUNDS - 2];
+  for (int r = 2; r < ROUNDS; r++) inplace[r - 2] = mbps[r] / cpps[r];
   // Relocation: the pool closed, a page mapped at its base, the snapshot
   // restored with relocate=yes (the set copied, moved, attached).
   void *base = mmpool_base(pool);
@@ -184,10 +191,10 @@ static void measure(const char *dir, uint64_t mib) {
     mmpool_close(r);
     munmap(base, 4096);
   }
-  printf("%llu\t%.2f\t%.1f\t%.0f\t%.0f\t%.2f\t%.0f\t%.1f\t%.0f\n",
-         (unsigned long long)mib, median(pause, ROUNDS),
-         median(total, ROUNDS), m, c, m / c, done / secs, reloc,
-         reloc * 1024 / mib);
+  printf("%llu\t%.2f\t%.1f\t%.0f\t%.0f\t%.2f\t%.0f\t%.1f\t%.0f\t%.2f\t%.2f\n",
+         (unsigned long long)mib, median(pause, ROUNDS), median(total, ROUNDS),
+         m, c, m / c, done / secs, reloc, reloc * 1024 / mib, mbps[0] / cpps[0],
+         median(inplace, ROUNDS - 2));
   fflush(stdout);
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", sd);
@@ -325,7 +332,7 @@ int main(int argc, char **argv) {
   printf("# snapshot_time");
   for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
   printf("\nMiB\tpause_ms\ttotal_ms\tMBps\tcp_MBps\tratio\tops_per_s\t"
-         "reloc_ms\treloc_ms_per_GiB\n");
+         "reloc_ms\treloc_ms_per_GiB\tnew_ratio\tinplace_ratio\n");
   if (argc == 2) {
     static const uint64_t sizes[] = {16, 256, 1024, 2048};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)

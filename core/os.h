@@ -57,6 +57,7 @@ struct os_stat {
   uint64_t dev, ino;  // the file's identity
   uint32_t uid;       // owner
   uint32_t mode;      // st_mode: type and permission bits
+  uint32_t nlink;     // hard links: a file named elsewhere too when > 1
   int is_regular;
 };
 int os_file_stat(int fd, struct os_stat *st);

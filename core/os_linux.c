@@ -274,6 +274,7 @@ int os_file_stat(int fd, struct os_stat *out) {
   out->ino = (uint64_t)st.st_ino;
   out->uid = (uint32_t)st.st_uid;
   out->mode = (uint32_t)st.st_mode;
+  out->nlink = (uint32_t)st.st_nlink;
   return 0;
 }
 

@@ -10,7 +10,8 @@
 # - the directory holds the manifest and its images (the previous
 #   snapshot's kept hidden, .prev.*);
 # - MMPOOL_STATS=1 counts the incremental ones;
-# - snapshot-incremental=no: every one whole, and info says so.
+# - snapshot-incremental=no: every one whole, and info says so; the
+#   previous one's image is kept hidden as well, for the next to rewrite.
 set -u
 prefix=mmpool-incr
 . "$(dirname "$0")/common.sh"
@@ -105,7 +106,11 @@ test "$kind1 $kind2 $kind3 $kind4" = "full full full full" ||
   fail "snapshot-incremental=no: $kind1 $kind2 $kind3 $kind4"
 grep -q "^written .* bytes, full: snapshot-incremental=no" "$d/i4.txt" ||
   fail "info, snapshot-incremental=no: $(cat "$d/i4.txt")"
-test "$(ls -A "$d/f" | wc -l)" = 2 || fail "files: $(ls -A "$d/f")"
+# The previous snapshot's image is kept hidden there too: the next whole
+# snapshot rewrites it in place.
+test "$(ls "$d/f" | wc -l)" = 2 || fail "files: $(ls -A "$d/f")"
+test "$(ls -A "$d/f" | grep -c '^\.prev\.')" = 1 ||
+  fail "kept images: $(ls -A "$d/f")"
 
 test $fails -eq 0 && echo "all incremental snapshot cases passed"
 exit $((fails > 0))
