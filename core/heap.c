@@ -38,6 +38,7 @@ struct theap empty_heap = {
 };
 __thread struct heap_tls tl_fast = {
     .heap = {[0 ... MMPOOL_MAX_POOLS] = &empty_heap},
+    .main = &empty_heap,
     .fast_tid = TID_NONE,
 };
 __thread uint32_t tl_tid = TID_NONE;
@@ -46,6 +47,7 @@ __thread uint32_t tl_tid = TID_NONE;
 static __thread struct theap *tl_own[MMPOOL_MAX_POOLS + 1] = {
     [0 ... MMPOOL_MAX_POOLS] = &empty_heap};
 static __thread uint32_t tl_own_fast_tid = TID_NONE;
+static __thread unsigned tl_main_id;  // heap_set_main's (0: none)
 int heap_check_full;
 const char heap_freed_why[] = "freed already";
 static __thread int tl_exiting;    // the thread-exit destructor has run
@@ -247,6 +249,7 @@ static __thread int tl_exit_held;     // heap_enter took freeze_lock (below)
 static void poison(struct heap_tls *t) {
   for (unsigned i = 0; i <= MMPOOL_MAX_POOLS; i++)
     __atomic_store_n(&t->heap[i], &empty_heap, __ATOMIC_RELAXED);
+  __atomic_store_n(&t->main, &empty_heap, __ATOMIC_RELAXED);
   __atomic_store_n(&t->fast_tid, TID_NONE, __ATOMIC_RELAXED);
   __atomic_store_n(&t->poisoned, 1, __ATOMIC_RELAXED);
 }
@@ -260,6 +263,7 @@ static void poison(struct heap_tls *t) {
 static void publish(void) {
   for (unsigned i = 0; i <= MMPOOL_MAX_POOLS; i++)
     __atomic_store_n(&tl_fast.heap[i], tl_own[i], __ATOMIC_RELAXED);
+  __atomic_store_n(&tl_fast.main, tl_own[tl_main_id], __ATOMIC_RELAXED);
   __atomic_store_n(&tl_fast.fast_tid, tl_own_fast_tid, __ATOMIC_RELAXED);
   __atomic_store_n(&tl_fast.poisoned, 0, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -271,6 +275,15 @@ static void publish(void) {
 static void set_own(unsigned id, struct theap *h) {
   tl_own[id] = h;
   if (!__atomic_load_n(&tl_fast.poisoned, __ATOMIC_RELAXED)) publish();
+}
+
+void heap_set_main(unsigned id) {
+  if (id > MMPOOL_MAX_POOLS) id = 0;
+  if (id == tl_main_id) return;
+  heap_enter();  // publish's condition: inside
+  tl_main_id = id;
+  if (!__atomic_load_n(&tl_fast.poisoned, __ATOMIC_RELAXED)) publish();
+  heap_leave();
 }
 
 // Links the calling thread's record (the freeze reads the marks of the

@@ -388,13 +388,24 @@ static __attribute__((noinline)) void *lane_refill(size_t n, uintptr_t ra) {
 }
 
 static inline __attribute__((always_inline)) void *malloc_inline(size_t n) {
-  if (__builtin_expect_with_probability(n < route_tab0_limit, 1, 0.5)) {
-    // Id 0 ("ask the slow path") needs no test: the heap of id 0 is the empty
-    // heap, whose slabs have no free block.
-    void *b = pop_direct(tl_route.tab0.pid[n], &tl_route.tab0.count[n], n);
-    if (likely(b != NULL)) return b;
+  if (__builtin_expect_with_probability(n < route_main_limit, 1, 0.5)) {
+    // The thread's main heap: tab0's pool for every size below the limit,
+    // found without reading the pool id (heap_try_main). Before tab0 is
+    // filled, and while a freeze holds the thread, it is the empty heap.
+    void *b = heap_try_main(n);
+    if (likely(b != NULL)) {
+      ++tl_route.tab0.count[n];
+      return b;
+    }
     return lane_refill(n, CALLER());
   } else if (n <= SC_DIRECT_MAX) {
+    if (n < route_tab0_limit) {
+      // Id 0 ("ask the slow path") needs no test: the heap of id 0 is the
+      // empty heap, whose slabs have no free block.
+      void *b = pop_direct(tl_route.tab0.pid[n], &tl_route.tab0.count[n], n);
+      if (likely(b != NULL)) return b;
+      return lane_refill(n, CALLER());
+    }
     uintptr_t ra = CALLER();
     unsigned i = (uint8_t)ra;
     if (likely(tl_route.rc.ra[i] == ra)) {

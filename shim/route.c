@@ -25,6 +25,7 @@
 
 int route_by_lib;
 size_t route_tab0_limit = SC_DIRECT_MAX + 1;
+size_t route_main_limit = SC_DIRECT_MAX + 1;
 __thread struct tl_route tl_route;
 __thread struct rtable *tl_ctab[GOT_CLASSES] = {
     [0 ... GOT_CLASSES - 1] = &route_empty_table};
@@ -144,6 +145,8 @@ static void refill_all(struct tstate *st, struct mmpool *def) {
     fill(t, st->thread_mask | t->lib_mask, def);
   }
   st->filled = 1;
+  // tab0's sizes below route_main_limit all name pid[0]'s pool.
+  if (route_main_limit) heap_set_main(tl_route.tab0.pid[0]);
 }
 
 static void thread_register(struct tstate *st) {
@@ -233,6 +236,7 @@ static void thread_exit_hook(void) {
   // Only this thread reads its tab0's pool ids and its tl_ctab.
   memset(tl_route.tab0.pid, 0, sizeof tl_route.tab0.pid);
   memset(tl_route.tab0.cpid, 0, sizeof tl_route.tab0.cpid);
+  heap_set_main(0);
   for (unsigned k = 0; k < GOT_CLASSES; k++)
     tl_ctab[k] = &route_empty_table;
 }
@@ -377,6 +381,14 @@ RARE int route_totals(struct route_totals *out) {
 void route_init(const struct got_entries *entries) {
   route_by_lib = shim_cfg.lib_routes > 0;
   route_tab0_limit = route_by_lib ? 0 : SC_DIRECT_MAX + 1;
+  // The first size where a size= route's verdict may change.
+  route_main_limit = route_by_lib ? 0 : SC_DIRECT_MAX + 1;
+  for (unsigned i = 0; i < shim_cfg.nroutes; i++) {
+    const struct config_route *r = &shim_cfg.routes[i];
+    if (r->cond != CONFIG_SIZE) continue;
+    uint64_t edge = r->lo ? r->lo : r->hi < UINT64_MAX ? r->hi + 1 : r->hi;
+    if (edge < route_main_limit) route_main_limit = (size_t)edge;
+  }
   thread_routed = shim_cfg.thread_routes > 0;
   for (unsigned id = 1; id <= MMPOOL_MAX_POOLS; id++)
     if (pool_table[id].state == POOL_OPEN) open_gen[id] = pool_table[id].gen;

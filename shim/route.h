@@ -52,6 +52,12 @@ extern int route_by_lib SHIM_HIDDEN;
 // Sizes below this take tab0 on malloc's fast path: SC_DIRECT_MAX + 1
 // without lib= routes, 0 with them.
 extern size_t route_tab0_limit SHIM_HIDDEN;
+// Sizes below this take the thread's main heap on malloc's fast path
+// (heap_try_main): the sizes below the first size boundary of a size=
+// route, up to SC_DIRECT_MAX + 1, which every table sends to one pool (the
+// table's pid[0], made the main heap whenever tab0 is filled); 0 with lib=
+// routes.
+extern size_t route_main_limit SHIM_HIDDEN;
 // The return-address cache: tab[i] serves the caller at ra[i] (i: the low
 // byte of the address; 0: empty). One thread-local object, so that the fast
 // path finds both arrays from one TLS offset.
