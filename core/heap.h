@@ -413,14 +413,17 @@ static inline __attribute__((always_inline)) void heap_free(void *ptr) {
 
 // 1 when the address so bytes into slab d (its head descriptor) starts a
 // block handed out once, as heap_block decides it, with the division by
-// the block size done by a multiply (sizeclass.h, sc_recip). For the
-// paths that take a block without heap_block: realloc's, and free's of
-// another thread's block (whose owner may raise inited meanwhile).
+// the block size done by one multiply (sizeclass.h, sc_recip): its high
+// bits are the block's index, its low bits say whether so is a multiple
+// (a second multiply, index times block size, made realloc's chain of
+// dependent operations longer). For the paths that take a block without
+// heap_block: realloc's, and free's of another thread's block (whose
+// owner may raise inited meanwhile).
 static inline __attribute__((always_inline)) int heap_block_start(
     const struct pdesc *d, uint64_t so) {
-  uint64_t q = (so * sc_recip[d->cls]) >> 40;
-  return q * d->bsize == so &&
-         q < __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
+  uint64_t x = so * sc_recip[d->cls];
+  return (x & SC_RECIP_FRAC) < SC_START_BELOW &&
+         (x >> 40) < __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
 }
 
 // realloc's fast path, for a block of a slab this thread owns or no

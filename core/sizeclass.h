@@ -34,6 +34,14 @@ struct sizeclass {
 extern const struct sizeclass sc_table[SC_COUNT];
 // (o * sc_recip[c]) >> 40 == o / sc_table[c].bsize for o < 2^20.
 extern const uint64_t sc_recip[SC_COUNT];
+// ... and o is a multiple of the block size exactly when the low 40 bits
+// of that product are below SC_START_BELOW: a multiple leaves there only
+// o times the reciprocal's rounding (under 1), so less than 2^20; any other
+// offset leaves its remainder over the block size, at least 2^40 / 2^17.
+// One multiply tells both (heap_block_start); test_sizeclass tries every
+// offset of every class.
+#define SC_RECIP_FRAC (((uint64_t)1 << 40) - 1)
+#define SC_START_BELOW ((uint64_t)1 << 20)
 
 // pdesc.slack_off of a slab of class sc at pool offset so: the slack
 // array's offset, biased so that a block's entry is found from the block's

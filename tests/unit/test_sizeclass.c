@@ -226,10 +226,17 @@ static void test_reciprocals(void **state) {
     const struct sizeclass *sc = &sc_table[c];
     uint64_t end = (uint64_t)sc->npages << PAGE_SHIFT;
     assert_true(end <= (uint64_t)1 << 20);
-    for (uint64_t o = 0; o < end; o++)
-      if (((o * sc_recip[c]) >> 40) != o / sc->bsize)
+    for (uint64_t o = 0; o < end; o++) {
+      uint64_t x = o * sc_recip[c];
+      if ((x >> 40) != o / sc->bsize)
         fail_msg("class %u (%u bytes): offset %llu", c, sc->bsize,
                  (unsigned long long)o);
+      // The start test of heap_block_start, from the same product.
+      if (((x & SC_RECIP_FRAC) < SC_START_BELOW) != (o % sc->bsize == 0))
+        fail_msg("class %u (%u bytes): offset %llu: start test says %d",
+                 c, sc->bsize, (unsigned long long)o,
+                 (x & SC_RECIP_FRAC) < SC_START_BELOW);
+    }
   }
 }
 
