@@ -30,6 +30,9 @@ int os_map_copy(int fd, size_t len, int writable, uintptr_t *out);
 int os_purge(uintptr_t addr, size_t len);
 // madvise(MADV_HUGEPAGE): transparent huge pages where they fit.
 int os_advise_huge(uintptr_t addr, size_t len);
+// madvise(MADV_POPULATE_WRITE): the pages of [addr, addr + len) made
+// present and writable now (Linux 5.14; -EINVAL before).
+int os_populate_write(uintptr_t addr, size_t len);
 // MADV_FREE: the kernel takes the pages when it needs memory, not before;
 // until then they keep their bytes (they do not read as zeros after).
 int os_purge_lazy(uintptr_t addr, size_t len);

@@ -145,6 +145,13 @@ int os_advise_huge(uintptr_t addr, size_t len) {
   return (int)SYS3(SYS_madvise, addr, len, MADV_HUGEPAGE);
 }
 
+int os_populate_write(uintptr_t addr, size_t len) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  return (int)SYS3(SYS_madvise, addr, len, MADV_POPULATE_WRITE);
+}
+
 int os_purge_lazy(uintptr_t addr, size_t len) {
 #ifdef MADV_FREE
   return (int)SYS3(SYS_madvise, addr, len, MADV_FREE);

@@ -143,6 +143,40 @@ static void kept_span_is_dirty_purged_is_clean(void **state) {
   assert_int_equal(mmpool_close(h), 0);
 }
 
+// calloc of pages the kernel has not given yet: up to 4 MiB of an anonymous
+// pool they are made present at once (a read before the first write would
+// otherwise map the zero page, and the write replace it: core/api.c,
+// calloc_fresh); a larger block stays lazy, and so does a file pool's.
+static void calloc_populates_fresh_pages(void **state) {
+  (void)state;
+  page_purge_delay_ms = DAY_MS;
+  mmpool_t *h = mmpool_open("lg.calloc", "size=1G");
+  assert_non_null(h);
+  unsigned char *a = mmpool_calloc(h, 1, 1 * MiB);
+  unsigned char *b = mmpool_calloc(h, 4, 1 * MiB);
+  unsigned char *c = mmpool_calloc(h, 1, 16 * MiB);
+  assert_true(a && b && c);
+  assert_int_equal(resident(a, 1 * MiB), MiB / 4096);
+  assert_int_equal(resident(b, 4 * MiB), 4 * MiB / 4096);
+  assert_int_equal(resident(c, 16 * MiB), 0);
+  for (size_t i = 0; i < 4 * MiB; i++)
+    if ((i < MiB && a[i]) || b[i] || c[i * 4]) fail_msg("not zero at %zu", i);
+  mmpool_free(a);
+  mmpool_free(b);
+  mmpool_free(c);
+  assert_int_equal(mmpool_check(h), 0);
+  assert_int_equal(mmpool_close(h), 0);
+  char opts[600];
+  snprintf(opts, sizeof opts, "file=%s/calloc.pool size=64M", dir);
+  h = mmpool_open("lg.calloc.file", opts);
+  assert_non_null(h);
+  a = mmpool_calloc(h, 1, 1 * MiB);
+  assert_non_null(a);
+  assert_int_equal(resident(a, 1 * MiB), 0);  // holes of the file
+  mmpool_free(a);
+  assert_int_equal(mmpool_close(h), 0);
+}
+
 // Pages go back once free for the delay, on a later call: with a delay of
 // a day nothing goes; with 0, the next slow-path call gives back every
 // span due, the pages above the top included.
@@ -350,6 +384,7 @@ int main(void) {
       cmocka_unit_test(trim_gives_back_everything),
       cmocka_unit_test(budget_bounds_what_is_kept),
       cmocka_unit_test(file_pool_keeps_its_pages),
+      cmocka_unit_test(calloc_populates_fresh_pages),
       cmocka_unit_test(threads_share_the_spans),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
