@@ -253,15 +253,14 @@ static inline void *heap_slab_pop(uintptr_t base, struct pdesc *d,
   return (void *)blk;
 }
 
-// A block for n <= SC_DIRECT_MAX bytes from this thread's heap in pool id,
-// or NULL when the slab at hand has no free block (the caller then takes a
-// slow path: heap_alloc_slow, or a routing decision first). Id 0, a pool
-// this thread has not used yet and a closed pool all give NULL: their heap
-// is the empty heap. Table loads (the heap, the slab, its slack) and a pop.
-static inline __attribute__((always_inline)) void *
-heap_try_direct(unsigned id, size_t n) {
+// A block for n <= SC_DIRECT_MAX bytes from the thread heap in *slot (a
+// field of tl_fast, read once inside: a freeze may poison it until then),
+// or NULL when the slab at hand has no free block. Table loads (the heap,
+// the slab, its slack) and a pop.
+static inline __attribute__((always_inline)) void *heap_try_slot(
+    struct theap *const *slot, size_t n) {
   heap_in();
-  struct theap *h = tl_fast.heap[id];
+  struct theap *h = *slot;
   struct pdesc *d = h->direct[n];
   uint64_t off = d->free;
   void *b = NULL;
@@ -270,20 +269,22 @@ heap_try_direct(unsigned id, size_t n) {
   return b;
 }
 
+// A block for n <= SC_DIRECT_MAX bytes from this thread's heap in pool id,
+// or NULL (the caller then takes a slow path: heap_alloc_slow, or a routing
+// decision first). Id 0, a pool this thread has not used yet and a closed
+// pool all give NULL: their heap is the empty heap.
+static inline __attribute__((always_inline)) void *
+heap_try_direct(unsigned id, size_t n) {
+  return heap_try_slot(&tl_fast.heap[id], n);
+}
+
 // heap_try_direct from this thread's main heap (heap_set_main). The load
 // chain of malloc's fast path is what a small-object loop waits on: heap,
 // slab, free block, its link. Through heap[id] the id comes first; a loop
 // of 32 mixed sizes (bench/workloads/small.c) ran 12 % faster without it
 // (docs/performance.md, "The main heap").
 static inline __attribute__((always_inline)) void *heap_try_main(size_t n) {
-  heap_in();
-  struct theap *h = tl_fast.main;
-  struct pdesc *d = h->direct[n];
-  uint64_t off = d->free;
-  void *b = NULL;
-  if (likely(off != 0)) b = heap_slab_pop(h->base, d, off, h->slack[n]);
-  heap_out();
-  return b;
+  return heap_try_slot(&tl_fast.main, n);
 }
 
 // This thread's main heap (heap_try_main) is its heap in pool id from now
