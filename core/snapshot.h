@@ -13,15 +13,16 @@
 // Atomicity (docs/snapshots.md): new images get names no manifest names
 // yet (NAME.SERIAL.pool); they are written and synced, then the manifest
 // is written to "manifest.tmp", synced, renamed over "manifest" and the
-// directory synced; only then are the previous images removed. A crash at
-// any point leaves the previous manifest with its images, or the new one
-// with its images; what a crashed writer left is removed by the next one.
+// directory synced; only then are the previous images hidden
+// (SNAP_KEPT_PREFIX). A crash at any point leaves the previous manifest
+// with its images, or the new one with its images; what a crashed writer
+// left is removed by the next one.
 //
-// Incremental snapshots (core/dirty.h, docs/snapshots.md): the previous
-// images of anonymous pools are not removed but hidden (SNAP_KEPT_PREFIX),
-// and the next snapshot renames each to its new name and rewrites only the
-// pages that differ, once the image is checked to be the one its writer
-// left. The files the current manifest names are never touched.
+// The next snapshot renames each hidden image, once it is checked to be
+// the file its writer left, to its new name and rewrites it in place:
+// whole, or (incremental snapshots, core/dirty.h, docs/snapshots.md) only
+// the pages that differ. The files the current manifest names are never
+// touched.
 #ifndef MMPOOL_SNAPSHOT_H
 #define MMPOOL_SNAPSHOT_H
 
