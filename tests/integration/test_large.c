@@ -143,21 +143,33 @@ static void kept_span_is_dirty_purged_is_clean(void **state) {
   assert_int_equal(mmpool_close(h), 0);
 }
 
+// Whether this kernel has madvise(MADV_POPULATE_WRITE) (Linux 5.14).
+static int kernel_populates(void) {
+  void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(m != MAP_FAILED);
+  int ok = madvise(m, 4096, 23 /* MADV_POPULATE_WRITE */) == 0;
+  munmap(m, 4096);
+  return ok;
+}
+
 // calloc of pages the kernel has not given yet: up to 4 MiB of an anonymous
 // pool they are made present at once (a read before the first write would
 // otherwise map the zero page, and the write replace it: core/api.c,
-// calloc_fresh); a larger block stays lazy, and so does a file pool's.
+// calloc_fresh), where the kernel can; a larger block stays lazy, and so
+// does a file pool's.
 static void calloc_populates_fresh_pages(void **state) {
   (void)state;
   page_purge_delay_ms = DAY_MS;
+  size_t want = kernel_populates() ? 1 : 0;
   mmpool_t *h = mmpool_open("lg.calloc", "size=1G");
   assert_non_null(h);
   unsigned char *a = mmpool_calloc(h, 1, 1 * MiB);
   unsigned char *b = mmpool_calloc(h, 4, 1 * MiB);
   unsigned char *c = mmpool_calloc(h, 1, 16 * MiB);
   assert_true(a && b && c);
-  assert_int_equal(resident(a, 1 * MiB), MiB / 4096);
-  assert_int_equal(resident(b, 4 * MiB), 4 * MiB / 4096);
+  assert_int_equal(resident(a, 1 * MiB), want * MiB / 4096);
+  assert_int_equal(resident(b, 4 * MiB), want * 4 * MiB / 4096);
   assert_int_equal(resident(c, 16 * MiB), 0);
   for (size_t i = 0; i < 4 * MiB; i++)
     if ((i < MiB && a[i]) || b[i] || c[i * 4]) fail_msg("not zero at %zu", i);
