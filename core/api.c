@@ -226,7 +226,7 @@ void *mmpool_malloc(mmpool_t *pool, size_t size) {
 // page at the read and takes a second fault at the write, which replaces
 // that page and, with other threads running, makes every other CPU flush
 // its TLB (an interrupt each): wl-hashtab 2 300 spent 15 % of its samples
-// there, 0.13 s against mimalloc's 0.10; populated, 0.10
+// there, 0.13-0.14 s against mimalloc's 0.10; populated, 0.10
 // (docs/performance.md, "calloc's fresh pages"). Larger blocks stay lazy,
 // as sparse tables rely on; a file pool's fresh pages are holes of its
 // file, which writing would fill.
