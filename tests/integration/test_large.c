@@ -170,7 +170,9 @@ static void calloc_populates_fresh_pages(void **state) {
   assert_true(a && b && c);
   assert_int_equal(resident(a, 1 * MiB), want * MiB / 4096);
   assert_int_equal(resident(b, 4 * MiB), want * 4 * MiB / 4096);
-  assert_int_equal(resident(c, 16 * MiB), 0);
+  // Its middle: with transparent huge pages always on, the 2 MiB page that
+  // b's last pages fault in may reach into c's first ones.
+  assert_int_equal(resident(c + 4 * MiB, 8 * MiB), 0);
   for (size_t i = 0; i < 4 * MiB; i++)
     if ((i < MiB && a[i]) || b[i] || c[i * 4]) fail_msg("not zero at %zu", i);
   mmpool_free(a);
