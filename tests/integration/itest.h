@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +179,17 @@ static inline long long itest_file_size(const char *path) {
 }
 
 // xorshift64*: a deterministic stream for sizes and contents.
+// Resident 4 KiB pages of [a, a + len) (mincore).
+static inline size_t itest_resident(const void *a, size_t len) {
+  size_t n = len / 4096, k = 0;
+  unsigned char *v = malloc(n);
+  assert_non_null(v);
+  assert_int_equal(mincore((void *)a, len, v), 0);
+  for (size_t i = 0; i < n; i++) k += v[i] & 1;
+  free(v);
+  return k;
+}
+
 static inline uint64_t itest_rand(uint64_t *s) {
   uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
   x ^= x >> 12;

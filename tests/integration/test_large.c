@@ -26,17 +26,6 @@
 
 ITEST_SCRATCH_DIR("large")
 
-// Resident 4 KiB pages of [a, a+len).
-static size_t resident(void *a, size_t len) {
-  size_t n = len / 4096, k = 0;
-  unsigned char *v = malloc(n);
-  assert_non_null(v);
-  assert_int_equal(mincore(a, len, v), 0);
-  for (size_t i = 0; i < n; i++) k += v[i] & 1;
-  free(v);
-  return k;
-}
-
 // page_kept's running count against the descriptors: the dirty free spans
 // below the top, and the pages from the top to hiwater.
 static void kept_is_exact(mmpool_t *h) {
@@ -119,7 +108,7 @@ static void kept_span_is_dirty_purged_is_clean(void **state) {
   assert_non_null(guard);
   memset(a, 0xab, n);
   mmpool_free(a);
-  assert_int_equal(resident(a, n), n / 4096);  // kept
+  assert_int_equal(itest_resident(a, n), n / 4096);  // kept
   int dirty = -1;
   unsigned char *b = heap_alloc_large(p, n, 0, &dirty);
   assert_ptr_equal(b, a);  // the same span, reused
@@ -132,7 +121,7 @@ static void kept_span_is_dirty_purged_is_clean(void **state) {
   memset(c, 0xcd, n);
   mmpool_free(c);
   assert_true(heap_trim(p) >= n / PAGE_BYTES);
-  assert_int_equal(resident(a, n), 0);
+  assert_int_equal(itest_resident(a, n), 0);
   b = heap_alloc_large(p, n, 0, &dirty);
   assert_ptr_equal(b, a);
   assert_int_equal(dirty, 0);  // purged: reads as zeros, calloc skips
@@ -168,11 +157,11 @@ static void calloc_populates_fresh_pages(void **state) {
   unsigned char *b = mmpool_calloc(h, 4, 1 * MiB);
   unsigned char *c = mmpool_calloc(h, 1, 16 * MiB);
   assert_true(a && b && c);
-  assert_int_equal(resident(a, 1 * MiB), want * MiB / 4096);
-  assert_int_equal(resident(b, 4 * MiB), want * 4 * MiB / 4096);
+  assert_int_equal(itest_resident(a, 1 * MiB), want * MiB / 4096);
+  assert_int_equal(itest_resident(b, 4 * MiB), want * 4 * MiB / 4096);
   // Its middle: with transparent huge pages always on, the 2 MiB page that
   // b's last pages fault in may reach into c's first ones.
-  assert_int_equal(resident(c + 4 * MiB, 8 * MiB), 0);
+  assert_int_equal(itest_resident(c + 4 * MiB, 8 * MiB), 0);
   for (size_t i = 0; i < 4 * MiB; i++)
     if ((i < MiB && a[i]) || b[i] || c[i * 4]) fail_msg("not zero at %zu", i);
   mmpool_free(a);
@@ -186,7 +175,7 @@ static void calloc_populates_fresh_pages(void **state) {
   assert_non_null(h);
   a = mmpool_calloc(h, 1, 1 * MiB);
   assert_non_null(a);
-  assert_int_equal(resident(a, 1 * MiB), 0);  // holes of the file
+  assert_int_equal(itest_resident(a, 1 * MiB), 0);  // holes of the file
   mmpool_free(a);
   assert_int_equal(mmpool_close(h), 0);
 }
@@ -210,16 +199,16 @@ static void purged_when_due_on_a_later_call(void **state) {
   void *x = mmpool_malloc(h, 256 * KiB);  // a later call: nothing is due
   assert_non_null(x);
   mmpool_free(x);
-  assert_int_equal(resident(a, n), n / 4096);
-  assert_true(resident(top, n) >= n / 4096 - 256 * KiB / 4096);
+  assert_int_equal(itest_resident(a, n), n / 4096);
+  assert_true(itest_resident(top, n) >= n / 4096 - 256 * KiB / 4096);
   unsigned long calls = os_syscalls();
   page_purge_delay_ms = 0;  // everything waiting is due now
   x = mmpool_malloc(h, 256 * KiB);
   assert_non_null(x);
   assert_true(os_syscalls() > calls);  // the madvise calls
-  assert_int_equal(resident(a, n), 0);
+  assert_int_equal(itest_resident(a, n), 0);
   // x came from a's span or the top; what is left of both is given back.
-  size_t left = resident(top, n);
+  size_t left = itest_resident(top, n);
   assert_true(left <= 256 * KiB / 4096);
   mmpool_free(x);
   mmpool_free(guard);
@@ -247,15 +236,15 @@ static void trim_gives_back_everything(void **state) {
   mmpool_free(a);
   mmpool_free(b);
   mmpool_free(c);
-  assert_int_equal(resident(a, small), small / 4096);
-  assert_int_equal(resident(b, 20 * MiB), 20 * MiB / 4096);
+  assert_int_equal(itest_resident(a, small), small / 4096);
+  assert_int_equal(itest_resident(b, 20 * MiB), 20 * MiB / 4096);
   uint64_t pages = heap_trim(p);
   assert_true(pages >= (small + 20 * MiB + 3 * MiB) / PAGE_BYTES);
   kept_is_exact(h);
   assert_int_equal(page_kept(p), 0);
-  assert_int_equal(resident(a, small), 0);
-  assert_int_equal(resident(b, 20 * MiB), 0);
-  assert_int_equal(resident(c, 3 * MiB), 0);
+  assert_int_equal(itest_resident(a, small), 0);
+  assert_int_equal(itest_resident(b, 20 * MiB), 0);
+  assert_int_equal(itest_resident(c, 3 * MiB), 0);
   assert_int_equal(heap_trim(p), 0);
   mmpool_free(g1);
   mmpool_free(g2);
