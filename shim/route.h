@@ -7,6 +7,9 @@
 // calling thread and, with lib= routes, for the calling module:
 //
 //   - no lib= route: the thread's table tl_route.tab0, one indexed load;
+//     and for the sizes below route_main_limit, which tab0 sends to one
+//     pool, not even that: the engine's main heap of the thread
+//     (heap_set_main, heap_try_main), which tab0's filling names;
 //   - lib= routes: the exported malloc does not read tab0; the return
 //     address of malloc picks the table through a per-thread cache of 256
 //     return addresses (tl_route.rc, indexed by the low byte of the
