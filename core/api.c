@@ -135,7 +135,7 @@ int mmpool_snapshot(const char *dir) {
 
 RARE int mmpool_restore(const char *dir, const char *options) {
   log_take_code();
-  static struct snap_manifest m;  // 12 KiB: not on the stack
+  static struct snap_manifest m;  // 21 KiB: not on the stack
   static char files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
   static char words[2 * SPEC_PATH_MAX];
   static struct pool_spec sp;
@@ -144,15 +144,17 @@ RARE int mmpool_restore(const char *dir, const char *options) {
     return fail_int(log_fail(EBUSY, "mmpool_restore: another restore is "
                              "running"));
   char why[256];
+  for (unsigned i = 0; i < MMPOOL_MAX_POOLS; i++) files[i][0] = 0;
   int r = snapshot_read(dir, &m);
   if (!r && spec_parse(options, &sp, why, sizeof why))
     r = log_fail(EINVAL, "mmpool_restore: %s", why);
   // relocate=yes: pools whose ranges are taken here are moved, with every
-  // pointer into them, in copies (snapshot_relocated); the snapshot stays.
+  // pointer into them, in copies (snapshot_relocated); images with deltas
+  // are copied with them applied. The snapshot stays.
   int moved = 0;
   uint64_t changed = 0;
-  if (!r && sp.relocate) {
-    moved = snapshot_relocated(dir, &m, files, &changed);
+  if (!r) {
+    moved = snapshot_relocated(dir, &m, sp.relocate, files, &changed);
     if (moved < 0) r = moved;
   }
   struct mmpool *opened[MMPOOL_MAX_POOLS];
@@ -165,7 +167,7 @@ RARE int mmpool_restore(const char *dir, const char *options) {
       break;
     }
     fmt_format(words, sizeof words, "file=%s/%s mode=private %s", dir,
-               moved > 0 ? files[i] : e->file, options ? options : "");
+               files[i][0] ? files[i] : e->file, options ? options : "");
     if (spec_parse(words, &sp, why, sizeof why)) {
       r = log_fail(EINVAL, "mmpool_restore: %s", why);
       break;
@@ -176,7 +178,7 @@ RARE int mmpool_restore(const char *dir, const char *options) {
     opened[n++] = p;
     r = snapshot_entry_check(e, p, moved > 0);
   }
-  if (moved > 0) snapshot_relocated_drop(dir, m.npools, files);
+  snapshot_relocated_drop(dir, MMPOOL_MAX_POOLS, files);  // "" when none
   if (r)
     while (n) pool_close(opened[--n]);
   else if (moved > 0)

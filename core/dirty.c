@@ -53,14 +53,15 @@ __attribute__((constructor)) static void dirty_ctor(void) {
 RARE const char *dirty_why_text(int why) {
   static const char *const text[DIRTY_WHY_COUNT] = {
       "incremental",
-      "no earlier image set of this process to rewrite",
+      "no earlier snapshot of this process in the directory",
       "snapshot-incremental=no",
       "a file pool (userfaultfd cannot protect its pages)",
       "the kernel refuses userfaultfd write-protect (WP_ASYNC) or has no "
       "PAGEMAP_SCAN",
-      "the pool is new since the image set being rewritten",
+      "the pool is new since the previous snapshot",
       "the tracking of written pages failed",
-      "the image to rewrite is not the one recorded"};
+      "the previous image is not the one recorded",
+      "its deltas since its last whole image are many, large or scattered"};
   return why >= 0 && why < DIRTY_WHY_COUNT ? text[why] : "unknown";
 }
 

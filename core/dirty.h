@@ -1,5 +1,5 @@
 // dirty.h: which pages of the anonymous pools were written since the
-// instants of two snapshots (the two image sets of incremental snapshots,
+// instant of the last snapshot (the deltas of incremental snapshots,
 // docs/snapshots.md).
 //
 // Userfaultfd write-protect in asynchronous mode: the kernel itself
@@ -32,21 +32,23 @@
 #include "compiler.h"
 
 #define DIRTY_SHIFT 12   // the kernel's page: the unit of tracking
-#define DIRTY_SETS 2
+#define DIRTY_SETS 1   // maps kept: since the last snapshot (set 0)
 
 // Why a pool's image cannot be written incrementally (stored in manifests:
 // values are fixed).
 enum {
   DIRTY_OK = 0,
-  DIRTY_NO_SET = 1,     // no earlier image set of this process to rewrite
+  DIRTY_NO_SET = 1,     // no earlier snapshot of this process to follow
   DIRTY_ASKED = 2,      // snapshot-incremental=no
   DIRTY_FILE = 3,       // a file pool: userfaultfd cannot protect its pages
   DIRTY_KERNEL = 4,     // the kernel has no (or refuses) userfaultfd WP_ASYNC
                         // or PAGEMAP_SCAN
-  DIRTY_NEW = 5,        // the pool is not in the set being rewritten
+  DIRTY_NEW = 5,        // the pool is not in the previous snapshot
   DIRTY_LOST = 6,       // tracking failed (a scan, a registration)
-  DIRTY_CHANGED = 7,    // the image to rewrite is not the one recorded
-  DIRTY_WHY_COUNT = 8
+  DIRTY_CHANGED = 7,    // the previous image or delta is not as recorded
+  DIRTY_CHAIN = 8,      // the chain of deltas is long enough, or a delta
+                        // would be too scattered (core/delta.h)
+  DIRTY_WHY_COUNT = 9
 };
 // A few words for a DIRTY_* value ("the first snapshots", ...).
 const char *dirty_why_text(int why) HIDDEN;

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "delta.h"
 #include "fmt.h"
 #include "hash.h"
 #include "os.h"
@@ -108,9 +109,55 @@ RARE int inspect_v1_convert(const void *page, uint64_t file_size,
 
 RARE int inspect_open(struct inspect *in, const char *path, unsigned flags,
                       char *why, size_t why_len) {
+  return inspect_open_deltas(in, path, 0, NULL, flags, why, why_len);
+}
+
+// Opens delta k of dpaths, checks its header and, the first time (*dh
+// zero), reads it into dh; later, the header must be the same. fd or a
+// negative errno with one line in why (its path named).
+RARE static int open_delta(const char *dpath, struct delta_header *dh,
+                           char *why, size_t why_len) {
+  char eb[64], w[300];
+  int fd = os_open_nolinks(dpath, O_RDONLY, 0);
+  struct os_stat st;
+  int r = fd < 0 ? fd : os_file_stat(fd, &st);
+  struct delta_header h;
+  if (!r && !st.is_regular) {
+    r = -EINVAL;
+    fmt_format(w, sizeof w, "not a regular file");
+  } else if (!r && st.size < sizeof h) {
+    r = -ENOEXEC;
+    fmt_format(w, sizeof w, "not an mmpool snapshot delta");
+  } else if (!r && (r = os_pread_full(fd, &h, sizeof h, 0)) == 0) {
+    r = delta_check_header(&h, st.size, w, sizeof w);
+    if (!r && dh->size && memcmp(&h, dh, sizeof h) != 0) {
+      r = -EAGAIN;
+      fmt_format(w, sizeof w, "changed while it was being read");
+    }
+  } else if (r) {
+    fmt_format(w, sizeof w, "%s", os_strerror(-r, eb, sizeof eb));
+  }
+  if (r) {
+    fmt_format(why, why_len, "delta %s: %s", dpath, w);
+    if (fd >= 0) os_close(fd);
+    return r;
+  }
+  *dh = h;
+  return fd;
+}
+
+RARE int inspect_open_deltas(struct inspect *in, const char *path,
+                             unsigned ndelta, const char *const *dpaths,
+                             unsigned flags, char *why, size_t why_len) {
   char eb[64];
   memset(in, 0, sizeof *in);
   in->fd = -1;
+  static struct delta_header dhs[INSPECT_DELTAS_MAX];
+  if (ndelta > INSPECT_DELTAS_MAX) {
+    fmt_format(why, why_len, "%u deltas (at most %u)", ndelta,
+               INSPECT_DELTAS_MAX);
+    return -EINVAL;
+  }
   int fd = os_open_nolinks(path, O_RDONLY, 0);
   if (fd == -ELOOP) {
     fmt_format(why, why_len, "a component of the path is a symbolic link "
@@ -173,9 +220,34 @@ RARE int inspect_open(struct inspect *in, const char *path, unsigned flags,
     r = poolfile_validate(&in->hdr, st.size, why, why_len);
   }
   if (r) goto fail;
-  // Only a version 1 image is written to, in memory: its header page.
-  in->map_len = in->hdr.st.length;
-  r = vmmap_view(fd, in->map_len, in->version == 1, &in->map);
+  // Only a version 1 image is written to, in memory: its header page; and
+  // an image with deltas, all of which are applied in memory, in a view
+  // long enough for the longest image of the chain.
+  uint64_t file_len = in->hdr.st.length, view_len = file_len;
+  if (ndelta && in->version == 1) {
+    fmt_format(why, why_len, "deltas on a version 1 image");
+    r = -EUCLEAN;
+    goto fail;
+  }
+  memset(dhs, 0, sizeof dhs);
+  for (unsigned k = 0; k < ndelta; k++) {
+    int dfd = open_delta(dpaths[k], &dhs[k], why, why_len);
+    if (dfd < 0) {
+      r = dfd;
+      goto fail;
+    }
+    os_close(dfd);
+    if (dhs[k].length > POOL_MAX_CAPACITY) {
+      fmt_format(why, why_len, "delta %s makes an image of %llu bytes",
+                 dpaths[k], (unsigned long long)dhs[k].length);
+      r = -EUCLEAN;
+      goto fail;
+    }
+    if (dhs[k].length > view_len) view_len = dhs[k].length;
+  }
+  in->map_len = view_len;
+  r = vmmap_view(fd, file_len, view_len, in->version == 1 || ndelta > 0,
+                 &in->map);
   if (r) {
     fmt_format(why, why_len, "cannot map it: %s",
                os_strerror(-r, eb, sizeof eb));
@@ -188,6 +260,34 @@ RARE int inspect_open(struct inspect *in, const char *path, unsigned flags,
     goto fail;
   }
   if (in->version == 1) memcpy((void *)in->map, &in->hdr, sizeof in->hdr);
+  // The deltas in order; then the image they make is checked as a file of
+  // its length would be.
+  uint64_t len = file_len;
+  for (unsigned k = 0; k < ndelta; k++) {
+    char w[300];
+    int dfd = open_delta(dpaths[k], &dhs[k], why, why_len);
+    if (dfd < 0) {
+      r = dfd;
+      goto fail;
+    }
+    r = delta_apply(dfd, &dhs[k], (char *)in->map, view_len, &len, w,
+                    sizeof w);
+    os_close(dfd);
+    if (r) {
+      fmt_format(why, why_len, "delta %s: %s", dpaths[k], w);
+      goto fail;
+    }
+  }
+  if (ndelta) {
+    memcpy(&in->hdr, (const void *)in->map, sizeof in->hdr);
+    in->file_size = len;
+    char w[300];
+    r = poolfile_validate(&in->hdr, len, w, sizeof w);
+    if (r) {
+      fmt_format(why, why_len, "with its deltas: %s", w);
+      goto fail;
+    }
+  }
   in->fd = fd;
   struct mmpool *p = &in->pool;
   p->hdr = (struct poolfile_header *)in->map;

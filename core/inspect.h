@@ -52,6 +52,15 @@ struct inspect {
 // -EAGAIN changed while it was read. On failure nothing stays open.
 int inspect_open(struct inspect *in, const char *path, unsigned flags,
                  char *why, size_t why_len) HIDDEN;
+// The same for an image of a snapshot with its deltas (core/delta.h):
+// path's image, then each of the ndelta files of dpaths applied in order,
+// in memory (the view is private and writable; nothing reaches a file).
+// What is checked and mapped is the image they make: file_size is its
+// length. Errors name the delta at fault.
+#define INSPECT_DELTAS_MAX 16
+int inspect_open_deltas(struct inspect *in, const char *path,
+                        unsigned ndelta, const char *const *dpaths,
+                        unsigned flags, char *why, size_t why_len) HIDDEN;
 void inspect_close(struct inspect *in) HIDDEN;
 
 // What the walk found, for `info` and `map`.

@@ -24,8 +24,10 @@ int os_commit(uintptr_t addr, size_t len);
 int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off, int shared);
 // Maps [0, len) of file fd privately (copy-on-write: nothing reaches the
 // file) wherever the kernel likes, read-only unless writable; for reading
-// pool files that are not attached (vmmap_view). Unmap with os_unmap.
-int os_map_copy(int fd, size_t len, int writable, uintptr_t *out);
+// pool files that are not attached (vmmap_view). Past file_len (when len
+// is more) the mapping is anonymous zeros. Unmap with os_unmap.
+int os_map_copy(int fd, size_t file_len, size_t len, int writable,
+                uintptr_t *out);
 // Drops the pages of a private anonymous range; it reads as zeros after.
 int os_purge(uintptr_t addr, size_t len);
 // madvise(MADV_HUGEPAGE): transparent huge pages where they fit.
@@ -132,6 +134,10 @@ int os_unlink_at(int dirfd, const char *name);
 int os_list_dir(int dirfd, int (*fn)(void *arg, const char *name), void *arg);
 // Writes all of buf at offset off (retrying short writes and EINTR).
 int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+// Writes the n buffers of iov one after the other from offset off
+// (pwritev, retrying short writes and EINTR; iov is changed).
+struct iovec;
+int os_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off);
 // Reads up to len bytes (retrying EINTR): the count, or a negative errno.
 long os_read(int fd, void *buf, size_t len);
 // A pipe, both ends close-on-exec.

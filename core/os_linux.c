@@ -24,6 +24,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,10 +130,26 @@ int os_map_file(uintptr_t addr, size_t len, int fd, uint64_t off,
   return 0;
 }
 
-int os_map_copy(int fd, size_t len, int writable, uintptr_t *out) {
+int os_map_copy(int fd, size_t file_len, size_t len, int writable,
+                uintptr_t *out) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  long r = do_mmap(0, len, prot, MAP_PRIVATE, fd, 0);
+  if (file_len >= len) {
+    long r = do_mmap(0, len, prot, MAP_PRIVATE, fd, 0);
+    if (mmap_failed(r)) return (int)r;
+    *out = (uintptr_t)r;
+    return 0;
+  }
+  // Zeros past the file's end (a page of a file past its end faults).
+  long r = do_mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mmap_failed(r)) return (int)r;
+  size_t head = (file_len + 4095) & ~(size_t)4095;
+  if (head) {
+    long f = do_mmap((uintptr_t)r, head, prot, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (mmap_failed(f)) {
+      SYS3(SYS_munmap, r, len, 0);
+      return (int)f;
+    }
+  }
   *out = (uintptr_t)r;
   return 0;
 }
@@ -417,6 +434,25 @@ int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
     if (r == -EINTR) continue;
     if (r <= 0) return r ? (int)r : -EIO;
     p += r, len -= (size_t)r, off += (uint64_t)r;
+  }
+  return 0;
+}
+
+int os_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off) {
+  while (n > 0) {
+    long r = SYS6(SYS_pwritev, fd, iov, n, off, 0, 0);
+    if (r == -EINTR) continue;
+    if (r <= 0) return r ? (int)r : -EIO;
+    off += (uint64_t)r;
+    // A short write: skip what went, go on from the rest.
+    while (n > 0 && (size_t)r >= iov->iov_len) {
+      r -= (long)iov->iov_len;
+      iov++, n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + r;
+      iov->iov_len -= (size_t)r;
+    }
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "delta.h"
 #include "dirty.h"
 #include "fmt.h"
 #include "hash.h"
@@ -126,13 +127,35 @@ RARE static int name_ok(const char *s, size_t max) {
   return s[0] != '.';
 }
 
-// An image's file name: NAME.SERIAL.pool. 1 when name is one (any serial).
-RARE static int image_name(const char *name) {
-  size_t n = strlen(name);
-  if (n < 8 || memcmp(name + n - 5, ".pool", 5) != 0) return 0;
-  size_t d = n - 5, e = d;
+// 1 when name is NAME.SERIAL followed by suffix (any serial).
+RARE static int serial_name(const char *name, const char *suffix) {
+  size_t n = strlen(name), k = strlen(suffix);
+  if (n < k + 3 || memcmp(name + n - k, suffix, k) != 0) return 0;
+  size_t d = n - k, e = d;
   while (d > 0 && name[d - 1] >= '0' && name[d - 1] <= '9') d--;
   return d < e && d >= 2 && name[d - 1] == '.';
+}
+
+// An image's file name: NAME.SERIAL.pool.
+RARE static int image_name(const char *name) {
+  return serial_name(name, ".pool");
+}
+
+// A delta's: NAME.SERIAL.delta.
+RARE static int delta_name(const char *name) {
+  return serial_name(name, ".delta");
+}
+
+RARE void snap_delta_name(char *out, size_t len, const char *name,
+                          uint64_t serial) {
+  fmt_format(out, len, "%s.%llu.delta", name, (unsigned long long)serial);
+}
+
+// 1 when the name of delta serial of pool name fits SNAP_FILE_MAX.
+RARE static int delta_fits(const char *name, uint64_t serial) {
+  char buf[SNAP_FILE_MAX + 32];
+  snap_delta_name(buf, sizeof buf, name, serial);
+  return strlen(buf) < SNAP_FILE_MAX;
 }
 
 #define WHY(...)                                                              \
@@ -141,12 +164,29 @@ RARE static int image_name(const char *name) {
     return -EUCLEAN;                                                          \
   } while (0)
 
-RARE int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
+RARE int snap_manifest_check(struct snap_manifest *m, uint64_t file_size,
                              char *why, size_t why_len) {
-  if (file_size != sizeof *m ||
+  if ((file_size != sizeof *m && file_size != SNAP_V1_SIZE) ||
       memcmp(m->magic, SNAP_MAGIC, sizeof m->magic) != 0) {
     fmt_format(why, why_len, "not an mmpool snapshot manifest");
     return -ENOEXEC;
+  }
+  int v1 = file_size == SNAP_V1_SIZE;
+  if (v1) {
+    // Version 1: its checksum ends the entries; no chains.
+    uint64_t sum;
+    memcpy(&sum, (const char *)m + SNAP_V1_SIZE - 8, sizeof sum);
+    if (m->version != 1 || m->size != SNAP_V1_SIZE) {
+      fmt_format(why, why_len, "manifest version %u of %u bytes (this build "
+                 "reads 1 and %u)", m->version, m->size, SNAP_VERSION);
+      return -ENOEXEC;
+    }
+    if (sum != hash_bytes(m, SNAP_V1_SIZE - 8, 0x736e6170))
+      WHY("manifest checksum mismatch");
+    memset(m->chain, 0, sizeof m->chain);
+    m->version = SNAP_VERSION;
+    m->size = sizeof *m;
+    snap_manifest_seal(m);
   }
   if (m->version != SNAP_VERSION || m->size != sizeof *m) {
     fmt_format(why, why_len, "manifest version %u (this build reads %u)",
@@ -178,7 +218,26 @@ RARE int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
       if (!strcmp(m->pool[j].name, e->name) ||
           !strcmp(m->pool[j].file, e->file))
         WHY("manifest entries %u and %u name the same pool or file", j, i);
+    // Its deltas: a chain ends at this snapshot (each snapshot writes an
+    // image whole or adds a delta), serials in order; none for a file
+    // pool. Version 1 images said "incremental" without a chain.
+    const struct snap_chain *c = &m->chain[i];
+    int incr = (e->how & 0xff) == SNAP_HOW_INCREMENTAL;
+    if (c->n > SNAP_CHAIN_MAX || c->reserved ||
+        (c->n && e->kind != SNAP_POOL_ANON) ||
+        (!v1 && incr != (c->n > 0)) ||
+        (c->n && c->serial[c->n - 1] != m->serial))
+      WHY("manifest entry %u ('%s'): bad chain of %u deltas", i, e->name,
+          c->n);
+    for (uint32_t j = 0; j < SNAP_CHAIN_MAX; j++)
+      if (j < c->n ? c->serial[j] == 0 || (j && c->serial[j] <= c->serial[j - 1]) ||
+                         !delta_fits(e->name, c->serial[j])
+                   : c->serial[j] != 0)
+        WHY("manifest entry %u ('%s'): bad delta serial %llu", i, e->name,
+            (unsigned long long)c->serial[j]);
   }
+  for (uint32_t i = m->npools; i < MMPOOL_MAX_POOLS; i++)
+    if (m->chain[i].n) WHY("manifest: a chain for no entry (%u)", i);
   return 0;
 }
 
@@ -186,34 +245,46 @@ RARE int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
 // The writer: a quiet child of the process, with the pools as they were at
 // the instant it was made. Raw system calls only, no lock, no allocation.
 
+// A file as its writer left it: inode, modification time, size.
+struct file_id {
+  uint64_t ino, mtime, size;
+};
+
 struct snap_msg {
   int err;          // 0 or an errno value
   uint32_t pools;
   uint64_t bytes;
   int placed;       // the new manifest is in place (even on failure)
   char why[256];
-  // Incremental snapshots: the pools rewritten so, why the others were
-  // not, what the images hold, and each image's identity as written (for
-  // the next rewrite of this set), by manifest entry.
+  // Incremental snapshots: the pools written as deltas, why the others
+  // were not, what the images hold, and by manifest entry the file written
+  // (the image, or the delta) as it was left.
   uint32_t incremental, why_full;
   uint64_t image_bytes;
-  uint64_t ino[MMPOOL_MAX_POOLS], mtime[MMPOOL_MAX_POOLS];
+  struct file_id id[MMPOOL_MAX_POOLS];
 };
 _Static_assert(sizeof(struct snap_msg) <= 4096, "one atomic pipe write");
 
-// The two image sets of the directory this process writes its snapshots
-// to (docs/snapshots.md, "Incremental snapshots"): the one its manifest
-// names, and the one before, which the next snapshot rewrites in place.
-// Under busy_pid; a fork child forgets them (dirty.c forgets the maps).
-struct image_set {
-  int valid;                // its files are as recorded here
-  int tracked;              // the dirty maps count from its instant
-                            // (written with incremental snapshots on)
-  struct snap_manifest m;   // the manifest that named them
-  uint64_t ino[MMPOOL_MAX_POOLS], mtime[MMPOOL_MAX_POOLS];  // by entry
+// What this process knows of the directory it writes its snapshots to
+// (docs/snapshots.md, "Incremental snapshots"). Under busy_pid; a fork
+// child forgets it (dirty.c forgets the maps).
+struct spare {
+  char name[MMPOOL_NAME_MAX + 1];   // the pool's
+  char file[SNAP_FILE_MAX];         // hidden as SNAP_KEPT_PREFIX file
+  struct file_id id;
 };
-static struct image_set sets[DIRTY_SETS];
-static int cur_set = -1;           // the set the directory's manifest names
+static struct snap_state {
+  int valid;                // the directory's manifest is m, this process's
+  int tracked;              // the dirty maps count from m's instant
+  struct snap_manifest m;
+  // By entry of m: its image, and the last file of its chain (the image
+  // when it has no delta), as their writer left them.
+  struct file_id image[MMPOOL_MAX_POOLS], last[MMPOOL_MAX_POOLS];
+  // Hidden images, one per pool at most: what the pool's next whole image
+  // overwrites in place.
+  uint32_t nspare;
+  struct spare spare[2 * MMPOOL_MAX_POOLS];
+} state;
 static uint64_t set_dev, set_ino;  // that directory
 static int incremental_on = 1;
 void (*snapshot_at_hold)(void);
@@ -221,8 +292,9 @@ void (*snapshot_at_hold)(void);
 // A fork child's copy of the process takes its own snapshots: whole at
 // first (dirty.c forgets its maps too).
 RARE static void sets_forget(void) {
-  sets[0].valid = sets[1].valid = 0;
-  cur_set = -1;
+  state.valid = 0;
+  state.tracked = 0;
+  state.nspare = 0;
 }
 
 RARE void snapshot_set_incremental(int on) {
@@ -237,11 +309,10 @@ struct writer {
   struct snap_msg msg;
   int synced_dir_failed;      // the manifest was renamed into place
   char program[16];           // the parent's name (the child's is a thread's)
-  int target;                 // the set rewritten
   int why_all;                // DIRTY_* for every pool (DIRTY_OK: look)
-  const struct image_set *prev_set;  // the set rewritten (target's)
+  const struct snap_state *st;       // the parent's, as of the copy
   const struct snap_manifest *prev;  // the manifest replaced; NULL: none
-  int keep_prev;              // the sweep hides prev's images, not removes
+  int ours;                   // ... which is st->m (its images are kept)
 };
 
 RARE static int writer_fail(struct writer *w, int err, const char *what,
@@ -257,14 +328,27 @@ RARE static int writer_fail(struct writer *w, int err, const char *what,
 // a failure first, then the kernel, the option, the first snapshots.
 RARE static int weightier(int a, int b) {
   // By DIRTY_*: a pool kind that never can is said last.
-  static const uint8_t rank[DIRTY_WHY_COUNT] = {0, 2, 3, 1, 4, 1, 5, 5};
+  static const uint8_t rank[DIRTY_WHY_COUNT] = {0, 2, 3, 1, 4, 1, 5, 5, 1};
   return rank[b] > rank[a] ? b : a;
 }
 
-// ---------------------------------------------------------------------------
-// Incremental rewrite of an image (the writer)
+// 1 when fd is the file id says its writer left: a regular file of that
+// inode, modification time and size, and, when it is to be overwritten
+// (alone), with no other name (a hard link the user made to keep a
+// snapshot is left alone: rewriting the file would change the copy too).
+RARE static int file_is(int fd, const struct file_id *id, int alone) {
+  struct os_stat st;
+  uint64_t ino = 0, mtime = 0;
+  return !os_file_stat(fd, &st) && st.is_regular &&
+         (!alone || st.nlink == 1) && st.size == id->size &&
+         !os_file_stamp(fd, &ino, &mtime) && ino == id->ino &&
+         mtime == id->mtime;
+}
 
-// The previous image's spans, read from its file page by page in order.
+// ---------------------------------------------------------------------------
+// Deltas (the writer)
+
+// The previous state's spans, read from its file page by page in order.
 static struct old_spans {
   int fd;
   uint64_t desc_off;
@@ -322,11 +406,9 @@ RARE static int image_put(int fd, const char *buf, uint64_t len,
   int r = 0;
   while (!r && len) {
     // 64 KiB a write: the page cache makes its folios as large as the
-    // writes (ext4 on 6.x), and a later incremental rewrite of one 4 KiB
-    // page then dirties, and writes back, a whole folio. Written in runs of
-    // up to 1 GiB, an incremental snapshot of 1 GiB at 1 % took 121-142 ms
-    // instead of 76-82; in 64 KiB writes 80-84 ms; in 4 KiB writes 75 ms,
-    // but the whole image 0.94-1.02 s instead of 0.75.
+    // writes (ext4 on 6.x); measured with the in-place incremental
+    // rewrites of earlier builds, whole images in 4 KiB writes took 0.94-1.02
+    // s at 1 GiB instead of 0.75.
     uint64_t n = len < PAGE_BYTES ? len : PAGE_BYTES;
     r = os_pwrite_all(fd, buf, n, off);
     buf += n, off += n, len -= n;
@@ -351,108 +433,126 @@ RARE static int zero_range(int fd, uint64_t off, uint64_t len) {
   return r;
 }
 
-// Carries out one run of pages [lo, hi) (DIRTY_SHIFT units from data).
-RARE static int act(int fd, int what, const char *data, uint64_t data_off,
-                    uint64_t lo, uint64_t hi, uint64_t *written) {
+// One run of pages [lo, hi) (DIRTY_SHIFT units from data) into the delta.
+RARE static int act(int what, const char *data, uint64_t data_off,
+                    uint64_t lo, uint64_t hi) {
   uint64_t off = lo << DIRTY_SHIFT, bytes = (hi - lo) << DIRTY_SHIFT;
-  if (what == ACT_WRITE) {
-    *written += bytes;
-    // No image_put: starting the device on scattered pages early made an
-    // incremental snapshot at 10 % dirty three times slower (the fsync
-    // gets them sorted and merged).
-    return os_pwrite_all(fd, data + off, bytes, data_off + off);
+  if (what == ACT_WRITE)
+    return delta_out_data(data_off + off, data + off, bytes);
+  return what == ACT_PUNCH ? delta_out_zero(data_off + off, bytes) : 0;
+}
+
+// The previous state of pool p's image (entry k of the manifest replaced,
+// this process's): the last file of its chain, open, checked to be the
+// file its writer left, with the image's header then in *oh and the
+// offset in that file where the image's bytes [0, 4096 + descriptors)
+// begin in *at (0 in an image; a delta's first record holds them). fd, or
+// -1 (not ours to trust: the image is written whole).
+RARE static int old_state(const struct writer *w, uint32_t k,
+                          const struct poolfile_header *h,
+                          struct poolfile_header *oh, uint64_t *at) {
+  const struct snap_entry *old = &w->prev->pool[k];
+  const struct snap_chain *c = &w->prev->chain[k];
+  char last[SNAP_FILE_MAX];
+  if (c->n)
+    snap_delta_name(last, sizeof last, old->name, c->serial[c->n - 1]);
+  else
+    fmt_format(last, sizeof last, "%s", old->file);
+  int fd = os_open_at(w->dfd, last, O_RDONLY, 0);
+  if (fd < 0) return -1;
+  *at = c->n ? DELTA_DATA_OFF : 0;
+  int ok = file_is(fd, &w->st->last[k], 0) &&
+           !os_pread_full(fd, oh, sizeof *oh, *at) &&
+           oh->checksum == old->header_checksum;
+  struct delta_rec first;
+  if (ok && c->n) {
+    struct delta_header dh;
+    char why[8];
+    ok = !os_pread_full(fd, &dh, sizeof dh, 0) &&
+         !delta_check_header(&dh, w->st->last[k].size, why, sizeof why) &&
+         dh.nrec > 0 && dh.to_checksum == old->header_checksum &&
+         !os_pread_full(fd, &first, sizeof first,
+                        DELTA_DATA_OFF + dh.data_bytes) &&
+         first.kind == DELTA_REC_DATA && first.off == 0;
   }
-  return what == ACT_PUNCH ? zero_range(fd, data_off + off, bytes) : 0;
-}
-
-// 1 when fd, set w->target's image k, is the file its writer left: a
-// regular file of the inode, modification time and length recorded, with
-// no other name (a hard link the user made to keep a snapshot is left
-// alone: rewriting the file would change the kept copy too).
-RARE static int kept_file_is(const struct writer *w, uint32_t k, int fd) {
-  const struct snap_entry *old = &w->prev_set->m.pool[k];
-  struct os_stat st;
-  uint64_t ino = 0, mtime = 0;
-  return !os_file_stat(fd, &st) && st.is_regular && st.nlink == 1 &&
-         st.size == old->length && !os_file_stamp(fd, &ino, &mtime) &&
-         ino == w->prev_set->ino[k] && mtime == w->prev_set->mtime[k];
-}
-
-// 1 when fd, set w->target's image k, is what its writer left (kept_file_is,
-// and a sealed header of the pool whose image it is now, of the same
-// layout), with its header in *oh; a file changed or replaced since is not
-// trusted.
-RARE static int kept_image_is(const struct writer *w, uint32_t k, int fd,
-                              const struct poolfile_header *h,
-                              struct poolfile_header *oh) {
-  const struct snap_entry *old = &w->prev_set->m.pool[k];
-  if (!kept_file_is(w, k, fd) || os_pread_full(fd, oh, sizeof *oh, 0) ||
-      oh->checksum != old->header_checksum)
-    return 0;
   struct poolfile_header sealed = *oh;
   poolfile_seal(&sealed);
-  return sealed.checksum == oh->checksum &&
-         oh->desc_size == sizeof(struct pdesc) && oh->base == h->base &&
-         oh->capacity == h->capacity && oh->uuid[0] == h->uuid[0] &&
-         oh->uuid[1] == h->uuid[1] && oh->desc_off == h->desc_off &&
-         oh->data_off == h->data_off &&
-         oh->data_off + ((uint64_t)oh->st.top << PAGE_SHIFT) == old->length &&
-         oh->desc_off + (uint64_t)oh->st.top * sizeof(struct pdesc) <=
-             oh->data_off;
+  ok = ok && sealed.checksum == oh->checksum &&
+       oh->desc_size == sizeof(struct pdesc) && oh->base == h->base &&
+       oh->capacity == h->capacity && oh->uuid[0] == h->uuid[0] &&
+       oh->uuid[1] == h->uuid[1] && oh->desc_off == h->desc_off &&
+       oh->data_off == h->data_off &&
+       oh->data_off + ((uint64_t)oh->st.top << PAGE_SHIFT) == old->length &&
+       oh->desc_off + (uint64_t)oh->st.top * sizeof(struct pdesc) <=
+           oh->data_off &&
+       (!c->n || first.len >= oh->desc_off + (uint64_t)oh->st.top *
+                                                 sizeof(struct pdesc));
+  if (!ok) {
+    os_close(fd);
+    return -1;
+  }
+  return fd;
 }
 
-// Rewrites, in place, the image old (of set w->target, which no manifest
-// names any more) as pool p's image named file: header h, descriptors
-// descs (meta bytes), data. The result reads as write_image's full image
-// does: data pages of spans in use, free spans as holes (zeros). A page is
-// written when it is in use and was free or past the end in the old image,
-// or was written since the old image's instant (set w->target's map,
-// dirty_late); a page of the old image that is free now or has no page in
-// this copy (purged since: zeros) becomes a hole; the rest is the old
-// image's already. 0 with *fd_out open on the file (written, not synced),
-// a DIRTY_* reason (> 0) to write it whole instead (before anything was
-// changed), or a negative errno (said by writer_fail; file removed).
-RARE static int rewrite(struct writer *w, struct mmpool *p, const char *file,
-                        const struct poolfile_header *h, const char *descs,
-                        const char *data, uint64_t meta, uint32_t k,
-                        int *fd_out, uint64_t *written) {
-  const struct snap_entry *old = &w->prev_set->m.pool[k];
+// Writes pool p's delta as file: what differs between the image of the
+// manifest replaced (entry k, with its chain) and this copy's image (header
+// h, descriptors descs of meta bytes, data). A page is written when it is
+// in use and was free or past the end in the old image, or was written
+// since the old image's instant (the dirty map, dirty_late); a page of the
+// old image that is free now or has no page in this copy (purged since:
+// zeros) becomes a zero record; the rest is the old image's already. No
+// file but the new one is touched. 0 with *fd_out open on the delta
+// (written, not synced), a DIRTY_* reason (> 0) to write the image whole
+// instead (nothing left behind), or a negative errno (said by
+// writer_fail; the delta removed).
+RARE static int delta(struct writer *w, struct mmpool *p, const char *file,
+                      const struct poolfile_header *h, const char *descs,
+                      const char *data, uint64_t meta, uint32_t k,
+                      int *fd_out, uint64_t *written) {
+  const struct snap_entry *old = &w->prev->pool[k];
+  const struct snap_chain *c = &w->prev->chain[k];
   uint32_t top = h->st.top;
   uint64_t top4k = (uint64_t)top << (PAGE_SHIFT - DIRTY_SHIFT);
+  uint64_t len = h->data_off + ((uint64_t)top << PAGE_SHIFT);
+  // A long chain costs every reader: the image is written whole instead.
+  if (c->n >= SNAP_CHAIN_MAX || c->bytes > old->length / 4 ||
+      !delta_fits(p->name, w->serial))
+    return DIRTY_CHAIN;
   // The writes since this snapshot's scan (before the hold; other threads
   // run through the hold too).
-  if (dirty_late(p->id, w->target, p->data,
+  if (dirty_late(p->id, 0, p->data,
                  p->data + ((uint64_t)top << PAGE_SHIFT)) != 0)
     return DIRTY_LOST;
-  char from[SNAP_FILE_MAX + sizeof SNAP_KEPT_PREFIX];
-  fmt_format(from, sizeof from, "%s%s", SNAP_KEPT_PREFIX, old->file);
-  int fd = os_open_at(w->dfd, from, O_RDWR, 0);
-  if (fd < 0) return DIRTY_CHANGED;
   struct poolfile_header oh;
-  if (!kept_image_is(w, k, fd, h, &oh)) {
-    os_close(fd);
-    return DIRTY_CHANGED;
-  }
+  uint64_t at;
+  int ofd = old_state(w, k, h, &oh, &at);
+  if (ofd < 0) return DIRTY_CHANGED;
   // This copy's pages that read as zeros, found as the walk goes.
   if (dirty_holes_start(p->data, p->data + (top4k << DIRTY_SHIFT)) != 0) {
-    os_close(fd);
+    os_close(ofd);
     return DIRTY_LOST;
   }
-  // From here the file is the new snapshot's, named by no manifest until
-  // the new one is in place: a crash leaves a file the next sweep removes.
-  int r = os_rename_at(w->dfd, from, file);
-  if (r) {
-    os_close(fd);
-    return writer_fail(w, -r, "cannot rename", from);
+  os_unlink_at(w->dfd, file);  // left by a writer that died
+  int fd = os_open_at(w->dfd, file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) {
+    os_close(ofd);
+    return writer_fail(w, -fd, "cannot create", file);
   }
   uint32_t old_top = oh.st.top;
   uint64_t old4k = (uint64_t)old_top << (PAGE_SHIFT - DIRTY_SHIFT);
-  uint64_t len = h->data_off + ((uint64_t)top << PAGE_SHIFT);
-  olds.fd = fd;
-  olds.desc_off = oh.desc_off;
+  olds.fd = ofd;
+  olds.desc_off = at + oh.desc_off;
   olds.top = old_top;
   olds.lo = olds.n = olds.end = 0;
-  r = os_truncate(fd, len);
+  // The header and descriptors first (their bytes are the image's first),
+  // then the old descriptors past the new ones as zeros, then the data.
+  delta_out_begin(fd);
+  int r = delta_out_data(0, h, sizeof *h);
+  if (!r && meta) r = delta_out_data(h->desc_off, descs, meta);
+  uint64_t old_meta = oh.st.meta_committed;
+  if (old_meta > oh.data_off - oh.desc_off) old_meta = oh.data_off - oh.desc_off;
+  if (!r && old_meta > meta)
+    r = delta_out_zero(h->desc_off + meta, old_meta - meta);
   const struct pdesc *d = (const struct pdesc *)descs;
   uintptr_t hlo = 0, hhi = 0;  // the current hole of this copy
   int holes_left = 1;
@@ -479,10 +579,9 @@ RARE static int rewrite(struct writer *w, struct mmpool *p, const char *file,
         if (!in_use || (holes_left && a >= hlo && a < hhi))
           what = held ? ACT_PUNCH : ACT_SKIP;
         else
-          what = !held || dirty_test(p->id, w->target, q) ? ACT_WRITE
-                                                           : ACT_SKIP;
+          what = !held || dirty_test(p->id, 0, q) ? ACT_WRITE : ACT_SKIP;
         if (what != run) {
-          if (!r) r = act(fd, run, data, h->data_off, run_lo, q, written);
+          if (!r) r = act(run, data, h->data_off, run_lo, q);
           run = what;
           run_lo = q;
         }
@@ -490,30 +589,35 @@ RARE static int rewrite(struct writer *w, struct mmpool *p, const char *file,
     }
     i += n;
   }
-  if (!r) r = act(fd, run, data, h->data_off, run_lo, top4k, written);
-  // Descriptors and header last: the old descriptors were read above.
-  uint64_t old_meta = oh.st.meta_committed;
-  if (old_meta > oh.data_off - oh.desc_off) old_meta = oh.data_off - oh.desc_off;
-  if (!r && old_meta > meta)
-    r = zero_range(fd, h->desc_off + meta, old_meta - meta);
-  if (!r && meta) r = os_pwrite_all(fd, descs, meta, h->desc_off);
-  if (!r) r = os_pwrite_all(fd, h, sizeof *h, 0);
-  *written += sizeof *h + meta;
+  if (!r) r = act(run, data, h->data_off, run_lo, top4k);
+  os_close(ofd);
+  struct delta_header dh;
+  memset(&dh, 0, sizeof dh);
+  dh.serial = w->serial;
+  dh.uuid[0] = h->uuid[0];
+  dh.uuid[1] = h->uuid[1];
+  dh.from_length = old->length;
+  dh.from_checksum = old->header_checksum;
+  dh.length = len;
+  dh.to_checksum = h->checksum;
+  if (!r) r = delta_out_end(&dh);
   if (r) {
     os_close(fd);
     os_unlink_at(w->dfd, file);
+    if (r == -E2BIG) return DIRTY_CHAIN;  // too scattered for a delta
     return writer_fail(w, -r, "cannot write", file);
   }
+  *written = DELTA_DATA_OFF + dh.data_bytes + dh.nrec * sizeof(struct delta_rec);
   *fd_out = fd;
   return 0;
 }
 
-// The entry of the set being rewritten for pool p (same name, base and
-// uuid), or -1.
+// The entry of the manifest replaced for pool p (same name, base and
+// uuid, an anonymous pool), or -1.
 RARE static int old_entry(const struct writer *w, const struct mmpool *p,
                           const struct poolfile_header *h) {
-  const struct snap_manifest *m = &w->prev_set->m;
-  for (uint32_t k = 0; k < m->npools && k < MMPOOL_MAX_POOLS; k++) {
+  const struct snap_manifest *m = w->prev;
+  for (uint32_t k = 0; m && k < m->npools && k < MMPOOL_MAX_POOLS; k++) {
     const struct snap_entry *e = &m->pool[k];
     if (!strcmp(e->name, p->name) && e->kind == SNAP_POOL_ANON &&
         e->base == h->base && e->capacity == h->capacity &&
@@ -523,23 +627,22 @@ RARE static int old_entry(const struct writer *w, const struct mmpool *p,
   return -1;
 }
 
-// The hidden image of pool p (by name, of any kind) in the set w->target,
-// when it is the file its writer left, renamed to file and open for
-// writing: fd, or -1 (none, or not ours to rewrite: a new file is made).
-// Overwriting a file in place costs half of making a new one and removing
-// the old (16 MiB: 6.4-7.6 ms against 13.5-15.6 here: no blocks to free and
-// allocate, no pages of the cache to drop and fill; docs/snapshots.md).
+// The hidden image of pool p (by name, of any kind), when it is the file
+// its writer left, renamed to file and open for writing: fd, or -1 (none,
+// or not ours to rewrite: a new file is made). Overwriting a file in place
+// costs half of making a new one and removing the old (16 MiB: 6.4-7.6 ms
+// against 13.5-15.6 here: no blocks to free and allocate, no pages of the
+// cache to drop and fill; docs/snapshots.md).
 RARE static int reuse_kept(const struct writer *w, const struct mmpool *p,
                            const char *file) {
-  const struct snap_manifest *m = &w->prev_set->m;
-  if (!w->prev_set->valid) return -1;
-  for (uint32_t k = 0; k < m->npools && k < MMPOOL_MAX_POOLS; k++) {
-    if (strcmp(m->pool[k].name, p->name) != 0) continue;
+  for (uint32_t k = 0; w->st->valid && k < w->st->nspare; k++) {
+    const struct spare *s = &w->st->spare[k];
+    if (strcmp(s->name, p->name) != 0) continue;
     char from[SNAP_FILE_MAX + sizeof SNAP_KEPT_PREFIX];
-    fmt_format(from, sizeof from, "%s%s", SNAP_KEPT_PREFIX, m->pool[k].file);
+    fmt_format(from, sizeof from, "%s%s", SNAP_KEPT_PREFIX, s->file);
     int fd = os_open_at(w->dfd, from, O_RDWR, 0);
     if (fd < 0) return -1;
-    if (!kept_file_is(w, k, fd) || os_rename_at(w->dfd, from, file) != 0) {
+    if (!file_is(fd, &s->id, 1) || os_rename_at(w->dfd, from, file) != 0) {
       os_close(fd);
       return -1;
     }
@@ -551,12 +654,13 @@ RARE static int reuse_kept(const struct writer *w, const struct mmpool *p,
 // ---------------------------------------------------------------------------
 // The writer
 
-// Writes pool p's image as file: whole, or rewriting the image of the set
-// w->target in place (rewrite). The sources: the pool itself (anonymous
-// and private pools: this process is a copy), or the copy the parent made
-// of a shared file pool while the set was held.
+// Writes pool p's image: a delta after the manifest replaced's (delta),
+// or whole as NAME.SERIAL.pool, overwriting the pool's hidden image in
+// place when there is one. The sources: the pool itself (anonymous and
+// private pools: this process is a copy), or the copy the parent made of
+// a shared file pool while the set was held. Fills entry e and chain c.
 RARE static int write_image(struct writer *w, struct mmpool *p,
-                            const char *file, struct snap_entry *e) {
+                            struct snap_entry *e, struct snap_chain *c) {
   const struct poolfile_header *src =
       p->fork_meta ? (const struct poolfile_header *)p->fork_meta : p->hdr;
   const char *data = p->fork_meta ? (const char *)p->fork_data
@@ -591,24 +695,27 @@ RARE static int write_image(struct writer *w, struct mmpool *p,
     if (d[i].kind != PD_FREE) image += (uint64_t)n << PAGE_SHIFT;
     i += n;
   }
+  char file[SNAP_FILE_MAX], dfile[SNAP_FILE_MAX];
+  fmt_format(file, sizeof file, "%s.%llu.pool", p->name,
+             (unsigned long long)w->serial);
+  snap_delta_name(dfile, sizeof dfile, p->name, w->serial);
   int why = w->why_all, k = -1, fd = -1, r = 0;
   uint64_t written = 0;
   if (why != DIRTY_ASKED) {
     // What holds for the pool for good (its kind, the kernel) first.
-    int u = dirty_usable(p->id, w->target);
+    int u = dirty_usable(p->id, 0);
     if (!why || u == DIRTY_FILE || u == DIRTY_KERNEL) why = u;
   }
   if (!why && (k = old_entry(w, p, &h)) < 0) why = DIRTY_NEW;
   if (!why) {
-    why = rewrite(w, p, file, &h, descs, data, meta, (uint32_t)k, &fd,
-                  &written);
+    why = delta(w, p, dfile, &h, descs, data, meta, (uint32_t)k, &fd,
+                &written);
     if (why < 0) return why;
   }
   if (why) {
-    written = 0;
-    // The set's hidden image of the pool, overwritten whole (every byte
-    // below is written or made zeros), or a new file, whose free spans are
-    // holes from the start.
+    // The pool's hidden image, overwritten whole (every byte below is
+    // written or made zeros), or a new file, whose free spans are holes
+    // from the start.
     fd = reuse_kept(w, p, file);
     int reused = fd >= 0;
     if (!reused)
@@ -650,17 +757,30 @@ RARE static int write_image(struct writer *w, struct mmpool *p,
       i += n;
     }
   }
+  const char *made = why ? file : dfile;
   if (!r) r = os_fsync(fd);
-  uint32_t at = w->m.npools;  // this entry's index
-  if (!r) r = os_file_stamp(fd, &w->msg.ino[at], &w->msg.mtime[at]);
+  uint32_t ix = w->m.npools;  // this entry's index
+  struct file_id *id = &w->msg.id[ix];
+  if (!r) r = os_file_stamp(fd, &id->ino, &id->mtime);
+  id->size = why ? len : written;
   os_close(fd);
   if (r) {
-    os_unlink_at(w->dfd, file);
-    return writer_fail(w, -r, "cannot write", file);
+    os_unlink_at(w->dfd, made);
+    return writer_fail(w, -r, "cannot write", made);
   }
   memset(e, 0, sizeof *e);
+  memset(c, 0, sizeof *c);
   memcpy(e->name, p->name, sizeof e->name);
-  memcpy(e->file, file, strlen(file) + 1);
+  if (why) {
+    memcpy(e->file, file, strlen(file) + 1);
+  } else {
+    // The image and the chain it had, and this delta.
+    const struct snap_chain *oc = &w->prev->chain[k];
+    memcpy(e->file, w->prev->pool[k].file, sizeof e->file);
+    *c = *oc;
+    c->serial[c->n++] = w->serial;
+    c->bytes += written;
+  }
   e->base = h.base;
   e->capacity = h.capacity;
   e->length = len;
@@ -689,25 +809,53 @@ RARE static int named_by(const struct snap_manifest *m, const char *name) {
   return 0;
 }
 
-// The previous snapshot's images are kept, under a hidden name
-// (SNAP_KEPT_PREFIX NAME.SERIAL.pool), for the next snapshot to rewrite in
-// place (incrementally, or whole: reuse_kept): the directory shows the
-// manifest and its images only. 1 when name is one of those.
-RARE static int kept(const struct writer *w, const char *name) {
-  size_t n = sizeof SNAP_KEPT_PREFIX - 1;
-  if (!w->keep_prev || !w->prev || strncmp(name, SNAP_KEPT_PREFIX, n) != 0)
-    return 0;
-  for (uint32_t i = 0; i < w->prev->npools && i < MMPOOL_MAX_POOLS; i++)
-    if (!strcmp(w->prev->pool[i].file, name + n)) return 1;
+// 1 when m names delta file name in a chain.
+RARE static int delta_named_by(const struct snap_manifest *m,
+                               const char *name) {
+  char buf[SNAP_FILE_MAX];
+  for (uint32_t i = 0; m && i < m->npools; i++)
+    for (uint32_t j = 0; j < m->chain[i].n && j < SNAP_CHAIN_MAX; j++) {
+      snap_delta_name(buf, sizeof buf, m->pool[i].name, m->chain[i].serial[j]);
+      if (!strcmp(buf, name)) return 1;
+    }
   return 0;
 }
 
-// Hides the previous snapshot's images (see kept). Once the new
-// manifest is in place, so no manifest names them: a crash half way
-// leaves files the next sweep removes.
+// m's entry for pool name is a delta (its image is the one before).
+RARE static int delta_in(const struct snap_manifest *m, const char *name) {
+  for (uint32_t i = 0; i < m->npools; i++)
+    if (!strcmp(m->pool[i].name, name))
+      return (m->pool[i].how & 0xff) == SNAP_HOW_INCREMENTAL;
+  return 0;
+}
+
+// The hidden images that stay, once new names the images (SNAP_KEPT_PREFIX
+// FILE), one per pool at most, for the pool's next whole image to
+// overwrite in place (reuse_kept): the images of the manifest replaced
+// (ours) that new does not name, hidden now; and the spares of pools whose
+// image new still names (written as a delta). The parent keeps the same
+// list (state_written), the sweep removes every other hidden image. 1 when
+// name (without the prefix) is one of those.
+RARE static int spare_stays(const struct snap_state *st,
+                            const struct snap_manifest *prev, int ours,
+                            const struct snap_manifest *new,
+                            const char *name) {
+  for (uint32_t i = 0; ours && prev && i < prev->npools &&
+                       i < MMPOOL_MAX_POOLS; i++)
+    if (!strcmp(prev->pool[i].file, name) && !named_by(new, name)) return 1;
+  for (uint32_t k = 0; st->valid && k < st->nspare; k++)
+    if (!strcmp(st->spare[k].file, name) && delta_in(new, st->spare[k].name))
+      return 1;
+  return 0;
+}
+
+// Hides the previous snapshot's images that the new manifest does not
+// name (see spare_stays). Once the new manifest is in place, so no
+// manifest names them: a crash half way leaves files the next sweep
+// removes.
 RARE static void hide_prev(struct writer *w) {
   char to[SNAP_FILE_MAX + sizeof SNAP_KEPT_PREFIX];
-  for (uint32_t i = 0; w->keep_prev && w->prev && i < w->prev->npools &&
+  for (uint32_t i = 0; w->ours && w->prev && i < w->prev->npools &&
                        i < MMPOOL_MAX_POOLS; i++) {
     const struct snap_entry *e = &w->prev->pool[i];
     if (named_by(&w->m, e->file)) continue;
@@ -716,21 +864,35 @@ RARE static void hide_prev(struct writer *w) {
   }
 }
 
-// After the new manifest is in place: every image it does not name (the
-// previous snapshot's unless kept, a dead writer's, images kept for the
-// set just rewritten whose pools are gone) and a stale temporary manifest.
+// After the new manifest is in place: every image and delta it does not
+// name (the previous snapshot's unless kept, a dead writer's, the deltas
+// of a chain cut), hidden images that are no spare, and a stale temporary
+// manifest.
 RARE static int sweep_one(void *arg, const char *name) {
   struct writer *w = arg;
-  if ((image_name(name) && !named_by(&w->m, name) && !kept(w, name)) ||
+  size_t n = sizeof SNAP_KEPT_PREFIX - 1;
+  int hidden = !strncmp(name, SNAP_KEPT_PREFIX, n);
+  if ((image_name(name) && !named_by(&w->m, name) &&
+       !(hidden && spare_stays(w->st, w->prev, w->ours, &w->m, name + n))) ||
+      (delta_name(name) && !delta_named_by(&w->m, name)) ||
       !strcmp(name, SNAP_MANIFEST_TMP) ||
       !strncmp(name, ".relocated-", 11))
     os_unlink_at(w->dfd, name);
   return 0;
 }
 
+// A failed snapshot: the files it made (never the previous one's).
 RARE static void remove_new_images(struct writer *w) {
-  for (uint32_t i = 0; i < w->m.npools; i++)
-    os_unlink_at(w->dfd, w->m.pool[i].file);
+  char buf[SNAP_FILE_MAX];
+  for (uint32_t i = 0; i < w->m.npools; i++) {
+    const struct snap_entry *e = &w->m.pool[i];
+    if ((e->how & 0xff) == SNAP_HOW_INCREMENTAL) {
+      snap_delta_name(buf, sizeof buf, e->name, w->serial);
+      os_unlink_at(w->dfd, buf);
+    } else {
+      os_unlink_at(w->dfd, e->file);
+    }
+  }
 }
 
 RARE static int write_manifest(struct writer *w) {
@@ -745,7 +907,6 @@ RARE static int write_manifest(struct writer *w) {
                                    : "cannot write",
                      SNAP_MANIFEST);
 }
-
 RARE static _Noreturn void writer_run(struct writer *w) {
   struct snap_manifest *m = &w->m;
   memset(m, 0, sizeof *m);
@@ -760,10 +921,7 @@ RARE static _Noreturn void writer_run(struct writer *w) {
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS && !r; i++) {
     struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || p->frozen) continue;
-    char file[SNAP_FILE_MAX];
-    fmt_format(file, sizeof file, "%s.%llu.pool", p->name,
-               (unsigned long long)w->serial);
-    r = write_image(w, p, file, &m->pool[m->npools]);
+    r = write_image(w, p, &m->pool[m->npools], &m->chain[m->npools]);
     if (!r) m->npools++;
   }
   // The parent says how long the program was held, once it runs again.
@@ -852,11 +1010,13 @@ RARE static int read_manifest_as(int dfd, const char *dir,
                     SNAP_MANIFEST, os_strerror(-fd, eb, sizeof eb));
   struct os_stat st;
   int r = os_file_stat(fd, &st);
-  if (!r && (!st.is_regular || st.size != sizeof *m)) {
+  if (!r && (!st.is_regular ||
+             (st.size != sizeof *m && st.size != SNAP_V1_SIZE))) {
     r = -ENOEXEC;
     fmt_format(why, sizeof why, "not an mmpool snapshot manifest");
   } else if (!r) {
-    r = os_pread_full(fd, m, sizeof *m, 0);
+    memset(m, 0, sizeof *m);
+    r = os_pread_full(fd, m, st.size, 0);
     if (!r) r = snap_manifest_check(m, st.size, why, sizeof why);
     else os_strerror(-r, why, sizeof why);
   } else {
@@ -905,7 +1065,7 @@ RARE static struct mmpool *missing_copy(void) {
 }
 
 RARE static int take(const char *dir, int dfd, uint64_t serial,
-                     const struct snap_manifest *prev, int target, int why_all,
+                     const struct snap_manifest *prev, int why_all,
                      uint64_t *pause_out, struct snap_msg *msg) {
   char eb[32];
   int res[2], go[2];
@@ -927,8 +1087,7 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   w.dir = dir;
   w.serial = serial;
   w.prev = prev;
-  w.target = target;
-  w.prev_set = &sets[target];
+  w.st = &state;
   w.why_all = why_all;
   memset(w.program, 0, sizeof w.program);
   os_program_name(w.program, sizeof w.program);
@@ -948,7 +1107,7 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   if (snapshot_at_hold) snapshot_at_hold();
   // Keep the replaced manifest's images, one of our sets, for the next
   // snapshot to rewrite in place.
-  w.keep_prev = cur_set >= 0;
+  w.ours = state.valid;
   struct mmpool *nocopy = missing_copy();
   int pid = nocopy ? -ENOMEM : os_spawn_quiet();
   if (pid == 0) {
@@ -999,62 +1158,79 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   return 0;
 }
 
-// Which image set this snapshot writes (*target) and, when it cannot be
-// rewritten incrementally, why (a DIRTY_* reason for every pool). The
-// directory's manifest must be the one this process put there last, in
-// the same directory; otherwise the sets are forgotten and the next two
-// snapshots are whole. pre: busy_pid.
-RARE static int pick_set(int dfd, const struct snap_manifest *old,
-                         int *target) {
+// Why this snapshot cannot write deltas (a DIRTY_* reason for every
+// pool), or DIRTY_OK. The directory's manifest must be the one this
+// process put there last, in the same directory; otherwise what is known
+// of it is forgotten and the next snapshot is whole. pre: busy_pid.
+RARE static int pick(int dfd, const struct snap_manifest *old) {
   int on = __atomic_load_n(&incremental_on, __ATOMIC_RELAXED);
-  *target = cur_set >= 0 ? 1 - cur_set : 0;
   struct os_stat st;
   if (os_file_stat(dfd, &st) != 0) st.dev = st.ino = 0;
-  if (cur_set < 0 || !old || st.dev != set_dev || st.ino != set_ino ||
-      old->serial != sets[cur_set].m.serial ||
-      old->checksum != sets[cur_set].m.checksum) {
+  if (!state.valid || !old || st.dev != set_dev || st.ino != set_ino ||
+      old->serial != state.m.serial || old->checksum != state.m.checksum) {
     sets_forget();
     set_dev = st.dev;
     set_ino = st.ino;
-    *target = 0;
     return on ? DIRTY_NO_SET : DIRTY_ASKED;
   }
   if (!on) return DIRTY_ASKED;
-  return sets[*target].valid && sets[*target].tracked ? DIRTY_OK : DIRTY_NO_SET;
+  return state.tracked ? DIRTY_OK : DIRTY_NO_SET;
 }
 
-// After set target was written and its manifest put in place: it is the
-// current set, its maps start empty. With snapshot-incremental=no nothing
-// is tracked (neither set can be rewritten incrementally once it is back
-// on), but the sets are kept, for whole rewrites in place. pre: busy_pid.
-RARE static int set_written(int dfd, const char *dir, int target, int why_all,
-                            const struct snap_msg *msg) {
-  struct image_set *s = &sets[target];
-  s->valid = read_manifest(dfd, dir, &s->m) == 1 &&
-             s->m.npools == msg->pools;
-  if (!s->valid) {  // not what was written: start over
+// After a snapshot was written over old (this process's when state is
+// valid) and its manifest put in place: the state follows it (the files
+// as written, the spares as the writer's sweep left them: spare_stays),
+// and the dirty maps start empty. With snapshot-incremental=no nothing is
+// tracked (the next snapshot after it is back on is whole), but the
+// spares are kept, for whole rewrites in place. pre: busy_pid.
+RARE static void state_written(int dfd, const char *dir, int why_all,
+                               const struct snap_manifest *old,
+                               const struct snap_msg *msg) {
+  static struct snap_manifest nm;
+  static struct snap_state next;
+  if (read_manifest(dfd, dir, &nm) != 1 || nm.npools != msg->pools) {
+    sets_forget();  // not what was written: start over
+    return;
+  }
+  int ours = state.valid;
+  memset(&next, 0, sizeof next);
+  for (uint32_t i = 0; ours && old && i < old->npools; i++)
+    if (spare_stays(&state, old, ours, &nm, old->pool[i].file)) {
+      struct spare *s = &next.spare[next.nspare++];
+      memcpy(s->name, old->pool[i].name, sizeof s->name);
+      memcpy(s->file, old->pool[i].file, sizeof s->file);
+      s->id = state.image[i];
+    }
+  for (uint32_t k = 0; ours && k < state.nspare; k++)
+    if (spare_stays(&state, old, ours, &nm, state.spare[k].file) &&
+        next.nspare < 2 * MMPOOL_MAX_POOLS)
+      next.spare[next.nspare++] = state.spare[k];
+  for (uint32_t i = 0; i < nm.npools; i++) {
+    next.last[i] = msg->id[i];
+    next.image[i] = msg->id[i];
+    if ((nm.pool[i].how & 0xff) != SNAP_HOW_INCREMENTAL) continue;
+    // A delta: the image is the one the manifest replaced named.
+    for (uint32_t k = 0; ours && old && k < old->npools; k++)
+      if (!strcmp(old->pool[k].file, nm.pool[i].file))
+        next.image[i] = state.image[k];
+  }
+  memcpy(&next.m, &nm, sizeof nm);
+  next.valid = 1;
+  next.tracked = why_all != DIRTY_ASKED;
+  memcpy(&state, &next, sizeof state);
+  if (state.tracked) dirty_taken(0);
+}
+
+// A failed snapshot touched no file of the manifest in place, so what is
+// known stays (a spare it consumed is found missing next time), and so do
+// the dirty maps (they still count from that manifest's instant). When the
+// new manifest is in place all the same (only the directory's sync
+// failed), everything is forgotten. pre: busy_pid.
+RARE static void state_lost(int placed) {
+  if (placed) {
     sets_forget();
-    return 0;
+    dirty_lost(0);
   }
-  memcpy(s->ino, msg->ino, sizeof s->ino);
-  memcpy(s->mtime, msg->mtime, sizeof s->mtime);
-  cur_set = target;
-  if (why_all == DIRTY_ASKED) {
-    sets[0].tracked = sets[1].tracked = 0;
-    return 0;
-  }
-  s->tracked = 1;
-  dirty_taken(target);
-  return 0;
-}
-
-// A failed snapshot: its set's files may be half rewritten. When the new
-// manifest is in place all the same (only the directory's sync failed),
-// the sets are forgotten. pre: busy_pid.
-RARE static void set_lost(int target, int placed) {
-  sets[target].valid = 0;
-  dirty_lost(target);
-  if (placed) sets_forget();
 }
 
 // The line a snapshot leaves: at info level, unless an incremental
@@ -1110,13 +1286,13 @@ RARE int snapshot_take(const char *dir) {
   static struct snap_msg msg;  // under busy_pid
   memset(&msg, 0, sizeof msg);
   uint64_t serial = have_old > 0 ? old.serial + 1 : 1;
-  int target = 0, why_all = DIRTY_OK;
-  if (!r) why_all = pick_set(dfd, have_old > 0 ? &old : NULL, &target);
+  int why_all = DIRTY_OK;
+  if (!r) why_all = pick(dfd, have_old > 0 ? &old : NULL);
   if (!r)
-    r = take(dir, dfd, serial, have_old > 0 ? &old : NULL, target, why_all,
-             &pause, &msg);
-  if (!r) r = set_written(dfd, dir, target, why_all, &msg);
-  else set_lost(target, msg.placed);
+    r = take(dir, dfd, serial, have_old > 0 ? &old : NULL, why_all, &pause,
+             &msg);
+  if (!r) state_written(dfd, dir, why_all, have_old > 0 ? &old : NULL, &msg);
+  else state_lost(msg.placed);
   if (!claimed && dfd >= 0 &&
       __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL) >= 0)
     os_close(dfd);
@@ -1150,6 +1326,41 @@ RARE int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
     return log_fail(EUCLEAN, "snapshot: the image %s of pool '%s' is not "
                     "the one its manifest names (its %s differs)", e->file,
                     e->name, bad);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Reading an image of a snapshot
+
+RARE int snapshot_image_open(struct inspect *in, const char *dir,
+                             const struct snap_manifest *m, uint32_t i,
+                             char *why, size_t why_len) {
+  static char paths[1 + SNAP_CHAIN_MAX][4200];
+  static const char *dp[SNAP_CHAIN_MAX];
+  const struct snap_entry *e = &m->pool[i];
+  const struct snap_chain *c = &m->chain[i];
+  uint32_t n = c->n <= SNAP_CHAIN_MAX ? c->n : SNAP_CHAIN_MAX;
+  fmt_format(paths[0], sizeof paths[0], "%s/%s", dir, e->file);
+  for (uint32_t j = 0; j < n; j++) {
+    char name[SNAP_FILE_MAX];
+    snap_delta_name(name, sizeof name, e->name, c->serial[j]);
+    fmt_format(paths[1 + j], sizeof paths[1 + j], "%s/%s", dir, name);
+    dp[j] = paths[1 + j];
+  }
+  char w[400];
+  int r = inspect_open_deltas(in, paths[0], n, dp, 0, w, sizeof w);
+  if (r) {
+    fmt_format(why, why_len, "%s: %s", paths[0], w);
+    return r;
+  }
+  const char *bad = snap_entry_differs(e, &in->hdr, in->file_size, 0);
+  if (bad) {
+    fmt_format(why, why_len, "%s%s: its %s is not what the manifest says: "
+               "the image is not the one of this snapshot", paths[0],
+               n ? " with its deltas" : "", bad);
+    inspect_close(in);
+    return -EUCLEAN;
+  }
   return 0;
 }
 
@@ -1188,13 +1399,15 @@ RARE static uint64_t free_base(uint64_t len, uint64_t align, const uint64_t *lo,
 }
 
 RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
-                            char (*files)[SNAP_FILE_MAX], uint64_t *changed) {
+                            int relocate, char (*files)[SNAP_FILE_MAX],
+                            uint64_t *changed) {
   static struct inspect in;  // 8 KiB aligned
   static struct reloc_range set[MMPOOL_MAX_POOLS];
   static uint64_t lo[MMPOOL_MAX_POOLS], hi[MMPOOL_MAX_POOLS];
   char why[400], path[4200], eb[32];
-  unsigned moved = 0;
+  unsigned moved = 0, chained = 0;
   *changed = 0;
+  for (uint32_t i = 0; i < MMPOOL_MAX_POOLS; i++) files[i][0] = 0;
   // New bases: a pool whose range is free stays; another goes to a free
   // range (away from every range kept or chosen).
   for (uint32_t i = 0; i < m->npools; i++) {
@@ -1207,10 +1420,10 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
   }
   for (uint32_t i = 0; i < m->npools; i++) {
     const struct snap_entry *e = &m->pool[i];
-    if (range_free(e->base, e->capacity)) continue;
-    fmt_format(path, sizeof path, "%s/%s", dir, e->file);
-    int r = inspect_open(&in, path, 0, why, sizeof why);
-    if (r) return log_fail(-r, "relocate: %s: %s", path, why);
+    chained += m->chain[i].n > 0;
+    if (!relocate || range_free(e->base, e->capacity)) continue;
+    int r = snapshot_image_open(&in, dir, m, i, why, sizeof why);
+    if (r) return log_fail(-r, "relocate: %s", why);
     uint64_t align = in.hdr.st.align_max > POOL_BASE_ALIGN
                          ? in.hdr.st.align_max
                          : POOL_BASE_ALIGN;
@@ -1224,7 +1437,7 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
     hi[i] = nb + e->capacity;
     moved++;
   }
-  if (!moved) return 0;
+  if (!moved && !chained) return 0;
   int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
   if (dfd < 0)
     return log_fail(-dfd, "relocate: cannot open %s: %s", dir,
@@ -1233,17 +1446,13 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
   uint32_t made = 0;
   for (uint32_t i = 0; i < m->npools && !r; i++) {
     const struct snap_entry *e = &m->pool[i];
+    // Every pool when some moved (their pointers into the moved ones
+    // change); else the images with deltas, applied.
+    if (!moved && !m->chain[i].n) continue;
     fmt_format(path, sizeof path, "%s/%s", dir, e->file);
-    r = inspect_open(&in, path, 0, why, sizeof why);
+    r = snapshot_image_open(&in, dir, m, i, why, sizeof why);
     if (r) {
-      r = log_fail(-r, "relocate: %s: %s", path, why);
-      break;
-    }
-    const char *bad = snap_entry_differs(e, &in.hdr, in.file_size, 0);
-    if (bad) {
-      inspect_close(&in);
-      r = log_fail(EUCLEAN, "relocate: %s is not the image its manifest "
-                   "names (its %s differs)", path, bad);
+      r = log_fail(-r, "%s: %s", moved ? "relocate" : "restore", why);
       break;
     }
     r = reloc_check(&in, set[i].new_base, why, sizeof why);
@@ -1264,6 +1473,8 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
     }
     made = i + 1;
     uint64_t n = 0;
+    // Not moved at all: the words stay (new_base is the old one, and so is
+    // every other pool's).
     // A temporary copy, attached and removed: no fsync.
     r = reloc_write(&in, set, m->npools, set[i].new_base, fd, 0, &n, why,
                     sizeof why);
@@ -1273,16 +1484,23 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
     *changed += n;
   }
   if (r)
-    for (uint32_t i = 0; i < made; i++) os_unlink_at(dfd, files[i]);
+    for (uint32_t i = 0; i < made; i++)
+      if (files[i][0]) os_unlink_at(dfd, files[i]);
+  if (r)
+    for (uint32_t i = 0; i < MMPOOL_MAX_POOLS; i++) files[i][0] = 0;
   os_close(dfd);
   return r ? r : (int)moved;
 }
 
 RARE void snapshot_relocated_drop(const char *dir, uint32_t n,
                                   char (*files)[SNAP_FILE_MAX]) {
+  if (n > MMPOOL_MAX_POOLS) n = MMPOOL_MAX_POOLS;
+  uint32_t any = 0;
+  for (uint32_t i = 0; i < n; i++) any |= files[i][0] != 0;
+  if (!any || !dir) return;
   int dfd = os_open_nolinks(dir, O_RDONLY | O_DIRECTORY, 0);
   if (dfd < 0) return;
-  for (uint32_t i = 0; i < n; i++)
+  for (uint32_t i = 0; i < n && i < MMPOOL_MAX_POOLS; i++)
     if (files[i][0]) os_unlink_at(dfd, files[i]);
   os_close(dfd);
 }

@@ -18,11 +18,15 @@
 // with its images, or the new one with its images; what a crashed writer
 // left is removed by the next one.
 //
-// The next snapshot renames each hidden image, once it is checked to be
-// the file its writer left, to its new name and rewrites it in place:
-// whole, or (incremental snapshots, core/dirty.h, docs/snapshots.md) only
-// the pages that differ. The files the current manifest names are never
-// touched.
+// Incremental snapshots (core/dirty.h, core/delta.h, docs/snapshots.md)
+// write, for a pool whose pages are tracked, only a delta: the changes
+// since the previous snapshot, in a new file (NAME.SERIAL.delta) that the
+// manifest names after the pool's image and its earlier deltas. A chain is
+// cut (the next image written whole) when it is SNAP_CHAIN_MAX long or its
+// deltas hold a quarter of the image's bytes. A whole image renames the
+// pool's hidden image (the one it replaced last time), once it is checked
+// to be the file its writer left, to its new name and rewrites it in
+// place. The files the current manifest names are never touched.
 #ifndef MMPOOL_SNAPSHOT_H
 #define MMPOOL_SNAPSHOT_H
 
@@ -33,12 +37,13 @@
 #include "mmpool.h"
 
 #define SNAP_MAGIC "MMPSNAP"   // 8 bytes with the NUL
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2           // 1: no chains (read as a version 2)
 #define SNAP_MANIFEST "manifest"
 #define SNAP_MANIFEST_TMP "manifest.tmp"
 #define SNAP_FILE_MAX 80       // an image's file name, with its NUL
 // The previous snapshot's images kept for an incremental rewrite.
 #define SNAP_KEPT_PREFIX ".prev."
+#define SNAP_CHAIN_MAX 16      // deltas after one image
 
 enum { SNAP_POOL_ANON = 1, SNAP_POOL_SHARED = 2, SNAP_POOL_PRIVATE = 3 };
 enum { SNAP_HOW_FULL = 1, SNAP_HOW_INCREMENTAL = 2 };
@@ -84,13 +89,28 @@ struct snap_manifest {
   uint64_t image_bytes;
   uint8_t reserved[32];
   struct snap_entry pool[MMPOOL_MAX_POOLS];
+  // Version 2: the deltas to apply to each pool's image, in order, by
+  // serial (file NAME.SERIAL.delta); none for images written whole since.
+  struct snap_chain {
+    uint32_t n;                   // <= SNAP_CHAIN_MAX
+    uint32_t reserved;
+    uint64_t bytes;               // of the delta files, together
+    uint64_t serial[SNAP_CHAIN_MAX];
+  } chain[MMPOOL_MAX_POOLS];
   uint64_t checksum;              // hash_bytes of everything above
 };
+// A version 1 manifest: the same without the chains.
+#define SNAP_V1_SIZE (offsetof(struct snap_manifest, chain) + 8)
+
+// The file name of delta serial of pool name (NAME.SERIAL.delta).
+void snap_delta_name(char *out, size_t len, const char *name,
+                     uint64_t serial) HIDDEN;
 
 // Checks a manifest read from a file of file_size bytes: magic, version,
-// size, checksum, counts, every name and file name. 0, or -EUCLEAN /
-// -ENOEXEC with one line in why.
-int snap_manifest_check(const struct snap_manifest *m, uint64_t file_size,
+// size, checksum, counts, every name and file name, the chains. A version 1
+// manifest (file_size SNAP_V1_SIZE) is converted in place to version 2
+// first. 0, or -EUCLEAN / -ENOEXEC with one line in why.
+int snap_manifest_check(struct snap_manifest *m, uint64_t file_size,
                         char *why, size_t why_len) HIDDEN;
 void snap_manifest_seal(struct snap_manifest *m) HIDDEN;
 // Puts m in place as the directory dfd's manifest, atomically: written to
@@ -128,17 +148,28 @@ struct mmpool;
 int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
                          int moved) HIDDEN;
 
-// Restore with relocate=yes: for a snapshot m read from dir whose pools'
-// ranges are not all free in this process, moves the set (every pool whose
-// range is taken to a free range, the others staying) into copies made in
-// dir, files[i] for pool i (".relocated-PID-I.pool": the caller attaches
-// them, privately, and removes them; a snapshot taken into dir later
-// removes leftovers). Returns the number of pools moved (0: every range is
-// free, nothing written), with *changed the words changed, or a negative
-// errno with the reason left by log_fail (the copies made are removed).
+// Opens image i of snapshot m (read from dir) for reading: its file with
+// its deltas applied (inspect_open_deltas), checked against the entry. 0,
+// or a negative errno with one line in why naming the file at fault.
+struct inspect;
+int snapshot_image_open(struct inspect *in, const char *dir,
+                        const struct snap_manifest *m, uint32_t i, char *why,
+                        size_t why_len) HIDDEN;
+
+// Restore: the copies a snapshot m read from dir needs in this process,
+// made in dir as files[i] for pool i (".relocated-PID-I.pool"; "" for a
+// pool attached from its own image): with relocate, when the pools'
+// ranges are not all free here, the set is moved (every pool whose range
+// is taken to a free range, the others staying) and every pool copied
+// with its pointers moved; and every image with deltas (core/delta.h) is
+// copied with its deltas applied. The caller attaches the copies,
+// privately, and removes them; a snapshot taken into dir later removes
+// leftovers. Returns the number of pools moved (0: every range is free or
+// relocate is 0), with *changed the words changed, or a negative errno
+// with the reason left by log_fail (the copies made are removed).
 int snapshot_relocated(const char *dir, const struct snap_manifest *m,
-                       char (*files)[SNAP_FILE_MAX], uint64_t *changed)
-    HIDDEN;
+                       int relocate, char (*files)[SNAP_FILE_MAX],
+                       uint64_t *changed) HIDDEN;
 
 // Removes the copies snapshot_relocated made (once attached: a mapping
 // keeps its file).

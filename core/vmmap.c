@@ -327,10 +327,11 @@ int vmmap_scratch_release(void *ptr) {
   return release(VR_SCRATCH, (uintptr_t)ptr);
 }
 
-int vmmap_view(int fd, size_t len, int writable, uintptr_t *out) {
+int vmmap_view(int fd, size_t file_len, size_t len, int writable,
+               uintptr_t *out) {
   vmmap_lock();
   struct vm_range *slot = slot_free();
-  int r = slot ? os_map_copy(fd, len, writable, out) : -ENOMEM;
+  int r = slot ? os_map_copy(fd, file_len, len, writable, out) : -ENOMEM;
   if (!r) *slot = (struct vm_range){*out, len, len, VR_VIEW, 0};
   vmmap_unlock();
   return r;

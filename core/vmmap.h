@@ -88,9 +88,11 @@ void *vmmap_scratch(size_t len);
 // Unmaps a range vmmap_scratch returned; -EFAULT if it is not one.
 int vmmap_scratch_release(void *ptr);
 // A private (copy-on-write) mapping of [0, len) of file fd anywhere,
-// read-only unless writable, recorded until vmmap_view_release: a pool file
-// read by the tool, no pool of this process (core/inspect.c).
-int vmmap_view(int fd, size_t len, int writable, uintptr_t *out);
+// read-only unless writable, zeros past file_len, recorded until
+// vmmap_view_release: a pool file read by the tool, no pool of this
+// process, or a snapshot's image with its deltas applied (core/inspect.c).
+int vmmap_view(int fd, size_t file_len, size_t len, int writable,
+               uintptr_t *out);
 int vmmap_view_release(uintptr_t addr);
 
 // A fork child's own copy of shared file pages [addr, addr+len) of an own

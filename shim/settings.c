@@ -31,9 +31,10 @@ int shim_cfg_open_error[CONFIG_MAX_POOLS];        // errno of a failed open
 // never written), in place of the configured pool of the same name, or as
 // one more pool when the configuration has none of that name (reached
 // through mmpool_get). The routes stay the configuration's.
-static struct snap_manifest restore_m;  // 12 KiB: not on the stack
+static struct snap_manifest restore_m;  // 21 KiB: not on the stack
 static int restoring;
-static int restore_moved;  // pools moved (relocate=yes): copies in use
+static int restore_moved;  // pools moved (relocate=yes)
+static int restore_copied; // restore_files holds the copies in use
 static char restore_files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
 
 static int restore_apply(void) {
@@ -60,11 +61,14 @@ static int restore_apply(void) {
     return log_fail(ENOSPC, "%s: %u pools more than the configuration's "
                     "%u do not fit (at most %u)", dir, more, shim_cfg.npools,
                     (unsigned)CONFIG_MAX_POOLS);
-  if (relocate) {
+  // Copies: of the set, moved, where ranges are taken (relocate); of the
+  // images with deltas, applied.
+  {
     uint64_t changed = 0;
-    int mv = snapshot_relocated(dir, m, restore_files, &changed);
+    int mv = snapshot_relocated(dir, m, relocate, restore_files, &changed);
     if (mv < 0) return mv;
     restore_moved = mv > 0;
+    restore_copied = 1;
     if (mv > 0)
       log_print(LOG_INFO, "MMPOOL_RESTORE: %s: %d pools moved (their "
                 "ranges were taken), %llu words changed", dir, mv,
@@ -85,7 +89,7 @@ static int restore_apply(void) {
     }
     struct pool_spec *sp = &shim_cfg.pools[k].spec;
     fmt_format(sp->path, sizeof sp->path, "%s/%s", dir,
-               restore_moved ? restore_files[i] : e->file);
+               restore_files[i][0] ? restore_files[i] : e->file);
     sp->file = 1;
     sp->mode = SPEC_PRIVATE;
     sp->mode_set = 1;
@@ -162,7 +166,7 @@ void settings_load(void) {
     shim_cfg_pool[i] = p;
     if (i == shim_cfg.default_pool) def = p;
   }
-  if (restore_moved)
+  if (restore_copied)
     snapshot_relocated_drop(shim_cfg.restore_dir, restore_m.npools,
                             restore_files);
   // A pool that cannot be opened is a configuration error that only shows

@@ -28,6 +28,7 @@
 #include "os.h"
 #include "poolfile.h"
 #include "sizeclass.h"
+#include "snapshot.h"
 
 // An open file and what the walk found; static: struct inspect holds a
 // struct mmpool (8 KiB, 8 KiB aligned).
@@ -120,11 +121,29 @@ static void on_sigbus(int sig) {
   _exit(POOLCMD_BAD);
 }
 
-// Opens path through inspect_open; on failure one line on stderr.
-static int open_file(const char *path, unsigned flags) {
-  char why[512];
+// Opens path through inspect_open, or image i of snapshot m (read from
+// dir) with its deltas when m is not NULL (path is then its image's).
+static int open_in(const char *path, const char *dir,
+                   const struct snap_manifest *m, uint32_t i, unsigned flags,
+                   char *why, size_t why_len) {
+  if (!m) return inspect_open(&in, path, flags, why, why_len);
+  char w[4800];
+  int r = snapshot_image_open(&in, dir, m, i, w, sizeof w);
+  // Its reason begins with the image's path, which the caller says.
+  size_t n = strlen(path);
+  const char *rest = w;
+  if (!strncmp(w, path, n) && w[n] == ':' && w[n + 1] == ' ') rest += n + 2;
+  if (r) snprintf(why, why_len, "%s", rest);
+  return r;
+}
+
+// Opens path (see open_in); on failure one line on stderr.
+static int open_file(const char *path, const char *dir,
+                     const struct snap_manifest *m, uint32_t i,
+                     unsigned flags) {
+  char why[4800];
   signal(SIGBUS, on_sigbus);
-  int r = inspect_open(&in, path, flags, why, sizeof why);
+  int r = open_in(path, dir, m, i, flags, why, sizeof why);
   if (r) fprintf(stderr, "mmpool: %s: %s\n", shown(path), why);
   return r;
 }
@@ -390,7 +409,7 @@ static void info_json(const char *path, unsigned problems) {
 }
 
 int poolcmd_info(const char *path, int json) {
-  if (open_file(path, 0)) return POOLCMD_BAD;
+  if (open_file(path, NULL, NULL, 0, 0)) return POOLCMD_BAD;
   unsigned problems = 0;
   struct inspect_cb cb = {.problem = count_problem, .arg = &problems};
   inspect_walk(&in, &cb, &stats);
@@ -418,11 +437,16 @@ static void print_problem(void *arg, int64_t page, uint64_t addr,
 }
 
 int poolcmd_check(const char *path) {
-  char why[512];
+  return poolcmd_check_image(path, NULL, NULL, 0);
+}
+
+int poolcmd_check_image(const char *path, const char *dir,
+                        const struct snap_manifest *m, unsigned i) {
+  char why[4800];
   signal(SIGBUS, on_sigbus);
   static char p[PATH_MAX * 4 + 1];  // shown() reuses its buffers
   snprintf(p, sizeof p, "%s", shown(path));
-  int r = inspect_open(&in, path, 0, why, sizeof why);
+  int r = open_in(path, dir, m, i, 0, why, sizeof why);
   if (r) {
     // Not readable as a pool: that is the one problem (stdout, as the
     // others); a file that cannot be opened at all is said on stderr.
@@ -642,7 +666,8 @@ static int draw_pool(FILE *f, int nested, unsigned x, unsigned y,
 }
 
 int poolcmd_map_many(const char *const *paths, unsigned n, const char *title,
-                     const char *out) {
+                     const char *out, const char *dir,
+                     const struct snap_manifest *m) {
   // Each pool's picture into memory first: the outer size needs them all.
   char *parts[64] = {0};
   size_t lens[64] = {0};
@@ -651,15 +676,15 @@ int poolcmd_map_many(const char *const *paths, unsigned n, const char *title,
   char cellw[32] = "";
   int bad = n > 64;
   for (unsigned i = 0; i < n && !bad; i++) {
-    if (open_file(paths[i], 0)) {
+    if (open_file(paths[i], dir, m, i, 0)) {
       bad = 1;
       break;
     }
-    FILE *m = open_memstream(&parts[i], &lens[i]);
+    FILE *mf = open_memstream(&parts[i], &lens[i]);
     uint64_t c = 0;
-    bad = !m || draw_pool(m, n > 1 || title, 0, height, &w[i], &h[i], &c,
-                          cellw, sizeof cellw) != 0;
-    if (m) fclose(m);
+    bad = !mf || draw_pool(mf, n > 1 || title, 0, height, &w[i], &h[i], &c,
+                           cellw, sizeof cellw) != 0;
+    if (mf) fclose(mf);
     inspect_close(&in);
     cells += c;
     if (w[i] > width) width = w[i];
@@ -693,7 +718,7 @@ int poolcmd_map_many(const char *const *paths, unsigned n, const char *title,
 }
 
 int poolcmd_map(const char *path, const char *out) {
-  return poolcmd_map_many(&path, 1, NULL, out);
+  return poolcmd_map_many(&path, 1, NULL, out, NULL, NULL);
 }
 
 // ---------------------------------------------------------------------------
@@ -736,7 +761,7 @@ int poolcmd_fsync_dir(const char *dir) {
 int poolcmd_upgrade(const char *path) {
   static char p[PATH_MAX * 4 + 1];  // shown() reuses its buffers
   snprintf(p, sizeof p, "%s", shown(path));
-  if (open_file(path, INSPECT_EXCLUSIVE)) return POOLCMD_BAD;
+  if (open_file(path, NULL, NULL, 0, INSPECT_EXCLUSIVE)) return POOLCMD_BAD;
   if (in.version != 1) {
     printf("%s: already version %u: nothing to do\n", p, in.version);
     inspect_close(&in);

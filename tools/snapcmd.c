@@ -62,22 +62,12 @@ static void image_path(const char *dir, const struct snap_entry *e,
   snprintf(out, n, "%s/%s", dir, e->file);
 }
 
-// Opens image i and holds it against the manifest: 0, or -1 with one
-// problem line on stdout.
+// Opens image i (with its deltas) and holds it against the manifest: 0,
+// or -1 with one problem line on stdout.
 static int open_image(const char *dir, uint32_t i) {
-  const struct snap_entry *e = &man.pool[i];
-  char path[4200], why[512];
-  image_path(dir, e, path, sizeof path);
-  int r = inspect_open(&img, path, 0, why, sizeof why);
-  if (r) {
-    printf("%s: %s\n", path, why);
-    return -1;
-  }
-  const char *bad = snap_entry_differs(e, &img.hdr, img.file_size, 0);
-  if (bad) {
-    printf("%s: its %s is not what the manifest says: the image is not the "
-           "one of this snapshot\n", path, bad);
-    inspect_close(&img);
+  char why[4800];
+  if (snapshot_image_open(&img, dir, &man, i, why, sizeof why) != 0) {
+    printf("%s\n", why);
     return -1;
   }
   return 0;
@@ -197,12 +187,13 @@ int snapcmd_info(const char *dir, int json) {
       printf("%s{\"name\": \"%s\", \"file\": \"%s\", \"kind\": \"%s\", "
              "\"base\": %" PRIu64 ", \"length\": %" PRIu64
              ", \"generation\": %" PRIu64 ", \"written\": \"%s\", "
-             "\"why\": \"%s\", \"pointers_to\": {",
+             "\"why\": \"%s\", \"deltas\": %u, \"delta_bytes\": %" PRIu64
+             ", \"pointers_to\": {",
              i ? ", " : "", e->name, e->file,
              e->kind == SNAP_POOL_ANON ? "anon"
              : e->kind == SNAP_POOL_SHARED ? "shared" : "private",
              e->base, e->length, e->generation, how_name(e->how, &why),
-             why ? why : "");
+             why ? why : "", man.chain[i].n, man.chain[i].bytes);
       int first = 1;
       for (uint32_t j = 0; j < man.npools; j++)
         if (ptrs[i].count[j]) {
@@ -234,10 +225,15 @@ int snapcmd_info(const char *dir, int json) {
     for (uint32_t i = 0; i < man.npools; i++) {
       const struct snap_entry *e = &man.pool[i];
       const char *why, *how = how_name(e->how, &why);
+      char chain[96] = "";
+      if (man.chain[i].n)
+        snprintf(chain, sizeof chain, " + %u delta%s (%" PRIu64 " bytes)",
+                 man.chain[i].n, man.chain[i].n == 1 ? "" : "s",
+                 man.chain[i].bytes);
       printf("  %-16s %s, base 0x%" PRIx64 ", %" PRIu64 " bytes, "
-             "generation %" PRIu64 ": %s%s%s%s%s%s\n",
+             "generation %" PRIu64 ": %s%s%s%s%s%s%s\n",
              e->name, kind_name(e->kind), e->base, e->length, e->generation,
-             e->file, *how ? " (" : "", how, why ? ": " : "",
+             e->file, chain, *how ? " (" : "", how, why ? ": " : "",
              why ? why : "", *how ? ")" : "");
     }
     printf("pointers between pools (aligned words of live blocks)\n");
@@ -251,8 +247,10 @@ int snapcmd_info(const char *dir, int json) {
           any = 1;
         }
     if (!any) printf("  none\n");
-    printf("(each image is a pool file: mmpool info %s/FILE shows it)\n",
-           dir);
+    printf("(each image is a pool file: mmpool info %s/FILE shows it as it "
+           "was when written whole; its deltas, applied in order by "
+           "mmpool_restore, run --from, info, check and map on the "
+           "snapshot, bring it to this one)\n", dir);
   }
   if (fflush(stdout) != 0) return POOLCMD_TOOL;
   return bad ? POOLCMD_BAD : POOLCMD_OK;
@@ -272,7 +270,7 @@ int snapcmd_check(const char *dir) {
     inspect_close(&img);
     char path[4200];
     image_path(dir, &man.pool[i], path, sizeof path);
-    if (poolcmd_check(path) != POOLCMD_OK) bad = 1;
+    if (poolcmd_check_image(path, dir, &man, i) != POOLCMD_OK) bad = 1;
   }
   fprintf(stderr, "mmpool: snapshot %s (serial %" PRIu64 ", %u pools): %s\n",
           dir, man.serial, man.npools, bad ? "NOT sound" : "sound");
@@ -299,7 +297,7 @@ int snapcmd_map(const char *dir, const char *out) {
   // The program's name is its own: keep only what needs no escaping.
   for (char *c = title; *c; c++)
     if (*c == '<' || *c == '>' || *c == '&') *c = '_';
-  return poolcmd_map_many(p, man.npools, title, out);
+  return poolcmd_map_many(p, man.npools, title, out, dir, &man);
 }
 
 // ---------------------------------------------------------------------------

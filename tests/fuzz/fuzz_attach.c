@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "delta.h"
 #include "heap.h"
 #include "log.h"
 #include "mmpool.h"
@@ -97,6 +98,8 @@ static void cleanup(void) {
   char p[300];
   unlink(path);
   snprintf(p, sizeof p, "%s/snapfz.1.pool", snapdir);
+  unlink(p);
+  snprintf(p, sizeof p, "%s/snapfz.2.delta", snapdir);
   unlink(p);
   snprintf(p, sizeof p, "%s/manifest", snapdir);
   unlink(p);
@@ -206,12 +209,59 @@ static int walk_cb(void *b, size_t n, void *arg) {
   return 0;
 }
 
+// With bit 3: a delta after the image (seed 0's header page, the same
+// again: the image it makes is the image), the manifest naming it;
+// edits at odd places go to the delta's header and records.
+static struct {
+  struct delta_header h;
+  struct delta_rec recs[1];
+} dbuf;
+
+static void make_delta(void) {
+  char dp[300];
+  snprintf(dp, sizeof dp, "%s/snapfz.2.delta", snapdir);
+  unlink(dp);
+  int fd = open(dp, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) abort();
+  const struct poolfile_header *h0 = (const void *)seed[0];
+  delta_out_begin(fd);
+  if (delta_out_data(0, seed[0], 4096)) abort();
+  memset(&dbuf, 0, sizeof dbuf);
+  dbuf.h.serial = 2;
+  dbuf.h.uuid[0] = h0->uuid[0];
+  dbuf.h.uuid[1] = h0->uuid[1];
+  dbuf.h.from_length = dbuf.h.length = seed_len[0];
+  dbuf.h.from_checksum = dbuf.h.to_checksum = h0->checksum;
+  if (delta_out_end(&dbuf.h)) abort();
+  if (pread(fd, dbuf.recs, sizeof dbuf.recs, DELTA_DATA_OFF + 4096) !=
+      (ssize_t)sizeof dbuf.recs)
+    abort();
+  close(fd);
+}
+
+static void put_delta(int seal) {
+  char dp[300];
+  snprintf(dp, sizeof dp, "%s/snapfz.2.delta", snapdir);
+  int fd = open(dp, O_RDWR);
+  if (fd < 0) abort();
+  // A count that is not the file's is refused by its size first.
+  if (seal && dbuf.h.nrec <= 1) delta_seal(&dbuf.h, dbuf.recs);
+  if (pwrite(fd, &dbuf.h, sizeof dbuf.h, 0) != (ssize_t)sizeof dbuf.h ||
+      pwrite(fd, dbuf.recs, sizeof dbuf.recs, DELTA_DATA_OFF + 4096) !=
+          (ssize_t)sizeof dbuf.recs)
+    abort();
+  close(fd);
+}
+
 // A snapshot directory whose manifest names seed k as its one image, the
 // manifest edited (each edit's offset taken modulo the manifest's size),
 // resealed unless bit 6, then restored with mmpool_restore: a refusal is
-// fine; a restored pool must be sound and usable, then closed.
+// fine; a restored pool must be sound and usable, then closed. With bit 3,
+// a delta follows the image (make_delta).
 static void fuzz_manifest(const uint8_t *data, size_t size, int k) {
   static struct snap_manifest m;
+  int with_delta = data[0] & 0x08;
+  if (with_delta) k = 0;
   const struct poolfile_header *h = (const void *)seed[k];
   memset(&m, 0, sizeof m);
   memcpy(m.magic, SNAP_MAGIC, sizeof m.magic);
@@ -230,14 +280,31 @@ static void fuzz_manifest(const uint8_t *data, size_t size, int k) {
   e->uuid[1] = h->uuid[1];
   e->header_checksum = h->checksum;
   e->kind = SNAP_POOL_ANON;
+  if (with_delta) {
+    make_delta();
+    m.serial = 2;
+    e->how = SNAP_HOW_INCREMENTAL;
+    m.chain[0].n = 1;
+    m.chain[0].serial[0] = 2;
+    m.chain[0].bytes = sizeof dbuf;
+  }
   for (size_t i = 1; i + 12 <= size; i += 12) {
     uint8_t ed[12];
     memcpy(ed, data + i, 12);
+    ed[5] = 3;  // the whole record
+    if (with_delta && (i / 12) % 2) {
+      // The delta's header and its one record, which lie apart in the
+      // file (put_delta writes them back).
+      uint32_t off = (uint32_t)rd(ed, 4) % (uint32_t)(sizeof dbuf);
+      memcpy(ed, &off, 4);
+      edit((unsigned char *)&dbuf, sizeof dbuf, ed);
+      continue;
+    }
     uint32_t off = (uint32_t)rd(ed, 4) % (uint32_t)(sizeof m - 8);
     memcpy(ed, &off, 4);
-    ed[5] = 3;  // the whole record
     edit((unsigned char *)&m, sizeof m, ed);
   }
+  if (with_delta) put_delta(!(data[0] & 0x40));
   if (!(data[0] & 0x40)) snap_manifest_seal(&m);
   char mp[300];
   snprintf(mp, sizeof mp, "%s/manifest", snapdir);

@@ -70,8 +70,8 @@ static void check_images(const char *sd, const struct snap_manifest *m) {
     const struct snap_entry *e = &m->pool[i];
     char *ip = path2(sd, e->file);
     struct inspect in;
-    char why[256] = "";
-    int r = inspect_open(&in, ip, 0, why, sizeof why);
+    char why[4800] = "";
+    int r = snapshot_image_open(&in, sd, m, i, why, sizeof why);
     if (r) fail_msg("image %s: %s", ip, why);
     struct inspect_cb cb = {problem, NULL, ip};
     assert_int_equal(inspect_walk(&in, &cb, NULL), 0);
@@ -85,10 +85,10 @@ static void check_images(const char *sd, const struct snap_manifest *m) {
   }
 }
 
-// The files of sd: only the manifest and the images it names (a failed or
-// killed writer's leftovers are gone once the next snapshot succeeds),
-// beside the previous snapshot's anonymous images kept hidden for an
-// incremental rewrite (SNAP_KEPT_PREFIX; test_snapshot_incr covers them).
+// The files of sd: only the manifest and the images and deltas it names (a
+// failed or killed writer's leftovers are gone once the next snapshot
+// succeeds), beside the images kept hidden for whole rewrites in place
+// (SNAP_KEPT_PREFIX; test_snapshot_incr covers them).
 static unsigned count_files(const char *sd) {
   char *cmd = NULL;
   assert_true(asprintf(&cmd, "ls -A %s | grep -v '^%s' | wc -l", sd,
@@ -98,6 +98,13 @@ static unsigned count_files(const char *sd) {
   assert_int_equal(fscanf(f, "%u", &n), 1);
   pclose(f);
   free(cmd);
+  return n;
+}
+
+// The files manifest m names: its images and deltas, and itself.
+static unsigned named_files(const struct snap_manifest *m) {
+  unsigned n = m->npools + 1;
+  for (uint32_t i = 0; i < m->npools; i++) n += m->chain[i].n;
   return n;
 }
 
@@ -157,11 +164,13 @@ static void test_three_pools(void **state) {
   assert_int_equal(manifest_of(sd, &m), 1);
   assert_int_equal(m.serial, 2);
   check_images(sd, &m);
-  assert_int_equal(count_files(sd), m.npools + 1);
+  assert_int_equal(count_files(sd), named_files(&m));
   head->value = 0;  // the live value; the snapshot says 1
 
-  // Read back in a child: the pools closed there, the images attached at
-  // their bases (privately: the snapshot stays as it is).
+  // Read back in a child: the pools closed there, the snapshot restored
+  // at its bases (privately: the snapshot stays as it is; the anonymous
+  // pool's image has a delta since the first snapshot).
+  assert_int_equal(m.chain[0].n + m.chain[1].n + m.chain[2].n, 1);
   pid_t c = fork();
   if (c == 0) {
     mmpool_close(a);
@@ -169,18 +178,12 @@ static void test_three_pools(void **state) {
     mmpool_close(p);
     mmpool_t *img[3] = {0};
     const char *names[3] = {"snap_anon", "snap_shared", "snap_priv"};
-    for (uint32_t i = 0; i < m.npools; i++)
-      for (int k = 0; k < 3; k++)
-        if (!strcmp(m.pool[i].name, names[k])) {
-          char o[700];
-          snprintf(o, sizeof o, "file=%s/%s mode=private", sd,
-                   m.pool[i].file);
-          img[k] = mmpool_open(names[k], o);
-          if (!img[k]) {
-            fprintf(stderr, "attach %s: %s\n", o, mmpool_last_error());
-            _exit(2);
-          }
-        }
+    if (mmpool_restore(sd, NULL) != (int)m.npools) {
+      fprintf(stderr, "restore %s: %s\n", sd, mmpool_last_error());
+      _exit(2);
+    }
+    for (int k = 0; k < 3; k++)
+      if (!(img[k] = mmpool_get(names[k]))) _exit(2);
     struct node *h = mmpool_get_root(img[0], 0);
     unsigned char *b = mmpool_get_root(img[0], 1);
     if (!h || h->value != 1 || !b || b[0] != 0x5a || b[(3 << 20) - 1] != 0x5a)
@@ -311,7 +314,7 @@ static void test_relocate_two_pools(void **state) {
   assert_int_equal(manifest_of(sd, &after), 1);
   assert_memory_equal(&before, &after, sizeof before);
   check_images(sd, &after);
-  assert_int_equal(count_files(sd), after.npools + 1);
+  assert_int_equal(count_files(sd), named_files(&after));
   assert_int_equal(mmpool_close(a), 0);
   assert_int_equal(mmpool_close(b), 0);
   free(sd);
@@ -384,14 +387,27 @@ static void test_failures_keep_previous(void **state) {
   snap_ok(sd);
   struct snap_manifest good, m;
   assert_int_equal(manifest_of(sd, &good), 1);
-  unsigned fired = 0, nth;
-  for (nth = 1; nth < 400; nth++) {
+  // Whole images first, then deltas. A fault may also hit an open the
+  // writer can do without (the previous image, a hidden one to reuse):
+  // then it writes the image whole, or in a new file, and succeeds.
+  unsigned fired = 0, nth, ok = 0;
+  for (int incr = 0; incr < 2; incr++) {
+  snapshot_set_incremental(incr);
+  for (nth = 1; nth < 24; nth++) {
     *v = 1000 + nth;
     os_fault_arm(OS_FAULT_OPEN | OS_FAULT_FSYNC | OS_FAULT_FTRUNCATE, nth,
                  ENOSPC);
     int r = mmpool_snapshot(sd);
     os_fault_arm(0, 0, 0);  // the writer's copy fired, not this one
-    if (r == 0) break;      // past the last open and fsync
+    if (r == 0) {           // past the open or fsync asked to fail
+      assert_int_equal(manifest_of(sd, &m), 1);
+      assert_int_equal(m.serial, good.serial + 1);
+      check_images(sd, &m);
+      assert_int_equal(count_files(sd), named_files(&m));
+      ok += incr && m.incremental == 1;
+      good = m;
+      continue;
+    }
     fired++;
     assert_int_equal(errno, ENOSPC);
     // One line naming where: the directory, or the writer's file.
@@ -408,15 +424,28 @@ static void test_failures_keep_previous(void **state) {
       assert_memory_equal(&m, &good, sizeof m);
     }
     check_images(sd, &m);
-    assert_int_equal(count_files(sd), m.npools + 1);
+    assert_int_equal(count_files(sd), named_files(&m));
+  }
   }
   // Images (open, truncate, fsync), the manifest (open, fsync), the
-  // directory (fsync): every step of one pool's snapshot failed once.
-  assert_true(fired >= 6);
+  // directory (fsync): every step of one pool's snapshot failed once,
+  // whole and as a delta (open, fsync, manifest, directory).
+  assert_true(fired >= 11);
+  assert_true(ok > 0);
   assert_int_equal(manifest_of(sd, &m), 1);
-  assert_int_equal(m.serial, good.serial + 1);
   check_images(sd, &m);
-  assert_int_equal(count_files(sd), m.npools + 1);
+  assert_int_equal(count_files(sd), named_files(&m));
+  // The root's value of the last snapshot, restored in a child.
+  pid_t c = fork();
+  if (c == 0) {
+    mmpool_close(fp);
+    if (mmpool_restore(sd, NULL) != 1) _exit(2);
+    uint64_t *rv = mmpool_get_root(mmpool_get("snap_faults"), 0);
+    _exit(rv && *rv == 1000 + nth - 1 ? 0 : 3);
+  }
+  int cst = 0;
+  assert_int_equal(waitpid(c, &cst, 0), c);
+  assert_true(WIFEXITED(cst) && WEXITSTATUS(cst) == 0);
 
   // A manifest that is not one is refused, not overwritten.
   char *mp = path2(sd, SNAP_MANIFEST);
@@ -494,17 +523,15 @@ static void test_kill_at_random(void **state) {
     assert_true(m.serial >= last_serial);
     last_serial = m.serial;
     check_images(sd, &m);
-    // It restarts: the image attaches (privately) and its root is there.
-    const struct snap_entry *e = NULL;
-    for (uint32_t i = 0; i < m.npools; i++)
-      if (!strcmp(m.pool[i].name, "snap_kill")) e = &m.pool[i];
-    assert_non_null(e);
-    char o[700];
-    snprintf(o, sizeof o, "file=%s/%s mode=private", sd, e->file);
-    mmpool_t *img = mmpool_open(e->name, o);
-    if (!img) fail_msg("attach %s: %s", o, mmpool_last_error());
+    // It restarts: the images attach (privately; deltas applied) and the
+    // root is there.
+    if (mmpool_restore(sd, NULL) != (int)m.npools)
+      fail_msg("restore %s: %s", sd, mmpool_last_error());
+    mmpool_t *img = mmpool_get("snap_kill");
+    assert_non_null(img);
     assert_non_null(mmpool_get_root(img, 0));
-    assert_int_equal(mmpool_close(img), 0);
+    for (uint32_t i = 0; i < m.npools; i++)
+      assert_int_equal(mmpool_close(mmpool_get(m.pool[i].name)), 0);
     attached++;
   }
   prctl(PR_SET_CHILD_SUBREAPER, 0);

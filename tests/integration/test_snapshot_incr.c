@@ -18,6 +18,7 @@
 // own code, trims pools, and uses the test seams (snapshot_at_hold,
 // os_fault_arm, snapshot_set_incremental).
 #define _GNU_SOURCE
+#include <glob.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -165,8 +166,8 @@ static void compare_images(const char *sd, const struct snap_manifest *m) {
     const struct snap_entry *e = &m->pool[k];
     char *ip = path2(sd, e->file);
     struct inspect in;
-    char why[256] = "";
-    if (inspect_open(&in, ip, 0, why, sizeof why))
+    char why[4800] = "";
+    if (snapshot_image_open(&in, sd, m, k, why, sizeof why))
       fail_msg("image %s: %s", ip, why);
     struct inspect_cb cb = {problem, NULL, ip};
     assert_int_equal(inspect_walk(&in, &cb, NULL), 0);
@@ -215,15 +216,24 @@ static void blocks_hold(void) {
 }
 
 // Takes a snapshot into sd and checks it: incr is the number of pools
-// expected to be rewritten incrementally (the others whole), full_why the
-// reason the manifest gives for the whole ones (when any).
+// expected to be written incrementally (the others whole), full_why the
+// reason the manifest gives for the whole ones (when any). A pool whose
+// chain of deltas was cut (DIRTY_CHAIN: long, or a quarter of its image,
+// which the header and descriptors of each delta reach soon in these
+// small pools) counts as incremental here; the chain tests below check
+// the cuts themselves.
 static void snap(const char *sd, uint32_t incr, int full_why,
                  struct snap_manifest *m) {
   if (mmpool_snapshot(sd) != 0)
     fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
   read_manifest(sd, m);
-  if (m->incremental != incr || (incr < m->npools &&
-                                 (int)m->why_full != full_why))
+  uint32_t cut = 0;
+  for (uint32_t k = 0; k < m->npools; k++)
+    cut += m->pool[k].how == (SNAP_HOW_FULL | DIRTY_CHAIN << 8);
+  if (incr != 0 && incr >= cut) incr -= cut;
+  if (m->incremental != incr ||
+      (incr + cut < m->npools && (int)m->why_full != full_why &&
+       !(cut && (int)m->why_full == DIRTY_CHAIN)))
     fail_msg("snapshot %llu: %u pools incremental (want %u), why %u (want "
              "%d: %s)", (unsigned long long)m->serial, m->incremental, incr,
              m->why_full, full_why, dirty_why_text(full_why));
@@ -232,6 +242,8 @@ static void snap(const char *sd, uint32_t incr, int full_why,
     uint32_t how = m->pool[k].how & 0xff;
     assert_true(how == SNAP_HOW_FULL || how == SNAP_HOW_INCREMENTAL);
     seen += how == SNAP_HOW_INCREMENTAL;
+    // A delta ends its chain; an image written whole has none.
+    assert_int_equal(m->chain[k].n > 0, how == SNAP_HOW_INCREMENTAL);
   }
   assert_int_equal(seen, incr);
   assert_true(m->bytes <= m->image_bytes);
@@ -330,8 +342,8 @@ static void write_at_hold(void) {
 static mmpool_t *pa, *pb, *pf;
 
 static void fork_child_series(const char *sd) {
-  // A fork child: nothing tracked is its own; its first two snapshots are
-  // whole, the third incremental, each one right.
+  // A fork child: nothing tracked is its own; its first snapshot is whole,
+  // the next ones incremental, each one right.
   struct snap_manifest m;
   pid_t pid = fork();
   assert_true(pid >= 0);
@@ -344,7 +356,7 @@ static void fork_child_series(const char *sd) {
     write_some(50);
     snap(cd, 0, DIRTY_NO_SET, &m);
     write_some(50);
-    snap(cd, 0, DIRTY_NO_SET, &m);
+    snap(cd, 3, DIRTY_OK, &m);
     write_some(50);
     purge_and_calloc(pb);
     snap(cd, 3, DIRTY_OK, &m);
@@ -401,14 +413,13 @@ static void test_series(void **state) {
   for (unsigned i = 0; i < 1500; i++) add(pa, some_size(), 0);
   for (unsigned i = 0; i < 600; i++) add(pb, some_size(), 0);
   for (unsigned i = 0; i < 200; i++) add(pf, 16 + rnd() % 4000, 0);
-  // The first two are whole: there is no earlier set to rewrite.
-  snap(sd, 0, DIRTY_NO_SET, &m);
-  write_some(100);
+  // The first is whole: there is no earlier snapshot to follow.
   snap(sd, 0, DIRTY_NO_SET, &m);
   uint64_t full_bytes = m.bytes;
+  write_some(100);
+  snap(sd, 2, DIRTY_FILE, &m);
 
-  // A little change twice (the set rewritten is two snapshots old): a
-  // few small blocks written.
+  // A little change twice: a few small blocks written.
   for (int round = 0; round < 2; round++) {
     for (unsigned k = 0, i = 0; k < 5 && i < nblk; i++)
       if (blks[i].n < 4096 && mmpool_of(blks[i].p) != pf) {
@@ -451,8 +462,8 @@ static void test_series(void **state) {
   for (unsigned i = 0; i < 100 && nblk; i++) drop((unsigned)(rnd() % nblk));
   snap(sd, 2, DIRTY_FILE, &m);
 
-  // A write during the hold, after the scan, to a block nobody wrote for
-  // the last two snapshots: the writer must find it itself.
+  // A write during the hold, after the scan, to a block nobody wrote since
+  // the last snapshot: the writer must find it itself.
   snap(sd, 2, DIRTY_FILE, &m);
   held_target = NULL;
   for (unsigned i = 0; i < nblk && !held_target; i++)
@@ -466,7 +477,7 @@ static void test_series(void **state) {
   // Something mapped over part of a pool (the program's own mmap
   // MAP_FIXED): that mapping is not registered, the scan refuses it, the
   // range is registered again and the pool written whole, with a warning;
-  // whole once more for the other set (no warning), then incremental.
+  // then incremental.
   {
     struct blk *b = NULL;
     for (unsigned i = 0; i < nblk && !b; i++)
@@ -480,37 +491,137 @@ static void test_series(void **state) {
     b->tag = rnd() | 1;
     fill(b->p, b->n, b->tag);
     snap(sd, 1, DIRTY_LOST, &m);
-    snap(sd, 1, DIRTY_NEW, &m);
     snap(sd, 2, DIRTY_FILE, &m);
   }
 
-  // A failed writer: its set is lost and written whole next time; the
-  // other stays incremental.
-  write_some(10);
-  os_fault_arm(OS_FAULT_FSYNC, 1, EIO);
-  assert_int_equal(mmpool_snapshot(sd), -1);
-  os_fault_arm(0, 0, 0);
-  write_some(10);
-  snap(sd, 0, DIRTY_NO_SET, &m);
-  write_some(10);
-  snap(sd, 2, DIRTY_FILE, &m);
-  write_some(10);
-  snap(sd, 2, DIRTY_FILE, &m);
+  // A failed writer (each of its files in turn): it changed no file of the
+  // snapshot before it, so the next one is a delta after that one all the
+  // same, and right.
+  for (unsigned nth = 1; nth <= 3; nth++) {
+    write_some(10);
+    os_fault_arm(OS_FAULT_FSYNC, nth, EIO);
+    assert_int_equal(mmpool_snapshot(sd), -1);
+    os_fault_arm(0, 0, 0);
+    write_some(10);
+    snap(sd, 2, DIRTY_FILE, &m);
+  }
 
-  // The hidden image the next snapshot would rewrite, changed behind its
-  // back (a byte of its data): that pool is written whole, and says why.
+  // The last file of a pool's chain changed behind the writer's back (a
+  // byte of its data): that pool is written whole, and says why.
   {
-    char *kp = NULL;
-    assert_true(asprintf(&kp, "%s/%sincr_a.%llu.pool", sd, SNAP_KEPT_PREFIX,
-                         (unsigned long long)m.serial - 1) > 0);
+    char *kp = NULL, name[SNAP_FILE_MAX];
+    const struct snap_chain *c = NULL;
+    for (uint32_t k = 0; k < m.npools; k++)
+      if (!strcmp(m.pool[k].name, "incr_a")) c = &m.chain[k];
+    assert_true(c && c->n > 0);
+    snap_delta_name(name, sizeof name, "incr_a", c->serial[c->n - 1]);
+    assert_true(asprintf(&kp, "%s/%s", sd, name) > 0);
     int fd = open(kp, O_WRONLY);
-    if (fd < 0) fail_msg("no kept image %s", kp);
-    assert_int_equal(pwrite(fd, "x", 1, 1 << 20), 1);
+    if (fd < 0) fail_msg("no delta %s", kp);
+    assert_int_equal(pwrite(fd, "x", 1, 5000), 1);
     close(fd);
     free(kp);
     snap(sd, 1, DIRTY_CHANGED, &m);
     snap(sd, 2, DIRTY_FILE, &m);
+  }
+
+  // A chain is cut at SNAP_CHAIN_MAX deltas: the next image is whole. A
+  // pool of 64 MiB with one small block written each time (its deltas
+  // stay far below a quarter of it); every cut (of any pool) follows a
+  // chain at one of the two limits.
+  {
+    mmpool_t *pc = mmpool_open("incr_c", "size=1G");
+    assert_non_null(pc);
+    char *cblk[64];
+    for (int i = 0; i < 64; i++) {
+      assert_non_null(cblk[i] = mmpool_malloc(pc, 1u << 20));
+      memset(cblk[i], i + 1, 1u << 20);
+    }
+    struct snap_manifest prev;
+    snap(sd, 2, DIRTY_FILE, &m);  // incr_c new: whole
+    uint32_t cut_c = 0, longest = 0;
+    for (int round = 0; round < SNAP_CHAIN_MAX + 2; round++) {
+      prev = m;
+      cblk[round][100] ^= 1;
+      if (mmpool_snapshot(sd) != 0)
+        fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
+      read_manifest(sd, &m);
+      compare_images(sd, &m);
+      for (uint32_t k = 0; k < m.npools; k++) {
+        const char *nm = m.pool[k].name;
+        if (m.chain[k].n > longest) longest = m.chain[k].n;
+        if (m.pool[k].how != (SNAP_HOW_FULL | DIRTY_CHAIN << 8)) continue;
+        const struct snap_entry *pe = NULL;
+        const struct snap_chain *pc2 = NULL;
+        for (uint32_t j = 0; j < prev.npools; j++)
+          if (!strcmp(prev.pool[j].name, nm)) {
+            pe = &prev.pool[j];
+            pc2 = &prev.chain[j];
+          }
+        assert_non_null(pe);
+        if (!(pc2->n >= SNAP_CHAIN_MAX || pc2->bytes > pe->length / 4))
+          fail_msg("%s cut after %u deltas of %llu bytes (image %llu)", nm,
+                   pc2->n, (unsigned long long)pc2->bytes,
+                   (unsigned long long)pe->length);
+        if (!strcmp(nm, "incr_c")) {
+          assert_int_equal(pc2->n, SNAP_CHAIN_MAX);
+          assert_int_equal(round, SNAP_CHAIN_MAX);
+          cut_c++;
+        }
+      }
+    }
+    assert_int_equal(cut_c, 1);
+    assert_int_equal(longest, SNAP_CHAIN_MAX);
+    // Restored in a child, after a chain of SNAP_CHAIN_MAX - 1 deltas:
+    // every block as written.
+    for (int round = 0; round < SNAP_CHAIN_MAX - 1; round++) {
+      cblk[round][200] ^= 1;
+      snap(sd, 3, DIRTY_FILE, &m);
+    }
+    char *saved = malloc(64u << 20);
+    assert_non_null(saved);
+    for (int i = 0; i < 64; i++) memcpy(saved + ((size_t)i << 20), cblk[i], 1u << 20);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      dir = NULL;  // as in fork_child_series
+      mmpool_t *all[4] = {pa, pb, pf, pc};
+      for (int k = 0; k < 4; k++) assert_int_equal(mmpool_close(all[k]), 0);
+      if (mmpool_restore(sd, NULL) != 4) {
+        fprintf(stderr, "restore: %s\n", mmpool_last_error());
+        _exit(2);
+      }
+      for (int i = 0; i < 64; i++)
+        if (memcmp(saved + ((size_t)i << 20), cblk[i], 1u << 20)) _exit(3);
+      _exit(0);
+    }
+    child_ok(pid);
+    free(saved);
+    assert_int_equal(mmpool_close(pc), 0);
     snap(sd, 2, DIRTY_FILE, &m);
+  }
+  // ... and when its deltas hold a quarter of the image's bytes.
+  {
+    int cut = 0;
+    for (int round = 0; round < 8 && !cut; round++) {
+      // Every block of incr_b written: most of its pages.
+      for (unsigned i = 0; i < nblk; i++)
+        if (mmpool_of(blks[i].p) == pb) {
+          blks[i].tag = rnd() | 1;
+          fill(blks[i].p, blks[i].n, blks[i].tag);
+        }
+      if (mmpool_snapshot(sd) != 0)
+        fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
+      read_manifest(sd, &m);
+      compare_images(sd, &m);
+      for (uint32_t k = 0; k < m.npools; k++)
+        if (!strcmp(m.pool[k].name, "incr_b") &&
+            m.pool[k].how == (SNAP_HOW_FULL | DIRTY_CHAIN << 8)) {
+          assert_true(round >= 1 && round <= 5);
+          cut = 1;
+        }
+    }
+    assert_true(cut);
   }
 
   // A fork child takes its own; the parent goes on incrementally.
@@ -519,7 +630,7 @@ static void test_series(void **state) {
   snap(sd, 2, DIRTY_FILE, &m);
   snap(sd, 2, DIRTY_FILE, &m);
 
-  // Forced full: each image is the set's hidden one rewritten whole in
+  // Forced full: each image is the pool's hidden one rewritten whole in
   // place, after frees, purges, growth and shrink that leave old bytes
   // where the image now has free spans or zeros (snap compares every byte).
   snapshot_set_incremental(0);
@@ -536,23 +647,35 @@ static void test_series(void **state) {
       for (unsigned i = nblk; i-- > 0;)
         if (mmpool_of(blks[i].p) == pf && (i & 1)) drop(i);
     write_some(20);
-    // The kept image of each pool, held open across the snapshot: the new
-    // image must be that file (its inode cannot be another file's while
-    // it is open), except the one with a second name (a copy the user
-    // kept with ln), which must be left as it was.
+    // The kept image of each pool (one at most, hidden), held open across
+    // the snapshot: the new image must be that file (its inode cannot be
+    // another file's while it is open), except the one with a second name
+    // (a copy the user kept with ln), which must be left as it was. Each
+    // pool has one once it was written whole twice: incr_a and incr_f
+    // from the start, all three after the first round.
     const char *names[3] = {"incr_a", "incr_b", "incr_f"};
     int kfd[3];
     struct stat kst[3];
     char *keep = path2(dir, "kept-by-user.pool");
     for (int k = 0; k < 3; k++) {
-      char *kp = NULL;
-      assert_true(asprintf(&kp, "%s/%s%s.%llu.pool", sd, SNAP_KEPT_PREFIX,
-                           names[k], (unsigned long long)m.serial - 1) > 0);
-      kfd[k] = open(kp, O_RDONLY);
-      if (kfd[k] < 0) fail_msg("no kept image %s", kp);
-      if (k == round % 3) assert_int_equal(link(kp, keep), 0);
+      char *pat = NULL;
+      glob_t g;
+      assert_true(asprintf(&pat, "%s/%s%s.*.pool", sd, SNAP_KEPT_PREFIX,
+                           names[k]) > 0);
+      int gr = glob(pat, 0, NULL, &g);
+      if (gr == GLOB_NOMATCH && round == 0 && k == 1) {
+        kfd[k] = -1;
+        free(pat);
+        continue;
+      }
+      if (gr != 0 || g.gl_pathc != 1)
+        fail_msg("want one kept image %s (round %d)", pat, round);
+      kfd[k] = open(g.gl_pathv[0], O_RDONLY);
+      assert_true(kfd[k] >= 0);
+      if (k == round % 3) assert_int_equal(link(g.gl_pathv[0], keep), 0);
       assert_int_equal(fstat(kfd[k], &kst[k]), 0);
-      free(kp);
+      globfree(&g);
+      free(pat);
     }
     char *before = NULL;
     size_t blen = (size_t)kst[round % 3].st_size;
@@ -566,6 +689,10 @@ static void test_series(void **state) {
       assert_true(asprintf(&np, "%s/%s.%llu.pool", sd, names[k],
                            (unsigned long long)m.serial) > 0);
       assert_int_equal(stat(np, &nst), 0);
+      if (kfd[k] < 0) {
+        free(np);
+        continue;
+      }
       if (k == round % 3) {
         assert_true(nst.st_ino != kst[k].st_ino);
         struct stat ks;
@@ -587,9 +714,8 @@ static void test_series(void **state) {
     free(keep);
     free(before);
   }
-  // Back on: whole twice, then incremental.
+  // Back on: whole once (nothing was tracked), then incremental.
   snapshot_set_incremental(1);
-  snap(sd, 0, DIRTY_NO_SET, &m);
   snap(sd, 0, DIRTY_NO_SET, &m);
   write_some(3);
   snap(sd, 2, DIRTY_FILE, &m);

@@ -88,8 +88,11 @@ grep -q "snapshots: 1 taken, 0 failed" "$d/p.err" ||
   fail "MMPOOL_STATS: $(grep snapshot "$d/p.err")"
 grep -v "^mmpool: \(stats\|allocated\|pool\|  \|snapshots\)" "$d/p.err" |
   grep -q . && fail "stderr: $(cat "$d/p.err")"
-# Only the manifest and the images of the last snapshot remain.
-test "$(ls "$d/s1" | wc -l)" = 3 || fail "files left: $(ls "$d/s1")"
+# Only the manifest, the images and the deltas of the last snapshot remain
+# (the one at exit is a delta after the one on the signal).
+test "$(ls "$d/s1" | grep -c '\.[0-9]*\.pool$')" = 2 &&
+  test "$(ls "$d/s1" | grep -c '\.2\.delta$')" = 2 &&
+  test "$(ls "$d/s1" | wc -l)" = 5 || fail "files left: $(ls "$d/s1")"
 for f in "$d"/s1/*.pool; do
   "$tool" info "$f" >/dev/null 2>&1 || fail "mmpool info $f"
 done
@@ -168,13 +171,31 @@ truncate -s 100 "$d/h2/manifest"
 grep -q "not an mmpool snapshot manifest" "$d/h.out" || fail "cut: $(cat "$d/h.out")"
 # An image of another snapshot, under the name the manifest gives.
 cp -r "$d/s1" "$d/h3"
-img=$(ls "$d/h3" | grep '^default\.')
-cp "$d/s2/$(ls "$d/s2" | grep '^default\.')" "$d/h3/$img"
+# (The manifest follows it with a delta, which applies to its own image
+# only: that is what refuses it.)
+img=$(ls "$d/h3" | grep '^default\..*\.pool$')
+cp "$d/s2/$(ls "$d/s2" | grep '^default\..*\.pool$')" "$d/h3/$img"
 "$tool" check "$d/h3" >"$d/h.out" 2>&1 && fail "check took a foreign image"
-grep -q "not what the manifest says" "$d/h.out" || fail "foreign: $(cat "$d/h.out")"
+grep -q "default.2.delta: applies to an image of\|default.2.delta: applies to the image whose" "$d/h.out" ||
+  fail "foreign: $(cat "$d/h.out")"
 "$tool" run --from "$d/h3" -- true >"$d/h.out" 2>&1
-grep -q "is not the one its manifest names" "$d/h.out" ||
+grep -q "default.2.delta: applies to" "$d/h.out" ||
   fail "run --from a foreign image: $(cat "$d/h.out")"
+# A delta of another snapshot, under the name the manifest gives.
+cp -r "$d/s1" "$d/h4"
+cp "$d/h4/big.2.delta" "$d/h4/default.2.delta"
+"$tool" check "$d/h4" >"$d/h.out" 2>&1 && fail "check took a foreign delta"
+grep -q "default.2.delta: applies to" "$d/h.out" ||
+  fail "foreign delta: $(cat "$d/h.out")"
+# A cut delta.
+cp -r "$d/s1" "$d/h5"
+truncate -s 5000 "$d/h5/big.2.delta"
+"$tool" info "$d/h5" >"$d/h.out" 2>&1 && fail "info took a cut delta"
+grep -q "big.2.delta: delta of 5000 bytes says" "$d/h.out" ||
+  fail "cut delta: $(cat "$d/h.out")"
+"$tool" run --from "$d/h5" -- true >"$d/h.out" 2>&1
+grep -q "big.2.delta: delta of 5000 bytes says" "$d/h.out" ||
+  fail "run --from a cut delta: $(cat "$d/h.out")"
 
 # A program without snapshot-on=signal is sent nothing.
 env LD_PRELOAD="$lib" "$py" -c 'import time; time.sleep(2)' &

@@ -1,0 +1,223 @@
+// delta.c: the delta files of incremental snapshots (see delta.h).
+#include "delta.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "fmt.h"
+#include "hash.h"
+#include "os.h"
+#include "poolfile.h"
+
+#define DELTA_SEED 0x64656c74u
+
+#define WHY(...)                                                              \
+  do {                                                                        \
+    fmt_format(why, why_len, __VA_ARGS__);                                    \
+    return -EUCLEAN;                                                          \
+  } while (0)
+
+RARE int delta_check_header(const struct delta_header *dh, uint64_t file_size,
+                            char *why, size_t why_len) {
+  if (file_size < DELTA_DATA_OFF ||
+      memcmp(dh->magic, DELTA_MAGIC, sizeof dh->magic) != 0) {
+    fmt_format(why, why_len, "not an mmpool snapshot delta");
+    return -ENOEXEC;
+  }
+  if (dh->version != DELTA_VERSION || dh->size != sizeof *dh) {
+    fmt_format(why, why_len, "delta version %u (this build reads %u)",
+               dh->version, DELTA_VERSION);
+    return -ENOEXEC;
+  }
+  uint64_t room = file_size - DELTA_DATA_OFF;
+  if (dh->data_bytes > room ||
+      dh->nrec > (room - dh->data_bytes) / sizeof(struct delta_rec) ||
+      dh->nrec * sizeof(struct delta_rec) != room - dh->data_bytes)
+    WHY("delta of %llu bytes says %llu records and %llu bytes of data",
+        (unsigned long long)file_size, (unsigned long long)dh->nrec,
+        (unsigned long long)dh->data_bytes);
+  return 0;
+}
+
+// Where an image's header keeps its checksum.
+#define HDR_SUM offsetof(struct poolfile_header, checksum)
+
+// The records of fd, a batch at a time, into buf. The checksum is chained
+// over the same batches by the writer (delta_out_end).
+#define BATCH 170  // 4080 bytes on the stack
+RARE static int read_recs(int fd, const struct delta_header *dh, uint64_t i,
+                          struct delta_rec *buf, uint64_t *n) {
+  *n = dh->nrec - i < BATCH ? dh->nrec - i : BATCH;
+  return os_pread_full(fd, buf, (size_t)*n * sizeof *buf,
+                       DELTA_DATA_OFF + dh->data_bytes + i * sizeof *buf);
+}
+
+RARE int delta_apply(int fd, const struct delta_header *dh, char *view,
+                     uint64_t view_len, uint64_t *len, char *why,
+                     size_t why_len) {
+  char eb[32];
+  // The image it applies to: its length and header checksum (the field at
+  // the header's end of its identity part, poolfile.h).
+  uint64_t cur_sum;
+  if (*len < 4096 || dh->from_length != *len)
+    WHY("applies to an image of %llu bytes, not of %llu (a delta of another "
+        "chain, or out of order)", (unsigned long long)dh->from_length,
+        (unsigned long long)*len);
+  memcpy(&cur_sum, view + HDR_SUM, sizeof cur_sum);
+  if (dh->from_checksum != cur_sum)
+    WHY("applies to the image whose header checksum is 0x%llx, not 0x%llx "
+        "(a delta of another chain, or out of order)",
+        (unsigned long long)dh->from_checksum, (unsigned long long)cur_sum);
+  if (dh->length < 4096 || dh->length > view_len)
+    WHY("makes an image of %llu bytes (at most %llu here)",
+        (unsigned long long)dh->length, (unsigned long long)view_len);
+  // Pass 1: the checksum, and every record in bounds, in order, the data
+  // accounted for.
+  struct delta_rec recs[BATCH];
+  uint64_t sum = hash_bytes(dh, offsetof(struct delta_header, checksum),
+                            DELTA_SEED);
+  uint64_t end = 0, data = 0, n = 0;
+  for (uint64_t i = 0; i < dh->nrec; i += n) {
+    int r = read_recs(fd, dh, i, recs, &n);
+    if (r) {
+      fmt_format(why, why_len, "cannot read its records: %s",
+                 os_strerror(-r, eb, sizeof eb));
+      return r;
+    }
+    sum = hash_bytes(recs, (size_t)n * sizeof *recs, sum);
+    for (uint64_t k = 0; k < n; k++) {
+      const struct delta_rec *d = &recs[k];
+      if ((d->kind != DELTA_REC_DATA && d->kind != DELTA_REC_ZERO) ||
+          d->reserved || d->len == 0 || d->off < end ||
+          d->off > dh->length || d->len > dh->length - d->off)
+        WHY("record %llu ([0x%llx, +0x%llx), kind %u) is out of bounds or "
+            "out of order", (unsigned long long)(i + k),
+            (unsigned long long)d->off, (unsigned long long)d->len, d->kind);
+      end = d->off + d->len;
+      if (d->kind == DELTA_REC_DATA) data += d->len;
+    }
+  }
+  if (sum != dh->checksum) WHY("delta checksum mismatch");
+  if (data != dh->data_bytes)
+    WHY("its records hold %llu bytes of data, its header says %llu",
+        (unsigned long long)data, (unsigned long long)dh->data_bytes);
+  // Pass 2: the image it makes. Past a shorter length nothing stays.
+  if (dh->length < *len) memset(view + dh->length, 0, *len - dh->length);
+  uint64_t at = DELTA_DATA_OFF;
+  for (uint64_t i = 0; i < dh->nrec; i += n) {
+    int r = read_recs(fd, dh, i, recs, &n);
+    for (uint64_t k = 0; !r && k < n; k++) {
+      const struct delta_rec *d = &recs[k];
+      if (d->kind == DELTA_REC_ZERO) {
+        memset(view + d->off, 0, d->len);
+      } else {
+        r = os_pread_full(fd, view + d->off, d->len, at);
+        at += d->len;
+      }
+    }
+    if (r) {
+      fmt_format(why, why_len, "cannot read it: %s",
+                 os_strerror(-r, eb, sizeof eb));
+      return r;
+    }
+  }
+  memcpy(&cur_sum, view + HDR_SUM, sizeof cur_sum);
+  if (cur_sum != dh->to_checksum)
+    WHY("the header it writes has checksum 0x%llx, it says 0x%llx",
+        (unsigned long long)cur_sum, (unsigned long long)dh->to_checksum);
+  *len = dh->length;
+  return 0;
+}
+
+RARE void delta_seal(struct delta_header *dh, const struct delta_rec *recs) {
+  uint64_t sum = hash_bytes(dh, offsetof(struct delta_header, checksum),
+                            DELTA_SEED);
+  for (uint64_t i = 0; i < dh->nrec; i += BATCH)
+    sum = hash_bytes(&recs[i],
+                     (size_t)(dh->nrec - i < BATCH ? dh->nrec - i : BATCH) *
+                         sizeof *recs,
+                     sum);
+  dh->checksum = sum;
+}
+
+// ---------------------------------------------------------------------------
+// Writing (the snapshot writer, a process of its own with one thread)
+
+#define IOV_BATCH 256
+static struct {
+  int fd;
+  uint64_t at;              // the file offset of the next byte of data
+  uint32_t nrec;
+  int niov;
+  uint64_t iov_at;          // the file offset of iov[0]
+  struct iovec iov[IOV_BATCH];
+} out;
+// In .bss: no page of it is touched outside a snapshot writer.
+static struct delta_rec recs_out[DELTA_RECS_MAX];
+
+RARE static int flush(void) {
+  int r = out.niov ? os_pwritev_all(out.fd, out.iov, out.niov, out.iov_at)
+                   : 0;
+  out.niov = 0;
+  out.iov_at = out.at;
+  return r;
+}
+
+RARE int delta_out_begin(int fd) {
+  out.fd = fd;
+  out.at = out.iov_at = DELTA_DATA_OFF;
+  out.nrec = 0;
+  out.niov = 0;
+  return 0;
+}
+
+// A record, merged with the one before when it continues it.
+RARE static int add(uint64_t off, uint64_t len, uint32_t kind) {
+  if (!len) return 0;
+  if (out.nrec) {
+    struct delta_rec *p = &recs_out[out.nrec - 1];
+    if (p->kind == kind && p->off + p->len == off) {
+      p->len += len;
+      return 0;
+    }
+  }
+  if (out.nrec == DELTA_RECS_MAX) return -E2BIG;
+  recs_out[out.nrec++] = (struct delta_rec){off, len, kind, 0};
+  return 0;
+}
+
+RARE int delta_out_data(uint64_t off, const void *src, uint64_t len) {
+  int r = add(off, len, DELTA_REC_DATA);
+  if (r || !len) return r;
+  struct iovec *last = out.niov ? &out.iov[out.niov - 1] : NULL;
+  if (last && (const char *)last->iov_base + last->iov_len == src) {
+    last->iov_len += len;
+  } else {
+    if (out.niov == IOV_BATCH && (r = flush()) != 0) return r;
+    out.iov[out.niov++] = (struct iovec){(void *)src, len};
+  }
+  out.at += len;
+  return 0;
+}
+
+RARE int delta_out_zero(uint64_t off, uint64_t len) {
+  return add(off, len, DELTA_REC_ZERO);
+}
+
+RARE int delta_out_end(struct delta_header *dh) {
+  int r = flush();
+  if (r) return r;
+  memcpy(dh->magic, DELTA_MAGIC, sizeof dh->magic);
+  dh->version = DELTA_VERSION;
+  dh->size = sizeof *dh;
+  dh->nrec = out.nrec;
+  dh->data_bytes = out.at - DELTA_DATA_OFF;
+  memset(dh->reserved, 0, sizeof dh->reserved);
+  size_t tlen = (size_t)out.nrec * sizeof *recs_out;
+  delta_seal(dh, recs_out);
+  r = os_pwrite_all(out.fd, recs_out, tlen, out.at);
+  if (!r) r = os_pwrite_all(out.fd, dh, sizeof *dh, 0);
+  return r;
+}
