@@ -226,6 +226,12 @@ RARE int dirty_test(unsigned id, int s, uint64_t page) {
   return (int)(t->map[s * t->words + (page >> 6)] >> (page & 63)) & 1;
 }
 
+RARE int dirty_any16(unsigned id, int s, uint64_t page) {
+  const struct track *t = &tracks[id];
+  if (page + 16 > (uint64_t)t->words * 64) return 1;
+  return (t->map[s * t->words + (page >> 6)] >> (page & 63) & 0xffff) != 0;
+}
+
 // ---------------------------------------------------------------------------
 // The writer's own holes
 

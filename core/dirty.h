@@ -79,6 +79,8 @@ int dirty_active(void) HIDDEN;
 int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) HIDDEN;
 // 1 when page (DIRTY_SHIFT units from the pool's data) is in s's map.
 int dirty_test(unsigned id, int s, uint64_t page) HIDDEN;
+// 1 when any of the 16 pages from page (a multiple of 16) is in s's map.
+int dirty_any16(unsigned id, int s, uint64_t page) HIDDEN;
 // In the writer: the ranges of [start, end) of this copy that have no page
 // (they read as zeros), in order: dirty_holes_start, then dirty_holes_next
 // until it returns 0 (1 with the next range in [*lo, *hi), or a negative

@@ -134,6 +134,11 @@ int os_unlink_at(int dirfd, const char *name);
 int os_list_dir(int dirfd, int (*fn)(void *arg, const char *name), void *arg);
 // Writes all of buf at offset off (retrying short writes and EINTR).
 int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+// Turns O_DIRECT on or off for fd (fcntl F_SETFL): writes then go from
+// the caller's memory to the device, past the page cache, and must be
+// aligned (offset, length and address: 4096 is always enough). 0 or a
+// negative errno (-EINVAL where the file system has no direct I/O).
+int os_set_direct(int fd, int on);
 // Writes the n buffers of iov one after the other from offset off
 // (pwritev, retrying short writes and EINTR; iov is changed).
 struct iovec;
@@ -149,6 +154,12 @@ int os_pipe(int fds[2]);
 int os_spawn_quiet(void);
 // Waits for a child made by os_spawn_quiet; *status as wait(2) gives it.
 int os_wait_quiet(int pid, int *status);
+// 1 when the quiet child pid has ended and is reaped now (or is no child
+// of this process), 0 while it runs. Never waits.
+int os_reap_quiet(int pid);
+// Closes every descriptor of the process but fd (close_range; nothing on
+// kernels before 5.9).
+void os_close_all_but(int fd);
 // Ends the calling process at once (exit_group): no handler, no flush.
 _Noreturn void os_exit(int code);
 // Nanoseconds of CLOCK_MONOTONIC.
@@ -222,7 +233,8 @@ enum {
   OS_FAULT_OPEN = 1u << 4,      // os_open, os_open_nolinks, os_open_walk
   OS_FAULT_FSYNC = 1u << 5,     // os_fsync
   OS_FAULT_MPROTECT = 1u << 6,  // os_commit
-  OS_FAULT_ALL = (1u << 7) - 1,
+  OS_FAULT_DIRECT = 1u << 7,    // os_set_direct turning O_DIRECT on
+  OS_FAULT_ALL = (1u << 8) - 1,
 };
 void os_fault_arm(unsigned kinds, unsigned nth, int err)
     __attribute__((visibility("hidden")));

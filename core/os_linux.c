@@ -438,6 +438,15 @@ int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
   return 0;
 }
 
+int os_set_direct(int fd, int on) {
+  int f = on ? FAULT(OS_FAULT_DIRECT) : 0;
+  if (f) return f;
+  long fl = SYS3(SYS_fcntl, fd, F_GETFL, 0);
+  if (fl < 0) return (int)fl;
+  fl = on ? fl | O_DIRECT : fl & ~(long)O_DIRECT;
+  return (int)SYS3(SYS_fcntl, fd, F_SETFL, fl);
+}
+
 int os_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off) {
   while (n > 0) {
     long r = SYS6(SYS_pwritev, fd, iov, n, off, 0, 0);
@@ -478,6 +487,20 @@ int os_wait_quiet(int pid, int *status) {
   do r = SYS6(SYS_wait4, pid, status, __WCLONE, 0, 0, 0);
   while (r == -EINTR);
   return r < 0 ? (int)r : 0;
+}
+
+int os_reap_quiet(int pid) {
+  int status = 0;
+  long r = SYS6(SYS_wait4, pid, &status, __WCLONE | WNOHANG, 0, 0, 0);
+  return r == pid || r == -ECHILD;
+}
+
+void os_close_all_but(int fd) {
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+  if (fd > 0) SYS3(SYS_close_range, 0, (unsigned)fd - 1, 0);
+  SYS3(SYS_close_range, (unsigned)fd + 1, ~0u, 0);
 }
 
 _Noreturn void os_exit(int code) {
