@@ -46,9 +46,14 @@ test -n "$nbase" && test "$nbase" != "$base" || fail "base after the move: $nbas
 test "$(sum "$d/m.out")" = "$(sum "$d/ref60.out")" ||
   fail "moved run ends at '$(sum "$d/m.out")', one run at '$(sum "$d/ref60.out")'"
 # Offline: mmpool relocate moves the snapshot; the restart uses it as is.
+# (Its second snapshot is a delta after the first; the moved snapshot is
+# whole images.)
 "$prog" "$d/t" 20 >/dev/null 2>&1 || fail "third run"
+"$tool" info "$d/t" | grep -q "^  state .* + 1 delta " ||
+  fail "no delta before the move: $("$tool" info "$d/t")"
 "$tool" relocate "$d/t" 0x300000000000 >"$d/r.out" 2>&1 ||
   fail "mmpool relocate: $(cat "$d/r.out")"
+test "$(ls "$d/t" | grep -c '\.delta$')" = 0 || fail "deltas left: $(ls "$d/t")"
 "$tool" check "$d/t" >/dev/null 2>&1 || fail "check after relocate"
 "$tool" info "$d/t" | grep -q "base 0x300000000000" || fail "not moved"
 "$prog" "$d/t" 50 >"$d/t.out" 2>&1 && test "$(sum "$d/t.out")" = "$(sum "$d/ref.out")" ||

@@ -254,6 +254,7 @@ static void test_relocate_two_pools(void **state) {
     n->next = head;
     n->value = (uint64_t)i;
     head = n;
+    if (i == 700) snap_ok(sd);  // the images; the deltas come after
   }
   // i = 2000 is in a: the root. A large block holds pointers too.
   struct node **big = mmpool_malloc(b, 300000);
@@ -264,6 +265,9 @@ static void test_relocate_two_pools(void **state) {
   snap_ok(sd);
   struct snap_manifest before;
   assert_int_equal(manifest_of(sd, &before), 1);
+  // Both pools moved from an image and a delta.
+  assert_int_equal(before.chain[0].n, 1);
+  assert_int_equal(before.chain[1].n, 1);
   pid_t c = fork();
   if (c == 0) {
     mmpool_close(a);
