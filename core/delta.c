@@ -143,7 +143,8 @@ RARE void delta_seal(struct delta_header *dh, const struct delta_rec *recs) {
 }
 
 // ---------------------------------------------------------------------------
-// Writing (the snapshot writer, a process of its own with one thread)
+// Sequential output (the snapshot writer, a process of its own with one
+// thread): a delta's data, a new image's pages
 
 #define IOV_BATCH 256
 #define DIO_ALIGN 4096u
@@ -217,32 +218,19 @@ RARE static int flush(void) {
   return r;
 }
 
-RARE int delta_out_begin(int fd) {
+RARE void stage_begin(int fd, uint64_t off) {
   out.fd = fd;
   out.direct = 0;
-  out.at = out.iov_at = DELTA_DATA_OFF;
-  out.nrec = 0;
+  out.at = out.iov_at = off;
   out.niov = 0;
-  return 0;
 }
 
-// A record, merged with the one before when it continues it.
-RARE static int add(uint64_t off, uint64_t len, uint32_t kind) {
-  if (!len) return 0;
-  if (out.nrec) {
-    struct delta_rec *p = &recs_out[out.nrec - 1];
-    if (p->kind == kind && p->off + p->len == off) {
-      p->len += len;
-      return 0;
-    }
+RARE int stage_put(const void *src, uint64_t len, uint64_t off) {
+  int r = 0;
+  if (off != out.at) {  // a gap (a hole in the file): a new batch
+    r = flush();
+    out.at = out.iov_at = off;
   }
-  if (out.nrec == DELTA_RECS_MAX) return -E2BIG;
-  recs_out[out.nrec++] = (struct delta_rec){off, len, kind, 0};
-  return 0;
-}
-
-RARE int delta_out_data(uint64_t off, const void *src, uint64_t len) {
-  int r = add(off, len, DELTA_REC_DATA);
   const char *p = src;
   while (!r && len) {
     // A batch fills the stage at most.
@@ -263,15 +251,47 @@ RARE int delta_out_data(uint64_t off, const void *src, uint64_t len) {
   return r;
 }
 
+RARE int stage_end(void) {
+  int r = flush();
+  if (!r && out.direct == 1) r = os_set_direct(out.fd, 0);
+  out.direct = 0;
+  return r;
+}
+
+RARE int delta_out_begin(int fd) {
+  stage_begin(fd, DELTA_DATA_OFF);
+  out.nrec = 0;
+  return 0;
+}
+
+// A record, merged with the one before when it continues it.
+RARE static int add(uint64_t off, uint64_t len, uint32_t kind) {
+  if (!len) return 0;
+  if (out.nrec) {
+    struct delta_rec *p = &recs_out[out.nrec - 1];
+    if (p->kind == kind && p->off + p->len == off) {
+      p->len += len;
+      return 0;
+    }
+  }
+  if (out.nrec == DELTA_RECS_MAX) return -E2BIG;
+  recs_out[out.nrec++] = (struct delta_rec){off, len, kind, 0};
+  return 0;
+}
+
+RARE int delta_out_data(uint64_t off, const void *src, uint64_t len) {
+  int r = add(off, len, DELTA_REC_DATA);
+  return r ? r : stage_put(src, len, out.at);
+}
+
 RARE int delta_out_zero(uint64_t off, uint64_t len) {
   return add(off, len, DELTA_REC_ZERO);
 }
 
 RARE int delta_out_end(struct delta_header *dh) {
-  int r = flush();
-  if (r) return r;
   // The records and the header are small and not aligned: buffered.
-  if (out.direct == 1 && (r = os_set_direct(out.fd, 0)) != 0) return r;
+  int r = stage_end();
+  if (r) return r;
   memcpy(dh->magic, DELTA_MAGIC, sizeof dh->magic);
   dh->version = DELTA_VERSION;
   dh->size = sizeof *dh;

@@ -80,6 +80,18 @@ int delta_apply(int fd, const struct delta_header *dh, char *view,
 // the file).
 void delta_seal(struct delta_header *dh, const struct delta_rec *recs) HIDDEN;
 
+// Sequential output of the snapshot writer (raw system calls, no
+// allocation, one at a time in a process): pieces given at ascending file
+// offsets (a gap leaves a hole), gathered into batches of 1 MiB and
+// written with O_DIRECT where the file system and the alignment allow
+// (core/delta.c says why), buffered otherwise. The bytes of src are read
+// when their batch is written: they must stay as they are until stage_end,
+// which writes what is left and turns O_DIRECT off again. 0 or a negative
+// errno.
+void stage_begin(int fd, uint64_t off) HIDDEN;
+int stage_put(const void *src, uint64_t len, uint64_t off) HIDDEN;
+int stage_end(void) HIDDEN;
+
 // Writing one (the snapshot writer: raw system calls, no allocation; one
 // at a time in a process). The records are given in ascending order of
 // offset; a DATA record's bytes are written from the caller's memory
