@@ -237,9 +237,11 @@ RARE int inspect_open_deltas(struct inspect *in, const char *path,
       goto fail;
     }
     os_close(dfd);
-    if (dhs[k].length > POOL_MAX_CAPACITY) {
-      fmt_format(why, why_len, "delta %s makes an image of %llu bytes",
-                 dpaths[k], (unsigned long long)dhs[k].length);
+    if (dhs[k].length > in->hdr.capacity) {
+      fmt_format(why, why_len, "delta %s makes an image of %llu bytes, "
+                 "more than the pool's capacity (%llu)", dpaths[k],
+                 (unsigned long long)dhs[k].length,
+                 (unsigned long long)in->hdr.capacity);
       r = -EUCLEAN;
       goto fail;
     }

@@ -27,6 +27,19 @@ static char page_a[4096], page_b[8192];
 
 static void set_sum(char *img, uint64_t v) { memcpy(img + SUM_AT, &v, 8); }
 
+// Ends the delta being written: from the image `from` (20 KiB, checksum
+// 0x1111) to one of length len whose header checksum is 0x2222.
+static void finish(uint64_t len) {
+  struct delta_header dh;
+  memset(&dh, 0, sizeof dh);
+  dh.serial = 7;
+  dh.from_length = 20480;
+  dh.from_checksum = 0x1111;
+  dh.length = len;
+  dh.to_checksum = 0x2222;
+  assert_int_equal(delta_out_end(&dh), 0);
+}
+
 // A delta of the image `from` (len 20 KiB, checksum 0x1111) making the
 // image of 24 KiB whose header page is page_a (checksum 0x2222): the
 // header page, zeros over [8 KiB, 12 KiB), page_b at [16 KiB, 24 KiB).
@@ -41,14 +54,7 @@ static void write_good(void) {
   assert_int_equal(delta_out_data(16384, page_b, 4096), 0);
   // Continues the record before it: one record, one run of data.
   assert_int_equal(delta_out_data(20480, page_b + 4096, 4096), 0);
-  struct delta_header dh;
-  memset(&dh, 0, sizeof dh);
-  dh.serial = 7;
-  dh.from_length = 20480;
-  dh.from_checksum = 0x1111;
-  dh.length = 24576;
-  dh.to_checksum = 0x2222;
-  assert_int_equal(delta_out_end(&dh), 0);
+  finish(24576);
 }
 
 static void read_all(struct delta_header *dh, struct delta_rec *recs) {
@@ -120,13 +126,7 @@ static void test_shrink(void **state) {
   assert_int_equal(ftruncate(fd, 0), 0);
   delta_out_begin(fd);
   assert_int_equal(delta_out_data(0, page_a, 4096), 0);
-  struct delta_header dh;
-  memset(&dh, 0, sizeof dh);
-  dh.from_length = 20480;
-  dh.from_checksum = 0x1111;
-  dh.length = 8192;
-  dh.to_checksum = 0x2222;
-  assert_int_equal(delta_out_end(&dh), 0);
+  finish(8192);
   char *v = from_view(), why[200] = "";
   uint64_t len = 20480;
   if (apply(v, &len, why, sizeof why)) fail_msg("apply: %s", why);
