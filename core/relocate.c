@@ -72,6 +72,7 @@ struct writer {
   uint64_t changed;
   int err;
   char *buf;         // RELOC_CHUNK bytes of scratch
+  int still;         // nothing of the set moves: the bytes are copied
 };
 
 #define RELOC_CHUNK ((size_t)4 << 20)  // the largest slab fits
@@ -111,7 +112,10 @@ RARE static void span(void *arg, const struct inspect_span *s) {
   uint64_t off = h->data_off + ((uint64_t)s->page << PAGE_SHIFT);
   uint64_t len = (uint64_t)s->npages << PAGE_SHIFT;
   const char *src = (const char *)in->map + off;
-  if (s->kind == INSPECT_SPAN_LARGE) {
+  if (w->still && (s->kind == INSPECT_SPAN_LARGE ||
+                   s->kind == INSPECT_SPAN_SLAB)) {
+    out(w, src, len, off);
+  } else if (s->kind == INSPECT_SPAN_LARGE) {
     uint64_t blk, req;
     if (!inspect_block_at(in, off, &blk, &req)) req = 0;
     for (uint64_t at = 0; at < len && !w->err; at += RELOC_CHUNK) {
@@ -150,7 +154,11 @@ RARE int reloc_write(struct inspect *in, const struct reloc_range *set,
                      unsigned nset, uint64_t new_base, int fd, int durable,
                      uint64_t *changed, char *why, size_t why_len) {
   char eb[32];
-  struct writer w = {in, set, nset, fd, 0, 0, NULL};
+  struct writer w = {in, set, nset, fd, 0, 0, NULL, new_base == in->hdr.base};
+  // A copy that moves nothing (an image with its deltas applied, at
+  // restore) copies the spans in use as they are: no word is read.
+  for (unsigned i = 0; i < nset; i++)
+    if (set[i].new_base != set[i].old_base) w.still = 0;
   w.buf = vmmap_scratch(RELOC_CHUNK);
   if (!w.buf) {
     fmt_format(why, why_len, "no memory for a %zu-byte buffer", RELOC_CHUNK);
