@@ -103,13 +103,20 @@ RARE int delta_apply(int fd, const struct delta_header *dh, char *view,
   if (data != dh->data_bytes)
     WHY("its records hold %llu bytes of data, its header says %llu",
         (unsigned long long)data, (unsigned long long)dh->data_bytes);
-  // Pass 2: the image it makes. Past a shorter length nothing stays.
+  // Pass 2: the image it makes. Past a shorter length nothing stays. The
+  // records are read again: each is held to its bounds again, in case the
+  // file changed since (the view is then dropped, never overrun).
   if (dh->length < *len) memset(view + dh->length, 0, *len - dh->length);
   uint64_t at = DELTA_DATA_OFF;
+  end = 0;
   for (uint64_t i = 0; i < dh->nrec; i += n) {
     int r = read_recs(fd, dh, i, recs, &n);
     for (uint64_t k = 0; !r && k < n; k++) {
       const struct delta_rec *d = &recs[k];
+      if (d->off < end || d->off > dh->length ||
+          d->len > dh->length - d->off)
+        WHY("changed while it was being read");
+      end = d->off + d->len;
       if (d->kind == DELTA_REC_ZERO) {
         memset(view + d->off, 0, d->len);
       } else {
