@@ -55,7 +55,7 @@ struct delta_header {
   uint64_t nrec;            // records
   uint64_t data_bytes;      // bytes of data, from DELTA_DATA_OFF
   uint8_t reserved[32];
-  uint64_t checksum;        // delta_hash: this header and the records
+  uint64_t checksum;        // delta_seal: this header and the records
 };
 _Static_assert(sizeof(struct delta_header) == 128, "delta_header layout");
 
@@ -94,8 +94,8 @@ int stage_end(void) HIDDEN;
 
 // Writing one (the snapshot writer: raw system calls, no allocation; one
 // at a time in a process). The records are given in ascending order of
-// offset; a DATA record's bytes are written from the caller's memory
-// (gathered, pwritev), so src must stay as it is until delta_out_end.
+// offset; a DATA record's bytes go through the stage (stage_put), so src
+// must stay as it is until delta_out_end.
 int delta_out_begin(int fd) HIDDEN;
 int delta_out_data(uint64_t off, const void *src, uint64_t len) HIDDEN;
 int delta_out_zero(uint64_t off, uint64_t len) HIDDEN;
