@@ -1169,8 +1169,8 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   uint64_t t0 = os_now_ns();
   pool_hold_all();
   if (snapshot_at_hold) snapshot_at_hold();
-  // Keep the replaced manifest's images, one of our sets, for the next
-  // snapshot to rewrite in place.
+  // The replaced manifest is this process's: its images that the new one
+  // does not name are kept hidden, for whole rewrites in place.
   w.ours = state.valid;
   struct mmpool *nocopy = missing_copy();
   int pid = nocopy ? -ENOMEM : os_spawn_quiet();
