@@ -40,14 +40,14 @@ static int snap_dfd = -1;
 static int claim_fd = -1;
 static char claim_dir[4096];
 
-static void sets_forget(void);
+static void state_forget(void);
 // Writers that said their word and were not waited for (take): their
 // exit tears down a copy of the address space, which takes a while.
 #define WRITERS_LEFT 8
 static int writer_left[WRITERS_LEFT];
 
 static void snap_fork_child(void) {
-  sets_forget();
+  state_forget();
   memset(writer_left, 0, sizeof writer_left);  // the parent's children
   int fd = __atomic_exchange_n(&snap_dfd, -1, __ATOMIC_ACQ_REL);
   if (fd >= 0 && fd != claim_fd) os_close(fd);
@@ -296,7 +296,7 @@ void (*snapshot_at_hold)(void);
 
 // A fork child's copy of the process takes its own snapshots: whole at
 // first (dirty.c forgets its maps too).
-RARE static void sets_forget(void) {
+RARE static void state_forget(void) {
   state.valid = 0;
   state.tracked = 0;
   state.nspare = 0;
@@ -1238,7 +1238,7 @@ RARE static int pick(int dfd, const struct snap_manifest *old) {
   if (os_file_stat(dfd, &st) != 0) st.dev = st.ino = 0;
   if (!state.valid || !old || st.dev != set_dev || st.ino != set_ino ||
       old->serial != state.m.serial || old->checksum != state.m.checksum) {
-    sets_forget();
+    state_forget();
     set_dev = st.dev;
     set_ino = st.ino;
     return on ? DIRTY_NO_SET : DIRTY_ASKED;
@@ -1259,7 +1259,7 @@ RARE static void state_written(int dfd, const char *dir, int why_all,
   static struct snap_manifest nm;
   static struct snap_state next;
   if (read_manifest(dfd, dir, &nm) != 1 || nm.npools != msg->pools) {
-    sets_forget();  // not what was written: start over
+    state_forget();  // not what was written: start over
     return;
   }
   int ours = state.valid;
@@ -1298,7 +1298,7 @@ RARE static void state_written(int dfd, const char *dir, int why_all,
 // failed), everything is forgotten. pre: busy_pid.
 RARE static void state_lost(int placed) {
   if (placed) {
-    sets_forget();
+    state_forget();
     dirty_lost(0);
   }
 }
