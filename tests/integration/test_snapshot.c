@@ -22,6 +22,7 @@
 #include "itest.h"
 #include "../common/smaps.h"
 
+#include "hash.h"
 #include "inspect.h"
 #include "os.h"
 #include "snapshot.h"
@@ -475,6 +476,75 @@ static void test_failures_keep_previous(void **state) {
 }
 
 // ---------------------------------------------------------------------------
+// A manifest of version 1 (builds before deltas): read as version 2 with no
+// chains, and restored; one whose checksum does not hold is refused.
+
+static void test_manifest_v1(void **state) {
+  (void)state;
+  char *sd = path2(dir, "v1");
+  mmpool_t *p = mmpool_open("snap_v1", "size=64M");
+  assert_non_null(p);
+  uint64_t *v = mmpool_malloc(p, sizeof *v);
+  *v = 1234567;
+  assert_int_equal(mmpool_set_root(p, 0, v), 0);
+  snap_ok(sd);  // one snapshot: whole images, no chain
+  struct snap_manifest m;
+  assert_int_equal(manifest_of(sd, &m), 1);
+  assert_int_equal(m.chain[0].n, 0);
+  // What a build before deltas wrote: the same up to the entries, then a
+  // checksum of them (the manifest's hash, core/snapshot.c).
+  static unsigned char old[SNAP_V1_SIZE];
+  struct snap_manifest *o = (struct snap_manifest *)(void *)&m;
+  o->version = 1;
+  o->size = SNAP_V1_SIZE;
+  memcpy(old, o, SNAP_V1_SIZE - 8);
+  uint64_t sum = hash_bytes(old, SNAP_V1_SIZE - 8, 0x736e6170);
+  memcpy(old + SNAP_V1_SIZE - 8, &sum, 8);
+  char *mp = path2(sd, SNAP_MANIFEST);
+  FILE *f = fopen(mp, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(old, 1, sizeof old, f), sizeof old);
+  assert_int_equal(fclose(f), 0);
+  struct snap_manifest r;
+  assert_int_equal(snapshot_read(sd, &r), 0);
+  assert_int_equal(r.version, SNAP_VERSION);
+  assert_int_equal(r.npools, m.npools);
+  assert_string_equal(r.pool[0].file, m.pool[0].file);
+  for (uint32_t i = 0; i < MMPOOL_MAX_POOLS; i++)
+    assert_int_equal(r.chain[i].n, 0);
+  pid_t c = fork();
+  if (c == 0) {
+    mmpool_close(p);
+    if (mmpool_restore(sd, NULL) != (int)r.npools) _exit(2);
+    uint64_t *rv = mmpool_get_root(mmpool_get("snap_v1"), 0);
+    _exit(rv && *rv == 1234567 ? 0 : 3);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(c, &st, 0), c);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  // A byte of it changed: refused by its checksum.
+  old[100] ^= 1;
+  f = fopen(mp, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(old, 1, sizeof old, f), sizeof old);
+  assert_int_equal(fclose(f), 0);
+  assert_int_equal(snapshot_read(sd, &r), -EUCLEAN);
+  assert_non_null(strstr(mmpool_last_error(), "manifest checksum mismatch"));
+  // The next snapshot replaces it (version 2 again).
+  old[100] ^= 1;
+  f = fopen(mp, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(old, 1, sizeof old, f), sizeof old);
+  assert_int_equal(fclose(f), 0);
+  snap_ok(sd);
+  assert_int_equal(manifest_of(sd, &m), 1);
+  assert_int_equal(m.version, SNAP_VERSION);
+  assert_int_equal(mmpool_close(p), 0);
+  free(mp);
+  free(sd);
+}
+
+// ---------------------------------------------------------------------------
 // Kills at random moments
 
 // The program: a pool with a root chain, threads changing it, snapshots
@@ -552,6 +622,7 @@ int main(void) {
       cmocka_unit_test(test_thp),
       cmocka_unit_test(test_under_threads),
       cmocka_unit_test(test_failures_keep_previous),
+      cmocka_unit_test(test_manifest_v1),
       cmocka_unit_test(test_kill_at_random),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
