@@ -45,6 +45,7 @@ static void state_forget(void);
 // exit tears down a copy of the address space, which takes a while.
 #define WRITERS_LEFT 8
 static int writer_left[WRITERS_LEFT];
+static int writer_owner;  // the process whose children they are
 
 static void snap_fork_child(void) {
   state_forget();
@@ -1204,7 +1205,7 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   // teardown of its copy of the address space (19 ms at 1 GiB of 4 KiB
   // pages) is not waited for; the next snapshot reaps it.
   if (n == (long)sizeof *msg)
-    writer_left[slot] = pid;
+    writer_left[slot] = pid, writer_owner = os_getpid();
   else
     os_wait_quiet(pid, &status);
   if (n != (long)sizeof *msg) {
@@ -1589,6 +1590,19 @@ RARE int snapshot_claim(const char *dir) {
   }
   snap_end();
   return fd < 0 ? fd : 0;
+}
+
+RARE void snapshot_reap_writers(void) {
+  // A vfork child shares these words with its parent, whose children
+  // they are; a snapshot being taken is left alone.
+  if (writer_owner != os_getpid() || snap_begin()) return;
+  for (int k = 0; k < WRITERS_LEFT; k++)
+    if (writer_left[k] > 0) {
+      int st = 0;
+      os_wait_quiet(writer_left[k], &st);
+      writer_left[k] = 0;
+    }
+  snap_end();
 }
 
 RARE int snapshot_failed_once(int err) {

@@ -199,6 +199,11 @@ void snapshot_set_incremental(int on) HIDDEN;
 // thread that runs through the hold would write then.
 extern void (*snapshot_at_hold)(void) HIDDEN;
 void snapshot_stats(struct snap_stats *out) HIDDEN;
+// Waits for the writers of earlier snapshots that are still ending (their
+// exit is not waited for when the snapshot is taken), so that a program
+// exec starts in this process does not inherit them as children. The
+// preload library calls it before an exec.
+void snapshot_reap_writers(void) HIDDEN;
 // For snapshots the program did not ask for (signal, interval, exit): 1
 // when err (0: success) differs from the last failure's, so that a cause
 // is said once, not at every try.

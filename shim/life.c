@@ -15,9 +15,10 @@
 //   glibc's own frees) is served by the other pools; its frees of blocks
 //   in a pool let go are ignored.
 // - exec: each exec function of glibc is wrapped (they call the system
-//   call directly, not execve through the PLT): the pools are let go, the
-//   real function runs, and when it returns (it failed) they are taken
-//   back. A vfork child shares our memory and must not touch the pools:
+//   call directly, not execve through the PLT): the writers of earlier
+//   snapshots still ending are waited for (they would be the new
+//   program's children), the pools are let go, the real function runs,
+//   and when it returns (it failed) they are taken back. A vfork child shares our memory and must not touch the pools:
 //   pool_release_files does nothing in it (its pid is not the owner's).
 //   posix_spawn's child runs no code of ours before its exec.
 // - _exit and _Exit: wrapped too (dash, the usual /bin/sh, ends with
@@ -35,6 +36,7 @@
 
 #include "log.h"
 #include "shim.h"
+#include "snapshot.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -91,6 +93,7 @@ __attribute__((constructor)) static void life_start(void) {
       errno = ENOSYS;                                                        \
       return -1;                                                             \
     }                                                                        \
+    snapshot_reap_writers();                                                 \
     unsigned let_go = pool_release_files("exec");                            \
     int r = call;                                                            \
     int saved = errno;                                                       \

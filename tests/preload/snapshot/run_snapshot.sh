@@ -195,6 +195,20 @@ cp -r "$d/s1" "$d/h5"
 truncate -s 5000 "$d/h5/big.2.delta"
 refused "$d/h5" "big.2.delta: delta of 5000 bytes says" "a cut delta"
 
+# The writer of a snapshot is waited for before an exec: the program exec
+# starts in the process inherits no child from it (`read` is a builtin of
+# sh: it starts no child itself).
+env LD_PRELOAD="$lib" MMPOOL_CONFIG="pool default anon" "$py" -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None)
+for _ in range(3):
+    assert libc.mmpool_snapshot(sys.argv[1].encode()) == 0
+os.execv("/bin/sh", ["sh", "-c",
+         "read c < /proc/$$/task/$$/children; echo \"[$c]\""])' \
+  "$d/x1" >"$d/x.out" 2>&1
+test "$(cat "$d/x.out")" = "[]" ||
+  fail "children after exec: $(cat "$d/x.out")"
+
 # A program without snapshot-on=signal is sent nothing.
 env LD_PRELOAD="$lib" "$py" -c 'import time; time.sleep(2)' &
 pid=$!
