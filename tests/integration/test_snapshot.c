@@ -379,16 +379,45 @@ static void test_under_threads(void **state) {
 }
 
 // ---------------------------------------------------------------------------
+// One pool, one word: its value through a snapshot
+
+// A pool of 64 MiB named name whose root 0 is a word holding value (*v).
+static mmpool_t *pool_with_root(const char *name, uint64_t value,
+                                uint64_t **v) {
+  mmpool_t *p = mmpool_open(name, "size=64M");
+  assert_non_null(p);
+  *v = mmpool_malloc(p, sizeof **v);
+  assert_non_null(*v);
+  **v = value;
+  assert_int_equal(mmpool_set_root(p, 0, *v), 0);
+  return p;
+}
+
+// In a child with pool p closed: sd's snapshot of that one pool restored,
+// and its root 0 holds want.
+static void restored_root_is(const char *sd, mmpool_t *p, const char *name,
+                             uint64_t want) {
+  pid_t c = fork();
+  if (c == 0) {
+    mmpool_close(p);
+    if (mmpool_restore(sd, NULL) != 1) _exit(2);
+    uint64_t *rv = mmpool_get_root(mmpool_get(name), 0);
+    _exit(rv && *rv == want ? 0 : 3);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(c, &st, 0), c);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+// ---------------------------------------------------------------------------
 // Failures: each open and fsync of the writer fails once in turn
 
 static void test_failures_keep_previous(void **state) {
   (void)state;
   char *sd = path2(dir, "faults");
-  mmpool_t *fp = mmpool_open("snap_faults", "size=64M");
-  assert_non_null(fp);
-  uint64_t *v = mmpool_malloc(fp, sizeof *v);
-  *v = 41;
-  assert_int_equal(mmpool_set_root(fp, 0, v), 0);
+  uint64_t *v;
+  mmpool_t *fp = pool_with_root("snap_faults", 41, &v);
   snap_ok(sd);
   struct snap_manifest good, m;
   assert_int_equal(manifest_of(sd, &good), 1);
@@ -441,16 +470,7 @@ static void test_failures_keep_previous(void **state) {
   check_images(sd, &m);
   assert_int_equal(count_files(sd), named_files(&m));
   // The root's value of the last snapshot, restored in a child.
-  pid_t c = fork();
-  if (c == 0) {
-    mmpool_close(fp);
-    if (mmpool_restore(sd, NULL) != 1) _exit(2);
-    uint64_t *rv = mmpool_get_root(mmpool_get("snap_faults"), 0);
-    _exit(rv && *rv == 1000 + nth - 1 ? 0 : 3);
-  }
-  int cst = 0;
-  assert_int_equal(waitpid(c, &cst, 0), c);
-  assert_true(WIFEXITED(cst) && WEXITSTATUS(cst) == 0);
+  restored_root_is(sd, fp, "snap_faults", 1000 + nth - 1);
 
   // A manifest that is not one is refused, not overwritten.
   char *mp = path2(sd, SNAP_MANIFEST);
@@ -482,11 +502,8 @@ static void test_failures_keep_previous(void **state) {
 static void test_manifest_v1(void **state) {
   (void)state;
   char *sd = path2(dir, "v1");
-  mmpool_t *p = mmpool_open("snap_v1", "size=64M");
-  assert_non_null(p);
-  uint64_t *v = mmpool_malloc(p, sizeof *v);
-  *v = 1234567;
-  assert_int_equal(mmpool_set_root(p, 0, v), 0);
+  uint64_t *v;
+  mmpool_t *p = pool_with_root("snap_v1", 1234567, &v);
   snap_ok(sd);  // one snapshot: whole images, no chain
   struct snap_manifest m;
   assert_int_equal(manifest_of(sd, &m), 1);
@@ -512,16 +529,8 @@ static void test_manifest_v1(void **state) {
   assert_string_equal(r.pool[0].file, m.pool[0].file);
   for (uint32_t i = 0; i < MMPOOL_MAX_POOLS; i++)
     assert_int_equal(r.chain[i].n, 0);
-  pid_t c = fork();
-  if (c == 0) {
-    mmpool_close(p);
-    if (mmpool_restore(sd, NULL) != (int)r.npools) _exit(2);
-    uint64_t *rv = mmpool_get_root(mmpool_get("snap_v1"), 0);
-    _exit(rv && *rv == 1234567 ? 0 : 3);
-  }
-  int st = 0;
-  assert_int_equal(waitpid(c, &st, 0), c);
-  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_int_equal(r.npools, 1);
+  restored_root_is(sd, p, "snap_v1", 1234567);
   // A byte of it changed: refused by its checksum.
   old[100] ^= 1;
   f = fopen(mp, "wb");
