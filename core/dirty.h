@@ -8,11 +8,12 @@
 // PAGEMAP_SCAN returns the pages so cleared and protects them again in one
 // step. Each anonymous pool's reserved range is registered at the first
 // snapshot; at each snapshot the pool's data is scanned and the pages
-// written are added to both sets' maps (one bit per 4 KiB page). A set's
-// map thus holds every page written since that set's instant, as long as
-// the set is valid for the pool (valid[s]); anything that breaks the
-// tracking of a pool (a failed scan, a closed and reopened slot) makes it
-// invalid, and its next image is written whole.
+// written are added to its map (one bit per 4 KiB page; DIRTY_SETS maps,
+// one now: set 0, emptied by each snapshot that is written). The map thus
+// holds every page written since the last snapshot's instant, as long as
+// it is valid for the pool (valid[s]); anything that breaks the tracking
+// of a pool (a failed scan, a closed and reopened slot) makes it invalid,
+// and its next image is written whole.
 //
 // What a scan does not see, the snapshot writer looks for itself: the
 // writes between the scan and the copy of the process (dirty_late: the

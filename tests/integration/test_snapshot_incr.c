@@ -271,7 +271,7 @@ static void write_some(unsigned count) {
 // Frees every block of pool of size class-ish range, trims the pool (its
 // free pages go back to the kernel: they read as zeros with no write),
 // then callocs as many of the same sizes, unwritten: they may sit on the
-// purged pages, whose old bytes are in the image set being rewritten.
+// purged pages, whose old bytes are in the previous snapshot's image.
 static void purge_and_calloc(mmpool_t *pool) {
   size_t sizes[NB];
   unsigned ns = 0;
