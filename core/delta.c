@@ -265,9 +265,46 @@ RARE int stage_end(void) {
   return r;
 }
 
+// A capture (delta.h): the deltas' bytes from DELTA_DATA_OFF on, one after
+// the other in buf, each from a multiple of DIO_ALIGN.
+static struct {
+  char *buf;
+  uint64_t cap, used;
+  uint64_t start;  // the current delta's
+} capt;
+
+RARE void delta_capture_begin(char *buf, uint64_t cap) {
+  capt.buf = buf;
+  capt.cap = cap;
+  capt.used = capt.start = 0;
+}
+
+RARE void delta_capture_end(void) { capt.buf = NULL; }
+
+RARE const char *delta_captured(uint64_t *len) {
+  *len = capt.used - capt.start;
+  return capt.buf + capt.start;
+}
+
 RARE int delta_out_begin(int fd) {
-  stage_begin(fd, DELTA_DATA_OFF);
   out.nrec = 0;
+  if (capt.buf) {
+    out.fd = fd;
+    out.at = DELTA_DATA_OFF;
+    capt.start = (capt.used + DIO_ALIGN - 1) & ~(uint64_t)(DIO_ALIGN - 1);
+    if (capt.start > capt.cap) return -ENOBUFS;
+    capt.used = capt.start;
+    return 0;
+  }
+  stage_begin(fd, DELTA_DATA_OFF);
+  return 0;
+}
+
+// In a capture: len bytes from src copied at the end of buf.
+RARE static int capture_put(const void *src, uint64_t len) {
+  if (len > capt.cap - capt.used) return -ENOBUFS;
+  memcpy(capt.buf + capt.used, src, len);
+  capt.used += len;
   return 0;
 }
 
@@ -288,7 +325,10 @@ RARE static int add(uint64_t off, uint64_t len, uint32_t kind) {
 
 RARE int delta_out_data(uint64_t off, const void *src, uint64_t len) {
   int r = add(off, len, DELTA_REC_DATA);
-  return r ? r : stage_put(src, len, out.at);
+  if (r || !capt.buf) return r ? r : stage_put(src, len, out.at);
+  r = capture_put(src, len);
+  if (!r) out.at += len;
+  return r;
 }
 
 RARE int delta_out_zero(uint64_t off, uint64_t len) {
@@ -297,7 +337,7 @@ RARE int delta_out_zero(uint64_t off, uint64_t len) {
 
 RARE int delta_out_end(struct delta_header *dh) {
   // The records and the header are small and not aligned: buffered.
-  int r = stage_end();
+  int r = capt.buf ? 0 : stage_end();
   if (r) return r;
   memcpy(dh->magic, DELTA_MAGIC, sizeof dh->magic);
   dh->version = DELTA_VERSION;
@@ -307,7 +347,29 @@ RARE int delta_out_end(struct delta_header *dh) {
   memset(dh->reserved, 0, sizeof dh->reserved);
   size_t tlen = (size_t)out.nrec * sizeof *recs_out;
   delta_seal(dh, recs_out);
+  if (capt.buf) return capture_put(recs_out, tlen);
   r = os_pwrite_all(out.fd, recs_out, tlen, out.at);
   if (!r) r = os_pwrite_all(out.fd, dh, sizeof *dh, 0);
+  return r;
+}
+
+RARE int delta_capture_write(int fd, const struct delta_header *dh,
+                             const char *area, uint64_t len) {
+  // The whole blocks from the buffer straight to the device: the buffer is
+  // this process's own (no page shared with a copy), and already has its
+  // pages, so nothing new is taken; the last partial block, and the
+  // header, through the page cache.
+  uint64_t direct = (uintptr_t)area % DIO_ALIGN ? 0 : len & ~(uint64_t)(DIO_ALIGN - 1);
+  int r = 0;
+  if (direct && os_set_direct(fd, 1) == 0) {
+    r = os_pwrite_all(fd, area, direct, DELTA_DATA_OFF);
+    os_set_direct(fd, 0);
+    if (r == -EINVAL) r = os_pwrite_all(fd, area, direct, DELTA_DATA_OFF);
+  } else {
+    r = os_pwrite_all(fd, area, direct, DELTA_DATA_OFF);
+  }
+  if (!r && len > direct)
+    r = os_pwrite_all(fd, area + direct, len - direct, DELTA_DATA_OFF + direct);
+  if (!r) r = os_pwrite_all(fd, dh, sizeof *dh, 0);
   return r;
 }

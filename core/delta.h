@@ -106,4 +106,22 @@ int delta_out_zero(uint64_t off, uint64_t len) HIDDEN;
 int delta_out_end(struct delta_header *dh) HIDDEN;
 #define DELTA_RECS_MAX 32768u
 
+// A capture: a snapshot taken in the process itself, under the hold, with
+// no copy of the process (core/snapshot.c). Between delta_capture_begin
+// and delta_capture_end, the deltas written with delta_out_* go to buf
+// (cap bytes, aligned to 4096) instead of their files: a DATA record's
+// bytes are copied at once (the pool changes again after the hold), and
+// delta_out_end puts the records after them and fills the header without
+// writing anything. -ENOBUFS when buf is full (nothing is written: take a
+// copy of the process instead). Then delta_captured says where the bytes
+// of the delta just ended lie (the file's from DELTA_DATA_OFF on: data
+// and records), and delta_capture_write writes them with header dh to fd,
+// after the hold. The buffer is written from straight to the device where
+// the file system allows it. 0 or a negative errno.
+void delta_capture_begin(char *buf, uint64_t cap) HIDDEN;
+void delta_capture_end(void) HIDDEN;
+const char *delta_captured(uint64_t *len) HIDDEN;
+int delta_capture_write(int fd, const struct delta_header *dh,
+                        const char *area, uint64_t len) HIDDEN;
+
 #endif

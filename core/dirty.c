@@ -18,6 +18,8 @@ struct track {
   uintptr_t reg_end;   // registered from data up to here
   uint64_t *map;       // DIRTY_SETS maps of `words` words each
   size_t words;
+  uint64_t present;    // pages of set 0's map present when scanned (data,
+                       // not purged), or more (counted at each scan)
   uint8_t valid[DIRTY_SETS];
   uint8_t scanned;     // scanned at the last hold
   uint8_t why;         // DIRTY_* when not
@@ -109,17 +111,24 @@ RARE static int fit_maps(struct track *t, uint64_t pages) {
 }
 
 // Scans [lo, hi): the written pages into t's maps, protected again.
+// The number of ranges found, or a negative errno.
 RARE static long scan(struct track *t, uintptr_t lo, uintptr_t hi, int what,
                       int fd) {
+  long found = 0;
   while (lo < hi) {
     uintptr_t end = hi;
     long n = os_pagemap_scan(fd, what, lo, hi, vec, SCAN_VEC, &end);
     if (n < 0) return n;
-    for (long k = 0; k < n; k++) mark(t, vec[k].start, vec[k].end);
+    for (long k = 0; k < n; k++) {
+      mark(t, vec[k].start, vec[k].end);
+      if (vec[k].categories & OS_REGION_PRESENT)
+        t->present += (vec[k].end - vec[k].start) >> DIRTY_SHIFT;
+    }
+    found += n;
     if (end <= lo) return -EIO;  // no progress: never trust it to end
     lo = end;
   }
-  return 0;
+  return found;
 }
 
 RARE static void scan_one(unsigned id) {
@@ -161,6 +170,7 @@ RARE static void scan_one(unsigned id) {
   if (hi > end) hi = end;
   long r = scan(t, p->data, hi, OS_SCAN_WRITTEN_PROTECT, pagemap);
   int why = DIRTY_OK;
+  if (r > 0) r = 0;
   if (r == -EPERM) {
     // A mapping of the range is not registered (something mapped over it):
     // register it all again; what was written there is unknown.
@@ -168,6 +178,7 @@ RARE static void scan_one(unsigned id) {
     t->gen = p->gen;
     if (os_uffd_register_wp(uffd, p->data, end - p->data) != 0) return;
     r = scan(t, p->data, hi, OS_SCAN_WRITTEN_PROTECT, pagemap);
+    if (r > 0) r = 0;
     why = DIRTY_LOST;  // this snapshot's images say so
   }
   if (r) {
@@ -207,6 +218,7 @@ RARE void dirty_taken(int s) {
     struct track *t = &tracks[i];
     t->valid[s] = t->scanned && t->gen == pool_table[i].gen;
     if (t->scanned) memset(t->map + s * t->words, 0, t->words * sizeof *t->map);
+    if (s == 0) t->present = 0;
   }
 }
 
@@ -217,8 +229,15 @@ RARE void dirty_lost(int s) {
 RARE int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) {
   struct track *t = &tracks[id];
   (void)s;  // every map gets them: this copy uses s's alone
-  return (int)scan(t, start, end, OS_SCAN_WRITTEN, pagemap);
+  long r = scan(t, start, end, OS_SCAN_WRITTEN, pagemap);
+  return r < 0 ? (int)r : 0;
 }
+
+RARE long dirty_rescan(unsigned id, uintptr_t start, uintptr_t end) {
+  return scan(&tracks[id], start, end, OS_SCAN_WRITTEN_PROTECT, pagemap);
+}
+
+RARE uint64_t dirty_present(unsigned id) { return tracks[id].present; }
 
 RARE int dirty_test(unsigned id, int s, uint64_t page) {
   const struct track *t = &tracks[id];
@@ -236,16 +255,23 @@ RARE int dirty_any16(unsigned id, int s, uint64_t page) {
 // The writer's own holes
 
 static struct {
-  int fd;
+  int fd;               // a writer's own pagemap, opened there
+  int use;              // the pagemap this walk scans
   uintptr_t next, end;  // the part not scanned yet
   long n, i;            // vec[i, n) not handed out yet
-} holes = {-1, 0, 0, 0, 0};
+} holes = {-1, -1, 0, 0, 0, 0};
 
-RARE int dirty_holes_start(uintptr_t start, uintptr_t end) {
-  if (holes.fd < 0) {
-    int fd = os_pagemap_open();
-    if (fd < 0) return fd;
-    holes.fd = fd;
+RARE int dirty_holes_start(uintptr_t start, uintptr_t end, int own) {
+  if (own) {
+    if (pagemap < 0) return -EBADF;
+    holes.use = pagemap;
+  } else {
+    if (holes.fd < 0) {
+      int fd = os_pagemap_open();
+      if (fd < 0) return fd;
+      holes.fd = fd;
+    }
+    holes.use = holes.fd;
   }
   holes.next = start;
   holes.end = end;
@@ -257,7 +283,7 @@ RARE int dirty_holes_next(uintptr_t *lo, uintptr_t *hi) {
   while (holes.i == holes.n) {
     if (holes.next >= holes.end) return 0;
     uintptr_t we = holes.end;
-    long n = os_pagemap_scan(holes.fd, OS_SCAN_UNPOPULATED, holes.next,
+    long n = os_pagemap_scan(holes.use, OS_SCAN_UNPOPULATED, holes.next,
                              holes.end, vec, SCAN_VEC, &we);
     if (n < 0) return (int)n;
     if (we <= holes.next) return -EIO;

@@ -18,9 +18,10 @@
 // What a scan does not see, the snapshot writer looks for itself: the
 // writes between the scan and the copy of the process (dirty_late: the
 // scan comes before the hold, and threads outside the allocator run
-// through the hold), and the pages that have none in its copy (purged by
-// the allocator or madvise'd by the program: zeros with no write; this
-// kernel reports those as written too, dirty_holes_* does not rely on it).
+// through the hold; in a capture, dirty_rescan under the hold), and the
+// pages that have none in its copy (purged by the allocator or madvise'd
+// by the program: zeros with no write; this kernel reports those as
+// written too, dirty_holes_* does not rely on it).
 //
 // All of it runs in the thread taking a snapshot (one at a time) or in its
 // writer; fork children start over (nothing tracked).
@@ -78,15 +79,26 @@ int dirty_active(void) HIDDEN;
 // over [start, end) (the parent's pagemap, inherited). 0 or a negative
 // errno.
 int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) HIDDEN;
+// A snapshot taken without a copy of the process (core/snapshot.c,
+// "capture"), in the process under the hold: adds to the map of pool id
+// the pages written over [start, end) since they were last protected, and
+// protects them again. The number of ranges found (0: nothing was written
+// since the scan before), or a negative errno.
+long dirty_rescan(unsigned id, uintptr_t start, uintptr_t end) HIDDEN;
+// About how many pages of set 0's map of pool id hold data (present when
+// scanned, not purged since written): what a delta copies, or more.
+uint64_t dirty_present(unsigned id) HIDDEN;
 // 1 when page (DIRTY_SHIFT units from the pool's data) is in s's map.
 int dirty_test(unsigned id, int s, uint64_t page) HIDDEN;
 // 1 when any of the 16 pages from page (a multiple of 16) is in s's map.
 int dirty_any16(unsigned id, int s, uint64_t page) HIDDEN;
-// In the writer: the ranges of [start, end) of this copy that have no page
-// (they read as zeros), in order: dirty_holes_start, then dirty_holes_next
-// until it returns 0 (1 with the next range in [*lo, *hi), or a negative
-// errno). Opens this process's pagemap at the first call.
-int dirty_holes_start(uintptr_t start, uintptr_t end) HIDDEN;
+// The ranges of [start, end) that have no page (they read as zeros), in
+// order: dirty_holes_start, then dirty_holes_next until it returns 0 (1
+// with the next range in [*lo, *hi), or a negative errno). In a writer
+// (own 0) of its own copy, whose pagemap it opens at the first call; with
+// own 1 of the process itself (a capture), through the pagemap dirty_scan
+// opened.
+int dirty_holes_start(uintptr_t start, uintptr_t end, int own) HIDDEN;
 int dirty_holes_next(uintptr_t *lo, uintptr_t *hi) HIDDEN;
 
 #endif

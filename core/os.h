@@ -201,7 +201,10 @@ enum {
 // *walk_end where the scan stopped (end, or the first page not looked at
 // when vec filled). -EOPNOTSUPP without PAGEMAP_SCAN; -EPERM when a
 // mapping in the range is not registered for asynchronous write-protect
-// (OS_SCAN_WRITTEN*).
+// (OS_SCAN_WRITTEN*). The written ranges come apart where pages are
+// present and where not (purged since written: zeros), and have
+// categories OS_REGION_PRESENT or 0.
+#define OS_REGION_PRESENT 1u
 long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
                      struct os_region *vec, size_t n, uintptr_t *walk_end);
 // fallocate(PUNCH_HOLE | KEEP_SIZE): [off, off+len) of the file reads as

@@ -883,7 +883,7 @@ RARE long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
     a.return_mask = PM_PAGE_IS_PRESENT;
   } else {
     a.category_mask = PM_PAGE_IS_WRITTEN;
-    a.return_mask = PM_PAGE_IS_WRITTEN;
+    a.return_mask = PM_PAGE_IS_WRITTEN | PM_PAGE_IS_PRESENT;
     a.flags = PM_SCAN_CHECK_WPASYNC;
     if (what == OS_SCAN_WRITTEN_PROTECT) a.flags |= PM_SCAN_WP_MATCHING;
   }
@@ -892,6 +892,9 @@ RARE long os_pagemap_scan(int fd, int what, uintptr_t start, uintptr_t end,
   while (r == -EINTR);
   if (r == -ENOTTY || r == -EINVAL) return -EOPNOTSUPP;
   *walk_end = (uintptr_t)a.walk_end;
+  for (long k = 0; k < r; k++)
+    vec[k].categories = vec[k].categories & PM_PAGE_IS_PRESENT
+                            ? OS_REGION_PRESENT : 0;
   return r;
 }
 

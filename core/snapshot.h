@@ -188,6 +188,9 @@ struct snap_stats {
   // Of those taken: incremental ones (at least one image rewritten
   // incrementally) and the bytes they wrote; the last one's kind and bytes.
   uint64_t incremental, bytes_incremental;
+  // ... and those the process wrote itself, without a copy of the process
+  // (core/snapshot.c, "Captures").
+  uint64_t captured;
   int last_incremental;
   uint64_t last_bytes, last_image_bytes;
 };
@@ -198,6 +201,9 @@ void snapshot_set_incremental(int on) HIDDEN;
 // after the scan of written pages and before the writer is made, as a
 // thread that runs through the hold would write then.
 extern void (*snapshot_at_hold)(void) HIDDEN;
+// For tests: called in a capture (core/snapshot.c) once its copies are
+// made, before it checks that nothing was written meanwhile.
+extern void (*snapshot_at_capture)(void) HIDDEN;
 void snapshot_stats(struct snap_stats *out) HIDDEN;
 // Waits for the writers of earlier snapshots that are still ending (their
 // exit is not waited for when the snapshot is taken), so that a program

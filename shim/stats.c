@@ -318,12 +318,14 @@ __attribute__((destructor)) static void stats_report(void) {
   snapshot_stats(&ss);
   if (ss.taken || ss.failed) {
     char b1[32], b2[32], b3[32], b4[32];
-    line(&r, "snapshots: %llu taken, %llu failed (%llu incremental); pause "
+    line(&r, "snapshots: %llu taken, %llu failed (%llu incremental, %llu "
+         "without a copy of the process); pause "
          "last %llu us, most %llu us, mean %llu us; %s written, %s by the "
          "incremental ones; the last %s, %s of %s (a snapshot at exit "
          "comes after this report)",
          (unsigned long long)ss.taken, (unsigned long long)ss.failed,
          (unsigned long long)ss.incremental,
+         (unsigned long long)ss.captured,
          (unsigned long long)(ss.pause_last_ns / 1000),
          (unsigned long long)(ss.pause_max_ns / 1000),
          (unsigned long long)(ss.taken ? ss.pause_total_ns / ss.taken / 1000

@@ -22,6 +22,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
@@ -800,6 +801,215 @@ static void test_series(void **state) {
 }
 
 // ---------------------------------------------------------------------------
+// Captures (core/snapshot.c): small deltas made by the process itself,
+// with no copy of it, at an instant they check
+
+static uint64_t captured(void) {
+  struct snap_stats ss;
+  snapshot_stats(&ss);
+  return ss.captured;
+}
+
+// k small blocks of the anonymous pools written.
+static void write_small(unsigned k) {
+  for (unsigned i = 0; i < nblk && k; i++)
+    if (blks[i].n < 4096 && (rnd() & 1)) {
+      blks[i].tag = rnd() | 1;
+      fill(blks[i].p, blks[i].n, blks[i].tag);
+      k--;
+    }
+}
+
+// A write made by a thread that does not call the allocator, while the
+// capture copies: to a block nobody wrote since the last snapshot.
+static struct blk *cap_target;
+static int cap_writes;
+static void write_at_capture(void) {
+  cap_writes++;
+  cap_target->tag = rnd() | 1;
+  fill(cap_target->p, cap_target->n, cap_target->tag);
+}
+
+// A thread that writes, without a call to the allocator, a counter to lo
+// and then to hi (hi far above lo), again and again: in any snapshot at one
+// instant, hi <= lo <= hi + 1.
+static volatile uint64_t *cnt_lo, *cnt_hi;
+static atomic_int cnt_stop;
+static void *counter(void *arg) {
+  (void)arg;
+  for (uint64_t v = 1; !atomic_load(&cnt_stop); v++) {
+    *cnt_lo = v;
+    atomic_signal_fence(memory_order_seq_cst);
+    *cnt_hi = v;
+    if (!(v & 63)) usleep(20);  // some snapshots find a quiet moment
+  }
+  return NULL;
+}
+
+static uint64_t image_word(const char *sd, const struct snap_manifest *m,
+                           const char *pool, uintptr_t a) {
+  for (uint32_t k = 0; k < m->npools; k++) {
+    if (strcmp(m->pool[k].name, pool)) continue;
+    struct inspect in;
+    char why[4800] = "";
+    if (snapshot_image_open(&in, sd, m, k, why, sizeof why))
+      fail_msg("image of %s: %s", pool, why);
+    assert_true(a >= in.hdr.base && a + 8 <= in.hdr.base + in.file_size);
+    uint64_t v;
+    memcpy(&v, (const char *)in.map + (a - in.hdr.base), sizeof v);
+    inspect_close(&in);
+    return v;
+  }
+  fail_msg("no pool %s in the snapshot", pool);
+  return 0;
+}
+
+// snap() of a small change: captured, unless a chain of deltas was cut
+// (pb's, small, is cut every few snapshots): a whole image is written by
+// a copy of the process. Counts the captures in *c.
+static void snap_small(const char *sd, struct snap_manifest *m, uint64_t *c) {
+  snap(sd, 2, DIRTY_OK, m);
+  int cut = 0;
+  for (uint32_t k = 0; k < m->npools; k++)
+    cut |= m->pool[k].how == (SNAP_HOW_FULL | DIRTY_CHAIN << 8);
+  if (!cut) ++*c;
+  assert_int_equal(captured(), *c);
+}
+
+static void test_capture(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char *sd = path2(dir, "capture");
+    dir = NULL;  // a failure ends this child, not the scratch directory
+    snapshot_set_incremental(1);
+    pa = mmpool_open("cap_a", "size=512M");
+    pb = mmpool_open("cap_b", "size=256M");
+    assert_non_null(pa);
+    assert_non_null(pb);
+    pf = NULL;
+    nblk = 0;
+    // About 150 MiB: a few small blocks, or all of pb's, are far below
+    // 1/64 of it.
+    for (unsigned i = 0; i < 3000; i++) add(pa, (32u << 10) + rnd() % 32768, 0);
+    for (unsigned i = 0; i < 300; i++) add(pb, (size_t)64 << (rnd() % 6), 0);
+    for (unsigned i = 0; i < 10; i++) add(pb, 64u << 10, 0);
+    struct snap_manifest m;
+    snap(sd, 0, DIRTY_NO_SET, &m);
+    uint64_t c = captured(), c_first = c;
+
+    // Small changes: captured, and right.
+    for (int round = 0; round < 3; round++) {
+      write_small(30);
+      snap_small(sd, &m, &c);
+    }
+    // Purged pages under unwritten calloc'd blocks: zero records, found
+    // in the process's own pagemap.
+    purge_and_calloc(pb);
+    snap_small(sd, &m, &c);
+    write_small(10);
+    snap_small(sd, &m, &c);
+
+    // A write while the capture copies: not one instant, so the process
+    // is copied after all (the copy has the write: the image too).
+    cap_target = NULL;
+    for (unsigned i = 0; i < nblk && !cap_target; i++)
+      if (mmpool_of(blks[i].p) == pa) cap_target = &blks[i];
+    assert_non_null(cap_target);
+    write_small(10);
+    snapshot_at_capture = write_at_capture;
+    snap(sd, 2, DIRTY_OK, &m);
+    snapshot_at_capture = NULL;
+    assert_int_equal(cap_writes, 1);
+    assert_int_equal(captured(), c);
+    write_small(10);
+    snap_small(sd, &m, &c);
+
+    // Changes too large for a capture: copied.
+    for (unsigned i = 0; i < nblk; i++)
+      if (mmpool_of(blks[i].p) == pa) {
+        blks[i].tag = rnd() | 1;
+        fill(blks[i].p, blks[i].n, blks[i].tag);
+      }
+    snap(sd, 2, DIRTY_OK, &m);  // a delta of all of pa (the next cuts it)
+    assert_int_equal(captured(), c);
+    write_small(10);
+    snap_small(sd, &m, &c);
+
+    // A capture that fails to write (its delta's sync, then the
+    // manifest's): the snapshot before stands, and the next one is a
+    // delta after it, right.
+    for (unsigned nth = 1; nth <= 3; nth++) {
+      write_small(10);
+      os_fault_arm(OS_FAULT_FSYNC, nth, EIO);
+      assert_int_equal(mmpool_snapshot(sd), -1);
+      os_fault_arm(0, 0, 0);
+      assert_int_equal(captured(), c);
+      uint64_t serial = m.serial;
+      read_manifest(sd, &m);
+      assert_int_equal(m.serial, serial);
+      for (uint32_t k = 0; k < m.npools; k++) {
+        struct inspect in;
+        char why[4800] = "";
+        if (snapshot_image_open(&in, sd, &m, k, why, sizeof why))
+          fail_msg("after a failed capture, %s: %s", m.pool[k].file, why);
+        struct inspect_cb cb = {problem, NULL, m.pool[k].file};
+        assert_int_equal(inspect_walk(&in, &cb, NULL), 0);
+        inspect_close(&in);
+      }
+      write_small(10);
+      snap_small(sd, &m, &c);
+    }
+    blocks_hold();
+    // Most of them were captured (the others cut a chain).
+    if (c - c_first < 6)
+      fail_msg("%llu snapshots of small changes captured",
+               (unsigned long long)(c - c_first));
+
+    // A thread writing all the while, without the allocator: every
+    // snapshot, captured or copied, is one instant for it too.
+    cnt_lo = (volatile uint64_t *)blks[0].p;
+    cnt_hi = NULL;
+    for (unsigned i = 0; i < nblk; i++)
+      if (mmpool_of(blks[i].p) == mmpool_of(blks[0].p) &&
+          (char *)blks[i].p > (char *)cnt_lo + (8u << 20) &&
+          blks[i].n >= 8) {
+        cnt_hi = (volatile uint64_t *)blks[i].p;
+        break;
+      }
+    assert_non_null(cnt_hi);
+    const char *cname = mmpool_of(blks[0].p) == pa ? "cap_a" : "cap_b";
+    atomic_store(&cnt_stop, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, counter, NULL), 0);
+    uint64_t c0 = captured(), seen_lo = 0;
+    for (int k = 0; k < 40; k++) {
+      usleep(2000);
+      if (mmpool_snapshot(sd) != 0)
+        fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
+      read_manifest(sd, &m);
+      uint64_t lo = image_word(sd, &m, cname, (uintptr_t)cnt_lo),
+               hi = image_word(sd, &m, cname, (uintptr_t)cnt_hi);
+      if (hi > lo || lo > hi + 1)
+        fail_msg("snapshot %llu is not one instant: the counter is %llu "
+                 "where it is written first, %llu where second",
+                 (unsigned long long)m.serial, (unsigned long long)lo,
+                 (unsigned long long)hi);
+      assert_true(lo >= seen_lo);
+      seen_lo = lo;
+    }
+    atomic_store(&cnt_stop, 1);
+    pthread_join(th, NULL);
+    print_message("%llu of 40 snapshots captured while a thread wrote\n",
+                  (unsigned long long)(captured() - c0));
+    assert_true(seen_lo > 0);
+    _exit(0);
+  }
+  child_ok(pid);
+}
+
+// ---------------------------------------------------------------------------
 // A kernel that refuses userfaultfd
 
 // In a child whose userfaultfd(2) fails with EPERM (a seccomp filter, as a
@@ -838,6 +1048,7 @@ static void test_kernel_refuses(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_capture),
       cmocka_unit_test(test_series),
       cmocka_unit_test(test_kernel_refuses),
   };
