@@ -139,6 +139,8 @@ RARE int mmpool_restore(const char *dir, const char *options) {
   static char files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
   static char words[2 * SPEC_PATH_MAX];
   static struct pool_spec sp;
+  static struct pool_deltas deltas;
+  static char names[SNAP_CHAIN_MAX][SNAP_FILE_MAX];
   static int busy;                // one restore at a time (the statics)
   if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
     return fail_int(log_fail(EBUSY, "mmpool_restore: another restore is "
@@ -150,7 +152,8 @@ RARE int mmpool_restore(const char *dir, const char *options) {
     r = log_fail(EINVAL, "mmpool_restore: %s", why);
   // relocate=yes: pools whose ranges are taken here are moved, with every
   // pointer into them, in copies (snapshot_relocated); images with deltas
-  // are copied with them applied. The snapshot stays.
+  // have them applied at attach (or in a copy, snapshot_relocated). The
+  // snapshot stays.
   int moved = 0;
   uint64_t changed = 0;
   if (!r) {
@@ -171,6 +174,11 @@ RARE int mmpool_restore(const char *dir, const char *options) {
     if (spec_parse(words, &sp, why, sizeof why)) {
       r = log_fail(EINVAL, "mmpool_restore: %s", why);
       break;
+    }
+    // An image with deltas not copied: they are applied at attach.
+    if (!files[i][0] && m.chain[i].n) {
+      snapshot_deltas(dir, &m, i, &deltas, names);
+      sp.deltas = &deltas;
     }
     struct mmpool *p = NULL;
     r = pool_open(e->name, &sp, &p);

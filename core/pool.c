@@ -15,6 +15,7 @@
 #include <sys/single_threaded.h>
 #include <sys/stat.h>
 
+#include "delta.h"
 #include "fmt.h"
 #include "heap.h"
 #include "log.h"
@@ -249,6 +250,113 @@ static int check_mapped(struct mmpool *p, int unclean, int *lazy, char *why,
   return page_check(p, why, why_len);
 }
 
+// A snapshot's image with its deltas (sp->deltas, docs/snapshots.md
+// "Restart"): the image mapped copy-on-write at its base, anonymous memory
+// past its end, and each delta applied there in order (each checked whole
+// before a byte of it is, delta_apply). Attach then costs the deltas, not
+// a copy of the image. The header the last one wrote is checked as a
+// file's of the length it makes. hb: the image's header, validated. 0 with
+// the pool bound at *base_out and *lazy set, or a negative errno (said).
+RARE static int attach_chain(struct mmpool *p, const struct pool_spec *sp,
+                             const struct poolfile_header *hb, uint64_t size,
+                             uintptr_t *base_out, int *lazy) {
+  const struct pool_deltas *ds = sp->deltas;
+  static struct delta_header dh[SPEC_DELTAS_MAX];
+  int fds[SPEC_DELTAS_MAX];
+  uint32_t n = ds->n, opened = 0;
+  char why[384], w[300], eb[32];
+  if (n > SPEC_DELTAS_MAX || sp->mode != SPEC_PRIVATE || size < hb->data_off)
+    return file_fail(p, EINVAL, "deltas apply to an image attached with "
+                     "mode=private");
+  int dfd = os_open_nolinks(ds->dir, O_RDONLY | O_DIRECTORY, 0);
+  if (dfd < 0) {
+    fmt_format(why, sizeof why, "cannot open %s: %s", ds->dir,
+               os_strerror(-dfd, eb, sizeof eb));
+    return file_fail(p, -dfd, why);
+  }
+  // Every delta's header first: the length the chain makes, never shorter
+  // along it (the image's file maps the start, memory the rest).
+  uint64_t final = size;
+  int r = 0;
+  for (uint32_t k = 0; k < n && !r; k++) {
+    int fd = os_open_at(dfd, ds->names[k], O_RDONLY, 0);
+    struct os_stat st;
+    r = fd < 0 ? fd : os_file_stat(fd, &st);
+    if (fd >= 0) fds[opened++] = fd;
+    w[0] = 0;
+    if (!r && !st.is_regular) r = -EINVAL, fmt_format(w, sizeof w, "not a regular file");
+    if (!r && st.size < sizeof dh[k])
+      r = -ENOEXEC, fmt_format(w, sizeof w, "not an mmpool snapshot delta");
+    if (!r) r = os_pread_full(fd, &dh[k], sizeof dh[k], 0);
+    if (!r) r = delta_check_header(&dh[k], st.size, w, sizeof w);
+    if (!r && (dh[k].length < final || dh[k].length > hb->capacity))
+      r = -EUCLEAN, fmt_format(w, sizeof w, "makes an image of %llu bytes, "
+                               "after one of %llu (capacity %llu)",
+                               (unsigned long long)dh[k].length,
+                               (unsigned long long)final,
+                               (unsigned long long)hb->capacity);
+    if (!r) final = dh[k].length;
+    if (r && !w[0]) fmt_format(w, sizeof w, "%s", os_strerror(-r, eb, sizeof eb));
+    if (r) fmt_format(why, sizeof why, "delta %s/%s: %s", ds->dir,
+                      ds->names[k], w);
+  }
+  os_close(dfd);
+  uintptr_t base = 0;
+  if (!r) {
+    fmt_format(w, sizeof w, "attach %s at its base", p->path);
+    r = reserve(p, hb->base, hb->capacity, final, &base, w);
+    if (r) {
+      while (opened) os_close(fds[--opened]);
+      return r;
+    }
+    // The header and every descriptor the file has room for, the data it
+    // holds, memory past its end.
+    r = vmmap_map_file(base, hb->data_off, p->fd, 0, 0);
+    if (!r && size > hb->data_off)
+      r = vmmap_map_file(base + hb->data_off, size - hb->data_off, p->fd,
+                         hb->data_off, 0);
+    if (!r && final > size) r = vmmap_commit(base + size, final - size);
+    if (r) fmt_format(why, sizeof why, "cannot map it: %s",
+                      os_strerror(-r, eb, sizeof eb));
+  }
+  uint64_t len = size;
+  for (uint32_t k = 0; k < n && !r; k++) {
+    r = delta_apply(fds[k], &dh[k], (char *)base, final, &len, w, sizeof w);
+    if (r) fmt_format(why, sizeof why, "delta %s/%s: %s", ds->dir,
+                      ds->names[k], w);
+  }
+  while (opened) os_close(fds[--opened]);
+  const struct poolfile_header *h = (const struct poolfile_header *)base;
+  if (!r) {
+    r = poolfile_validate(h, final, w, sizeof w);
+    if (!r && (h->base != hb->base || h->capacity != hb->capacity ||
+               h->uuid[0] != hb->uuid[0] || h->uuid[1] != hb->uuid[1] ||
+               h->desc_off != hb->desc_off || h->data_off != hb->data_off ||
+               h->st.length != final))
+      r = -EUCLEAN, fmt_format(w, sizeof w, "its deltas make a header of "
+                               "another pool, or of another length");
+    if (!r && !(h->flags & POOLFILE_CLEAN))
+      r = -EUCLEAN, fmt_format(w, sizeof w, "its deltas make an image not "
+                               "closed cleanly");
+    if (r) fmt_format(why, sizeof why, "with its deltas applied: %s", w);
+  }
+  if (!r) {
+    bind(p, base);
+    if ((r = check_mapped(p, 0, lazy, w, sizeof w)) != 0)
+      fmt_format(why, sizeof why, "with its deltas applied, damaged "
+                 "metadata: %s", w);
+  }
+  if (r) {
+    if (base) vmmap_release(base);
+    p->hdr = NULL;
+    p->data_len = 0;
+    p->fast_len = 0;
+    return file_fail(p, -r, why);
+  }
+  *base_out = base;
+  return 0;
+}
+
 RARE static int attach_file(struct mmpool *p, const struct pool_spec *sp,
                             uint64_t size) {
   struct poolfile_header hb;
@@ -281,6 +389,14 @@ RARE static int attach_file(struct mmpool *p, const struct pool_spec *sp,
                      "open it with the option 'recover' to check and attach "
                      "it");
   uintptr_t base;
+  struct poolfile_header *h;
+  int lazy = 0;
+  if (sp->deltas) {
+    r = attach_chain(p, sp, &hb, size, &base, &lazy);
+    if (r) return r;
+    h = (struct poolfile_header *)base;
+    goto attached;
+  }
   fmt_format(why, sizeof why, "attach %s at its base", p->path);
   uint64_t end = hb.st.length > hb.desc_off + hb.st.meta_committed
                      ? hb.st.length
@@ -293,8 +409,7 @@ RARE static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   // repaired for real (the repair is deterministic).
   int shared = sp->mode != SPEC_PRIVATE;
   int unclean = !(hb.flags & POOLFILE_CLEAN);
-  struct poolfile_header *h = (struct poolfile_header *)base;
-  int lazy = 0;
+  h = (struct poolfile_header *)base;
   for (int pass = unclean && shared ? 0 : 1; pass < 2 && !r; pass++) {
     r = map_file_pool(p, base, &hb, pass == 0 ? 0 : shared);
     if (r) {
@@ -320,6 +435,7 @@ RARE static int attach_file(struct mmpool *p, const struct pool_spec *sp,
   if (!(h->flags & POOLFILE_CLEAN))
     log_print(LOG_WARN, "pool '%s': %s was not closed cleanly; its metadata "
               "checked sound, attached", p->name, p->path);
+attached:
   if (!lazy) {
     page_detach_all(p);
     page_fast_sync(p);

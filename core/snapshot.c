@@ -19,6 +19,7 @@
 #include "inspect.h"
 #include "poolfile.h"
 #include "relocate.h"
+#include "spec.h"
 #include "vmmap.h"
 
 // One snapshot at a time in a process: the pid of the process taking one,
@@ -271,6 +272,7 @@ struct snap_msg {
   int captured;     // taken by the process itself (capture)
 };
 _Static_assert(sizeof(struct snap_msg) <= 4096, "one atomic pipe write");
+_Static_assert(SNAP_CHAIN_MAX <= SPEC_DELTAS_MAX, "a chain fits a pool_spec");
 
 // What this process knows of the directory it writes its snapshots to
 // (docs/snapshots.md, "Incremental snapshots"). Under busy_pid; a fork
@@ -1674,6 +1676,41 @@ RARE static uint64_t free_base(uint64_t len, uint64_t align, const uint64_t *lo,
   return 0;
 }
 
+// Whether entry i's deltas can be applied at attach (pool.c,
+// attach_chain): the image and each delta after it never shorter than the
+// one before. Only a look at their sizes: attach checks them whole.
+RARE static int chain_attachable(int dfd, const struct snap_manifest *m,
+                                 uint32_t i) {
+  const struct snap_chain *c = &m->chain[i];
+  char name[SNAP_FILE_MAX];
+  struct os_stat st;
+  int fd = os_open_at(dfd, m->pool[i].file, O_RDONLY, 0);
+  int ok = fd >= 0 && !os_file_stat(fd, &st) && c->n <= SPEC_DELTAS_MAX;
+  uint64_t len = ok ? st.size : 0;
+  if (fd >= 0) os_close(fd);
+  for (uint32_t j = 0; ok && j < c->n; j++) {
+    struct delta_header dh;
+    snap_delta_name(name, sizeof name, m->pool[i].name, c->serial[j]);
+    fd = os_open_at(dfd, name, O_RDONLY, 0);
+    ok = fd >= 0 && !os_pread_full(fd, &dh, sizeof dh, 0) && dh.length >= len;
+    len = dh.length;
+    if (fd >= 0) os_close(fd);
+  }
+  return ok;
+}
+
+RARE void snapshot_deltas(const char *dir, const struct snap_manifest *m,
+                          uint32_t i, struct pool_deltas *d,
+                          char (*names)[SNAP_FILE_MAX]) {
+  const struct snap_chain *c = &m->chain[i];
+  d->dir = dir;
+  d->n = c->n <= SPEC_DELTAS_MAX ? c->n : 0;
+  for (uint32_t j = 0; j < d->n; j++) {
+    snap_delta_name(names[j], SNAP_FILE_MAX, m->pool[i].name, c->serial[j]);
+    d->names[j] = names[j];
+  }
+}
+
 RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
                             int relocate, char (*files)[SNAP_FILE_MAX],
                             uint64_t *changed) {
@@ -1723,8 +1760,8 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
   for (uint32_t i = 0; i < m->npools && !r; i++) {
     const struct snap_entry *e = &m->pool[i];
     // Every pool when some moved (their pointers into the moved ones
-    // change); else the images with deltas, applied.
-    if (!moved && !m->chain[i].n) continue;
+    // change); else the images with deltas that attach cannot apply.
+    if (!moved && (!m->chain[i].n || chain_attachable(dfd, m, i))) continue;
     fmt_format(path, sizeof path, "%s/%s", dir, e->file);
     r = snapshot_image_open(&in, dir, m, i, why, sizeof why);
     if (r) {

@@ -161,15 +161,24 @@ int snapshot_image_open(struct inspect *in, const char *dir,
 // pool attached from its own image): with relocate, when the pools'
 // ranges are not all free here, the set is moved (every pool whose range
 // is taken to a free range, the others staying) and every pool copied
-// with its pointers moved; and every image with deltas (core/delta.h) is
-// copied with its deltas applied. The caller attaches the copies,
-// privately, and removes them; a snapshot taken into dir later removes
-// leftovers. Returns the number of pools moved (0: every range is free or
-// relocate is 0), with *changed the words changed, or a negative errno
-// with the reason left by log_fail (the copies made are removed).
+// with its pointers moved. Else an image with deltas (core/delta.h) is
+// attached with them applied at attach (snapshot_deltas), unless its chain
+// shortens the image somewhere: then it is copied with them applied. The
+// caller attaches the copies, privately, and removes them; a snapshot
+// taken into dir later removes leftovers. Returns the number of pools
+// moved (0: every range is free or relocate is 0), with *changed the words
+// changed, or a negative errno with the reason left by log_fail (the
+// copies made are removed).
 int snapshot_relocated(const char *dir, const struct snap_manifest *m,
                        int relocate, char (*files)[SNAP_FILE_MAX],
                        uint64_t *changed) HIDDEN;
+// What a restore gives pool_open for entry i of m read from dir when
+// snapshot_relocated made no copy of it: its deltas to apply at attach
+// (d->n 0: none), named in names, which must outlive d's use.
+struct pool_deltas;
+void snapshot_deltas(const char *dir, const struct snap_manifest *m,
+                     uint32_t i, struct pool_deltas *d,
+                     char (*names)[SNAP_FILE_MAX]) HIDDEN;
 
 // Removes the copies snapshot_relocated made (once attached: a mapping
 // keeps its file).

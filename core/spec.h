@@ -20,6 +20,16 @@ enum spec_full { SPEC_FULL_FALLBACK = 0, SPEC_FULL_NULL = 1,
 
 #define SPEC_DEFAULT_SIZE ((uint64_t)64 << 30)
 
+// A snapshot's chain of deltas, applied to the file at attach (core/delta.h;
+// mode=private only, the files' lengths never shrinking along it): the
+// files dir/names[0..n), in order. Set by a restore, never by the words.
+#define SPEC_DELTAS_MAX 16
+struct pool_deltas {
+  const char *dir;
+  uint32_t n;
+  const char *names[SPEC_DELTAS_MAX];
+};
+
 struct pool_spec {
   int file;                   // file=PATH given (else anonymous)
   char path[SPEC_PATH_MAX];   // file path
@@ -41,6 +51,7 @@ struct pool_spec {
   int snap_signal;              // signal:NAME
   uint32_t snap_interval;       // interval:N, seconds
   int snap_full;                // snapshot-incremental=no: every one whole
+  const struct pool_deltas *deltas;  // NULL but in a restore (above)
 };
 
 enum { SPEC_SNAP_ON_EXIT = 1, SPEC_SNAP_ON_SIGNAL = 2,

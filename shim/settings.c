@@ -36,6 +36,9 @@ static int restoring;
 static int restore_moved;  // pools moved (relocate=yes)
 static int restore_copied; // restore_files holds the copies in use
 static char restore_files[MMPOOL_MAX_POOLS][SNAP_FILE_MAX];
+// The deltas applied at attach, by pool of the snapshot (snapshot_deltas).
+static struct pool_deltas restore_deltas[MMPOOL_MAX_POOLS];
+static char restore_names[MMPOOL_MAX_POOLS][SNAP_CHAIN_MAX][SNAP_FILE_MAX];
 
 static int restore_apply(void) {
   struct snap_manifest *m = &restore_m;
@@ -62,7 +65,7 @@ static int restore_apply(void) {
                     "%u do not fit (at most %u)", dir, more, shim_cfg.npools,
                     (unsigned)CONFIG_MAX_POOLS);
   // Copies: of the set, moved, where ranges are taken (relocate); of the
-  // images with deltas, applied.
+  // images whose deltas attach cannot apply (else they are, below).
   {
     uint64_t changed = 0;
     int mv = snapshot_relocated(dir, m, relocate, restore_files, &changed);
@@ -97,6 +100,11 @@ static int restore_apply(void) {
     sp->size = SPEC_DEFAULT_SIZE;
     sp->base = 0;      // the image's
     sp->recover = 0;
+    sp->deltas = NULL;
+    if (!restore_files[i][0] && m->chain[i].n) {
+      snapshot_deltas(dir, m, i, &restore_deltas[i], restore_names[i]);
+      sp->deltas = &restore_deltas[i];
+    }
     shim_cfg.pools[k].implicit = 0;
   }
   log_print(LOG_INFO, "restoring %u pools from the snapshot %llu in %s",
