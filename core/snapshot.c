@@ -515,6 +515,15 @@ RARE static int old_state(const struct writer *w, uint32_t k,
   return fd;
 }
 
+// A long chain costs every reader: pool p's image (entry k of the manifest
+// replaced) is to be written whole instead of a delta after it.
+RARE static int chain_cut(const struct writer *w, const struct mmpool *p,
+                          uint32_t k) {
+  const struct snap_chain *c = &w->prev->chain[k];
+  return c->n >= SNAP_CHAIN_MAX || c->bytes > w->prev->pool[k].length / 4 ||
+         !delta_fits(p->name, w->serial);
+}
+
 // Writes pool p's delta as file: what differs between the image of the
 // manifest replaced (entry k, with its chain) and this copy's image (header
 // h, descriptors descs of meta bytes, data). A page is written when it is
@@ -531,14 +540,10 @@ RARE static int delta(struct writer *w, struct mmpool *p, const char *file,
                       const char *data, uint64_t meta, uint32_t k,
                       int *fd_out, uint64_t *written) {
   const struct snap_entry *old = &w->prev->pool[k];
-  const struct snap_chain *c = &w->prev->chain[k];
   uint32_t top = h->st.top;
   uint64_t top4k = (uint64_t)top << (PAGE_SHIFT - DIRTY_SHIFT);
   uint64_t len = h->data_off + ((uint64_t)top << PAGE_SHIFT);
-  // A long chain costs every reader: the image is written whole instead.
-  if (c->n >= SNAP_CHAIN_MAX || c->bytes > old->length / 4 ||
-      !delta_fits(p->name, w->serial))
-    return DIRTY_CHAIN;
+  if (chain_cut(w, p, k)) return DIRTY_CHAIN;
   // The writes since this snapshot's scan (before the hold; other threads
   // run through the hold too). A capture has them (capture).
   if (!w->capture &&
@@ -1254,10 +1259,25 @@ RARE static int capture_room(uint64_t need, uint64_t limit) {
   return 0;
 }
 
+// Whether every pool is to be written as a delta, as far as is known
+// before its walk (write_image decides the same way): a capture that meets
+// a pool to write whole is dropped, with what it did in vain.
+RARE static int all_deltas(const struct writer *w) {
+  for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
+    const struct mmpool *p = &pool_table[i];
+    if (p->state != POOL_OPEN || p->frozen) continue;
+    int k = old_entry(w, p, p->hdr);
+    if (dirty_usable(i, 0) != DIRTY_OK || k < 0 || chain_cut(w, p, (uint32_t)k))
+      return 0;
+  }
+  return 1;
+}
+
 // Under the hold: the snapshot's deltas made in the capture buffer (w's
 // pending ones), at an instant checked as above. 1, or 0 with nothing left
 // of the try (its files removed): the process is to be copied.
 RARE static int capture(struct writer *w) {
+  if (!all_deltas(w)) return 0;
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     const struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || p->frozen) continue;

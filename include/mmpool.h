@@ -148,8 +148,9 @@ MMPOOL_API int mmpool_snapshot(const char *dir);
 // image: mapped privately (copy on write: the snapshot is never written)
 // at the base it was taken at, as mmpool_open("NAME", "file=DIR/IMAGE
 // mode=private") would; an image that the manifest follows with deltas
-// (incremental snapshots) is first copied beside it with them applied, and
-// the copy attached and removed. options (NULL or more words of a pool
+// (incremental snapshots) has them applied in its private mapping at attach
+// (copied beside it with them applied instead, when one of them shortens
+// the image). options (NULL or more words of a pool
 // statement, such as trust=any) are added to each. Its roots are then what
 // mmpool_get_root gives for mmpool_get("NAME"). Returns the number of
 // pools opened, or -1: the manifest is damaged or not one (EUCLEAN,
