@@ -1204,6 +1204,11 @@ RARE int snapshot_read(const char *dir, struct snap_manifest *m) {
 static char *cbuf;     // the capture buffer (vmmap_scratch), kept
 static uint64_t ccap;  // its bytes
 static uint64_t climit;  // what this snapshot's capture may take of them
+// A capture dropped because the program wrote during it cost the pause its
+// copies for nothing: the next captures are skipped, 1, 2, 4 ... 64 of
+// them (a program whose threads write all the time is copied), until one
+// succeeds.
+static unsigned cskip, cbackoff;
 void (*snapshot_at_capture)(void);
 
 // Where the pages of pool p that a scan looks at end.
@@ -1294,9 +1299,16 @@ RARE static int capture(struct writer *w) {
   for (unsigned i = 1; !r && i <= MMPOOL_MAX_POOLS; i++) {
     const struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || p->frozen) continue;
-    if (dirty_rescan(i, p->data, scan_end(p)) != 0) r = -EAGAIN;
+    if (dirty_rescan(i, p->data, scan_end(p)) != 0) r = -EBUSY;
   }
-  if (!r) return 1;
+  if (r == -EBUSY) {  // written meanwhile
+    cbackoff = cbackoff ? (cbackoff < 64 ? 2 * cbackoff : 64) : 1;
+    cskip = cbackoff;
+  }
+  if (!r) {
+    cbackoff = 0;
+    return 1;
+  }
   for (uint32_t k = 0; k < w->npend; k++) os_close(w->pend[k].fd);
   w->npend = 0;
   remove_new_images(w);
@@ -1382,7 +1394,8 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   if (why_all != DIRTY_ASKED) {
     heap_registry_lock();
     dirty_scan();
-    if (why_all == DIRTY_OK) need = capture_need(&climit);
+    if (why_all == DIRTY_OK && !cskip) need = capture_need(&climit);
+    else if (why_all == DIRTY_OK) cskip--;
     heap_registry_unlock();
   }
   if (need && capture_room(need, climit) != 0) need = 0;
