@@ -359,7 +359,8 @@ RARE int delta_capture_write(int fd, const struct delta_header *dh,
   // this process's own (no page shared with a copy), and already has its
   // pages, so nothing new is taken; the last partial block, and the
   // header, through the page cache.
-  uint64_t direct = (uintptr_t)area % DIO_ALIGN ? 0 : len & ~(uint64_t)(DIO_ALIGN - 1);
+  uint64_t direct = len & ~(uint64_t)(DIO_ALIGN - 1);
+  if ((uintptr_t)area % DIO_ALIGN) direct = 0;
   int r = 0;
   if (direct && os_set_direct(fd, 1) == 0) {
     r = os_pwrite_all(fd, area, direct, DELTA_DATA_OFF);

@@ -284,7 +284,8 @@ RARE static int attach_chain(struct mmpool *p, const struct pool_spec *sp,
     r = fd < 0 ? fd : os_file_stat(fd, &st);
     if (fd >= 0) fds[opened++] = fd;
     w[0] = 0;
-    if (!r && !st.is_regular) r = -EINVAL, fmt_format(w, sizeof w, "not a regular file");
+    if (!r && !st.is_regular)
+      r = -EINVAL, fmt_format(w, sizeof w, "not a regular file");
     if (!r && st.size < sizeof dh[k])
       r = -ENOEXEC, fmt_format(w, sizeof w, "not an mmpool snapshot delta");
     if (!r) r = os_pread_full(fd, &dh[k], sizeof dh[k], 0);
@@ -296,7 +297,8 @@ RARE static int attach_chain(struct mmpool *p, const struct pool_spec *sp,
                                (unsigned long long)final,
                                (unsigned long long)hb->capacity);
     if (!r) final = dh[k].length;
-    if (r && !w[0]) fmt_format(w, sizeof w, "%s", os_strerror(-r, eb, sizeof eb));
+    if (r && !w[0])
+      fmt_format(w, sizeof w, "%s", os_strerror(-r, eb, sizeof eb));
     if (r) fmt_format(why, sizeof why, "delta %s/%s: %s", ds->dir,
                       ds->names[k], w);
   }

@@ -876,172 +876,183 @@ static void snap_small(const char *sd, struct snap_manifest *m, uint64_t *c) {
   assert_int_equal(captured(), *c);
 }
 
-static void test_capture(void **state) {
-  (void)state;
+// Runs body(DIR/sub) in a fork child, which must end well: a failure ends
+// the child, not the scratch directory, and this process's pools and
+// tracking stay as they were.
+static void in_child(const char *sub, void (*body)(const char *sd)) {
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    char *sd = path2(dir, "capture");
-    dir = NULL;  // a failure ends this child, not the scratch directory
-    snapshot_set_incremental(1);
-    pa = mmpool_open("cap_a", "size=512M");
-    pb = mmpool_open("cap_b", "size=256M");
-    assert_non_null(pa);
-    assert_non_null(pb);
-    pf = NULL;
-    nblk = 0;
-    // About 150 MiB: a few small blocks, or all of pb's, are far below
-    // 1/64 of it.
-    for (unsigned i = 0; i < 3000; i++) add(pa, (32u << 10) + rnd() % 32768, 0);
-    for (unsigned i = 0; i < 300; i++) add(pb, (size_t)64 << (rnd() % 6), 0);
-    for (unsigned i = 0; i < 10; i++) add(pb, 64u << 10, 0);
-    struct snap_manifest m;
-    snap(sd, 0, DIRTY_NO_SET, &m);
-    uint64_t c = captured(), c_first = c;
-
-    // Small changes: captured, and right.
-    for (int round = 0; round < 3; round++) {
-      write_small(30);
-      snap_small(sd, &m, &c);
-    }
-    // Purged pages under unwritten calloc'd blocks: zero records, found
-    // in the process's own pagemap.
-    purge_and_calloc(pb);
-    snap_small(sd, &m, &c);
-    write_small(10);
-    snap_small(sd, &m, &c);
-
-    // A write while the capture copies: not one instant, so the process
-    // is copied after all (the copy has the write: the image too), and
-    // the next snapshot does not try (the program writes while held: a
-    // capture's copies would be lost again); the one after does.
-    cap_target = NULL;
-    for (unsigned i = 0; i < nblk && !cap_target; i++)
-      if (mmpool_of(blks[i].p) == pa) cap_target = &blks[i];
-    assert_non_null(cap_target);
-    write_small(10);
-    snapshot_at_capture = write_at_capture;
-    snap(sd, 2, DIRTY_OK, &m);
-    snapshot_at_capture = NULL;
-    assert_int_equal(cap_writes, 1);
-    assert_int_equal(captured(), c);
-    write_small(10);
-    snap(sd, 2, DIRTY_OK, &m);
-    assert_int_equal(captured(), c);
-    write_small(10);
-    snap_small(sd, &m, &c);
-
-    // Changes too large for a capture: copied.
-    for (unsigned i = 0; i < nblk; i++)
-      if (mmpool_of(blks[i].p) == pa) {
-        blks[i].tag = rnd() | 1;
-        fill(blks[i].p, blks[i].n, blks[i].tag);
-      }
-    snap(sd, 2, DIRTY_OK, &m);  // a delta of all of pa (the next cuts it)
-    assert_int_equal(captured(), c);
-    write_small(10);
-    snap_small(sd, &m, &c);
-
-    // A capture that fails to write (its delta's sync, then the
-    // manifest's): the snapshot before stands, and the next one is a
-    // delta after it, right.
-    for (unsigned nth = 1; nth <= 3; nth++) {
-      write_small(10);
-      os_fault_arm(OS_FAULT_FSYNC, nth, EIO);
-      assert_int_equal(mmpool_snapshot(sd), -1);
-      os_fault_arm(0, 0, 0);
-      assert_int_equal(captured(), c);
-      uint64_t serial = m.serial;
-      read_manifest(sd, &m);
-      assert_int_equal(m.serial, serial);
-      for (uint32_t k = 0; k < m.npools; k++) {
-        struct inspect in;
-        char why[4800] = "";
-        if (snapshot_image_open(&in, sd, &m, k, why, sizeof why))
-          fail_msg("after a failed capture, %s: %s", m.pool[k].file, why);
-        struct inspect_cb cb = {problem, NULL, m.pool[k].file};
-        assert_int_equal(inspect_walk(&in, &cb, NULL), 0);
-        inspect_close(&in);
-      }
-      write_small(10);
-      snap_small(sd, &m, &c);
-    }
-    blocks_hold();
-    // Most of them were captured (the others cut a chain).
-    if (c - c_first < 6)
-      fail_msg("%llu snapshots of small changes captured",
-               (unsigned long long)(c - c_first));
-
-    // Restored (in a child, its pools closed first): the images mapped
-    // where they are, copy-on-write, with their deltas applied at attach,
-    // no copy of an image made; every block as it was.
-    read_manifest(sd, &m);
-    uint32_t chained = 0;
-    for (uint32_t k = 0; k < m.npools; k++) chained += m.chain[k].n > 0;
-    assert_true(chained > 0);
-    pid_t rp = fork();
-    assert_true(rp >= 0);
-    if (rp == 0) {
-      assert_int_equal(mmpool_close(pa), 0);
-      assert_int_equal(mmpool_close(pb), 0);
-      if (mmpool_restore(sd, NULL) != 2) {
-        fprintf(stderr, "restore: %s\n", mmpool_last_error());
-        _exit(2);
-      }
-      for (unsigned i = 0; i < nblk; i++)
-        if (!holds(&blks[i])) _exit(3);
-      FILE *f = fopen("/proc/self/maps", "r");
-      char line[4500];
-      unsigned images = 0;
-      while (f && fgets(line, sizeof line, f)) {
-        if (strstr(line, ".relocated-")) _exit(4);
-        images += strstr(line, "/cap_a.") != NULL || strstr(line, "/cap_b.") != NULL;
-      }
-      if (f) fclose(f);
-      _exit(images >= 2 ? 0 : 5);
-    }
-    child_ok(rp);
-
-    // A thread writing all the while, without the allocator: every
-    // snapshot, captured or copied, is one instant for it too.
-    cnt_lo = (volatile uint64_t *)blks[0].p;
-    cnt_hi = NULL;
-    for (unsigned i = 0; i < nblk; i++)
-      if (mmpool_of(blks[i].p) == mmpool_of(blks[0].p) &&
-          (char *)blks[i].p > (char *)cnt_lo + (8u << 20) &&
-          blks[i].n >= 8) {
-        cnt_hi = (volatile uint64_t *)blks[i].p;
-        break;
-      }
-    assert_non_null(cnt_hi);
-    const char *cname = mmpool_of(blks[0].p) == pa ? "cap_a" : "cap_b";
-    atomic_store(&cnt_stop, 0);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, counter, NULL), 0);
-    uint64_t c0 = captured(), seen_lo = 0;
-    for (int k = 0; k < 40; k++) {
-      usleep(2000);
-      if (mmpool_snapshot(sd) != 0)
-        fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
-      read_manifest(sd, &m);
-      uint64_t lo = image_word(sd, &m, cname, (uintptr_t)cnt_lo),
-               hi = image_word(sd, &m, cname, (uintptr_t)cnt_hi);
-      if (hi > lo || lo > hi + 1)
-        fail_msg("snapshot %llu is not one instant: the counter is %llu "
-                 "where it is written first, %llu where second",
-                 (unsigned long long)m.serial, (unsigned long long)lo,
-                 (unsigned long long)hi);
-      assert_true(lo >= seen_lo);
-      seen_lo = lo;
-    }
-    atomic_store(&cnt_stop, 1);
-    pthread_join(th, NULL);
-    print_message("%llu of 40 snapshots captured while a thread wrote\n",
-                  (unsigned long long)(captured() - c0));
-    assert_true(seen_lo > 0);
+    char *sd = path2(dir, sub);
+    dir = NULL;
+    snapshot_set_incremental(1);  // whatever a failed test left
+    body(sd);
     _exit(0);
   }
   child_ok(pid);
+}
+
+static void capture_series(const char *sd) {
+  pa = mmpool_open("cap_a", "size=512M");
+  pb = mmpool_open("cap_b", "size=256M");
+  assert_non_null(pa);
+  assert_non_null(pb);
+  pf = NULL;
+  nblk = 0;
+  // About 150 MiB: a few small blocks, or all of pb's, are far below
+  // 1/64 of it.
+  for (unsigned i = 0; i < 3000; i++) add(pa, (32u << 10) + rnd() % 32768, 0);
+  for (unsigned i = 0; i < 300; i++) add(pb, (size_t)64 << (rnd() % 6), 0);
+  for (unsigned i = 0; i < 10; i++) add(pb, 64u << 10, 0);
+  struct snap_manifest m;
+  snap(sd, 0, DIRTY_NO_SET, &m);
+  uint64_t c = captured(), c_first = c;
+
+  // Small changes: captured, and right.
+  for (int round = 0; round < 3; round++) {
+    write_small(30);
+    snap_small(sd, &m, &c);
+  }
+  // Purged pages under unwritten calloc'd blocks: zero records, found
+  // in the process's own pagemap.
+  purge_and_calloc(pb);
+  snap_small(sd, &m, &c);
+  write_small(10);
+  snap_small(sd, &m, &c);
+
+  // A write while the capture copies: not one instant, so the process
+  // is copied after all (the copy has the write: the image too), and
+  // the next snapshot does not try (the program writes while held: a
+  // capture's copies would be lost again); the one after does.
+  cap_target = NULL;
+  for (unsigned i = 0; i < nblk && !cap_target; i++)
+    if (mmpool_of(blks[i].p) == pa) cap_target = &blks[i];
+  assert_non_null(cap_target);
+  write_small(10);
+  snapshot_at_capture = write_at_capture;
+  snap(sd, 2, DIRTY_OK, &m);
+  snapshot_at_capture = NULL;
+  assert_int_equal(cap_writes, 1);
+  assert_int_equal(captured(), c);
+  write_small(10);
+  snap(sd, 2, DIRTY_OK, &m);
+  assert_int_equal(captured(), c);
+  write_small(10);
+  snap_small(sd, &m, &c);
+
+  // Changes too large for a capture: copied.
+  for (unsigned i = 0; i < nblk; i++)
+    if (mmpool_of(blks[i].p) == pa) {
+      blks[i].tag = rnd() | 1;
+      fill(blks[i].p, blks[i].n, blks[i].tag);
+    }
+  snap(sd, 2, DIRTY_OK, &m);  // a delta of all of pa (the next cuts it)
+  assert_int_equal(captured(), c);
+  write_small(10);
+  snap_small(sd, &m, &c);
+
+  // A capture that fails to write (its delta's sync, then the
+  // manifest's): the snapshot before stands, and the next one is a
+  // delta after it, right.
+  for (unsigned nth = 1; nth <= 3; nth++) {
+    write_small(10);
+    os_fault_arm(OS_FAULT_FSYNC, nth, EIO);
+    assert_int_equal(mmpool_snapshot(sd), -1);
+    os_fault_arm(0, 0, 0);
+    assert_int_equal(captured(), c);
+    uint64_t serial = m.serial;
+    read_manifest(sd, &m);
+    assert_int_equal(m.serial, serial);
+    for (uint32_t k = 0; k < m.npools; k++) {
+      struct inspect in;
+      char why[4800] = "";
+      if (snapshot_image_open(&in, sd, &m, k, why, sizeof why))
+        fail_msg("after a failed capture, %s: %s", m.pool[k].file, why);
+      struct inspect_cb cb = {problem, NULL, m.pool[k].file};
+      assert_int_equal(inspect_walk(&in, &cb, NULL), 0);
+      inspect_close(&in);
+    }
+    write_small(10);
+    snap_small(sd, &m, &c);
+  }
+  blocks_hold();
+  // Most of them were captured (the others cut a chain).
+  if (c - c_first < 6)
+    fail_msg("%llu snapshots of small changes captured",
+             (unsigned long long)(c - c_first));
+
+  // Restored (in a child, its pools closed first): the images mapped
+  // where they are, copy-on-write, with their deltas applied at attach,
+  // no copy of an image made; every block as it was.
+  read_manifest(sd, &m);
+  uint32_t chained = 0;
+  for (uint32_t k = 0; k < m.npools; k++) chained += m.chain[k].n > 0;
+  assert_true(chained > 0);
+  pid_t rp = fork();
+  assert_true(rp >= 0);
+  if (rp == 0) {
+    assert_int_equal(mmpool_close(pa), 0);
+    assert_int_equal(mmpool_close(pb), 0);
+    if (mmpool_restore(sd, NULL) != 2) {
+      fprintf(stderr, "restore: %s\n", mmpool_last_error());
+      _exit(2);
+    }
+    for (unsigned i = 0; i < nblk; i++)
+      if (!holds(&blks[i])) _exit(3);
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4500];
+    unsigned images = 0;
+    while (f && fgets(line, sizeof line, f)) {
+      if (strstr(line, ".relocated-")) _exit(4);
+      images += strstr(line, "/cap_a.") || strstr(line, "/cap_b.");
+    }
+    if (f) fclose(f);
+    _exit(images >= 2 ? 0 : 5);
+  }
+  child_ok(rp);
+
+  // A thread writing all the while, without the allocator: every
+  // snapshot, captured or copied, is one instant for it too.
+  cnt_lo = (volatile uint64_t *)blks[0].p;
+  cnt_hi = NULL;
+  for (unsigned i = 0; i < nblk; i++)
+    if (mmpool_of(blks[i].p) == mmpool_of(blks[0].p) &&
+        (char *)blks[i].p > (char *)cnt_lo + (8u << 20) &&
+        blks[i].n >= 8) {
+      cnt_hi = (volatile uint64_t *)blks[i].p;
+      break;
+    }
+  assert_non_null(cnt_hi);
+  const char *cname = mmpool_of(blks[0].p) == pa ? "cap_a" : "cap_b";
+  atomic_store(&cnt_stop, 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, counter, NULL), 0);
+  uint64_t c0 = captured(), seen_lo = 0;
+  for (int k = 0; k < 40; k++) {
+    usleep(2000);
+    if (mmpool_snapshot(sd) != 0)
+      fail_msg("mmpool_snapshot(%s): %s", sd, mmpool_last_error());
+    read_manifest(sd, &m);
+    uint64_t lo = image_word(sd, &m, cname, (uintptr_t)cnt_lo),
+             hi = image_word(sd, &m, cname, (uintptr_t)cnt_hi);
+    if (hi > lo || lo > hi + 1)
+      fail_msg("snapshot %llu is not one instant: the counter is %llu "
+               "where it is written first, %llu where second",
+               (unsigned long long)m.serial, (unsigned long long)lo,
+               (unsigned long long)hi);
+    assert_true(lo >= seen_lo);
+    seen_lo = lo;
+  }
+  atomic_store(&cnt_stop, 1);
+  pthread_join(th, NULL);
+  print_message("%llu of 40 snapshots captured while a thread wrote\n",
+                (unsigned long long)(captured() - c0));
+  assert_true(seen_lo > 0);
+}
+
+static void test_capture(void **state) {
+  (void)state;
+  in_child("capture", capture_series);
 }
 
 // ---------------------------------------------------------------------------
@@ -1049,36 +1060,31 @@ static void test_capture(void **state) {
 
 // In a child whose userfaultfd(2) fails with EPERM (a seccomp filter, as a
 // container's would): every snapshot is whole, says why, and is right.
+static void kernel_refuses(const char *sd) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof *f, f};
+  assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+  assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+  pa = mmpool_open("incr_k", "size=256M");
+  assert_non_null(pa);
+  pb = pf = NULL;
+  nblk = 0;
+  for (unsigned i = 0; i < 300; i++) add(pa, some_size(), 0);
+  struct snap_manifest m;
+  for (int k = 0; k < 4; k++) {
+    write_some(10);
+    snap(sd, 0, DIRTY_KERNEL, &m);
+  }
+}
+
 static void test_kernel_refuses(void **state) {
   (void)state;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    char *sd = path2(dir, "kernel");
-    dir = NULL;  // a failure ends this child, not the scratch directory
-    snapshot_set_incremental(1);  // whatever a failed test left
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {sizeof f / sizeof *f, f};
-    assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-    assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
-    pa = mmpool_open("incr_k", "size=256M");
-    assert_non_null(pa);
-    pb = pf = NULL;
-    nblk = 0;
-    for (unsigned i = 0; i < 300; i++) add(pa, some_size(), 0);
-    struct snap_manifest m;
-    for (int k = 0; k < 4; k++) {
-      write_some(10);
-      snap(sd, 0, DIRTY_KERNEL, &m);
-    }
-    _exit(0);
-  }
-  child_ok(pid);
+  in_child("kernel", kernel_refuses);
 }
 
 int main(void) {
