@@ -261,7 +261,7 @@ RARE static int attach_chain(struct mmpool *p, const struct pool_spec *sp,
                              const struct poolfile_header *hb, uint64_t size,
                              uintptr_t *base_out, int *lazy) {
   const struct pool_deltas *ds = sp->deltas;
-  static struct delta_header dh[SPEC_DELTAS_MAX];
+  struct delta_header dh[SPEC_DELTAS_MAX];  // 2 KiB
   int fds[SPEC_DELTAS_MAX];
   uint32_t n = ds->n, opened = 0;
   char why[384], w[300], eb[32];

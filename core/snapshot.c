@@ -578,8 +578,8 @@ RARE static int delta(struct writer *w, struct mmpool *p, const char *file,
   // starts can go to the device directly (core/delta.c).
   static struct poolfile_header hpage __attribute__((aligned(4096)));
   hpage = *h;
-  delta_out_begin(fd);
-  int r = delta_out_data(0, &hpage, sizeof hpage);
+  int r = delta_out_begin(fd);
+  if (!r) r = delta_out_data(0, &hpage, sizeof hpage);
   if (!r && meta) r = delta_out_data(h->desc_off, descs, meta);
   uint64_t old_meta = oh.st.meta_committed;
   if (old_meta > oh.data_off - oh.desc_off) old_meta = oh.data_off - oh.desc_off;
@@ -1414,7 +1414,7 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
     os_close(go[0]);
     os_close(go[1]);
     writer_finish(&w, 0, pause, (uint64_t)os_getpid());
-    os_purge_lazy((uintptr_t)cbuf, ccap);
+    vmmap_purge_lazy((uintptr_t)cbuf, ccap);
     *msg = w.msg;
     msg->captured = 1;
     return said_by_writer(msg);
