@@ -1024,9 +1024,13 @@ static void capture_series(const char *sd) {
     }
   assert_non_null(cnt_hi);
   const char *cname = mmpool_of(blks[0].p) == pa ? "cap_a" : "cap_b";
+  // Both words start at 0, and the snapshots once the thread has begun
+  // (a loaded machine may run it late).
+  *cnt_lo = *cnt_hi = 0;
   atomic_store(&cnt_stop, 0);
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, counter, NULL), 0);
+  while (!*cnt_hi) usleep(100);
   uint64_t c0 = captured(), seen_lo = 0;
   for (int k = 0; k < 40; k++) {
     usleep(2000);
