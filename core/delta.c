@@ -266,17 +266,34 @@ RARE int stage_end(void) {
 }
 
 // A capture (delta.h): the deltas' bytes from DELTA_DATA_OFF on, one after
-// the other in buf, each from a multiple of DIO_ALIGN.
+// the other in buf, each from a multiple of DIO_ALIGN. The copies go
+// through the kernel (os_copy_own, IOV_BATCH ranges a call): a page the
+// program made unreadable (mprotect of a block it owns) fails the capture
+// instead of faulting in the allocator.
 static struct {
   char *buf;
   uint64_t cap, used;
   uint64_t start;  // the current delta's
+  unsigned n;      // copies not made yet
+  uint64_t bytes;  // ... their bytes
+  struct iovec dst[IOV_BATCH], src[IOV_BATCH];
 } capt;
+
+// The copies gathered, made. 0 or a negative errno.
+RARE static int capture_flush(void) {
+  long r = capt.n ? os_copy_own(capt.dst, capt.src, capt.n) : 0;
+  int ok = !capt.n || r == (long)capt.bytes;
+  capt.n = 0;
+  capt.bytes = 0;
+  return ok ? 0 : r < 0 ? (int)r : -EFAULT;
+}
 
 RARE void delta_capture_begin(char *buf, uint64_t cap) {
   capt.buf = buf;
   capt.cap = cap;
   capt.used = capt.start = 0;
+  capt.n = 0;
+  capt.bytes = 0;
 }
 
 RARE void delta_capture_end(void) { capt.buf = NULL; }
@@ -300,10 +317,23 @@ RARE int delta_out_begin(int fd) {
   return 0;
 }
 
-// In a capture: len bytes from src copied at the end of buf.
+// In a capture: len bytes from src to be copied at the end of buf.
 RARE static int capture_put(const void *src, uint64_t len) {
   if (len > capt.cap - capt.used) return -ENOBUFS;
-  memcpy(capt.buf + capt.used, src, len);
+  char *dst = capt.buf + capt.used;
+  struct iovec *ld = capt.n ? &capt.dst[capt.n - 1] : NULL;
+  struct iovec *ls = capt.n ? &capt.src[capt.n - 1] : NULL;
+  if (ld && (char *)ld->iov_base + ld->iov_len == dst &&
+      (const char *)ls->iov_base + ls->iov_len == (const char *)src) {
+    ld->iov_len += len;
+    ls->iov_len += len;
+  } else {
+    int r = capt.n == IOV_BATCH ? capture_flush() : 0;
+    if (r) return r;
+    capt.dst[capt.n] = (struct iovec){dst, len};
+    capt.src[capt.n++] = (struct iovec){(void *)src, len};
+  }
+  capt.bytes += len;
   capt.used += len;
   return 0;
 }
@@ -347,7 +377,10 @@ RARE int delta_out_end(struct delta_header *dh) {
   memset(dh->reserved, 0, sizeof dh->reserved);
   size_t tlen = (size_t)out.nrec * sizeof *recs_out;
   delta_seal(dh, recs_out);
-  if (capt.buf) return capture_put(recs_out, tlen);
+  if (capt.buf) {
+    r = capture_put(recs_out, tlen);
+    return r ? r : capture_flush();
+  }
   r = os_pwrite_all(out.fd, recs_out, tlen, out.at);
   if (!r) r = os_pwrite_all(out.fd, dh, sizeof *dh, 0);
   return r;

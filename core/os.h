@@ -139,9 +139,15 @@ int os_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 // aligned (offset, length and address: 4096 is always enough). 0 or a
 // negative errno (-EINVAL where the file system has no direct I/O).
 int os_set_direct(int fd, int on);
+struct iovec;
+// Copies this process's memory: src[i] into dst[i] for n pairs of equal
+// lengths (process_vm_readv on itself). A page the program made
+// unreadable fails the call with -EFAULT instead of a fault. The bytes
+// copied, or a negative errno (-EPERM, -ENOSYS where a filter refuses it).
+long os_copy_own(const struct iovec *dst, const struct iovec *src,
+                 unsigned n);
 // Writes the n buffers of iov one after the other from offset off
 // (pwritev, retrying short writes and EINTR; iov is changed).
-struct iovec;
 int os_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off);
 // Reads up to len bytes (retrying EINTR): the count, or a negative errno.
 long os_read(int fd, void *buf, size_t len);
@@ -152,6 +158,11 @@ int os_pipe(int fds[2]);
 // and SIGCHLD handling never see it: 0 in the child, its pid in the
 // parent, or a negative errno. The child may use raw system calls only.
 int os_spawn_quiet(void);
+// In such a child: every signal the program handles is set back to its
+// default action (the program's handlers are not safe in a copy made
+// without the atfork handlers: a fault there ends the copy, as it should,
+// instead of running the program's SIGSEGV handler on locks copied held).
+void os_signals_default(void);
 // Waits for a child made by os_spawn_quiet; *status as wait(2) gives it.
 int os_wait_quiet(int pid, int *status);
 // 1 when the quiet child pid has ended and is reaped now (or is no child

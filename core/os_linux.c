@@ -447,6 +447,15 @@ int os_set_direct(int fd, int on) {
   return (int)SYS3(SYS_fcntl, fd, F_SETFL, fl);
 }
 
+RARE long os_copy_own(const struct iovec *dst, const struct iovec *src,
+                      unsigned n) {
+  long pid = SYS3(SYS_getpid, 0, 0, 0);
+  long r;
+  do r = SYS6(SYS_process_vm_readv, pid, dst, n, src, n, 0);
+  while (r == -EINTR);
+  return r;
+}
+
 int os_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off) {
   while (n > 0) {
     long r = SYS6(SYS_pwritev, fd, iov, n, off, 0, 0);
@@ -480,6 +489,24 @@ int os_spawn_quiet(void) {
   // handlers and the SIGCHLD at its end. Such a child is a "clone child"
   // to wait(2): only __WCLONE or __WALL waits see it.
   return (int)SYS6(SYS_clone, 0, 0, 0, 0, 0, 0);
+}
+
+RARE void os_signals_default(void) {
+  struct {
+    uintptr_t handler;
+    unsigned long flags;
+    uintptr_t restorer;
+    uint64_t mask;
+  } sa;
+  for (long sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (SYS6(SYS_rt_sigaction, sig, 0, &sa, 8, 0, 0) != 0) continue;
+    if (sa.handler == (uintptr_t)SIG_DFL || sa.handler == (uintptr_t)SIG_IGN)
+      continue;
+    memset(&sa, 0, sizeof sa);
+    sa.handler = (uintptr_t)SIG_DFL;
+    SYS6(SYS_rt_sigaction, sig, &sa, 0, 8, 0, 0);
+  }
 }
 
 int os_wait_quiet(int pid, int *status) {

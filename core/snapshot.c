@@ -1055,6 +1055,7 @@ RARE static int writer_finish(struct writer *w, int r, uint64_t pause,
 }
 
 RARE static _Noreturn void writer_run(struct writer *w) {
+  os_signals_default();
   int r = writer_images(w);
   // The parent says how long the program was held, once it runs again,
   // and its pid (this copy's is its own).
