@@ -110,10 +110,12 @@ int delta_out_end(struct delta_header *dh) HIDDEN;
 // no copy of the process (core/snapshot.c). Between delta_capture_begin
 // and delta_capture_end, the deltas written with delta_out_* go to buf
 // (cap bytes, aligned to 4096) instead of their files: a DATA record's
-// bytes are copied at once (the pool changes again after the hold), and
-// delta_out_end puts the records after them and fills the header without
-// writing anything. -ENOBUFS when buf is full (nothing is written: take a
-// copy of the process instead). Then delta_captured says where the bytes
+// bytes are copied by the time delta_out_end returns (the pool changes
+// again after the hold; the copies go through the kernel, gathered, and a
+// page the program made unreadable fails with -EFAULT instead of
+// faulting), and delta_out_end puts the records after them and fills the
+// header without writing anything. -ENOBUFS when buf is full (nothing is
+// written: take a copy of the process instead). Then delta_captured says where the bytes
 // of the delta just ended lie (the file's from DELTA_DATA_OFF on: data
 // and records), and delta_capture_write writes them with header dh to fd,
 // after the hold. The buffer is written from straight to the device where
