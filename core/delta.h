@@ -115,11 +115,12 @@ int delta_out_end(struct delta_header *dh) HIDDEN;
 // page the program made unreadable fails with -EFAULT instead of
 // faulting), and delta_out_end puts the records after them and fills the
 // header without writing anything. -ENOBUFS when buf is full (nothing is
-// written: take a copy of the process instead). Then delta_captured says where the bytes
-// of the delta just ended lie (the file's from DELTA_DATA_OFF on: data
-// and records), and delta_capture_write writes them with header dh to fd,
-// after the hold. The buffer is written from straight to the device where
-// the file system allows it. 0 or a negative errno.
+// written: take a copy of the process instead). Then delta_captured says
+// where the bytes of the delta just ended lie (the file's from
+// DELTA_DATA_OFF on: data and records), and delta_capture_write writes
+// them with header dh to fd, after the hold. The buffer is written from
+// straight to the device where the file system allows it. 0 or a negative
+// errno.
 void delta_capture_begin(char *buf, uint64_t cap) HIDDEN;
 void delta_capture_end(void) HIDDEN;
 const char *delta_captured(uint64_t *len) HIDDEN;
