@@ -250,6 +250,19 @@ static int check_mapped(struct mmpool *p, int unclean, int *lazy, char *why,
   return page_check(p, why, why_len);
 }
 
+// Why a file (its stat) may not be attached: the trust model of
+// check_trust below, for the image's deltas too. NULL when it may.
+static const char *distrust(const struct pool_spec *sp,
+                            const struct os_stat *st) {
+  if (st->mode & (S_IWGRP | S_IWOTH))
+    return "group or others may write it (refused: a pool file must be "
+           "writable by its owner only; chmod go-w)";
+  if (st->uid != os_geteuid() && sp->trust != SPEC_TRUST_ANY)
+    return "it is not owned by the effective user (refused: attach another "
+           "user's pool file with the option trust=any)";
+  return NULL;
+}
+
 // A snapshot's image with its deltas (sp->deltas, docs/snapshots.md
 // "Restart"): the image mapped copy-on-write at its base, anonymous memory
 // past its end, and each delta applied there in order (each checked whole
@@ -284,8 +297,13 @@ RARE static int attach_chain(struct mmpool *p, const struct pool_spec *sp,
     r = fd < 0 ? fd : os_file_stat(fd, &st);
     if (fd >= 0) fds[opened++] = fd;
     w[0] = 0;
+    const char *bad = r ? NULL : distrust(sp, &st);  // as the image's
     if (!r && !st.is_regular)
       r = -EINVAL, fmt_format(w, sizeof w, "not a regular file");
+    else if (bad)
+      r = -EACCES, fmt_format(w, sizeof w, "owner uid %u, mode %04o: %s",
+                              (unsigned)st.uid, (unsigned)(st.mode & 07777),
+                              bad);
     if (!r && st.size < sizeof dh[k])
       r = -ENOEXEC, fmt_format(w, sizeof w, "not an mmpool snapshot delta");
     if (!r) r = os_pread_full(fd, &dh[k], sizeof dh[k], 0);
@@ -458,13 +476,7 @@ attached:
 static int check_trust(struct mmpool *p, const struct pool_spec *sp,
                        const struct os_stat *st) {
   uint32_t me = os_geteuid();
-  const char *why = NULL;
-  if (st->mode & (S_IWGRP | S_IWOTH))
-    why = "group or others may write it (refused: a pool file must be "
-          "writable by its owner only; chmod go-w)";
-  else if (st->uid != me && sp->trust != SPEC_TRUST_ANY)
-    why = "it is not owned by the effective user (refused: attach another "
-          "user's pool file with the option trust=any)";
+  const char *why = distrust(sp, st);
   if (!why) return 0;
   return log_fail(EACCES, "pool '%s': %s: owner uid %u, mode %04o, "
                   "effective uid %u: %s", p->name, p->path,

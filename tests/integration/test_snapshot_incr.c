@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -1010,10 +1011,30 @@ static void capture_series(const char *sd) {
   // where they are, copy-on-write, with their deltas applied at attach,
   // no copy of an image made; every block as it was.
   read_manifest(sd, &m);
-  uint32_t chained = 0;
-  for (uint32_t k = 0; k < m.npools; k++) chained += m.chain[k].n > 0;
+  uint32_t chained = 0, ck = 0;
+  for (uint32_t k = 0; k < m.npools; k++)
+    if (m.chain[k].n) chained++, ck = k;
   assert_true(chained > 0);
+  // A delta others may write is refused as its image would be.
+  char dname[SNAP_FILE_MAX], *dpath;
+  snap_delta_name(dname, sizeof dname, m.pool[ck].name, m.chain[ck].serial[0]);
+  dpath = path2(sd, dname);
+  assert_int_equal(chmod(dpath, 0620), 0);
   pid_t rp = fork();
+  assert_true(rp >= 0);
+  if (rp == 0) {
+    assert_int_equal(mmpool_close(pa), 0);
+    assert_int_equal(mmpool_close(pb), 0);
+    int n = mmpool_restore(sd, NULL);
+    _exit(n == -1 && errno == EACCES &&
+                  strstr(mmpool_last_error(), "group or others may write it")
+              ? 0
+              : 6);
+  }
+  child_ok(rp);
+  assert_int_equal(chmod(dpath, 0600), 0);
+  free(dpath);
+  rp = fork();
   assert_true(rp >= 0);
   if (rp == 0) {
     assert_int_equal(mmpool_close(pa), 0);
