@@ -157,7 +157,8 @@ RARE int mmpool_restore(const char *dir, const char *options) {
   int moved = 0;
   uint64_t changed = 0;
   if (!r) {
-    moved = snapshot_relocated(dir, &m, sp.relocate, files, &changed);
+    moved = snapshot_relocated(dir, &m, sp.relocate,
+                               sp.trust == SPEC_TRUST_ANY, files, &changed);
     if (moved < 0) r = moved;
   }
   struct mmpool *opened[MMPOOL_MAX_POOLS];

@@ -115,8 +115,21 @@ RARE int inspect_open(struct inspect *in, const char *path, unsigned flags,
 // Opens delta k of dpaths, checks its header and, the first time (*dh
 // zero), reads it into dh; later, the header must be the same. fd or a
 // negative errno with one line in why (its path named).
+// With INSPECT_TRUSTED in flags: why st's file may not be attached, or
+// NULL.
+RARE static const char *untrusted(unsigned flags, const struct os_stat *st,
+                                  char *w, size_t w_len) {
+  const char *bad = !(flags & INSPECT_TRUSTED) ? NULL
+                    : poolfile_distrust(st->uid, st->mode, os_geteuid(),
+                                        (flags & INSPECT_ANY_OWNER) != 0);
+  if (bad)
+    fmt_format(w, w_len, "owner uid %u, mode %04o: %s", (unsigned)st->uid,
+               (unsigned)(st->mode & 07777), bad);
+  return bad;
+}
+
 RARE static int open_delta(const char *dpath, struct delta_header *dh,
-                           char *why, size_t why_len) {
+                           unsigned flags, char *why, size_t why_len) {
   char eb[64], w[300];
   int fd = os_open_nolinks(dpath, O_RDONLY, 0);
   struct os_stat st;
@@ -125,6 +138,8 @@ RARE static int open_delta(const char *dpath, struct delta_header *dh,
   if (!r && !st.is_regular) {
     r = -EINVAL;
     fmt_format(w, sizeof w, "not a regular file");
+  } else if (!r && untrusted(flags, &st, w, sizeof w)) {
+    r = -EACCES;
   } else if (!r && st.size < sizeof h) {
     r = -ENOEXEC;
     fmt_format(w, sizeof w, "not an mmpool snapshot delta");
@@ -179,6 +194,10 @@ RARE int inspect_open_deltas(struct inspect *in, const char *path,
     r = -EINVAL;
     goto fail;
   }
+  if (untrusted(flags, &st, why, why_len)) {
+    r = -EACCES;
+    goto fail;
+  }
   r = os_lock_file(fd, flags & INSPECT_EXCLUSIVE);
   if (r == -EWOULDBLOCK) {
     fmt_format(why, why_len, "is in use by another process (attached %s); "
@@ -231,7 +250,7 @@ RARE int inspect_open_deltas(struct inspect *in, const char *path,
   }
   memset(dhs, 0, sizeof dhs);
   for (unsigned k = 0; k < ndelta; k++) {
-    int dfd = open_delta(dpaths[k], &dhs[k], why, why_len);
+    int dfd = open_delta(dpaths[k], &dhs[k], flags, why, why_len);
     if (dfd < 0) {
       r = dfd;
       goto fail;
@@ -267,7 +286,7 @@ RARE int inspect_open_deltas(struct inspect *in, const char *path,
   uint64_t len = file_len;
   for (unsigned k = 0; k < ndelta; k++) {
     char w[300];
-    int dfd = open_delta(dpaths[k], &dhs[k], why, why_len);
+    int dfd = open_delta(dpaths[k], &dhs[k], flags, why, why_len);
     if (dfd < 0) {
       r = dfd;
       goto fail;

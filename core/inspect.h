@@ -32,6 +32,11 @@
 
 enum {
   INSPECT_EXCLUSIVE = 1, // lock exclusively (the caller will replace it)
+  // The attach rules of the trust model (poolfile_distrust) for the file
+  // and its deltas: what a restore that copies them will attach. With
+  // INSPECT_ANY_OWNER too, another user's files (trust=any).
+  INSPECT_TRUSTED = 2,
+  INSPECT_ANY_OWNER = 4,
 };
 
 struct inspect {

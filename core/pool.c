@@ -254,13 +254,8 @@ static int check_mapped(struct mmpool *p, int unclean, int *lazy, char *why,
 // check_trust below, for the image's deltas too. NULL when it may.
 static const char *distrust(const struct pool_spec *sp,
                             const struct os_stat *st) {
-  if (st->mode & (S_IWGRP | S_IWOTH))
-    return "group or others may write it (refused: a pool file must be "
-           "writable by its owner only; chmod go-w)";
-  if (st->uid != os_geteuid() && sp->trust != SPEC_TRUST_ANY)
-    return "it is not owned by the effective user (refused: attach another "
-           "user's pool file with the option trust=any)";
-  return NULL;
+  return poolfile_distrust(st->uid, st->mode, os_geteuid(),
+                           sp->trust == SPEC_TRUST_ANY);
 }
 
 // A snapshot's image with its deltas (sp->deltas, docs/snapshots.md

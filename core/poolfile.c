@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "compiler.h"
 #include "fmt.h"
 #include "hash.h"
@@ -237,4 +239,15 @@ RARE int poolfile_validate(const struct poolfile_header *h, uint64_t file_size,
   // one must not cost the user the pool. pool_brk_get checks it where it
   // is used, and a bad one starts the break afresh.
   return 0;
+}
+
+const char *poolfile_distrust(uint32_t uid, uint32_t mode, uint32_t me,
+                              int any_owner) {
+  if (mode & (S_IWGRP | S_IWOTH))
+    return "group or others may write it (refused: a pool file must be "
+           "writable by its owner only; chmod go-w)";
+  if (uid != me && !any_owner)
+    return "it is not owned by the effective user (refused: attach another "
+           "user's pool file with the option trust=any)";
+  return NULL;
 }

@@ -209,6 +209,13 @@ void poolfile_layout(uint64_t capacity, uint64_t *desc_off, uint64_t *data_off,
 void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
                    uint64_t capacity);
 
+// The trust model (docs/pool-file-format.md, "Trust model"): why a file
+// owned by uid with permission bits mode may not be attached by a process
+// of effective uid me (any_owner: trust=any), or NULL when it may. A file
+// its group or others may write never; another user's only with any_owner.
+const char *poolfile_distrust(uint32_t uid, uint32_t mode, uint32_t me,
+                              int any_owner);
+
 // Recomputes h->checksum after an identity field changed.
 void poolfile_seal(struct poolfile_header *h);
 

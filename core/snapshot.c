@@ -1647,6 +1647,12 @@ RARE int snapshot_entry_check(const struct snap_entry *e, struct mmpool *p,
 RARE int snapshot_image_open(struct inspect *in, const char *dir,
                              const struct snap_manifest *m, uint32_t i,
                              char *why, size_t why_len) {
+  return snapshot_image_open_as(in, dir, m, i, 0, why, why_len);
+}
+
+RARE int snapshot_image_open_as(struct inspect *in, const char *dir,
+                                const struct snap_manifest *m, uint32_t i,
+                                unsigned flags, char *why, size_t why_len) {
   static char paths[1 + SNAP_CHAIN_MAX][4200];
   static const char *dp[SNAP_CHAIN_MAX];
   const struct snap_entry *e = &m->pool[i];
@@ -1660,7 +1666,7 @@ RARE int snapshot_image_open(struct inspect *in, const char *dir,
     dp[j] = paths[1 + j];
   }
   char w[400];
-  int r = inspect_open_deltas(in, paths[0], n, dp, 0, w, sizeof w);
+  int r = inspect_open_deltas(in, paths[0], n, dp, flags, w, sizeof w);
   if (r) {
     fmt_format(why, why_len, "%s: %s", paths[0], w);
     return r;
@@ -1746,8 +1752,10 @@ RARE void snapshot_deltas(const char *dir, const struct snap_manifest *m,
 }
 
 RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
-                            int relocate, char (*files)[SNAP_FILE_MAX],
-                            uint64_t *changed) {
+                            int relocate, int trust_any,
+                            char (*files)[SNAP_FILE_MAX], uint64_t *changed) {
+  // What is copied is attached: the files are held to the attach rules.
+  unsigned tf = INSPECT_TRUSTED | (trust_any ? INSPECT_ANY_OWNER : 0);
   static struct inspect in;  // 8 KiB aligned
   static struct reloc_range set[MMPOOL_MAX_POOLS];
   static uint64_t lo[MMPOOL_MAX_POOLS], hi[MMPOOL_MAX_POOLS];
@@ -1769,7 +1777,7 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
     const struct snap_entry *e = &m->pool[i];
     chained += m->chain[i].n > 0;
     if (!relocate || range_free(e->base, e->capacity)) continue;
-    int r = snapshot_image_open(&in, dir, m, i, why, sizeof why);
+    int r = snapshot_image_open_as(&in, dir, m, i, tf, why, sizeof why);
     if (r) return log_fail(-r, "relocate: %s", why);
     uint64_t align = in.hdr.st.align_max > POOL_BASE_ALIGN
                          ? in.hdr.st.align_max
@@ -1797,7 +1805,7 @@ RARE int snapshot_relocated(const char *dir, const struct snap_manifest *m,
     // change); else the images with deltas that attach cannot apply.
     if (!moved && (!m->chain[i].n || chain_attachable(dfd, m, i))) continue;
     fmt_format(path, sizeof path, "%s/%s", dir, e->file);
-    r = snapshot_image_open(&in, dir, m, i, why, sizeof why);
+    r = snapshot_image_open_as(&in, dir, m, i, tf, why, sizeof why);
     if (r) {
       r = log_fail(-r, "%s: %s", moved ? "relocate" : "restore", why);
       break;

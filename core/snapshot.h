@@ -155,12 +155,19 @@ struct inspect;
 int snapshot_image_open(struct inspect *in, const char *dir,
                         const struct snap_manifest *m, uint32_t i, char *why,
                         size_t why_len) HIDDEN;
+// The same with inspect_open's flags (INSPECT_TRUSTED: what is to be
+// attached).
+int snapshot_image_open_as(struct inspect *in, const char *dir,
+                           const struct snap_manifest *m, uint32_t i,
+                           unsigned flags, char *why, size_t why_len) HIDDEN;
 
 // Restore: the copies a snapshot m read from dir needs in this process,
 // made in dir as files[i] for pool i (".relocated-PID-I.pool"; "" for a
 // pool attached from its own image): with relocate, when the pools'
 // ranges are not all free here, the set is moved (every pool whose range
-// is taken to a free range, the others staying) and every pool copied
+// is taken to a free range, the others staying; the files copied are held
+// to the attach rules of the trust model, another user's allowed with
+// trust_any) and every pool copied
 // with its pointers moved. Else an image with deltas (core/delta.h) is
 // attached with them applied at attach (snapshot_deltas), unless its chain
 // shortens the image somewhere: then it is copied with them applied. The
@@ -170,8 +177,8 @@ int snapshot_image_open(struct inspect *in, const char *dir,
 // changed, or a negative errno with the reason left by log_fail (the
 // copies made are removed).
 int snapshot_relocated(const char *dir, const struct snap_manifest *m,
-                       int relocate, char (*files)[SNAP_FILE_MAX],
-                       uint64_t *changed) HIDDEN;
+                       int relocate, int trust_any,
+                       char (*files)[SNAP_FILE_MAX], uint64_t *changed) HIDDEN;
 // What a restore gives pool_open for entry i of m read from dir when
 // snapshot_relocated made no copy of it: its deltas to apply at attach
 // (d->n 0: none), named in names, which must outlive d's use.

@@ -51,14 +51,18 @@ static int restore_apply(void) {
   // And relocate=yes on the configured pool of any name in the snapshot
   // moves the set where its ranges are taken (snapshot_relocated).
   unsigned more = 0;
-  int relocate = 0;
+  int relocate = 0, trust_any = 0;
   for (uint32_t i = 0; i < m->npools; i++) {
     unsigned k = 0;
     while (k < shim_cfg.npools && strcmp(shim_cfg.pools[k].name,
                                          m->pool[i].name))
       k++;
-    if (k == shim_cfg.npools) more++;
-    else relocate |= shim_cfg.pools[k].spec.relocate;
+    if (k == shim_cfg.npools) {
+      more++;
+    } else {
+      relocate |= shim_cfg.pools[k].spec.relocate;
+      trust_any |= shim_cfg.pools[k].spec.trust == SPEC_TRUST_ANY;
+    }
   }
   if (shim_cfg.npools + more > CONFIG_MAX_POOLS)
     return log_fail(ENOSPC, "%s: %u pools more than the configuration's "
@@ -68,7 +72,8 @@ static int restore_apply(void) {
   // images whose deltas attach cannot apply (else they are, below).
   {
     uint64_t changed = 0;
-    int mv = snapshot_relocated(dir, m, relocate, restore_files, &changed);
+    int mv = snapshot_relocated(dir, m, relocate, trust_any, restore_files,
+                                &changed);
     if (mv < 0) return mv;
     restore_moved = mv > 0;
     restore_copied = 1;
