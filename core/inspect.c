@@ -112,9 +112,6 @@ RARE int inspect_open(struct inspect *in, const char *path, unsigned flags,
   return inspect_open_deltas(in, path, 0, NULL, flags, why, why_len);
 }
 
-// Opens delta k of dpaths, checks its header and, the first time (*dh
-// zero), reads it into dh; later, the header must be the same. fd or a
-// negative errno with one line in why (its path named).
 // With INSPECT_TRUSTED in flags: why st's file may not be attached, or
 // NULL.
 RARE static const char *untrusted(unsigned flags, const struct os_stat *st,
@@ -128,6 +125,9 @@ RARE static const char *untrusted(unsigned flags, const struct os_stat *st,
   return bad;
 }
 
+// Opens delta k of dpaths, checks its header and, the first time (*dh
+// zero), reads it into dh; later, the header must be the same. fd or a
+// negative errno with one line in why (its path named).
 RARE static int open_delta(const char *dpath, struct delta_header *dh,
                            unsigned flags, char *why, size_t why_len) {
   char eb[64], w[300];
