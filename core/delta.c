@@ -274,6 +274,7 @@ static struct {
   char *buf;
   uint64_t cap, used;
   uint64_t start;  // the current delta's
+  int refused;     // the kernel refuses the copies (a seccomp filter)
   unsigned n;      // copies not made yet
   uint64_t bytes;  // ... their bytes
   struct iovec dst[IOV_BATCH], src[IOV_BATCH];
@@ -283,6 +284,7 @@ static struct {
 RARE static int capture_flush(void) {
   long r = capt.n ? os_copy_own(capt.dst, capt.src, capt.n) : 0;
   int ok = !capt.n || r == (long)capt.bytes;
+  if (r == -EPERM || r == -ENOSYS) capt.refused = 1;
   capt.n = 0;
   capt.bytes = 0;
   return ok ? 0 : r < 0 ? (int)r : -EFAULT;
@@ -297,6 +299,8 @@ RARE void delta_capture_begin(char *buf, uint64_t cap) {
 }
 
 RARE void delta_capture_end(void) { capt.buf = NULL; }
+
+RARE int delta_capture_usable(void) { return !capt.refused; }
 
 RARE const char *delta_captured(uint64_t *len) {
   *len = capt.used - capt.start;

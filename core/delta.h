@@ -123,6 +123,9 @@ int delta_out_end(struct delta_header *dh) HIDDEN;
 // errno.
 void delta_capture_begin(char *buf, uint64_t cap) HIDDEN;
 void delta_capture_end(void) HIDDEN;
+// 0 once the kernel refused a capture's copies (process_vm_readv denied
+// by a seccomp filter): no capture is worth trying in this process.
+int delta_capture_usable(void) HIDDEN;
 const char *delta_captured(uint64_t *len) HIDDEN;
 int delta_capture_write(int fd, const struct delta_header *dh,
                         const char *area, uint64_t len) HIDDEN;

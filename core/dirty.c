@@ -131,6 +131,14 @@ RARE static long scan(struct track *t, uintptr_t lo, uintptr_t hi, int what,
   return found;
 }
 
+// Where the pages of pool p that a scan looks at end: its data committed,
+// within what is reserved.
+RARE static uintptr_t scan_end(const struct mmpool *p) {
+  uintptr_t end = p->base + __atomic_load_n(&p->reserved, __ATOMIC_RELAXED);
+  uintptr_t hi = p->data + __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
+  return hi < end ? hi : end;
+}
+
 RARE static void scan_one(unsigned id) {
   struct mmpool *p = &pool_table[id];
   struct track *t = &tracks[id];
@@ -166,8 +174,7 @@ RARE static void scan_one(unsigned id) {
     }
     t->reg_end = end;
   }
-  uintptr_t hi = p->data + __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
-  if (hi > end) hi = end;
+  uintptr_t hi = scan_end(p);
   long r = scan(t, p->data, hi, OS_SCAN_WRITTEN_PROTECT, pagemap);
   int why = DIRTY_OK;
   if (r > 0) r = 0;
@@ -233,8 +240,10 @@ RARE int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) {
   return r < 0 ? (int)r : 0;
 }
 
-RARE long dirty_rescan(unsigned id, uintptr_t start, uintptr_t end) {
-  return scan(&tracks[id], start, end, OS_SCAN_WRITTEN_PROTECT, pagemap);
+RARE long dirty_rescan(unsigned id) {
+  const struct mmpool *p = &pool_table[id];
+  return scan(&tracks[id], p->data, scan_end(p), OS_SCAN_WRITTEN_PROTECT,
+              pagemap);
 }
 
 RARE uint64_t dirty_present(unsigned id) { return tracks[id].present; }

@@ -81,10 +81,10 @@ int dirty_active(void) HIDDEN;
 int dirty_late(unsigned id, int s, uintptr_t start, uintptr_t end) HIDDEN;
 // A snapshot taken without a copy of the process (core/snapshot.c,
 // "capture"), in the process under the hold: adds to the map of pool id
-// the pages written over [start, end) since they were last protected, and
-// protects them again. The number of ranges found (0: nothing was written
-// since the scan before), or a negative errno.
-long dirty_rescan(unsigned id, uintptr_t start, uintptr_t end) HIDDEN;
+// the pages written over the range dirty_scan looks at since they were
+// last protected, and protects them again. The number of ranges found (0:
+// nothing was written since the scan before), or a negative errno.
+long dirty_rescan(unsigned id) HIDDEN;
 // About how many pages of set 0's map of pool id hold data (present when
 // scanned, not purged since written): what a delta copies, or more.
 uint64_t dirty_present(unsigned id) HIDDEN;

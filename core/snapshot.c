@@ -1212,23 +1212,17 @@ static uint64_t climit;  // what this snapshot's capture may take of them
 static unsigned cskip, cbackoff;
 void (*snapshot_at_capture)(void);
 
-// Where the pages of pool p that a scan looks at end.
-RARE static uintptr_t scan_end(const struct mmpool *p) {
-  uintptr_t end = p->base + __atomic_load_n(&p->reserved, __ATOMIC_RELAXED);
-  uintptr_t hi = p->data + __atomic_load_n(&p->data_len, __ATOMIC_RELAXED);
-  return hi < end ? hi : end;
-}
-
 // The bytes a capture of this snapshot is expected to take (the deltas'
 // data and records), or 0 when it cannot be one: a pool is not tracked (a
 // file pool, a new one), or the changes are too large for their copy to
 // beat the copy of the process (1/CAPTURE_PER_HEAP of the heap: *limit,
 // at most CAPTURE_MAX). A capture may take more than expected (pages put
 // in use since the last snapshot that were written before it, of which
-// the maps know nothing): up to *limit. Right after dirty_scan, under the
-// registry lock.
+// the maps know nothing): up to *limit. None where the kernel refused a
+// capture's copies. Right after dirty_scan, under the registry lock.
 RARE static uint64_t capture_need(uint64_t *limit) {
   uint64_t need = 0, heap = 0;
+  if (!delta_capture_usable()) return 0;
   for (unsigned i = 1; i <= MMPOOL_MAX_POOLS; i++) {
     const struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || p->frozen) continue;
@@ -1288,7 +1282,7 @@ RARE static int capture(struct writer *w) {
     const struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || p->frozen) continue;
     if (dirty_usable(i, 0) != DIRTY_OK ||  // opened since the scan
-        dirty_rescan(i, p->data, scan_end(p)) < 0)
+        dirty_rescan(i) < 0)
       return 0;
   }
   w->capture = 1;
@@ -1300,7 +1294,7 @@ RARE static int capture(struct writer *w) {
   for (unsigned i = 1; !r && i <= MMPOOL_MAX_POOLS; i++) {
     const struct mmpool *p = &pool_table[i];
     if (p->state != POOL_OPEN || p->frozen) continue;
-    if (dirty_rescan(i, p->data, scan_end(p)) != 0) r = -EBUSY;
+    if (dirty_rescan(i) != 0) r = -EBUSY;
   }
   if (r == -EBUSY) {  // written meanwhile
     cbackoff = cbackoff ? (cbackoff < 64 ? 2 * cbackoff : 64) : 1;

@@ -34,6 +34,7 @@
 
 #include "itest.h"
 
+#include "delta.h"
 #include "dirty.h"
 #include "heap.h"
 #include "inspect.h"
@@ -1147,11 +1148,47 @@ static void test_kernel_refuses(void **state) {
   in_child("kernel", kernel_refuses);
 }
 
+// In a child whose process_vm_readv(2) fails with EPERM (a filter): the
+// first capture is dropped and no other is tried; every snapshot is a
+// delta, copied, and right.
+static void copies_refused(const char *sd) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof *f, f};
+  assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+  assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+  pa = mmpool_open("incr_r", "size=512M");
+  assert_non_null(pa);
+  pb = pf = NULL;
+  nblk = 0;
+  for (unsigned i = 0; i < 2000; i++) add(pa, (32u << 10) + rnd() % 32768, 0);
+  for (unsigned i = 0; i < 300; i++) add(pa, (size_t)64 << (rnd() % 6), 0);
+  struct snap_manifest m;
+  snap(sd, 0, DIRTY_NO_SET, &m);
+  uint64_t c = captured();
+  for (int k = 0; k < 4; k++) {
+    write_small(10);
+    snap(sd, 1, DIRTY_OK, &m);
+  }
+  assert_int_equal(captured(), c);
+  assert_int_equal(delta_capture_usable(), 0);
+}
+
+static void test_copies_refused(void **state) {
+  (void)state;
+  in_child("refused", copies_refused);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_capture),
       cmocka_unit_test(test_series),
       cmocka_unit_test(test_kernel_refuses),
+      cmocka_unit_test(test_copies_refused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
