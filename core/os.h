@@ -153,6 +153,11 @@ int os_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off);
 long os_read(int fd, void *buf, size_t len);
 // A pipe, both ends close-on-exec.
 int os_pipe(int fds[2]);
+// A connected pair of stream sockets, both ends close-on-exec: a pipe
+// whose writer, with os_send_all, gets EPIPE and no SIGPIPE when the
+// reader is gone (a child that died early must not kill the program).
+int os_socket_pair(int fds[2]);
+int os_send_all(int fd, const void *buf, size_t len);
 // A copy of the process (fork without the atfork handlers: a raw clone)
 // that sends its parent no signal when it ends, so a program's own wait()
 // and SIGCHLD handling never see it: 0 in the child, its pid in the

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -483,6 +484,22 @@ long os_read(int fd, void *buf, size_t len) {
 }
 
 int os_pipe(int fds[2]) { return (int)SYS3(SYS_pipe2, fds, O_CLOEXEC, 0); }
+
+int os_socket_pair(int fds[2]) {
+  return (int)SYS6(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+                   fds, 0, 0);
+}
+
+int os_send_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    long r = SYS6(SYS_sendto, fd, p, len, MSG_NOSIGNAL, 0, 0);
+    if (r == -EINTR) continue;
+    if (r <= 0) return r ? (int)r : -EIO;
+    p += r, len -= (size_t)r;
+  }
+  return 0;
+}
 
 int os_spawn_quiet(void) {
   // clone with no flags and exit signal 0: a fork, minus glibc's atfork

@@ -1344,11 +1344,15 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
   int r = os_pipe(res);
   if (r) return log_fail(-r, "snapshot: pipe: %s",
                          os_strerror(-r, eb, sizeof eb));
-  r = os_pipe(go);
+  // The pause and the pid go to the writer through a socket: if it died
+  // already (a fault, the OOM killer), the send fails instead of raising
+  // SIGPIPE in the program.
+  r = os_socket_pair(go);
   if (r) {
     os_close(res[0]);
     os_close(res[1]);
-    return log_fail(-r, "snapshot: pipe: %s", os_strerror(-r, eb, sizeof eb));
+    return log_fail(-r, "snapshot: socketpair: %s",
+                    os_strerror(-r, eb, sizeof eb));
   }
   // Earlier writers that have ended are reaped; when all the places are
   // taken, the oldest is waited for.
@@ -1436,8 +1440,8 @@ RARE static int take(const char *dir, int dfd, uint64_t serial,
                     os_strerror(-pid, eb, sizeof eb));
   }
   uint64_t ppid = (uint64_t)os_getpid();
-  os_write_all(go[1], &pause, sizeof pause);
-  os_write_all(go[1], &ppid, sizeof ppid);
+  os_send_all(go[1], &pause, sizeof pause);
+  os_send_all(go[1], &ppid, sizeof ppid);
   os_close(go[1]);
   long n = os_read(res[0], msg, sizeof *msg);
   os_close(res[0]);

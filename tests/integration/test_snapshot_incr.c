@@ -67,7 +67,8 @@ static uint64_t seed = 0x9e3779b97f4a7c15ull;
 static void child_ok(pid_t pid) {
   int status = 0;
   assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
+  if (!WIFEXITED(status))
+    fail_msg("child %d ended by signal %d", (int)pid, WTERMSIG(status));
   assert_int_equal(WEXITSTATUS(status), 0);
 }
 
