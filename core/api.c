@@ -458,6 +458,7 @@ RARE int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
     log_fail(EINVAL, "mmpool_stats: NULL output");
     return fail_int(-EINVAL);
   }
+  heap_flush_own(p);  // this thread's frees count, batched or not
   engine_lock(&p->lock);
   page_stats(p, out);
   engine_unlock(&p->lock);

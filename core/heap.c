@@ -85,6 +85,7 @@ void heap_registry_unlock(void) { engine_unlock(&reg_lock); }
 
 static void thread_exit(void *arg);
 static void set_own(unsigned id, struct theap *h);
+static void rb_flush_all(void);
 
 void heap_init_once(void) {
   if (__atomic_load_n(&init_done, __ATOMIC_ACQUIRE)) return;
@@ -143,6 +144,8 @@ static void heap_free_mem(struct theap *h) {
   free_heaps = h;
 }
 
+static void direct_set(struct theap *h, unsigned c, struct pdesc *d);
+
 static void set_cur(struct theap *h, unsigned c, struct pdesc *d) {
   // The current slab is pinned (PDESC_USED_PIN): its count never falls to
   // 0, so the free fast path needs no test of which slab emptied. The
@@ -154,6 +157,12 @@ static void set_cur(struct theap *h, unsigned c, struct pdesc *d) {
     if (d != &empty_desc) d->used |= PDESC_USED_PIN;
   }
   h->cur[c] = d;
+  direct_set(h, c, d);
+}
+
+// What malloc's fast path pops from for the sizes of class c: its current
+// slab (set_cur), or a batch of remote frees (alloc_class).
+static void direct_set(struct theap *h, unsigned c, struct pdesc *d) {
   uint32_t b = sc_table[c].bsize;
   if (b > SC_DIRECT_MAX) return;
   // The direct slots of class c: sizes (previous class, b], and size 0 for
@@ -376,6 +385,7 @@ void heap_freeze(void) {
     }
   }
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  rb_flush_all();  // no freed block stays counted live ("Batches")
 }
 
 void heap_thaw(void) {
@@ -413,9 +423,20 @@ static inline uint64_t slab_off(const struct mmpool *p, uint32_t idx) {
 static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
   if (__atomic_load_n(&d->thread_free, __ATOMIC_RELAXED) == keep) return;
   uint64_t tf = __atomic_exchange_n(&d->thread_free, keep, __ATOMIC_ACQUIRE);
-  uint64_t head = tf & ~TF_DETACHED, tail = head;
+  uint64_t head = TF_HEAD(tf), tail = head;
   if (!head) return;
-  uint32_t k = 1;
+  // The usual case, a current slab run dry: the list becomes the free list
+  // whole, by its count. Walking it cost a cache miss per block, each a
+  // line another core wrote last, one after the other (25 % of wl-larson
+  // 2's time; docs/performance.md, "Remote frees in batches"); the pops take
+  // those misses later, one per malloc, among the program's own work.
+  uint32_t k = TF_COUNT(tf);
+  if (!d->free && k && k <= pdesc_used(d)) {
+    d->free = head;
+    d->used -= k;
+    return;
+  }
+  k = 1;
   for (uint64_t n; (n = *(uint64_t *)(p->base + tail)) != 0; k++) {
     // More blocks than are live: a block was freed twice (a loop).
     if (k > pdesc_used(d))
@@ -426,6 +447,18 @@ static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
   *(uint64_t *)(p->base + tail) = d->free;
   d->free = head;
   d->used -= k;
+}
+
+// collect for a slab looked at in passing (find_slab, sweep): one that has
+// free blocks keeps its counted thread-free list for when it runs dry
+// (taken then without a walk), unless that list holds every live block:
+// the slab is empty, and the caller gives it back.
+static void collect_look(struct mmpool *p, struct pdesc *d) {
+  if (d->free) {
+    uint32_t k = TF_COUNT(__atomic_load_n(&d->thread_free, __ATOMIC_RELAXED));
+    if (k && k < pdesc_used(d)) return;
+  }
+  collect(p, d, 0);
 }
 
 // Threads never-used blocks onto the free list, a few KiB at a time so a
@@ -558,7 +591,7 @@ static void sweep(struct mmpool *p, struct theap *h, unsigned c) {
   for (; l && todo; todo--) {
     struct pdesc *s = scan_step(p, h, c, &l);
     if (s == h->cur[c]) continue;
-    collect(p, s, 0);
+    collect_look(p, s);
     if (pdesc_used(s) == 0) slab_release(p, h, s);
   }
 }
@@ -619,7 +652,7 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
   uint32_t todo, l = scan_begin(h, c, &todo);
   for (; l && todo; todo--) {
     struct pdesc *s = scan_step(p, h, c, &l);
-    collect(p, s, 0);
+    collect_look(p, s);
     if (!s->free && s->inited == s->nblocks) {
       if (detach_full(p, h, s)) continue;
       collect(p, s, 0);  // a block came back meanwhile
@@ -676,12 +709,28 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
   return d;
 }
 
+static struct rbatch *rb_take(struct theap *h, unsigned c);
+
+// A block of class c, when what the fast path pops from is spent: from a
+// batch of blocks this thread freed into other threads' slabs (sizes up to
+// SC_DIRECT_MAX: installed for the fast path until it is empty); else from
+// the current slab, or find_slab's. Batches first: a thread that frees
+// half its blocks into other threads' slabs takes them all back that way,
+// and its own slab gets the other half (wl-larson 2: with the slab first,
+// the batches filled, and 56 % of their blocks went back to their owners).
 static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
   struct theap *h = heap_get(p);
   if (!h) return NULL;
   struct pdesc *d = h->cur[c];
+  uint32_t b = sc_table[c].bsize;
+  struct rbatch *e = b <= SC_DIRECT_MAX ? rb_take(h, c) : NULL;
+  if (e) {
+    direct_set(h, c, &e->pd);
+    return heap_slab_pop(h->base, &e->pd, e->pd.free, (uint16_t)(b - n));
+  }
   if (!d->free && !(d = find_slab(p, h, c))) return NULL;
-  return heap_slab_pop(h->base, d, d->free, (uint16_t)(d->bsize - n));
+  if (b <= SC_DIRECT_MAX && h->direct[b] != d) direct_set(h, c, d);
+  return heap_slab_pop(h->base, d, d->free, (uint16_t)(b - n));
 }
 
 // The slow paths' entry points run between heap_enter and heap_leave.
@@ -808,7 +857,7 @@ static int slab_lists_hold(struct mmpool *p, struct pdesc *d, uint64_t off) {
   uint64_t end = slab + (uint64_t)d->nblocks * d->bsize;
   uint64_t head[2] = {
       __atomic_load_n(&d->free, __ATOMIC_ACQUIRE),
-      __atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE) & ~TF_DETACHED};
+      TF_HEAD(__atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE))};
   for (int k = 0; k < 2; k++) {
     uint64_t x = head[k];
     for (uint32_t n = 0; x && n <= d->nblocks; n++) {
@@ -889,8 +938,8 @@ void heap_misuse(struct mmpool *p, uintptr_t a, const char *call,
             why, p->name);
 }
 
-static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
-                      const char *call);
+static int free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                     const char *call, int recheck);
 
 // A slab freed into while detached: adopt it, or (exiting thread) free
 // into it under the lock.
@@ -902,7 +951,7 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
   if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != OWNER_DETACHED) {
     // Adopted by another thread meanwhile: back to the remote path.
     engine_unlock(&p->lock);
-    free_slow(p, d, a, call);
+    free_slow(p, d, a, call, 0);
     return;
   }
   if (!page_slab_sound(p, d)) {  // damaged in its file: left as it is
@@ -932,6 +981,185 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
   engine_unlock(&p->lock);
 }
 
+// Pushes the chain head..tail of n blocks of slab d (linked through their
+// first words, each with the free mark) onto its thread-free list, the
+// count n up (poolfile.h, TF_COUNT): 1 done; 0 the slab is detached; -1
+// head is at the list's head already (a double free).
+static inline int tf_push(struct pdesc *d, uintptr_t base, uint64_t head,
+                          uint64_t tail, uint32_t n) {
+  uint64_t *t = (uint64_t *)(base + tail);
+  uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
+  for (;;) {
+    if (old & TF_DETACHED) return 0;
+    if (TF_HEAD(old) == head) return -1;
+    *t = TF_HEAD(old);
+    uint64_t nw = head | ((old & ~(TF_COUNT_ONE - 1)) +
+                          ((uint64_t)n << TF_COUNT_SHIFT));
+    if (__atomic_compare_exchange_n(&d->thread_free, &old, nw, 1,
+                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+      return 1;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Batches of remote frees
+//
+// A block freed by a thread that does not own its slab went onto the slab's
+// thread-free list at once, with a compare-and-swap on the descriptor's
+// line, which the owner writes on every malloc and free of the slab, and
+// the owner then fetched the block back from the freeing core. The freeing
+// thread now keeps such blocks, per slab, in its heap of the pool (struct
+// rbatch: RB_SLOTS entries indexed by the slab's page), and its own mallocs
+// of the class take them first (alloc_class installs a batch where the fast
+// path pops, as a slab): the block is still in this core's cache. A batch
+// goes to its slab with one compare-and-swap when it holds RB_BATCH blocks
+// or RB_BYTES bytes, when another slab needs its entry, when it got no
+// block for RB_AGE batched frees, at every freeze, and when the thread
+// exits (docs/performance.md, "Remote frees in batches").
+//
+// A batched block is free to the program and still live to its slab (so
+// the slab is never given back meanwhile). What must see the pools as they
+// are empties the batches first: heap_freeze empties every thread's
+// (snapshots, fork, malloc_trim, close and exit all freeze), so a snapshot
+// never holds a block that was freed; mmpool_stats empties the caller's. A
+// free that finds the free mark on a block that no list of its slab holds
+// (a double free of a batched block, or data that looks like the mark)
+// looks again under a freeze (heap_free_slow). Only a thread that
+// allocates the class batches (a consumer that only frees would merely
+// hold the blocks, and their slabs, longer), and only blocks of at most
+// RB_BYTES / 2: a thread holds at most RB_SLOTS * RB_BYTES bytes of
+// batched blocks per pool.
+#define RB_BATCH 16
+#define RB_BYTES 4096
+// Every RB_AGE blocks put in batches, those that got none since the last
+// look are pushed (rb_age): a thread that frees into a slab, then into
+// others, and allocates little of the class, would otherwise keep its last
+// blocks of each slab, and the slab, for good. Each batch gets a block
+// about once per RB_SLOTS when a thread frees into that many slabs at
+// random (wl-larson 2: a look every 64 blocks pushed 45 % of the blocks
+// back to their owners before they could be reused).
+#define RB_AGE (8 * RB_SLOTS)
+
+// Empties batch e (its blocks pushed or dropped by the caller).
+static inline void rb_clear(struct rbatch *e) {
+  e->pd.free = 0;
+  e->pd.used = 0;
+  e->in = 0;
+}
+
+// Pushes batch e, and empties it: onto its slab's thread-free list, or
+// (detached slab) onto the slab's free list under the pool lock, the slab
+// then listed or given back as free_detached does for an exiting thread.
+// pre: inside (heap_enter), no engine lock held.
+static void rb_push_slow(struct mmpool *p, struct rbatch *e,
+                         const char *call) {
+  struct pdesc *d = e->d;
+  uint64_t head = e->pd.free, tail = e->tail;
+  uint32_t n = e->in - e->pd.used;
+  rb_clear(e);
+  // Pushed by a freeze meanwhile; or its pool was closed or let go since
+  // (the freeze before that pushed it, or the bytes are not ours now).
+  if (!head || p->state != POOL_OPEN || p->frozen) return;
+  for (;;) {
+    int r = tf_push(d, p->base, head, tail, n);
+    if (r > 0) return;
+    if (r < 0) heap_misuse(p, p->base + head, call, HEAP_FREED);
+    engine_lock(&p->lock);
+    if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) == OWNER_DETACHED)
+      break;
+    engine_unlock(&p->lock);  // adopted meanwhile: its list again
+  }
+  if (page_slab_sound(p, d)) {
+    *(uint64_t *)(p->base + tail) = d->free;
+    d->free = head;
+    d->used -= n;
+    if (d->used == 0) {
+      if (d->flags & PDF_LISTED) page_avail_remove(p, d);
+      page_span_free(p, page_index(p, d), d->npages);
+    } else if (!(d->flags & PDF_LISTED)) {
+      page_avail_push(p, d);
+    }
+  }
+  engine_unlock(&p->lock);
+}
+
+// Every batch of h pushed. pre: as rb_push_slow; h's thread is this one,
+// or is held by the freeze.
+static void rb_flush(struct mmpool *p, struct theap *h) {
+  for (unsigned i = 0; i < RB_SLOTS; i++)
+    if (h->rb[i].pd.free) rb_push_slow(p, &h->rb[i], "free");
+}
+
+// Pushes h's batches that got no block since the last call; marks the
+// others for the next. pre: as rb_push_slow.
+static void rb_age(struct mmpool *p, struct theap *h) {
+  for (unsigned i = 0; i < RB_SLOTS; i++) {
+    struct rbatch *e = &h->rb[i];
+    if (e->pd.free && !e->hot) rb_push_slow(p, e, "free");
+    e->hot = 0;
+  }
+}
+
+// A batch of h with blocks of class c, or NULL. Bits of batches emptied
+// (or given to another class) since they were set are cleared on the way.
+static struct rbatch *rb_take(struct theap *h, unsigned c) {
+  for (unsigned w = 0; w < RB_SLOTS / 64; w++) {
+    for (uint64_t m = h->rb_mask[c][w]; m; m &= m - 1) {
+      struct rbatch *e = &h->rb[w * 64 + (unsigned)__builtin_ctzll(m)];
+      if (e->pd.free && e->pd.cls == c) return e;
+      h->rb_mask[c][w] &= ~(m & -m);
+    }
+  }
+  return NULL;
+}
+
+// Makes empty batch e slab d's, with block off in it. A batch the fast
+// path pops from (installed in direct[] by alloc_class) is taken out of
+// there first: its class may change.
+static void rb_start(struct theap *h, struct rbatch *e, struct pdesc *d,
+                     uint64_t off) {
+  unsigned c = e->pd.cls;
+  uint32_t cb = sc_table[c].bsize;
+  if (cb <= SC_DIRECT_MAX && h->direct[cb] == &e->pd)
+    direct_set(h, c, h->cur[c]);
+  e->d = d;
+  unsigned i = (unsigned)(e - h->rb);
+  h->rb_mask[d->cls][i / 64] |= (uint64_t)1 << (i % 64);
+  e->pd.cls = d->cls;
+  e->pd.gshift = d->gshift;
+  e->pd.bsize = d->bsize;
+  e->pd.slack_off = d->slack_off;
+  e->pd.owner = OWNER_NONE;
+  e->pd.free = off;
+  e->pd.used = 0;
+  e->tail = off;
+  e->in = 1;
+  e->hot = 1;
+  uint32_t k = RB_BYTES / d->bsize;  // 2 or more
+  e->max = (uint16_t)(k < RB_BATCH ? k : RB_BATCH);
+}
+
+void heap_flush_own(struct mmpool *p) {
+  heap_enter();
+  struct theap *h = tl_own[p->id];
+  if (h != &empty_heap && h->pool == p && h->gen == p->gen && h->handle)
+    rb_flush(p, h);
+  heap_leave();
+}
+
+// At a freeze: every thread's batches pushed. The registry stands still
+// without its lock: heaps are made and dropped inside the allocator (or by
+// the freezing thread), and no thread is inside.
+static void rb_flush_all(void) {
+  for (struct theap *h = registry; h; h = h->reg_next) {
+    struct mmpool *p = h->pool;
+    if (h->handle && h->gen == p->gen && p->state == POOL_OPEN &&
+        !p->frozen)
+      rb_flush(p, h);
+  }
+}
+
+// free's path for a block of a slab this thread does not own (heap.h).
 void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
                      const char *call, uint32_t tid) {
   uint32_t o = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
@@ -939,22 +1167,75 @@ void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
   // Only slab heads carry thread ids; TID_NONE: poisoned by a freeze, or
   // MMPOOL_CHECK=full (every free checked by the slow path).
   if (tid != TID_NONE && o != OWNER_NONE && o != OWNER_DETACHED &&
-      d->kind == PD_SLAB && (a & 15) == 0 && b[1] != (uintptr_t)d) {
-    if (heap_block_start(d, a - page_addr(p, page_index(p, d)))) {
-      uint64_t off = a - p->base;
-      uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
-      // A detached slab (TF_DETACHED) is adopted by the slow path; a
-      // block already at the head of the list is a double free it names.
-      while (!(old & TF_DETACHED) && old != off) {
-        b[0] = old;
+      d->kind == PD_SLAB && (a & 15) == 0 && b[1] != (uintptr_t)d &&
+      heap_block_start(d, a - page_addr(p, page_index(p, d)))) {
+    uint64_t off = a - p->base;
+    // This thread's heap in p: the empty heap (handle 0) when it has none,
+    // or one of a pool closed since (handle 0 too). The freezing thread
+    // batches nothing: the freeze emptied the batches for its readers.
+    struct theap *h = tl_fast.heap[p->id];
+    // Only for a class this thread allocates (it has a current slab of
+    // it): a thread that only frees a class (a consumer) would merely hold
+    // the blocks, and their slabs, longer.
+    if (likely(h->handle != 0) && h->cur[d->cls] != &empty_desc &&
+        d->bsize <= RB_BYTES / 2 && !tl_freezer) {
+      struct rbatch *e = &h->rb[page_index(p, d) % RB_SLOTS];
+      // d's batch, not empty (so d is still the slab it was: the batch's
+      // blocks keep it from being given back).
+      if (likely(e->pd.free && e->d == d)) {
+        b[0] = e->pd.free;
         b[1] = (uintptr_t)d;  // the free mark
-        if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        e->pd.free = off;
+        e->hot = 1;
+        if (likely(++e->in - e->pd.used < e->max)) {
+          if (unlikely(++h->rb_tick % RB_AGE == 0)) goto age;
           heap_out();
           return;
         }
+        if (tf_push(d, p->base, off, e->tail, e->in - e->pd.used) > 0) {
+          rb_clear(e);
+          heap_out();
+          return;
+        }
+        heap_out();  // detached, or a double free: the slow path tells
+        heap_enter();
+        rb_push_slow(p, e, call);
+        heap_leave();
+        return;
       }
+      // The entry becomes d's; another slab's batch is pushed first.
+      if (e->pd.free && tf_push(e->d, p->base, e->pd.free, e->tail,
+                                e->in - e->pd.used) <= 0) {
+        heap_out();
+        heap_enter();
+        rb_push_slow(p, e, call);
+        heap_leave();
+        heap_free_slow(p, d, a, call);
+        return;
+      }
+      b[0] = 0;
+      b[1] = (uintptr_t)d;
+      rb_start(h, e, d, off);
+      if (unlikely(++h->rb_tick % RB_AGE == 0)) goto age;
+      heap_out();
+      return;
+    age:
+      heap_out();
+      heap_enter();
+      if (p->state == POOL_OPEN && !p->frozen) rb_age(p, h);
+      heap_leave();
+      return;
     }
+    // Alone. Detached (adopted by the slow path), or at the head of the
+    // list already (a double free, which the slow path names): the mark
+    // stays off.
+    uint64_t keep = b[1];
+    b[1] = (uintptr_t)d;
+    if (tf_push(d, p->base, off, off, 1) > 0) {
+      heap_out();
+      return;
+    }
+    b[1] = keep;
   }
   heap_out();
   heap_free_slow(p, d, a, call);
@@ -973,41 +1254,63 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
     page_lazy_advance(p);
   // Frozen while this thread waited (its file let go at exit): d was read
   // before, and the pool's bytes are not ours to change any more.
-  if (!p->frozen) free_slow(p, d, a, call);
-  else if (!d) free_slow(p, NULL, a, call);  // a foreign pointer's report
+  // free_slow asks for a second look when the block bears the free mark
+  // and no list of its slab holds it: a batch of another thread may
+  // ("Batches of remote frees"). A freeze empties every batch, and the
+  // block is looked at again under it; a thread that cannot freeze here
+  // (inside already: a signal handler, a nested call; or exiting, holding
+  // the freeze's lock) takes the block as live, as it was before batches.
+  int again = 0;
+  if (!p->frozen) {
+    int can = tl_fast.inside == 1 && !tl_freezer && !tl_exit_held;
+    again = free_slow(p, d, a, call, can);
+  } else if (!d) {
+    free_slow(p, NULL, a, call, 0);  // a foreign pointer's report
+  }
   heap_leave();
+  if (again) {
+    heap_freeze();
+    heap_enter();
+    if (!p->frozen && p->state == POOL_OPEN) free_slow(p, NULL, a, call, 0);
+    heap_leave();
+    heap_thaw();
+  }
   errno = saved;
 }
 
-static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
-                      const char *call) {
+// 1 (nothing done) when recheck is set and the block needs the second
+// look of heap_free_slow.
+static int free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
+                     const char *call, int recheck) {
   const char *why = NULL;
   // Past fast_len but inside the committed data: a page of a lazily
   // attached file that the fast path may not read yet (heap_block checks).
   if (!d && !p->frozen && a - p->data < p->data_len) d = &empty_desc;
   if (!d) {
     // Outside the committed data of the pool of a's address-table entry.
-    if (p->frozen) return;  // the file's bytes are not ours to change
+    if (p->frozen) return 0;  // the file's bytes are not ours to change
     struct mmpool *q = pool_of_addr(a);
     if (q)
       heap_misuse(q, a, call, "not a block: in the pool's header or "
                   "unused area");
-    if (heap_foreign_free_hook && heap_foreign_free_hook((void *)a)) return;
+    if (heap_foreign_free_hook && heap_foreign_free_hook((void *)a))
+      return 0;
     report_foreign(a, call);
-    return;
+    return 0;
   }
   // Checked exactly from the address (d came from an unchecked page).
   d = heap_block(p, a, &why);
-  if (!d && why == PAGE_DAMAGED) return;  // leaked: see page_verify
+  if (!d && why == PAGE_DAMAGED) return 0;  // leaked: see page_verify
   if (!d) heap_misuse(p, a, call, why);
   if (d->kind == PD_LARGE) {
     engine_lock(&p->lock);
     page_span_free(p, page_index(p, d), d->npages);
     engine_unlock(&p->lock);
-    return;
+    return 0;
   }
   uint64_t off = a - p->base;
   uint64_t *b = (uint64_t *)a;
+  if (recheck && b[1] == (uintptr_t)d) return 1;
   if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) == tl_tid) {
     // This thread's slab: MMPOOL_CHECK=full, the API's slow path, or a
     // block whose data looked like the free mark.
@@ -1015,18 +1318,20 @@ static void free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
     b[1] = (uintptr_t)d;
     d->free = off;
     if (--d->used == 0) slab_empty(p, d);
-    return;
+    return 0;
   }
   uint64_t old = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
   while (!(old & TF_DETACHED)) {
-    if (old == off) heap_misuse(p, a, call, HEAP_FREED);
-    b[0] = old;
+    if (TF_HEAD(old) == off) heap_misuse(p, a, call, HEAP_FREED);
+    b[0] = TF_HEAD(old);
     b[1] = (uintptr_t)d;
-    if (__atomic_compare_exchange_n(&d->thread_free, &old, off, 1,
+    uint64_t nw = off | ((old & ~(TF_COUNT_ONE - 1)) + TF_COUNT_ONE);
+    if (__atomic_compare_exchange_n(&d->thread_free, &old, nw, 1,
                                     __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-      return;
+      return 0;
   }
   free_detached(p, d, a, call);
+  return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -1089,7 +1394,7 @@ static void recount(struct mmpool *p, struct pdesc *d, int seal) {
     uint64_t *at = link[k];
     uint64_t keep = k ? (*at & TF_DETACHED) : 0;
     for (;;) {
-      uint64_t x = *at & ~TF_DETACHED;
+      uint64_t x = TF_HEAD(*at);
       if (!x) break;
       if (x < slab || x >= end || (x - slab) % d->bsize != 0 ||
           n[k] >= d->nblocks) {
@@ -1104,6 +1409,9 @@ static void recount(struct mmpool *p, struct pdesc *d, int seal) {
   uint32_t used = d->inited >= n[0] ? d->inited - n[0] : 0;
   if (used < n[1]) {  // cannot be: drop the remote list rather than trust it
     d->thread_free &= TF_DETACHED;
+  } else {  // the count as walked (a cut list keeps its old count)
+    d->thread_free = (d->thread_free & (TF_COUNT_ONE - 1)) |
+                     ((uint64_t)n[1] << TF_COUNT_SHIFT);
   }
   d->used = used;
   // A pop cut short before its slack store leaves a block live with an old
@@ -1149,6 +1457,7 @@ static void thread_exit(void *arg) {
     // mutex re-initialised) while we hold its pool lock.
     heap_registry_lock();
     if (p->state == POOL_OPEN && h->gen == p->gen && !p->frozen) {
+      rb_flush(p, h);
       engine_lock(&p->lock);
       abandon(p, h);
       engine_unlock(&p->lock);
@@ -1206,6 +1515,11 @@ void heap_fork_child(int quiet) {
       heap_free_mem(h);
       continue;
     }
+    // After a freeze (quiet) the batches are empty; without one, one may
+    // have been cut in the middle of a change: its blocks are left live
+    // (a bounded leak in the child).
+    if (!quiet)
+      for (unsigned i = 0; i < RB_SLOTS; i++) rb_clear(&h->rb[i]);
     if (tl_own[p->id] == h) continue;
     // After a freeze (quiet), no thread was inside the allocator at the
     // fork: the slabs are as their owners left them. Without one (a fork

@@ -25,6 +25,30 @@
 #include "pooltable.h"
 #include "sizeclass.h"
 
+// A batch of blocks this thread freed into one slab of another thread's
+// (heap_free_other), linked through their first words, each with the free
+// mark. This thread's mallocs of their class take them first whenever what
+// the fast path pops from runs dry (alloc_class installs pd in direct[]):
+// the block is in this core's cache already, where going back to its
+// owner cost a transfer each way. A batch is pushed onto its slab's
+// thread-free list with one compare-and-swap when it holds `max` blocks,
+// when another slab needs its entry, when it got no block for a while,
+// and at every freeze and thread exit (heap.c, "Batches of remote
+// frees").
+struct rbatch {
+  // The fast path's view, as of a slab: free is the first block (0: the
+  // batch is empty), used counts the pops; slack_off and gshift are the
+  // slab's (its blocks' slack entries), bsize and cls its class's.
+  struct pdesc pd;
+  struct pdesc *d;         // the slab
+  uint64_t tail;           // pool offset of the last block
+  uint32_t in;             // blocks put in: the batch holds in - pd.used
+  uint16_t max;            // pushed when it holds this many
+  uint8_t hot;             // a block put in since the last rb_age
+};
+#define RB_SLOTS 128       // entries per heap, by the slab's page index
+                           // (a multiple of 64)
+
 struct theap {
   uintptr_t base;          // the pool's base
   uintptr_t handle;        // pool->handle when made; 0 once forgotten
@@ -50,6 +74,11 @@ struct theap {
   // current slab empty, with this first free block.
   uint64_t idle_head[SC_COUNT];
   uint8_t idle[SC_COUNT];
+  struct rbatch rb[RB_SLOTS];
+  // By class, the batches that may hold its blocks (bit i: rb[i]), so that
+  // alloc_class finds one without looking at every entry.
+  uint64_t rb_mask[SC_COUNT][RB_SLOTS / 64];
+  uint32_t rb_tick;        // blocks put in batches, for rb_age
 };
 
 // The empty heap and slab: every thread starts with all its heaps the empty
@@ -180,6 +209,10 @@ size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
 // an anonymous pool goes back to the kernel (page_trim). The number of
 // pages given back to the kernel: 0 for a closed, frozen or file pool.
 uint64_t heap_trim(struct mmpool *p) HIDDEN;
+// Pushes this thread's batches of blocks freed into other threads' slabs
+// of p (heap.c, "Batches of remote frees"), so that their slabs count them
+// free. pre: no engine lock held.
+void heap_flush_own(struct mmpool *p) HIDDEN;
 // Resizes in place if it can; 0 on success.
 int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,
                 size_t n) HIDDEN;

@@ -475,7 +475,7 @@ RARE static int slab_scan(struct walker *w, struct inspect *in,
     bad = 1;
     nf = 0;
   }
-  int64_t nr = mark_list(in, d, i, d->thread_free & ~TF_DETACHED, bm,
+  int64_t nr = mark_list(in, d, i, TF_HEAD(d->thread_free), bm,
                          "thread-free", why, sizeof why, &where);
   if (nr < 0) {
     if (w) report(w, i, where, "%s", why);
@@ -485,6 +485,13 @@ RARE static int slab_scan(struct walker *w, struct inspect *in,
   *nfree = (uint32_t)nf;
   *nremote = (uint32_t)nr;
   if (bad) return -1;
+  uint32_t tc = TF_COUNT(d->thread_free);
+  if (tc && tc != nr) {  // attach refuses it too (page.c, slab_scan)
+    if (w)
+      report(w, i, 0, "the thread-free list holds %u blocks, its count "
+             "says %u", (unsigned)nr, tc);
+    return -1;
+  }
   // Blocks on the thread-free list count as used until the owner
   // collects them.
   uint32_t used = pdesc_used(d);  // the current slab's pin masked

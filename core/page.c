@@ -793,7 +793,7 @@ void page_detach_all(struct mmpool *p) {
     // The avail lists checked sound: a slab stays on its list, or leaves
     // it, or joins it, by whether its descriptor says it has room (its
     // blocks are not read: see page_slab_sound).
-    int room = d->free || (d->thread_free & ~TF_DETACHED) ||
+    int room = d->free || TF_HEAD(d->thread_free) ||
                d->inited < d->nblocks;
     if (d->flags & PDF_LISTED) {
       if (!room) page_avail_remove(p, d);
@@ -901,7 +901,7 @@ static uint32_t repair_list(struct mmpool *p, struct pdesc *d, uint32_t i,
 static void repair_slab(struct mmpool *p, struct pdesc *d, uint32_t i) {
   uint64_t bm[BITMAP_WORDS] = {0};
   uint64_t last_free, last_tf;
-  uint64_t tf = d->thread_free & ~TF_DETACHED;
+  uint64_t tf = TF_HEAD(d->thread_free);
   uint32_t n = repair_list(p, d, i, &d->free, bm, &last_free);
   uint32_t m = repair_list(p, d, i, &tf, bm, &last_tf);
   if (m) {  // the other threads' frees join the free list
@@ -1011,9 +1011,14 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
   uint32_t nfree = 0, nremote = 0;
   r = mark_list(p, d, idx, d->free, bm, &nfree, "free", why, why_len);
   if (r) return r;
-  r = mark_list(p, d, idx, d->thread_free & ~TF_DETACHED, bm, &nremote,
+  r = mark_list(p, d, idx, TF_HEAD(d->thread_free), bm, &nremote,
                 "thread-free", why, why_len);
   if (r) return r;
+  // collect trusts a count to take the list without walking it.
+  CHECK(TF_COUNT(d->thread_free) == 0 ||
+            TF_COUNT(d->thread_free) == nremote,
+        "page %u: the thread-free list holds %u blocks, its count says %u",
+        idx, nremote, TF_COUNT(d->thread_free));
   // Blocks on the thread-free list still count in used until collected.
   uint32_t used = pdesc_used(d);
   CHECK(used + nfree == d->inited && nremote <= used,
@@ -1566,8 +1571,7 @@ static uint32_t thread_free_count(struct mmpool *p, struct pdesc *d,
                                   uint32_t idx) {
   uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
   uint64_t end = slab + (uint64_t)d->nblocks * d->bsize;
-  uint64_t off = __atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE) &
-                 ~TF_DETACHED;
+  uint64_t off = TF_HEAD(__atomic_load_n(&d->thread_free, __ATOMIC_ACQUIRE));
   uint32_t k = 0;
   while (off && k < pdesc_used(d) && off >= slab && off < end) {
     k++;

@@ -77,8 +77,17 @@ enum {
 #define OWNER_DETACHED 0u          // slab owned by no thread
 #define OWNER_NONE 0xffffffffu     // not a slab
 
-// pdesc.thread_free: offset of the first block | this bit when detached.
+// pdesc.thread_free: the pool offset of the first block (bits 4-47) | its
+// blocks' count (bits 48-63) | this bit when detached. The count lets the
+// owner take the whole list without walking it (heap.c, collect): every
+// link is a block another core wrote, one cache miss each. A count of 0
+// with a first block means "not counted" (files of earlier builds): the
+// list is walked.
 #define TF_DETACHED ((uint64_t)1)
+#define TF_COUNT_SHIFT 48
+#define TF_COUNT_ONE ((uint64_t)1 << TF_COUNT_SHIFT)
+#define TF_HEAD(x) ((x) & (TF_COUNT_ONE - 1) & ~TF_DETACHED)
+#define TF_COUNT(x) ((uint32_t)((x) >> TF_COUNT_SHIFT))
 
 // pdesc.flags
 #define PDF_DIRTY 1u   // span pages may hold non-zero bytes

@@ -714,6 +714,49 @@ static void test_slack_damaged(void **state) {
   }
 }
 
+// A thread-free list whose count lies (poolfile.h, TF_COUNT): root 1's
+// slab has its free list moved to its thread-free list (as if other
+// threads had freed those blocks), with a count of every live block. The
+// owner takes a counted list without walking it, so the lie would have
+// made the slab look empty and handed root 1's block out again. The slab
+// is checked on its first use, refused with one warning naming the count,
+// and left as it is; the file was resealed, as an attacker would.
+static void test_thread_free_count_lies(void **state) {
+  (void)state;
+  assert_non_null(good);
+  struct img m = img_copy();
+  uint64_t at = 0;
+  struct pdesc *d = img_desc(&m, first_live_slab(&m, &at));
+  uint32_t nfree = 0;  // pool offsets are file offsets
+  for (uint64_t x = d->free; x; x = *(uint64_t *)(m.b + x)) {
+    assert_true(x + 16 <= m.len);
+    if (++nfree > d->nblocks) fail_msg("free list loops");
+  }
+  assert_int_equal(d->thread_free, 0);
+  uint32_t used = pdesc_used(d) + nfree;
+  d->thread_free = d->free | ((uint64_t)used << TF_COUNT_SHIFT);
+  d->free = 0;
+  d->used = used;
+  img_reseal(&m);
+  char *p = img_save(&m, "tfcount.pool");
+  free(m.b);
+  int st;
+  probe_root1 = 1;
+  struct outcome o = attach(p, NULL, &st);
+  probe_root1 = 0;
+  print_error("tfcount: %u free blocks moved; accepted %d check %d \"%s\" "
+              "reused %d check2 %d log \"%s\"\n", nfree, o.accepted, o.check,
+              o.msg, o.reused, o.check2, o.log);
+  assert_true(o.accepted);
+  assert_int_not_equal(o.check, 0);
+  assert_non_null(strstr(o.msg, "its count says"));
+  assert_false(o.reused);
+  const char *w = strstr(o.log, "damaged slab left unused");
+  assert_non_null(w);
+  assert_non_null(strstr(w, "its count says"));
+  assert_int_equal(o.closed, 0);
+}
+
 // The same with "recover" on a file that was not closed cleanly: refused,
 // and the refused file is left as it was.
 static void test_slack_damaged_recover(void **state) {
@@ -1092,6 +1135,7 @@ int main(void) {
       cmocka_unit_test(test_killed_holder),
       cmocka_unit_test(test_slack_damaged),
       cmocka_unit_test(test_slack_damaged_recover),
+      cmocka_unit_test(test_thread_free_count_lies),
       cmocka_unit_test(test_attach_writes_header_only),
       cmocka_unit_test(test_damage_far),
       cmocka_unit_test(test_meta_desc_only),

@@ -248,12 +248,81 @@ static void trim_collects_every_thread(void **state) {
   assert_int_equal(mmpool_close(h), 0);
 }
 
+// ---------------------------------------------------------------------------
+// Batches of remote frees
+
+enum { BT_N = 200 };
+static mmpool_t *bt_pool;
+static void *bt_blocks[BT_N];
+static pthread_barrier_t bt_bar;
+
+// Allocates a block of its own (so that it has a heap in the pool, and
+// batches), frees the main thread's blocks, then (with wait) stays alive
+// across two barriers.
+static void *bt_freer(void *arg) {
+  if (!mmpool_malloc(bt_pool, 64)) return "malloc";
+  for (int i = 0; i < BT_N; i++)
+    mmpool_free(bt_blocks[i]);
+  if (arg) {
+    pthread_barrier_wait(&bt_bar);
+    pthread_barrier_wait(&bt_bar);
+  }
+  return NULL;
+}
+
+static uint64_t in_use(mmpool_t *h) {
+  mmpool_stats_t st;
+  assert_int_equal(mmpool_stats(h, &st), 0);
+  return st.in_use_blocks;
+}
+
+// A thread that frees blocks of another thread's slab keeps them in a
+// batch of its own (core/heap.c, "Batches of remote frees"), still live to
+// their slab. A freeze (here malloc_trim's, as a snapshot's, a fork's or a
+// close's) pushes every thread's batches, a living thread's included, and
+// so does the thread's exit: the pool then counts the blocks free. Before
+// batches, each block went to its slab at once.
+static void batched_frees_reach_their_slab(void **state) {
+  (void)state;
+  bt_pool = mmpool_open("live.batch", "size=64M");
+  assert_non_null(bt_pool);
+  struct mmpool *p = pool_from_handle(bt_pool);
+  for (int i = 0; i < BT_N; i++)
+    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
+  assert_int_equal(in_use(bt_pool), BT_N);
+  pthread_barrier_init(&bt_bar, NULL, 2);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, bt_freer, "wait"), 0);
+  pthread_barrier_wait(&bt_bar);
+  uint64_t before = in_use(bt_pool);  // the thread's block + its batch
+  print_message("in use with the batches held: %llu\n",
+                (unsigned long long)before);
+  heap_trim(p);
+  assert_int_equal(in_use(bt_pool), 1);  // the thread's own block
+  assert_int_equal(mmpool_check(bt_pool), 0);
+  pthread_barrier_wait(&bt_bar);
+  void *ret;
+  assert_int_equal(pthread_join(t, &ret), 0);
+  assert_null(ret);
+  // The exit: the thread's block stays live (its slab detached).
+  for (int i = 0; i < BT_N; i++)
+    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
+  assert_int_equal(pthread_create(&t, NULL, bt_freer, NULL), 0);
+  assert_int_equal(pthread_join(t, &ret), 0);
+  assert_null(ret);
+  assert_int_equal(in_use(bt_pool), 2);
+  assert_int_equal(mmpool_check(bt_pool), 0);
+  pthread_barrier_destroy(&bt_bar);
+  assert_int_equal(mmpool_close(bt_pool), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(consumers_give_back_adopted_slabs),
       cmocka_unit_test(grown_blocks_reuse_empty_slabs),
       cmocka_unit_test(empty_slab_is_purged),
       cmocka_unit_test(trim_collects_every_thread),
+      cmocka_unit_test(batched_frees_reach_their_slab),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,6 +54,27 @@ static void free_elsewhere(void *b) {
   pthread_join(t, NULL);
 }
 
+// A thread with a heap of its own in the pool (it allocates first), whose
+// free of another thread's block is batched (heap.c, "Batches of remote
+// frees"): frees b (twice when twice), then waits at the barrier (if any)
+// and for good, keeping its batch.
+struct batcher {
+  void *b;
+  int twice;
+  pthread_barrier_t *bar;
+};
+static void *batch_free(void *arg) {
+  struct batcher *t = arg;
+  must(mmpool_malloc(pool, 64));
+  mmpool_free(t->b);
+  if (t->twice) mmpool_free(t->b);
+  if (t->bar) {
+    pthread_barrier_wait(t->bar);
+    for (;;) pause();
+  }
+  return NULL;
+}
+
 // ---------------------------------------------------------------------------
 // The cases, run in the re-executed process. Each returns the exit status
 // when the program was not stopped (0: the case expects to survive).
@@ -79,6 +101,22 @@ static int case_run(const char *name) {
     free_elsewhere(a);
   } else if (strcmp(name, "double_remote_first") == 0) {
     free_elsewhere(a);  // by another thread, then by the owner
+    mmpool_free(a);
+  } else if (strcmp(name, "double_batched") == 0) {
+    // Twice by a thread that batches it: the second free finds the mark
+    // and no list holding the block; the freeze empties the batch.
+    struct batcher t = {a, 1, NULL};
+    pthread_t th;
+    if (pthread_create(&th, NULL, batch_free, &t) != 0) return 91;
+    pthread_join(th, NULL);
+  } else if (strcmp(name, "double_batched_owner") == 0) {
+    // Batched by a thread that lives on, then freed by the owner.
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    struct batcher t = {a, 0, &bar};
+    pthread_t th;
+    if (pthread_create(&th, NULL, batch_free, &t) != 0) return 91;
+    pthread_barrier_wait(&bar);
     mmpool_free(a);
   } else if (strcmp(name, "double_large") == 0) {
     char *big = must(mmpool_malloc(pool, 300000));
@@ -231,6 +269,9 @@ static void test_double_free_remote(void **state) {
   (void)state;
   expect_stop("double_remote", NULL, DOUBLE, NULL);
   expect_stop("double_remote_first", NULL, DOUBLE, NULL);
+  expect_stop("double_batched", NULL, DOUBLE, NULL);
+  expect_stop("double_batched_owner", NULL, DOUBLE, NULL);
+  expect_stop("double_batched_owner", "full", DOUBLE, NULL);
 }
 
 static void test_double_free_large(void **state) {
