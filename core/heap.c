@@ -418,10 +418,19 @@ static inline uint64_t slab_off(const struct mmpool *p, uint32_t idx) {
   return (uint64_t)(p->data - p->base) + ((uint64_t)idx << PAGE_SHIFT);
 }
 
+static void collect_list(struct mmpool *p, struct pdesc *d, uint64_t keep);
+
 // Moves the blocks other threads freed onto the free list.
 // pre: the calling thread owns d (or holds the pool lock for a detached d).
-static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
+// Inline: most slabs looked at have no such block.
+static inline __attribute__((always_inline)) void collect(struct mmpool *p,
+                                                          struct pdesc *d,
+                                                          uint64_t keep) {
   if (__atomic_load_n(&d->thread_free, __ATOMIC_RELAXED) == keep) return;
+  collect_list(p, d, keep);
+}
+
+static void collect_list(struct mmpool *p, struct pdesc *d, uint64_t keep) {
   uint64_t tf = __atomic_exchange_n(&d->thread_free, keep, __ATOMIC_ACQUIRE);
   uint64_t head = TF_HEAD(tf), tail = head;
   if (!head) return;
@@ -453,12 +462,13 @@ static void collect(struct mmpool *p, struct pdesc *d, uint64_t keep) {
 // free blocks keeps its counted thread-free list for when it runs dry
 // (taken then without a walk), unless that list holds every live block:
 // the slab is empty, and the caller gives it back.
-static void collect_look(struct mmpool *p, struct pdesc *d) {
-  if (d->free) {
-    uint32_t k = TF_COUNT(__atomic_load_n(&d->thread_free, __ATOMIC_RELAXED));
-    if (k && k < pdesc_used(d)) return;
-  }
-  collect(p, d, 0);
+static inline __attribute__((always_inline)) void collect_look(
+    struct mmpool *p, struct pdesc *d) {
+  uint64_t tf = __atomic_load_n(&d->thread_free, __ATOMIC_RELAXED);
+  if (!tf) return;  // the usual case: nothing to take
+  uint32_t k = TF_COUNT(tf);
+  if (d->free && k && k < pdesc_used(d)) return;
+  collect_list(p, d, 0);
 }
 
 // Threads never-used blocks onto the free list, a few KiB at a time so a
@@ -711,26 +721,37 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
 
 static struct rbatch *rb_take(struct theap *h, unsigned c);
 
-// A block of class c, when what the fast path pops from is spent: from a
-// batch of blocks this thread freed into other threads' slabs (sizes up to
-// SC_DIRECT_MAX: installed for the fast path until it is empty); else from
-// the current slab, or find_slab's. Batches first: a thread that frees
-// half its blocks into other threads' slabs takes them all back that way,
-// and its own slab gets the other half (wl-larson 2: with the slab first,
-// the batches filled, and 56 % of their blocks went back to their owners).
-static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
-  struct theap *h = heap_get(p);
-  if (!h) return NULL;
-  struct pdesc *d = h->cur[c];
+// alloc_class's first step when class c may have batches (h->rb_classes):
+// a block from a batch, installed where the fast path pops; or NULL, with
+// the fast path given back to the current slab. Batches first: a thread
+// that frees half its blocks into other threads' slabs takes them all
+// back that way, and its own slab gets the other half (wl-larson 2: with
+// the slab first, the batches filled, and 56 % of their blocks went back
+// to their owners).
+static __attribute__((noinline)) void *alloc_batch(struct theap *h,
+                                                   unsigned c, size_t n) {
   uint32_t b = sc_table[c].bsize;
-  struct rbatch *e = b <= SC_DIRECT_MAX ? rb_take(h, c) : NULL;
+  struct rbatch *e = rb_take(h, c);
   if (e) {
     direct_set(h, c, &e->pd);
     return heap_slab_pop(h->base, &e->pd, e->pd.free, (uint16_t)(b - n));
   }
+  if (b <= SC_DIRECT_MAX && h->direct[b] != h->cur[c])
+    direct_set(h, c, h->cur[c]);
+  return NULL;
+}
+
+// A block of class c, when what the fast path pops from is spent.
+static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
+  struct theap *h = heap_get(p);
+  if (!h) return NULL;
+  if (unlikely(h->rb_classes >> c & 1)) {
+    void *blk = alloc_batch(h, c, n);
+    if (blk) return blk;
+  }
+  struct pdesc *d = h->cur[c];
   if (!d->free && !(d = find_slab(p, h, c))) return NULL;
-  if (b <= SC_DIRECT_MAX && h->direct[b] != d) direct_set(h, c, d);
-  return heap_slab_pop(h->base, d, d->free, (uint16_t)(b - n));
+  return heap_slab_pop(h->base, d, d->free, (uint16_t)(d->bsize - n));
 }
 
 // The slow paths' entry points run between heap_enter and heap_leave.
@@ -940,6 +961,7 @@ void heap_misuse(struct mmpool *p, uintptr_t a, const char *call,
 
 static int free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
                      const char *call, int recheck);
+static void free_again(struct mmpool *p, uintptr_t a, const char *call);
 
 // A slab freed into while detached: adopt it, or (exiting thread) free
 // into it under the lock.
@@ -1029,6 +1051,7 @@ static inline int tf_push(struct pdesc *d, uintptr_t base, uint64_t head,
 // hold the blocks, and their slabs, longer), and only blocks of at most
 // RB_BYTES / 2: a thread holds at most RB_SLOTS * RB_BYTES bytes of
 // batched blocks per pool.
+_Static_assert(SC_COUNT <= 64, "rb_classes has a bit per class");
 #define RB_BATCH 16
 #define RB_BYTES 4096
 // Every RB_AGE blocks put in batches, those that got none since the last
@@ -1110,6 +1133,7 @@ static struct rbatch *rb_take(struct theap *h, unsigned c) {
       h->rb_mask[c][w] &= ~(m & -m);
     }
   }
+  h->rb_classes &= ~((uint64_t)1 << c);
   return NULL;
 }
 
@@ -1125,6 +1149,7 @@ static void rb_start(struct theap *h, struct rbatch *e, struct pdesc *d,
   e->d = d;
   unsigned i = (unsigned)(e - h->rb);
   h->rb_mask[d->cls][i / 64] |= (uint64_t)1 << (i % 64);
+  h->rb_classes |= (uint64_t)1 << d->cls;
   e->pd.cls = d->cls;
   e->pd.gshift = d->gshift;
   e->pd.bsize = d->bsize;
@@ -1159,6 +1184,79 @@ static void rb_flush_all(void) {
   }
 }
 
+// heap_free_other's batching: block a (at pool offset off) of slab d,
+// checked, goes into h's batch of d. pre: inside; returns outside. Out of
+// line: heap_free_other's other paths (a detached slab, a thread with no
+// batches) keep their few registers.
+static __attribute__((noinline)) void rb_put(struct mmpool *p,
+                                             struct theap *h,
+                                             struct pdesc *d, uintptr_t a,
+                                             const char *call) {
+  uint64_t *b = (uint64_t *)a, off = a - p->base;
+  struct rbatch *e = &h->rb[page_index(p, d) % RB_SLOTS];
+  // d's batch, not empty (so d is still the slab it was: the batch's
+  // blocks keep it from being given back).
+  if (likely(e->pd.free && e->d == d)) {
+    b[0] = e->pd.free;
+    b[1] = (uintptr_t)d;  // the free mark
+    e->pd.free = off;
+    e->hot = 1;
+    if (likely(++e->in - e->pd.used < e->max)) {
+      if (unlikely(++h->rb_tick % RB_AGE == 0)) goto age;
+      heap_out();
+      return;
+    }
+    // Full. Where the fast path pops from the current slab of the class, it
+    // pops from the batch from now on (a switch rewrites up to 128 direct
+    // slots: once per full batch, not per block); the batch it pops from
+    // takes up to twice as many before it is pushed.
+    uint32_t cb = e->pd.bsize;
+    if (cb <= SC_DIRECT_MAX) {
+      if (h->direct[cb] == h->cur[e->pd.cls]) {
+        direct_set(h, e->pd.cls, &e->pd);
+        heap_out();
+        return;
+      }
+      if (h->direct[cb] == &e->pd && e->in - e->pd.used < 2u * e->max) {
+        heap_out();
+        return;
+      }
+    }
+    if (tf_push(d, p->base, off, e->tail, e->in - e->pd.used) > 0) {
+      rb_clear(e);
+      heap_out();
+      return;
+    }
+    heap_out();  // detached, or a double free: the slow path tells
+    heap_enter();
+    rb_push_slow(p, e, call);
+    heap_leave();
+    return;
+  }
+  // The entry becomes d's; another slab's batch is pushed first.
+  if (e->pd.free &&
+      tf_push(e->d, p->base, e->pd.free, e->tail, e->in - e->pd.used) <= 0) {
+    heap_out();
+    heap_enter();
+    rb_push_slow(p, e, call);
+    heap_leave();
+    heap_free_slow(p, d, a, call);
+    return;
+  }
+  b[0] = 0;
+  b[1] = (uintptr_t)d;
+  rb_start(h, e, d, off);
+  if (likely(++h->rb_tick % RB_AGE != 0)) {
+    heap_out();
+    return;
+  }
+age:
+  heap_out();
+  heap_enter();
+  if (p->state == POOL_OPEN && !p->frozen) rb_age(p, h);
+  heap_leave();
+}
+
 // free's path for a block of a slab this thread does not own (heap.h).
 void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
                      const char *call, uint32_t tid) {
@@ -1169,67 +1267,20 @@ void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
   if (tid != TID_NONE && o != OWNER_NONE && o != OWNER_DETACHED &&
       d->kind == PD_SLAB && (a & 15) == 0 && b[1] != (uintptr_t)d &&
       heap_block_start(d, a - page_addr(p, page_index(p, d)))) {
-    uint64_t off = a - p->base;
     // This thread's heap in p: the empty heap (handle 0) when it has none,
-    // or one of a pool closed since (handle 0 too). The freezing thread
-    // batches nothing: the freeze emptied the batches for its readers.
+    // or one of a pool closed since (handle 0 too). Only for a class this
+    // thread allocates (it has a current slab of it): a thread that only
+    // frees a class (a consumer) would merely hold the blocks, and their
+    // slabs, longer. The freezing thread batches nothing: the freeze
+    // emptied the batches for its readers.
     struct theap *h = tl_fast.heap[p->id];
-    // Only for a class this thread allocates (it has a current slab of
-    // it): a thread that only frees a class (a consumer) would merely hold
-    // the blocks, and their slabs, longer.
     if (likely(h->handle != 0) && h->cur[d->cls] != &empty_desc &&
-        d->bsize <= RB_BYTES / 2 && !tl_freezer) {
-      struct rbatch *e = &h->rb[page_index(p, d) % RB_SLOTS];
-      // d's batch, not empty (so d is still the slab it was: the batch's
-      // blocks keep it from being given back).
-      if (likely(e->pd.free && e->d == d)) {
-        b[0] = e->pd.free;
-        b[1] = (uintptr_t)d;  // the free mark
-        e->pd.free = off;
-        e->hot = 1;
-        if (likely(++e->in - e->pd.used < e->max)) {
-          if (unlikely(++h->rb_tick % RB_AGE == 0)) goto age;
-          heap_out();
-          return;
-        }
-        if (tf_push(d, p->base, off, e->tail, e->in - e->pd.used) > 0) {
-          rb_clear(e);
-          heap_out();
-          return;
-        }
-        heap_out();  // detached, or a double free: the slow path tells
-        heap_enter();
-        rb_push_slow(p, e, call);
-        heap_leave();
-        return;
-      }
-      // The entry becomes d's; another slab's batch is pushed first.
-      if (e->pd.free && tf_push(e->d, p->base, e->pd.free, e->tail,
-                                e->in - e->pd.used) <= 0) {
-        heap_out();
-        heap_enter();
-        rb_push_slow(p, e, call);
-        heap_leave();
-        heap_free_slow(p, d, a, call);
-        return;
-      }
-      b[0] = 0;
-      b[1] = (uintptr_t)d;
-      rb_start(h, e, d, off);
-      if (unlikely(++h->rb_tick % RB_AGE == 0)) goto age;
-      heap_out();
-      return;
-    age:
-      heap_out();
-      heap_enter();
-      if (p->state == POOL_OPEN && !p->frozen) rb_age(p, h);
-      heap_leave();
-      return;
-    }
+        d->bsize <= RB_BYTES / 2 && !tl_freezer)
+      return rb_put(p, h, d, a, call);
     // Alone. Detached (adopted by the slow path), or at the head of the
     // list already (a double free, which the slow path names): the mark
     // stays off.
-    uint64_t keep = b[1];
+    uint64_t off = a - p->base, keep = b[1];
     b[1] = (uintptr_t)d;
     if (tf_push(d, p->base, off, off, 1) > 0) {
       heap_out();
@@ -1261,21 +1312,22 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
   // (inside already: a signal handler, a nested call; or exiting, holding
   // the freeze's lock) takes the block as live, as it was before batches.
   int again = 0;
-  if (!p->frozen) {
-    int can = tl_fast.inside == 1 && !tl_freezer && !tl_exit_held;
-    again = free_slow(p, d, a, call, can);
-  } else if (!d) {
-    free_slow(p, NULL, a, call, 0);  // a foreign pointer's report
-  }
+  if (!p->frozen) again = free_slow(p, d, a, call, 1);
+  else if (!d) free_slow(p, NULL, a, call, 0);  // a foreign pointer's report
   heap_leave();
-  if (again) {
-    heap_freeze();
-    heap_enter();
-    if (!p->frozen && p->state == POOL_OPEN) free_slow(p, NULL, a, call, 0);
-    heap_leave();
-    heap_thaw();
-  }
+  if (unlikely(again)) free_again(p, a, call);
   errno = saved;
+}
+
+// heap_free_slow's second look, under a freeze. pre: outside.
+static __attribute__((noinline)) void free_again(struct mmpool *p,
+                                                 uintptr_t a,
+                                                 const char *call) {
+  heap_freeze();
+  heap_enter();
+  if (!p->frozen && p->state == POOL_OPEN) free_slow(p, NULL, a, call, 0);
+  heap_leave();
+  heap_thaw();
 }
 
 // 1 (nothing done) when recheck is set and the block needs the second
@@ -1310,7 +1362,12 @@ static int free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
   }
   uint64_t off = a - p->base;
   uint64_t *b = (uint64_t *)a;
-  if (recheck && b[1] == (uintptr_t)d) return 1;
+  // The second look needs a freeze, which this thread cannot wait for when
+  // it is inside already (a signal handler, a nested call) or exiting
+  // (holding the freeze's lock), nor needs when it holds it.
+  if (recheck && b[1] == (uintptr_t)d && tl_fast.inside == 1 &&
+      !tl_freezer && !tl_exit_held)
+    return 1;
   if (__atomic_load_n(&d->owner, __ATOMIC_RELAXED) == tl_tid) {
     // This thread's slab: MMPOOL_CHECK=full, the API's slow path, or a
     // block whose data looked like the free mark.

@@ -78,6 +78,7 @@ struct theap {
   // By class, the batches that may hold its blocks (bit i: rb[i]), so that
   // alloc_class finds one without looking at every entry.
   uint64_t rb_mask[SC_COUNT][RB_SLOTS / 64];
+  uint64_t rb_classes;     // bit c: rb_mask[c] may have a bit set
   uint32_t rb_tick;        // blocks put in batches, for rb_age
 };
 
