@@ -1206,22 +1206,6 @@ static __attribute__((noinline)) void rb_put(struct mmpool *p,
       heap_out();
       return;
     }
-    // Full. Where the fast path pops from the current slab of the class, it
-    // pops from the batch from now on (a switch rewrites up to 128 direct
-    // slots: once per full batch, not per block); the batch it pops from
-    // takes up to twice as many before it is pushed.
-    uint32_t cb = e->pd.bsize;
-    if (cb <= SC_DIRECT_MAX) {
-      if (h->direct[cb] == h->cur[e->pd.cls]) {
-        direct_set(h, e->pd.cls, &e->pd);
-        heap_out();
-        return;
-      }
-      if (h->direct[cb] == &e->pd && e->in - e->pd.used < 2u * e->max) {
-        heap_out();
-        return;
-      }
-    }
     if (tf_push(d, p->base, off, e->tail, e->in - e->pd.used) > 0) {
       rb_clear(e);
       heap_out();
