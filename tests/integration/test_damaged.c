@@ -677,6 +677,19 @@ static struct img slack_damaged(int unclean_file, uint16_t v) {
   return m;
 }
 
+// Saves m as name (and frees its bytes), then attaches it with root 1's
+// block probed (attach: freed, asked for again, the pool checked).
+static struct outcome attach_probing_root1(struct img *m, const char *name) {
+  char *p = img_save(m, name);
+  free(m->b);
+  m->b = NULL;
+  int st;
+  probe_root1 = 1;
+  struct outcome o = attach(p, NULL, &st);
+  probe_root1 = 0;
+  return o;
+}
+
 // A live block's slack entry says more than its block size: usable_size
 // and realloc's copy read it (once, an unchecked entry made a block report
 // a usable size of almost 64 KiB and realloc copy that much from the
@@ -691,12 +704,7 @@ static void test_slack_damaged(void **state) {
   static const char *const names[] = {"slack.pool", "slack1.pool"};
   for (int k = 0; k < 2; k++) {
     struct img m = slack_damaged(0, vals[k]);
-    char *p = img_save(&m, names[k]);
-    free(m.b);
-    int st;
-    probe_root1 = 1;
-    struct outcome o = attach(p, NULL, &st);
-    probe_root1 = 0;
+    struct outcome o = attach_probing_root1(&m, names[k]);
     print_error("%s: accepted %d check %d \"%s\" usable %zu reused %d "
                 "check2 %d log \"%s\"\n", names[k], o.accepted, o.check,
                 o.msg, o.usable1, o.reused, o.check2, o.log);
@@ -738,12 +746,7 @@ static void test_thread_free_count_lies(void **state) {
   d->free = 0;
   d->used = used;
   img_reseal(&m);
-  char *p = img_save(&m, "tfcount.pool");
-  free(m.b);
-  int st;
-  probe_root1 = 1;
-  struct outcome o = attach(p, NULL, &st);
-  probe_root1 = 0;
+  struct outcome o = attach_probing_root1(&m, "tfcount.pool");
   print_error("tfcount: %u free blocks moved; accepted %d check %d \"%s\" "
               "reused %d check2 %d log \"%s\"\n", nfree, o.accepted, o.check,
               o.msg, o.reused, o.check2, o.log);

@@ -514,6 +514,16 @@ static void test_resealed(void **state) {
            l + img_desc(&g, l)->npages - 1);
   assert_int_equal(check_bad(p, want), 1);
 
+  // A thread-free list whose count lies (attach refuses the slab too).
+  m = img_copy();
+  img_desc(&m, s)->thread_free = (uint64_t)3 << TF_COUNT_SHIFT;
+  img_reseal(&m);
+  p = img_save(&m, "tfcount.pool");
+  snprintf(want, sizeof want, "page %u (0x%llx): the thread-free list holds "
+           "0 blocks, its count says 3", s,
+           (unsigned long long)page_addr(&g, s));
+  assert_int_equal(check_bad(p, want), 1);
+
   // A live block's slack larger than its block.
   m = img_copy();
   struct pdesc *d = img_desc(&m, s);
