@@ -183,9 +183,10 @@ void heap_free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
 // free's path for a block of a page this thread does not own: d is the
 // page's head descriptor, tid what heap_free_as read of fast_tid. A block
 // of another thread's slab that checks out exactly (the start of a block
-// handed out, without the free mark) goes on the slab's thread-free list
-// at once; anything else takes heap_free_slow. pre: inside (heap_in);
-// returns outside.
+// handed out, without the free mark) goes into this thread's batch for
+// that slab (struct rbatch), or, for a thread that has none to keep, onto
+// the slab's thread-free list at once; anything else takes
+// heap_free_slow. pre: inside (heap_in); returns outside.
 void heap_free_other(struct mmpool *p, struct pdesc *d, uintptr_t a,
                      const char *call, uint32_t tid) HIDDEN;
 // Aborts with "CALL(): double free of ADDR in pool 'NAME'" or "CALL():
