@@ -963,6 +963,23 @@ static int free_slow(struct mmpool *p, struct pdesc *d, uintptr_t a,
                      const char *call, int recheck);
 static void free_again(struct mmpool *p, uintptr_t a, const char *call);
 
+// Puts the chain head..tail of n blocks of detached slab d (linked, each
+// with the free mark) on its free list; the slab then goes on its class's
+// avail list, or back to the pages when it holds no block. pre: pool lock,
+// d checked sound.
+static void detached_put(struct mmpool *p, struct pdesc *d, uint64_t head,
+                         uint64_t tail, uint32_t n) {
+  *(uint64_t *)(p->base + tail) = d->free;
+  d->free = head;
+  d->used -= n;
+  if (d->used == 0) {
+    if (d->flags & PDF_LISTED) page_avail_remove(p, d);
+    page_span_free(p, page_index(p, d), d->npages);
+  } else if (!(d->flags & PDF_LISTED)) {
+    page_avail_push(p, d);
+  }
+}
+
 // A slab freed into while detached: adopt it, or (exiting thread) free
 // into it under the lock.
 static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
@@ -992,14 +1009,7 @@ static void free_detached(struct mmpool *p, struct pdesc *d, uintptr_t a,
     if (h->cur[c] == &empty_desc) sweep(p, h, c);
     return;
   }
-  *(uint64_t *)a = d->free;
-  d->free = off;
-  if (--d->used == 0) {
-    if (d->flags & PDF_LISTED) page_avail_remove(p, d);
-    page_span_free(p, page_index(p, d), d->npages);
-  } else if (!(d->flags & PDF_LISTED)) {
-    page_avail_push(p, d);
-  }
+  detached_put(p, d, off, off, 1);
   engine_unlock(&p->lock);
 }
 
@@ -1052,6 +1062,7 @@ static inline int tf_push(struct pdesc *d, uintptr_t base, uint64_t head,
 // RB_BYTES / 2: a thread holds at most RB_SLOTS * RB_BYTES bytes of
 // batched blocks per pool.
 _Static_assert(SC_COUNT <= 64, "rb_classes has a bit per class");
+_Static_assert(RB_SLOTS % 64 == 0, "rb_mask has a word per 64 entries");
 #define RB_BATCH 16
 #define RB_BYTES 4096
 // Every RB_AGE blocks put in batches, those that got none since the last
@@ -1071,8 +1082,8 @@ static inline void rb_clear(struct rbatch *e) {
 }
 
 // Pushes batch e, and empties it: onto its slab's thread-free list, or
-// (detached slab) onto the slab's free list under the pool lock, the slab
-// then listed or given back as free_detached does for an exiting thread.
+// (detached slab) onto the slab's free list under the pool lock
+// (detached_put, as free_detached for an exiting thread).
 // pre: inside (heap_enter), no engine lock held.
 static void rb_push_slow(struct mmpool *p, struct rbatch *e,
                          const char *call) {
@@ -1092,17 +1103,7 @@ static void rb_push_slow(struct mmpool *p, struct rbatch *e,
       break;
     engine_unlock(&p->lock);  // adopted meanwhile: its list again
   }
-  if (page_slab_sound(p, d)) {
-    *(uint64_t *)(p->base + tail) = d->free;
-    d->free = head;
-    d->used -= n;
-    if (d->used == 0) {
-      if (d->flags & PDF_LISTED) page_avail_remove(p, d);
-      page_span_free(p, page_index(p, d), d->npages);
-    } else if (!(d->flags & PDF_LISTED)) {
-      page_avail_push(p, d);
-    }
-  }
+  if (page_slab_sound(p, d)) detached_put(p, d, head, tail, n);
   engine_unlock(&p->lock);
 }
 

@@ -1120,18 +1120,24 @@ static void test_capture(void **state) {
 // ---------------------------------------------------------------------------
 // A kernel that refuses userfaultfd
 
-// In a child whose userfaultfd(2) fails with EPERM (a seccomp filter, as a
-// container's would): every snapshot is whole, says why, and is right.
-static void kernel_refuses(const char *sd) {
+// From here, system call nr fails with EPERM in this process (a seccomp
+// filter, as a container's would be).
+static void refuse_syscall(long nr) {
   struct sock_filter f[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog prog = {sizeof f / sizeof *f, f};
   assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
   assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+// In a child whose userfaultfd(2) fails with EPERM (a seccomp filter, as a
+// container's would): every snapshot is whole, says why, and is right.
+static void kernel_refuses(const char *sd) {
+  refuse_syscall(SYS_userfaultfd);
   pa = mmpool_open("incr_k", "size=256M");
   assert_non_null(pa);
   pb = pf = NULL;
@@ -1153,15 +1159,7 @@ static void test_kernel_refuses(void **state) {
 // first capture is dropped and no other is tried; every snapshot is a
 // delta, copied, and right.
 static void copies_refused(const char *sd) {
-  struct sock_filter f[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = {sizeof f / sizeof *f, f};
-  assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-  assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+  refuse_syscall(SYS_process_vm_readv);
   pa = mmpool_open("incr_r", "size=512M");
   assert_non_null(pa);
   pb = pf = NULL;
