@@ -316,13 +316,12 @@ void *mmpool_realloc(mmpool_t *pool, void *ptr, size_t size) {
   if (!pool) {
     // A small block of this thread: in place, or moved within its pool by
     // the fast paths (heap.h). Anything else, or a full pool, below.
-    struct mmpool *p;
     size_t old;
-    int fast = heap_try_resize(ptr, size, &p, &old);
+    int fast = heap_try_resize(ptr, size, &old);
     if (likely(fast > 0)) return ptr;
     if (fast == 0) {
       int dirty;
-      void *r = heap_alloc(p, size, &dirty);
+      void *r = heap_alloc(heap_pool_at(ptr), size, &dirty);
       if (likely(r != NULL)) {
         memcpy(r, ptr, old < size ? old : size);
         heap_free_as(ptr, "realloc");

@@ -1388,10 +1388,11 @@ int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
   return r;
 }
 
+// n > 0 (mmpool_realloc frees for 0).
 static int resize(struct mmpool *p, struct pdesc *d, uintptr_t a, size_t n) {
   if (d->kind == PD_SLAB) {
     // Stay while the block is not more than twice what is needed.
-    if (n > d->bsize || (n <= d->bsize / 2 && d->bsize > 16)) return -1;
+    if ((uint64_t)d->bsize - n >= sc_keep[d->cls]) return -1;
     *pdesc_slack(p->base, d, a - p->base) = (uint16_t)(d->bsize - n);
     return 0;
   }

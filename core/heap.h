@@ -469,33 +469,42 @@ static inline __attribute__((always_inline)) int heap_block_start(
 // block handed out (so 16-byte aligned): 1 when n bytes
 // stay in place (heap_resize's rule: the block is at most twice what is
 // needed), its slack updated (the live block's own entry: no other thread
-// writes it); 0 when the block must move, with *pp its pool and *usable
-// its usable size; -1 when only the slow path can tell (another thread's
-// block, a large block, a pointer the checks refuse, MMPOOL_CHECK=full).
-// n > 0.
+// writes it); 0 when the block must move, with *usable its usable size
+// (its pool: heap_pool_at); -1 when only the slow path can tell (another
+// thread's block, a large block, a pointer the checks refuse,
+// MMPOOL_CHECK=full). n > 0. The pool is not returned: a pointer kept for
+// the rare move made this path keep one register more.
+// The pool of a block heap_try_resize found (0: must move).
+static inline struct mmpool *heap_pool_at(const void *ptr) {
+  return &pool_table[vmmap_pool_id((uintptr_t)ptr)];
+}
+
 static inline __attribute__((always_inline)) int heap_try_resize(
-    void *ptr, size_t n, struct mmpool **pp, size_t *usable) {
+    void *ptr, size_t n, size_t *usable) {
   uintptr_t a = (uintptr_t)ptr;
   struct mmpool *p = &pool_table[vmmap_pool_id(a)];
   uintptr_t rel = a - p->data;
   // No alignment test: a block start is a multiple of 16 from its slab's
   // start (heap_block_start), which comes before the free mark's read.
   if (!(rel < p->fast_len)) return -1;
+  uintptr_t base = p->base;  // kept: the slack's address needs it
   struct pdesc *d = p->desc + (rel >> PAGE_SHIFT);
   uint64_t so = rel & ((1u << PAGE_SHIFT) - 1);  // a's offset in its slab
   heap_in();
   uint32_t tid = tl_fast.fast_tid;
-  if (d->owner != tid) {
+  int r = -1;
+  // This thread's slab head (the common case) is read once; any other page
+  // finds its head and looks at its owner there.
+  if (unlikely(__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != tid)) {
     uint32_t delta = d->head_delta;
     d -= delta;
     so += (uint64_t)delta << PAGE_SHIFT;
-  }
-  uint32_t o = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
-  int r = -1;
-  if (unlikely(o != tid && (o != OWNER_DETACHED || d->kind != PD_SLAB ||
-                            tid == TID_NONE))) {
-    heap_out();
-    return r;
+    uint32_t o = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
+    if (o != tid && (o != OWNER_DETACHED || d->kind != PD_SLAB ||
+                     tid == TID_NONE)) {
+      heap_out();
+      return r;
+    }
   }
   // The start of a block handed out: realloc copies the block and frees
   // it, so an interior pointer is sent to the slow path (which aborts),
@@ -503,14 +512,14 @@ static inline __attribute__((always_inline)) int heap_try_resize(
   if (likely(heap_block_start(d, so) &&
              ((uint64_t *)a)[1] != (uintptr_t)d)) {
     uint32_t b = d->bsize;
-    uint16_t *slack = pdesc_slack(p->base, d, a - p->base);
-    if (n <= b && (n > b / 2 || b <= 16)) {
-      *slack = (uint16_t)(b - n);
+    uint16_t *slack = pdesc_slack(base, d, a - base);
+    uint64_t keep = (uint64_t)b - n;  // the new slack if it stays
+    if (keep < sc_keep[d->cls]) {
+      *slack = (uint16_t)keep;
       r = 1;
     } else {
       uint32_t s = *slack;
       *usable = s <= b ? b - s : 0;
-      *pp = p;
       r = 0;
     }
   }

@@ -70,20 +70,21 @@ const struct sizeclass sc_table[SC_COUNT] = {
 // reciprocal is rounded up by less than 1, which adds less than
 // o / 2^40 < 2^-20 to the quotient, less than the 1 / bsize an offset short
 // of the next multiple leaves below it (test_sizeclass tries every offset).
-#define SC_RECIP(b) ((((uint64_t)1 << 40) + (b) - 1) / (b))
-const uint64_t sc_recip[SC_COUNT] = {
-    SC_RECIP(16), SC_RECIP(32), SC_RECIP(48), SC_RECIP(64), SC_RECIP(80),
-    SC_RECIP(96), SC_RECIP(112), SC_RECIP(128), SC_RECIP(160), SC_RECIP(192),
-    SC_RECIP(224), SC_RECIP(256), SC_RECIP(320), SC_RECIP(384), SC_RECIP(448),
-    SC_RECIP(512), SC_RECIP(640), SC_RECIP(768), SC_RECIP(896), SC_RECIP(1024),
-    SC_RECIP(1280), SC_RECIP(1536), SC_RECIP(1792), SC_RECIP(2048),
-    SC_RECIP(2560), SC_RECIP(3072), SC_RECIP(3584), SC_RECIP(4096),
-    SC_RECIP(5120), SC_RECIP(6144), SC_RECIP(7168), SC_RECIP(8192),
-    SC_RECIP(10240), SC_RECIP(12288), SC_RECIP(14336), SC_RECIP(16384),
-    SC_RECIP(20480), SC_RECIP(24576), SC_RECIP(28672), SC_RECIP(32768),
-    SC_RECIP(40960), SC_RECIP(49152), SC_RECIP(57344), SC_RECIP(65536),
-    SC_RECIP(81920), SC_RECIP(98304), SC_RECIP(114688), SC_RECIP(131072),
-};
+// The block sizes of sc_table in order, for the tables derived from them.
+#define SC_BSIZES(X)                                                        \
+  X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128) X(160) X(192) X(224)    \
+  X(256) X(320) X(384) X(448) X(512) X(640) X(768) X(896) X(1024) X(1280)   \
+  X(1536) X(1792) X(2048) X(2560) X(3072) X(3584) X(4096) X(5120) X(6144)   \
+  X(7168) X(8192) X(10240) X(12288) X(14336) X(16384) X(20480) X(24576)     \
+  X(28672) X(32768) X(40960) X(49152) X(57344) X(65536) X(81920) X(98304)   \
+  X(114688) X(131072)
+#define SC_RECIP(b) ((((uint64_t)1 << 40) + (b) - 1) / (b)),
+const uint64_t sc_recip[SC_COUNT] = {SC_BSIZES(SC_RECIP)};
+// A block of b bytes keeps a resize to n when b - n < SC_KEEP(b): n fits
+// and the block is at most twice what is needed (n > b / 2); a 16-byte
+// block keeps every n up to 16.
+#define SC_KEEP(b) ((b) <= 16 ? (b) : (b) - (b) / 2),
+const uint32_t sc_keep[SC_COUNT] = {SC_BSIZES(SC_KEEP)};
 
 const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1] = {
     0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,

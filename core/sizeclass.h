@@ -41,6 +41,12 @@ extern const uint64_t sc_recip[SC_COUNT];
 // One multiply tells both (heap_block_start); test_sizeclass tries every
 // offset of every class.
 #define SC_RECIP_FRAC (((uint64_t)1 << 40) - 1)
+// A block of class c stays in place on a resize to n > 0 bytes exactly
+// when (uint64_t)bsize - n < sc_keep[c] (heap_try_resize, resize): n fits,
+// and the block is at most twice what is needed (a 16-byte block, the
+// smallest, keeps every n). The subtraction is the slack to record when it
+// stays, and wraps around when n does not fit: one compare tells both.
+extern const uint32_t sc_keep[SC_COUNT];
 #define SC_START_BELOW ((uint64_t)1 << 20)
 
 // pdesc.slack_off of a slab of class sc at pool offset so: the slack

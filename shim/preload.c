@@ -527,13 +527,12 @@ static void *realloc_pooled(void *ptr, size_t n) {
   return realloc_failed(ptr, n, errno0);
 }
 
-// realloc when the block moves within its pool p (the fast paths: a string
+// realloc when the block moves within its pool (the fast paths: a string
 // or vector grown step by step leaves its class); old is its usable size.
 static __attribute__((noinline)) void *realloc_move(void *ptr, size_t n,
-                                                    struct mmpool *p,
                                                     size_t old) {
   int errno0 = errno, dirty;
-  void *r = heap_alloc(p, n, &dirty);
+  void *r = heap_alloc(heap_pool_at(ptr), n, &dirty);
   if (likely(r != NULL)) {
     memcpy(r, ptr, old < n ? old : n);
     heap_free_as(ptr, "realloc");
@@ -579,11 +578,10 @@ static __attribute__((noinline)) void *realloc_slow(void *ptr, size_t n,
 static inline __attribute__((always_inline)) void *realloc_inline(
     void *ptr, size_t n) {
   if (!ptr) return malloc_inline(n);
-  struct mmpool *p;
   size_t old;
-  int fast = likely(n != 0) ? heap_try_resize(ptr, n, &p, &old) : -1;
+  int fast = likely(n != 0) ? heap_try_resize(ptr, n, &old) : -1;
   if (likely(fast > 0)) return ptr;
-  if (fast == 0) return realloc_move(ptr, n, p, old);
+  if (fast == 0) return realloc_move(ptr, n, old);
   return realloc_slow(ptr, n, CALLER());
 }
 
