@@ -108,10 +108,15 @@ void heap_init_once(void) {
 // ---------------------------------------------------------------------------
 // Heap objects. pre for the two helpers: registry lock held.
 
+// A thread heap's memory, all zero: a heap given back before is cleared;
+// the arena's fresh memory is zero already and is left untouched, so the
+// pages of the batches (rb[], most of a heap) cost no resident memory
+// until a thread batches (reading them maps the kernel's zero page).
 static struct theap *heap_new_mem(void) {
   struct theap *h = free_heaps;
   if (h) {
     free_heaps = h->reg_next;
+    memset(h, 0, sizeof *h);
     return h;
   }
   return heap_arena_alloc(sizeof(struct theap));
@@ -214,7 +219,6 @@ static struct theap *heap_get(struct mmpool *p) {
   // Closed meanwhile? (pool_close forgets heaps under this lock.)
   h = p->state == POOL_OPEN ? heap_new_mem() : NULL;
   if (h) {
-    memset(h, 0, sizeof *h);
     for (unsigned s = 0; s <= SC_DIRECT_MAX; s++) {
       h->direct[s] = &empty_desc;
       h->slack[s] = (uint16_t)(sc_table[sc_of(s ? s : 1)].bsize - s);

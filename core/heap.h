@@ -264,7 +264,9 @@ void heap_thread_join(void *client) HIDDEN;
 // The first linked thread (follow next). pre: registry lock.
 struct heap_thread *heap_threads(void) HIDDEN;
 // Process-local memory (thread heaps, the preload library's routing
-// tables), 64-byte aligned, never given back; NULL when none is left.
+// tables), 64-byte aligned, zeroed (fresh pages, never written before:
+// what a caller does not write stays out of its resident memory), never
+// given back; NULL when none is left.
 // pre: registry lock.
 void *heap_arena_alloc(size_t n) HIDDEN;
 
