@@ -457,7 +457,7 @@ RARE int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out) {
     log_fail(EINVAL, "mmpool_stats: NULL output");
     return fail_int(-EINVAL);
   }
-  heap_flush_own(p);  // this thread's frees count, batched or not
+  heap_flush_all();  // every thread's frees count, batched or not
   engine_lock(&p->lock);
   page_stats(p, out);
   engine_unlock(&p->lock);
@@ -489,7 +489,9 @@ RARE int mmpool_walk(mmpool_t *pool, int (*fn)(void *, size_t, void *),
     return fail_int(-EINVAL);
   }
   // The callback may allocate or free: no lock is held while it runs, so
-  // the caller must keep other threads out (documented).
+  // the caller must keep other threads out (documented). Blocks they freed
+  // and still hold in batches are pushed first: a walk sees them free.
+  heap_flush_all();
   return page_walk(p, fn, arg);
 }
 

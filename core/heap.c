@@ -1169,12 +1169,9 @@ static void rb_start(struct theap *h, struct rbatch *e, struct pdesc *d,
   e->max = (uint16_t)(k < RB_BATCH ? k : RB_BATCH);
 }
 
-void heap_flush_own(struct mmpool *p) {
-  heap_enter();
-  struct theap *h = tl_own[p->id];
-  if (h != &empty_heap && h->pool == p && h->gen == p->gen && h->handle)
-    rb_flush(p, h);
-  heap_leave();
+void heap_flush_all(void) {
+  heap_freeze();  // pushes them (rb_flush_all)
+  heap_thaw();
 }
 
 // At a freeze: every thread's batches pushed. The registry stands still

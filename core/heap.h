@@ -211,10 +211,12 @@ size_t heap_usable(struct mmpool *p, struct pdesc *d, uintptr_t a) HIDDEN;
 // an anonymous pool goes back to the kernel (page_trim). The number of
 // pages given back to the kernel: 0 for a closed, frozen or file pool.
 uint64_t heap_trim(struct mmpool *p) HIDDEN;
-// Pushes this thread's batches of blocks freed into other threads' slabs
-// of p (heap.c, "Batches of remote frees"), so that their slabs count them
-// free. pre: no engine lock held.
-void heap_flush_own(struct mmpool *p) HIDDEN;
+// Pushes every thread's batches of blocks freed into other threads' slabs
+// (heap.c, "Batches of remote frees"), so that their slabs count them free:
+// for the readers of a whole pool that run outside a freeze
+// (mmpool_stats, mmpool_walk). A freeze and a thaw: every other thread
+// leaves the allocator meanwhile. pre: no engine lock held, not inside.
+void heap_flush_all(void) HIDDEN;
 // Resizes in place if it can; 0 on success.
 int heap_resize(struct mmpool *p, struct pdesc *d, uintptr_t a,
                 size_t n) HIDDEN;

@@ -250,6 +250,9 @@ typedef struct mmpool_stats {
 } mmpool_stats_t;
 
 // Fills *out. Figures are exact when no other thread allocates meanwhile.
+// Blocks that threads freed count free, those a thread still keeps for
+// reuse included: to gather them, every thread is kept out of the
+// allocator for a moment.
 MMPOOL_API int mmpool_stats(mmpool_t *pool, mmpool_stats_t *out);
 
 // Checks every invariant of the pool's metadata (page descriptors, free
@@ -261,6 +264,8 @@ MMPOOL_API int mmpool_check(mmpool_t *pool);
 // Calls fn(block, usable_size, arg) for every live block of the pool, in
 // address order; stops early and returns fn's value when it is not 0.
 // Other threads must not allocate from or free into the pool meanwhile.
+// A block any thread freed is not visited (gathered first, as by
+// mmpool_stats).
 MMPOOL_API int mmpool_walk(mmpool_t *pool,
                            int (*fn)(void *block, size_t size, void *arg),
                            void *arg);
