@@ -183,7 +183,9 @@ int snapcmd_info(const char *dir, int json) {
                                          : dirty_why_text((int)man.why_full));
     for (uint32_t i = 0; i < man.npools; i++) {
       const struct snap_entry *e = &man.pool[i];
-      const char *why;
+      // how_name sets why: called before the printf, whose arguments C
+      // evaluates in no set order (GCC read why first in one build).
+      const char *why, *how = how_name(e->how, &why);
       printf("%s{\"name\": \"%s\", \"file\": \"%s\", \"kind\": \"%s\", "
              "\"base\": %" PRIu64 ", \"length\": %" PRIu64
              ", \"generation\": %" PRIu64 ", \"written\": \"%s\", "
@@ -192,8 +194,8 @@ int snapcmd_info(const char *dir, int json) {
              i ? ", " : "", e->name, e->file,
              e->kind == SNAP_POOL_ANON ? "anon"
              : e->kind == SNAP_POOL_SHARED ? "shared" : "private",
-             e->base, e->length, e->generation, how_name(e->how, &why),
-             why ? why : "", man.chain[i].n, man.chain[i].bytes);
+             e->base, e->length, e->generation, how, why ? why : "",
+             man.chain[i].n, man.chain[i].bytes);
       int first = 1;
       for (uint32_t j = 0; j < man.npools; j++)
         if (ptrs[i].count[j]) {
