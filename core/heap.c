@@ -726,9 +726,8 @@ static struct pdesc *find_slab(struct mmpool *p, struct theap *h,
 static struct rbatch *rb_take(struct theap *h, unsigned c);
 
 // alloc_class's first step when class c may have batches (h->rb_classes):
-// a block from a batch, installed where the fast path pops; or NULL
-// (alloc_class gives the fast path back to the current slab, once it has
-// one with a free block). Batches first: a thread
+// a block from a batch, installed where the fast path pops; or NULL, with
+// the fast path given back to the current slab. Batches first: a thread
 // that frees half its blocks into other threads' slabs takes them all
 // back that way, and its own slab gets the other half (wl-larson 2: with
 // the slab first, the batches filled, and 56 % of their blocks went back
@@ -737,9 +736,13 @@ static __attribute__((noinline)) void *alloc_batch(struct theap *h,
                                                    unsigned c, size_t n) {
   uint32_t b = sc_table[c].bsize;
   struct rbatch *e = rb_take(h, c);
-  if (!e) return NULL;
-  direct_set(h, c, &e->pd);
-  return heap_slab_pop(h->base, &e->pd, e->pd.free, (uint16_t)(b - n));
+  if (e) {
+    direct_set(h, c, &e->pd);
+    return heap_slab_pop(h->base, &e->pd, e->pd.free, (uint16_t)(b - n));
+  }
+  if (b <= SC_DIRECT_MAX && h->direct[b] != h->cur[c])
+    direct_set(h, c, h->cur[c]);
+  return NULL;
 }
 
 // A block of class c, when what the fast path pops from is spent.
@@ -752,13 +755,7 @@ static void *alloc_class(struct mmpool *p, unsigned c, size_t n) {
   }
   struct pdesc *d = h->cur[c];
   if (!d->free && !(d = find_slab(p, h, c))) return NULL;
-  // The fast path pops from the current slab again if a batch, spent, was
-  // its source. After find_slab: a new current slab (set_cur) points the
-  // direct slots at itself, and restoring the spent one first would write
-  // them twice (up to 128 slots each time).
-  uint32_t b = d->bsize;
-  if (b <= SC_DIRECT_MAX && h->direct[b] != d) direct_set(h, c, d);
-  return heap_slab_pop(h->base, d, d->free, (uint16_t)(b - n));
+  return heap_slab_pop(h->base, d, d->free, (uint16_t)(d->bsize - n));
 }
 
 // The slow paths' entry points run between heap_enter and heap_leave.
