@@ -291,6 +291,28 @@ static int count_block(void *blk, size_t size, void *arg) {
   return 0;
 }
 
+// Fills bt_blocks from bt_pool and starts bt_freer on them; with wait, it
+// returns once the thread has freed them all and waits at bt_bar.
+static pthread_t bt_start(int wait) {
+  uint64_t had = in_use_held(bt_pool);
+  for (int i = 0; i < BT_N; i++)
+    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
+  assert_int_equal(in_use_held(bt_pool), had + BT_N);
+  pthread_t t;
+  assert_int_equal(
+      pthread_create(&t, NULL, bt_freer, wait ? (void *)"wait" : NULL), 0);
+  if (wait) pthread_barrier_wait(&bt_bar);
+  return t;
+}
+
+// Lets thread t (bt_start's, with the same wait) end, and joins it.
+static void bt_end(pthread_t t, int wait) {
+  if (wait) pthread_barrier_wait(&bt_bar);
+  void *ret;
+  assert_int_equal(pthread_join(t, &ret), 0);
+  assert_null(ret);
+}
+
 // A thread that frees blocks of another thread's slab keeps them in a
 // batch of its own (core/heap.c, "Batches of remote frees"), still live to
 // their slab. A freeze (here malloc_trim's, as a snapshot's, a fork's or a
@@ -302,13 +324,8 @@ static void batched_frees_reach_their_slab(void **state) {
   bt_pool = mmpool_open("live.batch", "size=64M");
   assert_non_null(bt_pool);
   struct mmpool *p = pool_from_handle(bt_pool);
-  for (int i = 0; i < BT_N; i++)
-    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
-  assert_int_equal(in_use(bt_pool), BT_N);
   pthread_barrier_init(&bt_bar, NULL, 2);
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, bt_freer, "wait"), 0);
-  pthread_barrier_wait(&bt_bar);
+  pthread_t t = bt_start(1);
   uint64_t before = in_use_held(bt_pool);  // the thread's block + its batch
   print_message("in use with the batches held: %llu\n",
                 (unsigned long long)before);
@@ -316,16 +333,9 @@ static void batched_frees_reach_their_slab(void **state) {
   heap_trim(p);
   assert_int_equal(in_use_held(bt_pool), 1);  // the thread's own block
   assert_int_equal(mmpool_check(bt_pool), 0);
-  pthread_barrier_wait(&bt_bar);
-  void *ret;
-  assert_int_equal(pthread_join(t, &ret), 0);
-  assert_null(ret);
+  bt_end(t, 1);
   // The exit: the thread's block stays live (its slab detached).
-  for (int i = 0; i < BT_N; i++)
-    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
-  assert_int_equal(pthread_create(&t, NULL, bt_freer, NULL), 0);
-  assert_int_equal(pthread_join(t, &ret), 0);
-  assert_null(ret);
+  bt_end(bt_start(0), 0);
   assert_int_equal(in_use_held(bt_pool), 2);
   assert_int_equal(mmpool_check(bt_pool), 0);
   pthread_barrier_destroy(&bt_bar);
@@ -339,31 +349,19 @@ static void walk_and_stats_see_batched_blocks_free(void **state) {
   (void)state;
   bt_pool = mmpool_open("live.batchwalk", "size=64M");
   assert_non_null(bt_pool);
-  for (int i = 0; i < BT_N; i++)
-    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
   pthread_barrier_init(&bt_bar, NULL, 2);
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, bt_freer, "wait"), 0);
-  pthread_barrier_wait(&bt_bar);
+  pthread_t t = bt_start(1);
   assert_true(in_use_held(bt_pool) > 1);  // a batch holds some
   uint64_t walked = 0;
   assert_int_equal(mmpool_walk(bt_pool, count_block, &walked), 0);
   assert_int_equal(walked, 1);  // the thread's own block
   assert_int_equal(in_use_held(bt_pool), 1);
-  pthread_barrier_wait(&bt_bar);
-  void *ret;
-  assert_int_equal(pthread_join(t, &ret), 0);
-  assert_null(ret);
+  bt_end(t, 1);
   // The same through mmpool_stats.
-  for (int i = 0; i < BT_N; i++)
-    assert_non_null(bt_blocks[i] = mmpool_malloc(bt_pool, 64));
-  assert_int_equal(pthread_create(&t, NULL, bt_freer, "wait"), 0);
-  pthread_barrier_wait(&bt_bar);
+  t = bt_start(1);
   assert_true(in_use_held(bt_pool) > 2);
   assert_int_equal(in_use(bt_pool), 2);  // the two threads' own blocks
-  pthread_barrier_wait(&bt_bar);
-  assert_int_equal(pthread_join(t, &ret), 0);
-  assert_null(ret);
+  bt_end(t, 1);
   assert_int_equal(mmpool_check(bt_pool), 0);
   pthread_barrier_destroy(&bt_bar);
   assert_int_equal(mmpool_close(bt_pool), 0);
