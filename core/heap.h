@@ -466,6 +466,11 @@ static inline __attribute__((always_inline)) int heap_block_start(
          (x >> 40) < __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
 }
 
+// The pool of a block heap_try_resize found (0: must move).
+static inline struct mmpool *heap_pool_at(const void *ptr) {
+  return &pool_table[vmmap_pool_id((uintptr_t)ptr)];
+}
+
 // realloc's fast path, for a block of a slab this thread owns or no
 // thread owns (a full slab is detached: the blocks of a vector grown in
 // step with others fill their slab), checked as heap_free_as checks a
@@ -478,11 +483,6 @@ static inline __attribute__((always_inline)) int heap_block_start(
 // thread's block, a large block, a pointer the checks refuse,
 // MMPOOL_CHECK=full). n > 0. The pool is not returned: a pointer kept for
 // the rare move made this path keep one register more.
-// The pool of a block heap_try_resize found (0: must move).
-static inline struct mmpool *heap_pool_at(const void *ptr) {
-  return &pool_table[vmmap_pool_id((uintptr_t)ptr)];
-}
-
 static inline __attribute__((always_inline)) int heap_try_resize(
     void *ptr, size_t n, size_t *usable) {
   uintptr_t a = (uintptr_t)ptr;

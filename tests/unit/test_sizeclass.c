@@ -240,6 +240,22 @@ static void test_reciprocals(void **state) {
   }
 }
 
+// The resize rule by one compare (heap_try_resize, resize): a block keeps
+// n bytes exactly when n fits and the block is at most twice what is
+// needed, or it is a 16-byte block; sc_keep follows sc_table's sizes.
+static void test_keep(void **state) {
+  (void)state;
+  for (unsigned c = 0; c < SC_COUNT; c++) {
+    uint32_t b = sc_table[c].bsize;
+    for (uint64_t n = 1; n <= (uint64_t)b + 64; n++) {
+      int rule = n <= b && (n > b / 2 || b <= 16);
+      if (((uint64_t)b - n < sc_keep[c]) != rule)
+        fail_msg("class %u (%u bytes): %llu bytes: keep says %d", c, b,
+                 (unsigned long long)n, !rule);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table_follows_rules),
@@ -249,6 +265,7 @@ int main(void) {
       cmocka_unit_test(test_lookup_aligned),
       cmocka_unit_test(test_layout_hash),
       cmocka_unit_test(test_reciprocals),
+      cmocka_unit_test(test_keep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
