@@ -481,8 +481,8 @@ static inline struct mmpool *heap_pool_at(const void *ptr) {
 // writes it); 0 when the block must move, with *usable its usable size
 // (its pool: heap_pool_at); -1 when only the slow path can tell (another
 // thread's block, a large block, a pointer the checks refuse,
-// MMPOOL_CHECK=full). n > 0. The pool is not returned: a pointer kept for
-// the rare move made this path keep one register more.
+// MMPOOL_CHECK=full). n > 0. The pool is not returned: a pointer kept live
+// for the rare move made GCC save three registers at entry, not one.
 static inline __attribute__((always_inline)) int heap_try_resize(
     void *ptr, size_t n, size_t *usable) {
   uintptr_t a = (uintptr_t)ptr;
