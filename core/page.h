@@ -72,7 +72,16 @@ int page_lazy_begin(struct mmpool *p) HIDDEN;
 // may follow it); -EUCLEAN when it is in a damaged span, said once and left
 // unused from then on. Any lock or none may be held (it takes a lock of
 // its own, after the pool's).
-int page_verify(struct mmpool *p, uint32_t idx) HIDDEN;
+//
+// Until a pool of this process is attached lazily (page_lazy_any, set for
+// good by page_lazy_begin), no descriptor waits for its check: the answer
+// is 0 without a call (heap_block, the slow free, runs it on every call).
+extern int page_lazy_any HIDDEN;
+int page_verify_lazy(struct mmpool *p, uint32_t idx) HIDDEN;
+static inline int page_verify(struct mmpool *p, uint32_t idx) {
+  if (likely(!__atomic_load_n(&page_lazy_any, __ATOMIC_RELAXED))) return 0;
+  return page_verify_lazy(p, idx);
+}
 // heap_block's reason for a block in a damaged span: a free of it is
 // ignored (the span's blocks leak; the warning was said).
 extern const char page_damaged_why[] HIDDEN;
@@ -95,8 +104,12 @@ void page_lazy_fork_child(void) HIDDEN;
 // process, or checked (page_check's slab checks) on its first use here.
 // A damaged one gives 0 from then on (it is never used again: its blocks
 // leak), said once with its page and the fault. pre: d checked
-// (page_verify).
-int page_slab_sound(struct mmpool *p, struct pdesc *d) HIDDEN;
+// (page_verify). 1 without a call before any lazy attach (page_verify).
+int page_slab_sound_lazy(struct mmpool *p, struct pdesc *d) HIDDEN;
+static inline int page_slab_sound(struct mmpool *p, struct pdesc *d) {
+  if (likely(!__atomic_load_n(&page_lazy_any, __ATOMIC_RELAXED))) return 1;
+  return page_slab_sound_lazy(p, d);
+}
 // The first slab of avail[c] that is sound; damaged ones on the way leave
 // the list. NULL when none.
 struct pdesc *page_avail_first(struct mmpool *p, unsigned c) HIDDEN;
@@ -115,7 +128,7 @@ int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
 // reaches a slab through a descriptor the file chose. A field is written
 // only when it changes.
 void page_detach_all(struct mmpool *p) HIDDEN;
-// 1 when a lies inside a block handed out: a slab block below inited (any
+// 1 when a lies inside a block handed out: a slab block handed out once (any
 // byte of its block size) or a large block (any of its requested bytes).
 // A block already freed back to its slab is not told apart.
 int page_block_at(struct mmpool *p, uintptr_t a) HIDDEN;
