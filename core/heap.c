@@ -476,47 +476,28 @@ static inline __attribute__((always_inline)) void collect_look(
 }
 
 // Threads never-used blocks onto the free list, a few KiB at a time so a
-// fresh slab is not touched all at once. 1 if d has a free block after.
-//
-// A PDF_DOWN slab (a one-page slab of a pool made by this build) goes from
-// its last block down, the first time only the blocks that start in the OS
-// page its last block ends in (sc_extend_first): its first blocks then
-// share that page with their slack entries at the slab's end, so a class
-// a thread uses a little costs one page, not two (docs/performance.md,
-// "Every slab touches two pages"). The free list runs in the order of
-// handing out: up, or down from the top.
+// fresh slab is not touched all at once (sc_extend). 1 if d has a free
+// block after. Called through extend, when d has none.
 static int extend_slab(struct mmpool *p, struct pdesc *d) {
   uint32_t left = d->nblocks - d->inited;
   if (!left) return 0;
-  uint64_t bs = d->bsize, slab = slab_off(p, page_index(p, d)), first;
+  uint32_t k = sc_extend[d->cls];
+  if (k > left) k = left;
+  uint64_t bs = d->bsize;
+  uint64_t first = slab_off(p, page_index(p, d)) + d->inited * bs;
   uintptr_t base = p->base;  // a local: the stores below may alias p
-  uint32_t k;
   // Each block gets its link and the free mark (heap.h, heap_free), so
   // that a free of a block never handed out is caught like a double free.
-  if (likely(d->flags & PDF_DOWN)) {
-    k = (d->inited ? sc_extend : sc_extend_first)[d->cls];
-    if (k > left) k = left;
-    first = slab + (left - 1) * bs;
-    uint64_t o = first;
-    for (uint32_t i = 1; i < k; i++) {
-      uint64_t *b = (uint64_t *)(base + o);
-      o -= bs;
-      b[0] = o;
-      b[1] = (uintptr_t)d;
-    }
+  uint64_t o = first;
+  for (uint32_t i = 1; i < k; i++) {
     uint64_t *b = (uint64_t *)(base + o);
-    b[0] = 0;
+    o += bs;
+    b[0] = o;
     b[1] = (uintptr_t)d;
-  } else {
-    k = sc_extend[d->cls];
-    if (k > left) k = left;
-    first = slab + d->inited * bs;
-    for (uint32_t i = 0; i < k; i++) {
-      uint64_t *b = (uint64_t *)(base + first + i * bs);
-      b[0] = i + 1 < k ? first + (i + 1) * bs : 0;
-      b[1] = (uintptr_t)d;
-    }
   }
+  uint64_t *b = (uint64_t *)(base + o);
+  b[0] = 0;
+  b[1] = (uintptr_t)d;
   // inited first: a fork (or a crash) between the two stores then leaks
   // the new blocks instead of threading them twice later.
   d->inited += k;
@@ -545,15 +526,6 @@ static void slab_init(struct mmpool *p, uint32_t idx, unsigned c,
   d->thread_free = 0;
   d->slack_off = sc_slack_off(sc, so);
   d->owner = owner;
-  // page_set_span cleared the flags. One-page slabs only: in a larger one
-  // the last block lies on a tail page, whose free takes the longer way
-  // (head_delta: 5 instructions more on a malloc/free loop of 64 KiB),
-  // and its first chunk shares no page with the slack array anyway. A
-  // file of an older build keeps its slabs' direction
-  // (POOLFILE_INCOMPAT_SLAB_DOWN unset).
-  if (sc->npages == 1 &&
-      (p->hdr->feature_incompat & POOLFILE_INCOMPAT_SLAB_DOWN))
-    d->flags |= PDF_DOWN;
 }
 
 // Takes slab d off h's list of its class; find_slab's place in that list
@@ -960,9 +932,9 @@ struct pdesc *heap_block(struct mmpool *p, uintptr_t a, const char **why) {
     *why = "not a live block: above the pool's top (freed already?)";
   } else if (d->kind == PD_SLAB) {
     uintptr_t off = a - start;
-    int handed = pdesc_handed(d, off / d->bsize);
-    if (off % d->bsize != 0 || !handed) {
-      *why = !handed ? "never handed out" : "not the start of a block";
+    if (off % d->bsize != 0 || off / d->bsize >= d->inited) {
+      *why = off / d->bsize >= d->inited ? "never handed out"
+                                         : "not the start of a block";
     } else if (((uint64_t *)a)[1] == (uintptr_t)d &&
                slab_lists_hold(p, d, a - p->base)) {
       *why = HEAP_FREED;  // bears the free mark and is on a free list
@@ -1500,7 +1472,7 @@ static void recount(struct mmpool *p, struct pdesc *d, int seal) {
   // A pop cut short before its slack store leaves a block live with an old
   // slack entry (the block is lost: its thread is gone). Entries beyond the
   // block size are made harmless; a free block's entry means nothing.
-  for (uint32_t b = pdesc_first(d), e1 = b + d->inited; b < e1; b++) {
+  for (uint32_t b = 0; b < d->inited; b++) {
     uint16_t *e = pdesc_slack(p->base, d, slab + (uint64_t)b * d->bsize);
     if (*e > d->bsize) *e = 0;
   }

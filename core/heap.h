@@ -459,17 +459,11 @@ static inline __attribute__((always_inline)) void heap_free(void *ptr) {
 // dependent operations longer). For the paths that take a block without
 // heap_block: realloc's, and free's of another thread's block (whose
 // owner may raise inited meanwhile).
-//
-// A PDF_DOWN slab counts its blocks handed out from its last one: the
-// index is taken from there, nblocks - 1 - index, which wraps to a large
-// number past the slab's blocks (a select, no branch).
 static inline __attribute__((always_inline)) int heap_block_start(
     const struct pdesc *d, uint64_t so) {
   uint64_t x = so * sc_recip[d->cls];
-  uint32_t b = (uint32_t)(x >> 40), from_end = d->nblocks - 1 - b;
-  b = (d->flags & PDF_DOWN) ? from_end : b;  // both computed: a cmov
   return (x & SC_RECIP_FRAC) < SC_START_BELOW &&
-         b < __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
+         (x >> 40) < __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
 }
 
 // The pool of a block heap_try_resize found (0: must move).
@@ -481,7 +475,7 @@ static inline struct mmpool *heap_pool_at(const void *ptr) {
 // thread owns (a full slab is detached: the blocks of a vector grown in
 // step with others fill their slab), checked as heap_free_as checks a
 // block (the free mark, a slab head) and also for being the start of a
-// block (so 16-byte aligned; of a detached slab, handed out): 1 when n bytes
+// block handed out (so 16-byte aligned): 1 when n bytes
 // stay in place (heap_resize's rule: the block is at most twice what is
 // needed), its slack updated (the live block's own entry: no other thread
 // writes it); 0 when the block must move, with *usable its usable size
@@ -502,7 +496,7 @@ static inline __attribute__((always_inline)) int heap_try_resize(
   uint64_t so = rel & ((1u << PAGE_SHIFT) - 1);  // a's offset in its slab
   heap_in();
   uint32_t tid = tl_fast.fast_tid;
-  int r = -1, detached = 0;
+  int r = -1;
   // This thread's slab head (the common case) is read once; any other page
   // finds its head and looks at its owner there.
   if (unlikely(__atomic_load_n(&d->owner, __ATOMIC_RELAXED) != tid)) {
@@ -515,23 +509,11 @@ static inline __attribute__((always_inline)) int heap_try_resize(
       heap_out();
       return r;
     }
-    detached = o != tid;
   }
-  // The start of a block (heap_block_start's multiply): realloc copies the
-  // block and frees it, so an interior pointer is sent to the slow path
-  // (which aborts), not passed on as free's fast path would. A detached
-  // slab's block must also have been handed out (a free of one that was
-  // not aborts, heap_free_other); one of this thread's slab never handed
-  // out passes, as it passes free's fast path: the slab's direction
-  // (PDF_DOWN) would cost the common path a select.
-  uint64_t x = so * sc_recip[d->cls];
-  uint32_t blk = (uint32_t)(x >> 40), lim = d->nblocks;
-  if (unlikely(detached)) {
-    uint32_t from_end = d->nblocks - 1 - blk;
-    blk = (d->flags & PDF_DOWN) ? from_end : blk;
-    lim = __atomic_load_n(&d->inited, __ATOMIC_RELAXED);
-  }
-  if (likely((x & SC_RECIP_FRAC) < SC_START_BELOW && blk < lim &&
+  // The start of a block handed out: realloc copies the block and frees
+  // it, so an interior pointer is sent to the slow path (which aborts),
+  // not passed on as free's fast path would.
+  if (likely(heap_block_start(d, so) &&
              ((uint64_t *)a)[1] != (uintptr_t)d)) {
     uint32_t b = d->bsize;
     uint16_t *slack = pdesc_slack(base, d, a - base);

@@ -420,7 +420,7 @@ RARE static int64_t mark_list(const struct inspect *in, const struct pdesc *d,
       return -1;
     }
     uint64_t b = (off - slab) / d->bsize;
-    if (!pdesc_handed(d, b)) {
+    if (b >= d->inited) {
       fmt_format(why, why_len, "%s list holds block %llu, never handed out "
                  "(inited %u)", which, (unsigned long long)b, d->inited);
       return -1;
@@ -505,7 +505,7 @@ RARE static int slab_scan(struct walker *w, struct inspect *in,
   // Every live block's slack: usable_size and realloc's copy trust it.
   uint32_t nbad = 0, first = 0;
   uint16_t firsts = 0;
-  for (uint32_t b = pdesc_first(d), e = b + d->inited; b < e; b++) {
+  for (uint32_t b = 0; b < d->inited; b++) {
     if (bit(bm, b)) continue;
     uint64_t off = page_off(in, i) + (uint64_t)b * d->bsize;
     uint16_t s = *pdesc_slack(in->map, d, off);
@@ -527,7 +527,7 @@ RARE static int slab_scan(struct walker *w, struct inspect *in,
 RARE static void count_slab(struct walker *w, const struct pdesc *d, uint32_t i,
                             const uint64_t *bm) {
   struct inspect_class *c = &w->st->cls[d->cls];
-  for (uint32_t b = pdesc_first(d), e = b + d->inited; b < e; b++) {
+  for (uint32_t b = 0; b < d->inited; b++) {
     if (bit(bm, b)) continue;
     uint64_t off = page_off(w->in, i) + (uint64_t)b * d->bsize;
     c->live++;
@@ -748,7 +748,7 @@ RARE unsigned inspect_walk(struct inspect *in, const struct inspect_cb *cb,
 }
 
 RARE int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
-                           uint32_t *first, uint32_t *inited) {
+                           uint32_t *inited) {
   const struct poolfile_header *h = &in->hdr;
   uint32_t top = h->st.top;
   if (head >= top) return -1;
@@ -758,7 +758,6 @@ RARE int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
     return -1;
   uint32_t nfree, nremote;
   if (slab_scan(NULL, in, d, head, bm, &nfree, &nremote) != 0) return -1;
-  *first = pdesc_first(d);
   *inited = d->inited;
   return 0;
 }
@@ -789,7 +788,7 @@ RARE int inspect_block_at(struct inspect *in, uint64_t off, uint64_t *blk,
   uint32_t nfree, nremote;
   if (slab_scan(NULL, in, d, head, bm, &nfree, &nremote) != 0) return 0;
   uint64_t b = (off - start) / d->bsize;
-  if (!pdesc_handed(d, b) || bit(bm, b)) return 0;
+  if (b >= d->inited || bit(bm, b)) return 0;
   *blk = start + b * d->bsize;
   *len = d->bsize;
   return 1;

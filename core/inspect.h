@@ -122,11 +122,11 @@ int inspect_block_at(struct inspect *in, uint64_t off, uint64_t *blk,
 
 // The free blocks of the slab whose head is page head, as bits of bm
 // (INSPECT_BM_WORDS words: bit b set when block b is on a free list), and
-// the blocks handed out once: [*first, *first + *inited) (pdesc_first). 0,
-// or -1 when the slab is not sound (inspect_walk names why).
+// its count of blocks handed out once (*inited). 0, or -1 when the slab is
+// not sound (inspect_walk names why).
 #define INSPECT_BM_WORDS 64
 int inspect_slab_free(struct inspect *in, uint32_t head, uint64_t *bm,
-                      uint32_t *first, uint32_t *inited) HIDDEN;
+                      uint32_t *inited) HIDDEN;
 
 // The version 2 header of a version 1 one (checked first: its magic,
 // version, header size, ABI and checksum, then every field by

@@ -15,7 +15,7 @@
 // - a free span of 2+ pages ends with PD_FREE_LAST pointing at its head;
 // - every free span is in the bin of its size, every bin holds only those;
 // - a slab's free lists hold distinct block starts of blocks handed out
-//   before (pdesc_handed); used + free-list blocks = inited, and the
+//   before (index < inited); used + free-list blocks = inited, and the
 //   thread-free list holds at most used blocks (they count as used until
 //   the owner collects them);
 // - a slab is on its class's avail list iff PDF_LISTED, and then detached.
@@ -829,7 +829,7 @@ int page_block_at(struct mmpool *p, uintptr_t a) {
   if (head >= ST(p)->top || off >= (uintptr_t)d->npages << PAGE_SHIFT)
     return 0;
   if (d->kind == PD_LARGE) return off < (d->req ? d->req : 1);
-  return d->kind == PD_SLAB && pdesc_handed(d, off / d->bsize);
+  return d->kind == PD_SLAB && off / d->bsize < d->inited;
 }
 
 // ---------------------------------------------------------------------------
@@ -874,9 +874,8 @@ static uint32_t live_span(struct mmpool *p, struct pdesc *d, uint32_t i,
 }
 
 // Keeps the longest valid prefix of a slab's free list; returns its length
-// and its last block (0 if empty). Blocks past those handed out (below
-// them in a PDF_DOWN slab) were threaded by an interrupted extend: inited
-// grows to cover them.
+// and its last block (0 if empty). Blocks past inited were threaded by an
+// interrupted extend: inited grows to cover them.
 static uint32_t repair_list(struct mmpool *p, struct pdesc *d, uint32_t i,
                             uint64_t *head, uint64_t *bm, uint64_t *last) {
   uint64_t slab = (uint64_t)(p->data - p->base) + ((uint64_t)i << PAGE_SHIFT);
@@ -891,9 +890,7 @@ static uint32_t repair_list(struct mmpool *p, struct pdesc *d, uint32_t i,
       break;
     }
     bm[b / 64] |= (uint64_t)1 << (b % 64);
-    if (!pdesc_handed(d, b))
-      d->inited = (d->flags & PDF_DOWN) ? d->nblocks - (uint32_t)b
-                                        : (uint32_t)b + 1;
+    if (b >= d->inited) d->inited = (uint32_t)b + 1;
     n++;
     *last = off;
     link = (uint64_t *)(p->base + off);
@@ -953,12 +950,8 @@ int page_repair(struct mmpool *p, char *why, size_t why_len) {
     }
     if (run != UINT32_MAX) span_insert(p, run, i - run, 1);
     run = UINT32_MAX;
-    uint8_t down = d->flags & PDF_DOWN;  // the slab's direction stays
     page_set_span(p, i, n, d->kind);  // rewrites the tails
-    if (d->kind == PD_SLAB) {
-      d->flags |= down;
-      repair_slab(p, d, i);
-    }
+    if (d->kind == PD_SLAB) repair_slab(p, d, i);
     i += n;
   }
   if (run != UINT32_MAX) st->top = run;  // a free run at the end: the top
@@ -977,9 +970,8 @@ static int mark_list(struct mmpool *p, struct pdesc *d, uint32_t idx,
           "page %u: %s list holds 0x%llx, not a block of the slab", idx,
           which, (unsigned long long)off);
     uint64_t b = (off - slab) / d->bsize;
-    CHECK(pdesc_handed(d, b), "page %u: %s list holds block %llu, never "
-          "handed out (inited %u)", idx, which, (unsigned long long)b,
-          d->inited);
+    CHECK(b < d->inited, "page %u: %s list holds block %llu, never handed "
+          "out (inited %u)", idx, which, (unsigned long long)b, d->inited);
     CHECK(!(bm[b / 64] >> (b % 64) & 1), "page %u: block %llu is on the "
           "free lists twice (double free?)", idx, (unsigned long long)b);
     bm[b / 64] |= (uint64_t)1 << (b % 64);
@@ -1033,7 +1025,7 @@ static int slab_scan(struct mmpool *p, struct pdesc *d, uint32_t idx,
         "page %u: %u used + %u free blocks (%u freed by other threads), but "
         "%u handed out", idx, used, nfree, nremote, d->inited);
   // Every live block's slack: usable_size and realloc's copy trust it.
-  for (uint32_t b = pdesc_first(d), e = b + d->inited; b < e; b++) {
+  for (uint32_t b = 0; b < d->inited; b++) {
     if (bm[b / 64] >> (b % 64) & 1) continue;
     uint64_t off = slab + (uint64_t)b * d->bsize;
     uint16_t s = *pdesc_slack(p->base, d, off);
@@ -1565,7 +1557,7 @@ int page_walk(struct mmpool *p, int (*fn)(void *, size_t, void *),
       if (r) return r;
     } else if (d->kind == PD_SLAB) {
       if (slab_scan(p, d, i, bm, why, sizeof why)) continue;
-      for (uint32_t b = pdesc_first(d), e = b + d->inited; b < e; b++) {
+      for (uint32_t b = 0; b < d->inited; b++) {
         if (bm[b / 64] >> (b % 64) & 1) continue;
         uintptr_t blk = a + (uintptr_t)b * d->bsize;
         int r = fn((void *)blk, d->bsize - slack_of(p, d, blk - p->base),

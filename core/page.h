@@ -128,7 +128,7 @@ int page_repair(struct mmpool *p, char *why, size_t why_len) HIDDEN;
 // reaches a slab through a descriptor the file chose. A field is written
 // only when it changes.
 void page_detach_all(struct mmpool *p) HIDDEN;
-// 1 when a lies inside a block handed out: a slab block handed out once (any
+// 1 when a lies inside a block handed out: a slab block below inited (any
 // byte of its block size) or a large block (any of its requested bytes).
 // A block already freed back to its slab is not told apart.
 int page_block_at(struct mmpool *p, uintptr_t a) HIDDEN;

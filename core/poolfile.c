@@ -52,7 +52,6 @@ void poolfile_init(struct poolfile_header *h, const char *name, uint64_t base,
   h->os_page_size = 4096;
   h->desc_size = sizeof(struct pdesc);
   h->layout_hash = sc_layout_hash();
-  h->feature_incompat = POOLFILE_INCOMPAT_SLAB_DOWN;
   h->base = base;
   h->capacity = capacity;
   poolfile_layout(capacity, &h->desc_off, &h->data_off, &h->npages);

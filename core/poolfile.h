@@ -60,12 +60,7 @@
 // older build) has the slack arrays under its checksum too.
 #define POOLFILE_COMPAT_META_DESC 1u
 #define POOLFILE_RO_COMPAT_KNOWN 0u
-#define POOLFILE_INCOMPAT_KNOWN POOLFILE_INCOMPAT_SLAB_DOWN
-// The pool may hold slabs that hand out their blocks from their end
-// (PDF_DOWN: `inited` counts blocks from there), which an older build
-// would take for blocks from the start. Set at creation by this build;
-// a file without it keeps making slabs from the start.
-#define POOLFILE_INCOMPAT_SLAB_DOWN 1u
+#define POOLFILE_INCOMPAT_KNOWN 0u
 
 // Page descriptor kinds (pdesc.kind).
 enum {
@@ -97,12 +92,6 @@ enum {
 // pdesc.flags
 #define PDF_DIRTY 1u   // span pages may hold non-zero bytes
 #define PDF_LISTED 2u  // slab is on the pool's avail list of its class
-// Slab: hands out its never-used blocks from its last one down (heap.c,
-// extend), so that its first blocks and their slack entries, at the slab's
-// end, share one OS page (one-page slabs of pools made by this build,
-// slab_init). Blocks [nblocks - inited, nblocks) were handed out once;
-// without the flag, blocks [0, inited).
-#define PDF_DOWN 4u
 
 // One descriptor per 64 KiB data page; 64 bytes.
 struct pdesc {
@@ -114,8 +103,7 @@ struct pdesc {
   uint32_t head_delta;// PD_TAIL, PD_FREE_LAST: page index distance to head
   uint32_t bsize;     // slab: bytes per block
   uint32_t nblocks;   // slab: blocks that fit
-  uint32_t inited;    // slab: blocks handed out once: [0, inited), or
-                      // the last inited with PDF_DOWN (pdesc_first)
+  uint32_t inited;    // slab: blocks [0, inited) have been handed out once
   uint32_t used;      // slab: live blocks (kept by the owner), and
                       // PDESC_USED_PIN while it is its owner's current slab
   uint32_t owner;     // slab: owning thread id, OWNER_DETACHED; else NONE
@@ -142,20 +130,6 @@ struct pdesc {
 #define PDESC_USED_PIN 0x80000000u
 static inline uint32_t pdesc_used(const struct pdesc *d) {
   return __atomic_load_n(&d->used, __ATOMIC_RELAXED) & ~PDESC_USED_PIN;
-}
-
-// The first of the blocks slab d handed out once: they are blocks
-// [pdesc_first(d), pdesc_first(d) + inited). pre: inited <= nblocks.
-static inline uint32_t pdesc_first(const struct pdesc *d) {
-  return (d->flags & PDF_DOWN) ? d->nblocks - d->inited : 0;
-}
-
-// 1 when block b (its index in slab d) was handed out once; 0 for any b
-// past the slab's blocks. pre: inited <= nblocks.
-static inline int pdesc_handed(const struct pdesc *d, uint64_t b) {
-  // From the end, an index past the slab's blocks wraps to a large number.
-  uint64_t from_end = (uint64_t)d->nblocks - 1 - b;
-  return ((d->flags & PDF_DOWN) ? from_end : b) < d->inited;
 }
 
 // The slack-array entry (block size - requested size) of the block at pool

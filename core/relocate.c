@@ -130,14 +130,14 @@ RARE static void span(void *arg, const struct inspect_span *s) {
       return;
     }
     uint64_t bm[INSPECT_BM_WORDS];
-    uint32_t first = 0, inited = 0;
-    if (inspect_slab_free(in, s->page, bm, &first, &inited)) {
+    uint32_t inited = 0;
+    if (inspect_slab_free(in, s->page, bm, &inited)) {
       w->err = -EUCLEAN;
       return;
     }
     memcpy(w->buf, src, len);
     uint32_t bsize = sc_table[s->cls].bsize;
-    for (uint32_t b = first; b < first + inited && b < s->nblocks; b++) {
+    for (uint32_t b = 0; b < inited && b < s->nblocks; b++) {
       char *blk = w->buf + (size_t)b * bsize;
       int is_free = (bm[b / 64] >> (b % 64)) & 1;
       // A free block's first word links its list by offset: not an

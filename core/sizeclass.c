@@ -89,16 +89,6 @@ const uint32_t sc_keep[SC_COUNT] = {SC_BSIZES(SC_KEEP)};
 // 4 KiB of them, at least one.
 #define SC_EXTEND(b) ((b) >= 4096 ? 1 : 4096 / (b)),
 const uint16_t sc_extend[SC_COUNT] = {SC_BSIZES(SC_EXTEND)};
-// The first time, in a slab that hands out its blocks from its end
-// (PDF_DOWN): those that start in the OS page holding the end of its last
-// block (at least that one), so that what it touches first is one page,
-// the one its slack array ends in for the classes up to 3 KiB. Generated
-// from sc_table; checked by test_sizeclass.
-const uint16_t sc_extend_first[SC_COUNT] = {
-    56, 7, 5, 32, 26, 22, 18, 24, 19, 16, 13, 14, 11, 9, 7, 7,
-    6, 5, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-};
 
 const uint8_t sc_direct[SC_DIRECT_MAX / 16 + 1] = {
     0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,

@@ -48,10 +48,9 @@ extern const uint64_t sc_recip[SC_COUNT];
 // stays, and wraps around when n does not fit: one compare tells both.
 extern const uint32_t sc_keep[SC_COUNT];
 #define SC_START_BELOW ((uint64_t)1 << 20)
-// Blocks a slab threads onto its free list at a time (heap.c, extend),
-// and the first time in a slab that hands them out from its end (PDF_DOWN).
+// Blocks a slab threads onto its free list at a time (heap.c, extend):
+// 4 KiB of them, at least one (a load instead of a division).
 extern const uint16_t sc_extend[SC_COUNT];
-extern const uint16_t sc_extend_first[SC_COUNT];
 
 // pdesc.slack_off of a slab of class sc at pool offset so: the slack
 // array's offset, biased so that a block's entry is found from the block's

@@ -640,24 +640,15 @@ static void test_killed_holder(void **state) {
 // ---------------------------------------------------------------------------
 // Data-page state that no checksum covers
 
-// The file offset of the block that slab d (at file offset slab) handed
-// out first: its last block when it hands them out from its end
-// (PDF_DOWN), else its block 0.
-static uint64_t first_out(const struct pdesc *d, uint64_t slab) {
-  uint32_t b = (d->flags & PDF_DOWN) ? d->nblocks - 1 : 0;
-  return slab + (uint64_t)b * d->bsize;
-}
-
 // The first slab that holds live blocks, and the file offset of the slack
-// entry (requested size = block size - slack) of the block it handed out
-// first.
+// entry (requested size = block size - slack) of its block 0.
 static uint32_t first_live_slab(struct img *m, uint64_t *slack_at) {
   struct poolfile_header *h = img_hdr(m);
   for (uint32_t i = 0; i < h->st.top; i++) {
     struct pdesc *d = img_desc(m, i);
     if (d->kind != PD_SLAB || pdesc_used(d) == 0) continue;
     uint64_t slab = h->data_off + (uint64_t)i * PAGE_BYTES;
-    *slack_at = d->slack_off + ((first_out(d, slab) >> d->gshift) << 1);
+    *slack_at = d->slack_off + ((slab >> d->gshift) << 1);
     assert_true(*slack_at + 2 <= m->len);
     return i;
   }
@@ -665,8 +656,8 @@ static uint32_t first_live_slab(struct img *m, uint64_t *slack_at) {
   return 0;
 }
 
-// Damages the slack entry of a live block (root 1's, the first block the
-// first slab handed out) of a copy of the good file, or of its not-cleanly-closed
+// Damages the slack entry of a live block (root 1's, the first block of
+// the first slab) of a copy of the good file, or of its not-cleanly-closed
 // variant, with value v (0: the block size + 1).
 static struct img slack_damaged(int unclean_file, uint16_t v) {
   struct img m = unclean_file ? unclean() : img_copy();
@@ -674,10 +665,10 @@ static struct img slack_damaged(int unclean_file, uint16_t v) {
   uint64_t at = 0;
   uint32_t idx = first_live_slab(&m, &at);
   struct pdesc *d = img_desc(&m, idx);
-  // That block is root 1's, the pool's first allocation: live, with the
-  // slack of its requested size.
+  // Its block 0 is root 1's block, the pool's first allocation: live, with
+  // the slack of its requested size.
   uint64_t slab = h->data_off + (uint64_t)idx * PAGE_BYTES;
-  assert_int_equal(h->roots[1], h->base + first_out(d, slab));
+  assert_int_equal(h->roots[1], h->base + slab);
   uint16_t old;
   memcpy(&old, m.b + at, sizeof old);
   assert_int_equal(old, d->bsize - sizeof ROOT1_TEXT);

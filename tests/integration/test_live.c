@@ -13,9 +13,6 @@
 //   delay.
 // - malloc_trim (heap_trim) gives back every slab that holds no block, of
 //   every thread, then every free page (checked with mincore).
-// - A fresh slab hands out its blocks from its end, beside its slack
-//   array: a class used once costs one 4 KiB page (for the classes of 32
-//   bytes to 3 KiB), not two.
 // Each case asserts what the pool holds (pages_used, the peak, resident
 // pages), never a time. Links the static core (heap.h, page.h).
 #define _GNU_SOURCE
@@ -164,36 +161,6 @@ static void grown_blocks_reuse_empty_slabs(void **state) {
 // A slab left empty goes back to the page allocator, and its page to the
 // kernel once free for the delay, as a large block's span does (it stayed
 // resident before: only spans of 1 MiB and more were purged).
-// One block of each one-page class, in a fresh pool: the block is its
-// slab's last (PDF_DOWN), and what the allocator wrote for it (the
-// threaded blocks of the first chunk, the block's slack entry) lies in the
-// slab's last 4 KiB page, where the slack array ends, for the classes of
-// 32 bytes to 3 KiB. 16 bytes (an 8 KiB slack array) takes two pages.
-// Slabs that handed out their first block at their start took two pages
-// for every class: the block's and the slack entry's.
-static void fresh_slab_touches_one_page(void **state) {
-  (void)state;
-  mmpool_t *h = mmpool_open("live.onepage", "size=1G");
-  assert_non_null(h);
-  for (unsigned c = 0; c < SC_COUNT && sc_table[c].npages == 1; c++) {
-    const struct sizeclass *sc = &sc_table[c];
-    if (sc->bsize > 3072) break;
-    unsigned char *b = mmpool_malloc(h, sc->bsize - 8);
-    assert_non_null(b);
-    uintptr_t slab = (uintptr_t)b & ~(uintptr_t)(PAGE_BYTES - 1);
-    assert_int_equal((uintptr_t)b,
-                     slab + (uintptr_t)(sc->nblocks - 1) * sc->bsize);
-    assert_int_equal(mmpool_usable_size(b), sc->bsize - 8);
-    size_t want = sc->bsize >= 32 ? 1 : 2;
-    if (resident(slab, PAGE_BYTES) != want)
-      fail_msg("class %u (%u bytes): %zu pages of its slab resident, not %zu",
-               c, sc->bsize, resident(slab, PAGE_BYTES), want);
-    assert_int_equal(resident(slab + PAGE_BYTES - 4096, 4096), 1);
-  }
-  assert_int_equal(mmpool_check(h), 0);
-  assert_int_equal(mmpool_close(h), 0);
-}
-
 static void empty_slab_is_purged(void **state) {
   (void)state;
   for (int delayed = 0; delayed < 2; delayed++) {
@@ -404,7 +371,6 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(consumers_give_back_adopted_slabs),
       cmocka_unit_test(grown_blocks_reuse_empty_slabs),
-      cmocka_unit_test(fresh_slab_touches_one_page),
       cmocka_unit_test(empty_slab_is_purged),
       cmocka_unit_test(trim_collects_every_thread),
       cmocka_unit_test(batched_frees_reach_their_slab),

@@ -134,13 +134,11 @@ static int case_run(const char *name) {
     char *big = must(mmpool_malloc(pool, 300000));
     mmpool_free(big + 65536);
   } else if (strcmp(name, "threaded_never_used") == 0) {
-    // A fresh slab hands out its blocks from its end (PDF_DOWN): a is its
-    // last block, and the blocks of the 4 KiB page a ends in are threaded
-    // (32 of 64 bytes): the 20th below a is on the free list, never
-    // handed out.
-    mmpool_free(a - 20 * 64);
+    // The slab's first 4 KiB of 64-byte blocks are threaded: block 20 is
+    // on the free list, never handed out.
+    mmpool_free(a + 20 * 64);
   } else if (strcmp(name, "never_used") == 0) {
-    mmpool_free(a - 900 * 64);  // below the threaded part (full mode)
+    mmpool_free(a + 900 * 64);  // past the threaded part (full mode)
   } else if (strcmp(name, "header") == 0) {
     mmpool_free(mmpool_base(pool));
   } else if (strcmp(name, "descriptors") == 0) {

@@ -256,39 +256,12 @@ static void test_keep(void **state) {
   }
 }
 
-// extend's chunks (heap.c): 4 KiB of blocks, at least one; the first time
-// in a slab that hands them out from its end, the blocks that start in the
-// 4 KiB page holding the end of its last block, at least that one. So a
-// fresh slab's first chunk never spans two OS pages unless its one block
-// does.
+// extend's chunks (heap.c): 4 KiB of blocks, at least one.
 static void test_extend_chunks(void **state) {
   (void)state;
   for (unsigned c = 0; c < SC_COUNT; c++) {
-    const struct sizeclass *sc = &sc_table[c];
-    uint32_t want = sc->bsize >= 4096 ? 1 : 4096 / sc->bsize;
-    assert_int_equal(sc_extend[c], want);
-    uint64_t end = (uint64_t)sc->nblocks * sc->bsize;
-    uint64_t page = (end - 1) & ~(uint64_t)4095;
-    uint32_t k = 0;  // blocks from the last down that start in that page
-    while (k < sc->nblocks &&
-           (uint64_t)(sc->nblocks - 1 - k) * sc->bsize >= page)
-      k++;
-    if (k == 0) k = 1;
-    if (sc_extend_first[c] != k)
-      fail_msg("class %u (%u bytes): first chunk %u, want %u", c, sc->bsize,
-               sc_extend_first[c], k);
-    // Its blocks and their slack entries share one page for the classes
-    // of 32 bytes to 3 KiB (docs/performance.md, "Every slab touches two
-    // pages").
-    uint64_t lo = (uint64_t)(sc->nblocks - k) * sc->bsize;
-    uint64_t e_lo = sc->slack_rel + (((lo >> sc->gshift) << 1));
-    uint64_t e_hi = sc->slack_rel + ((((end - sc->bsize) >> sc->gshift)) << 1);
-    int one = lo / 4096 == (end - 1) / 4096 && e_lo / 4096 == lo / 4096 &&
-              (e_hi + 1) / 4096 == lo / 4096;
-    int want_one = sc->bsize >= 32 && sc->bsize <= 3072;
-    if (one != want_one)
-      fail_msg("class %u (%u bytes): first chunk on one page: %d", c,
-               sc->bsize, one);
+    uint32_t b = sc_table[c].bsize;
+    assert_int_equal(sc_extend[c], b >= 4096 ? 1 : 4096 / b);
   }
 }
 
